@@ -1,0 +1,147 @@
+"""Reader for the official Oxford-IIIT Pet layout (``images/``, ``annotations/``).
+
+Every image carries species and breed labels; only some carry a trimap. Images without one get
+an all-``IGNORE_INDEX`` mask so segmentation loss and metrics skip them; no mask is invented.
+A corrupt image is skipped and reported instead of crashing an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+from torchvision import tv_tensors
+
+from petnet.errors import DatasetError, InvalidImageError
+from petnet.images import load_image
+from petnet.labels import BREEDS, IGNORE_INDEX, SPECIES
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("trainval", "test")
+DEFAULT_DATA_ROOT = Path("../shared/data/oxford-iiit-pet")
+
+
+@dataclass(frozen=True)
+class PetRecord:
+    """One labelled image of the dataset."""
+
+    name: str
+    breed_index: int
+    species_index: int
+    image_path: Path
+    trimap_path: Path | None
+
+    @property
+    def has_trimap(self) -> bool:
+        return self.trimap_path is not None
+
+
+def read_split(root: str | Path, split: str) -> list[PetRecord]:
+    """Records of ``annotations/<split>.txt`` (``name class-id species breed-id`` per line)."""
+    if split not in SPLITS:
+        raise DatasetError(f"Unknown split {split!r}; choose one of {SPLITS}.")
+    root = Path(root)
+    list_file = root / "annotations" / f"{split}.txt"
+    if not root.is_dir():
+        raise DatasetError(f"Dataset root {root} does not exist; pass --data-root pointing at oxford-iiit-pet/.")
+    if not list_file.is_file():
+        raise DatasetError(f"{list_file} is missing; {root} does not look like the Oxford-IIIT Pet layout.")
+    records = [_parse_line(root, line, list_file, n) for n, line in enumerate(list_file.read_text().splitlines(), 1)]
+    records = [r for r in records if r is not None]
+    missing = [r.image_path.name for r in records if not r.image_path.is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} images listed in {list_file.name} are missing, e.g. {missing[:3]}.")
+    return records
+
+
+def _parse_line(root: Path, line: str, list_file: Path, line_number: int) -> PetRecord | None:
+    if not line.strip() or line.startswith("#"):
+        return None
+    try:
+        name, class_id, species_id, _ = line.split()
+        breed = BREEDS[int(class_id) - 1]
+        species_index = int(species_id) - 1
+    except (ValueError, IndexError) as error:
+        raise DatasetError(f"{list_file}:{line_number}: malformed line {line!r}.") from error
+    if SPECIES[species_index] != breed.species or not name.startswith(breed.name + "_"):
+        raise DatasetError(f"{list_file}:{line_number}: labels of {name} disagree with the breed list.")
+    trimap = root / "annotations" / "trimaps" / f"{name}.png"
+    return PetRecord(name, breed.index, species_index, root / "images" / f"{name}.jpg", trimap if trimap.is_file() else None)
+
+
+def train_val_split(records: Sequence[PetRecord], val_fraction: float, seed: int) -> tuple[list[PetRecord], list[PetRecord]]:
+    """Carve a validation set out of ``trainval``: per breed, a seeded random ``val_fraction`` of the
+    images with a trimap and of those without, so both tasks are validated on every breed."""
+    groups: dict[tuple[int, bool], list[PetRecord]] = defaultdict(list)
+    for record in records:
+        groups[(record.breed_index, record.has_trimap)].append(record)
+    rng = random.Random(seed)
+    train, val = [], []
+    for key in sorted(groups):
+        members = sorted(groups[key], key=lambda r: r.name)
+        rng.shuffle(members)
+        n_val = round(len(members) * val_fraction)
+        val.extend(members[:n_val])
+        train.extend(members[n_val:])
+    return sorted(train, key=lambda r: r.name), sorted(val, key=lambda r: r.name)
+
+
+def read_trimap(path: Path) -> np.ndarray:
+    """Trimap as a uint8 array of 0 = pet, 1 = background, 2 = boundary (file values 1/2/3)."""
+    trimap = np.asarray(Image.open(path).convert("L"), dtype=np.uint8)
+    if not np.isin(trimap, (1, 2, 3)).all():
+        raise InvalidImageError(f"{path} holds values outside 1/2/3.")
+    return trimap - 1
+
+
+class OxfordPetDataset(Dataset):
+    """Samples as dicts: ``image`` (3xSxS float), ``mask`` (SxS long, 255 = ignore), ``species``,
+    ``breed``, ``has_mask``, ``index``. A sample that fails to load is returned as ``None``, logged
+    and remembered in ``failures``; :func:`collate_skipping_failures` drops it from the batch."""
+
+    def __init__(self, records: Sequence[PetRecord], transform: Callable) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.failures: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict | None:
+        record = self.records[index]
+        try:
+            image = load_image(record.image_path)
+            if record.trimap_path is not None:
+                mask = read_trimap(record.trimap_path)
+                if mask.shape != (image.height, image.width):
+                    raise InvalidImageError(f"trimap {mask.shape} does not match image {image.size[::-1]}")
+            else:
+                mask = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
+        except (InvalidImageError, OSError) as error:
+            self.failures[record.name] = str(error)
+            log.warning("Skipping %s: %s", record.name, error)
+            return None
+        image_tensor, mask_tensor = self.transform(image, tv_tensors.Mask(torch.from_numpy(mask)))
+        return {
+            "image": image_tensor.as_subclass(torch.Tensor),
+            "mask": mask_tensor.as_subclass(torch.Tensor).long(),
+            "species": record.species_index,
+            "breed": record.breed_index,
+            "has_mask": record.has_trimap,
+            "index": index,
+        }
+
+
+def collate_skipping_failures(samples: list[dict | None]) -> dict | None:
+    """Batch the samples that loaded; ``None`` if none did."""
+    loaded = [sample for sample in samples if sample is not None]
+    return default_collate(loaded) if loaded else None

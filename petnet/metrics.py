@@ -1,0 +1,74 @@
+"""Pure metric functions over labels and confusion matrices (rows = truth, columns = prediction).
+
+The evaluator and the training loop only accumulate confusion matrices; every number in a report
+is derived here, so each definition exists once and is unit-tested against hand-computed cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
+    """Counts of (truth, predicted) pairs as an int64 ``num_classes x num_classes`` matrix."""
+    truth = np.asarray(truth).ravel().astype(np.int64)
+    predicted = np.asarray(predicted).ravel().astype(np.int64)
+    if ignore_index is not None:
+        keep = truth != ignore_index
+        truth, predicted = truth[keep], predicted[keep]
+    return np.bincount(truth * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise division that yields NaN where the denominator is 0 (metric undefined)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def accuracy(confusion: np.ndarray) -> float:
+    """Fraction of samples on the diagonal."""
+    return float(_safe_divide(np.trace(confusion), confusion.sum()))
+
+
+def precision_recall_f1(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 (NaN where a class is never predicted / never true)."""
+    true_positive = np.diag(confusion).astype(np.float64)
+    precision = _safe_divide(true_positive, confusion.sum(axis=0))
+    recall = _safe_divide(true_positive, confusion.sum(axis=1))
+    f1 = _safe_divide(2 * true_positive, confusion.sum(axis=0) + confusion.sum(axis=1))
+    return precision, recall, f1
+
+
+def weighted_f1(confusion: np.ndarray) -> float:
+    """F1 averaged over classes weighted by their true counts (classes absent from truth weigh 0)."""
+    support = confusion.sum(axis=1)
+    _, _, f1 = precision_recall_f1(confusion)
+    return float(np.sum(np.nan_to_num(f1) * support) / support.sum()) if support.sum() else float("nan")
+
+
+def iou_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Intersection over union per class: TP / (TP + FP + FN)."""
+    true_positive = np.diag(confusion)
+    return _safe_divide(true_positive, confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive)
+
+
+def dice_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Dice (pixel F1) per class: 2 TP / (2 TP + FP + FN)."""
+    return precision_recall_f1(confusion)[2]
+
+
+def top_k_accuracy(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Fraction of rows whose true class is among the ``k`` highest scores."""
+    top_k = np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top_k == np.asarray(truth)[:, None], axis=1)))
+
+
+def most_confused_pairs(confusion: np.ndarray, top: int = 10) -> list[tuple[int, int, int]]:
+    """Off-diagonal (truth, predicted, count) cells with the largest counts, largest first."""
+    off_diagonal = confusion.copy()
+    np.fill_diagonal(off_diagonal, 0)
+    order = np.argsort(-off_diagonal, axis=None, kind="stable")[:top]
+    cells = [(*np.unravel_index(i, confusion.shape), off_diagonal.flat[i]) for i in order]
+    return [(int(t), int(p), int(c)) for t, p, c in cells if c > 0]
