@@ -1,0 +1,130 @@
+"""Evaluation report files: the v1 JSON contract between ``petnet.evaluate`` (writer) and the dashboard.
+
+The field-by-field description lives in ``docs/report_schema.md``. Readers go through
+:func:`load_report`, which refuses files it cannot trust (missing, not JSON, other schema version,
+missing sections) with a :class:`ReportError` that says how to regenerate them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from petnet.errors import PetNetError
+
+SCHEMA_VERSION = 1
+EVALUATION_SPLITS = ("test", "val", "trainval")
+"""Splits a report can describe; ``val`` is carved from ``trainval`` as in training."""
+REPORTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "reports"
+"""Default home of ``<split>.json`` reports and their ``<split>_masks/`` folders."""
+
+BASELINE: dict[str, Any] = {
+    "name": "original PetNet (from-scratch CNN, 128x128)",
+    "species_accuracy": 0.96,
+    "breed_top3_accuracy": 0.87,
+    "mean_iou": 0.74,
+    "min_iou": 0.54,
+}
+"""Published figures of the original PetNet, the numbers every report is compared against."""
+
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("schema_version", "split", "split_description", "model", "num_images", "num_images_with_trimap",
+         "labels", "species", "breed", "segmentation", "worst_cases", "baseline"),
+    "labels": ("species", "breeds", "breed_display_names", "breed_species", "mask_classes"),
+    "species": ("accuracy", "confusion"),
+    "breed": ("top1_accuracy", "top3_accuracy", "weighted_f1", "confusion", "per_class", "most_confused"),
+    "segmentation": ("per_class_iou", "mean_iou", "min_iou", "per_class_dice", "mean_dice", "pixel_accuracy",
+                     "confusion"),
+}  # fmt: skip
+"""Keys a reader may rely on, per section ("" = top level)."""
+
+
+class ReportError(PetNetError):
+    """An evaluation report is missing, unreadable or does not follow the expected schema."""
+
+
+def report_path(split: str, directory: str | Path = REPORTS_DIR) -> Path:
+    """Where the report of ``split`` lives: ``<directory>/<split>.json``."""
+    return Path(directory) / f"{split}.json"
+
+
+def _regenerate_hint(path: Path) -> str:
+    split = path.stem if path.stem in EVALUATION_SPLITS else "test"
+    return f"run `python -m petnet.evaluate --split {split} --out {path}` to (re)create it"
+
+
+def load_report(path: str | Path) -> dict:
+    """Read and validate a report; raise :class:`ReportError` saying what to do when it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"No evaluation report at {path}; {_regenerate_hint(path)}.")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ReportError(f"{path} is not valid JSON ({error}); {_regenerate_hint(path)}.") from error
+    if not isinstance(report, dict):
+        raise ReportError(f"{path} holds a JSON {type(report).__name__}, not a report object; {_regenerate_hint(path)}.")
+    version = report.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ReportError(
+            f"{path} has schema_version {version!r} but this PetNet reads version {SCHEMA_VERSION}; "
+            f"{_regenerate_hint(path)}."
+        )
+    missing = _missing_keys(report)
+    if missing:
+        raise ReportError(f"{path} lacks required keys {missing}; {_regenerate_hint(path)}.")
+    return report
+
+
+def _missing_keys(report: dict) -> list[str]:
+    """Dotted names of the :data:`REQUIRED_KEYS` absent from ``report``."""
+    missing = []
+    for section, keys in REQUIRED_KEYS.items():
+        values = report.get(section) if section else report
+        present = values if isinstance(values, Mapping) else {}
+        missing.extend(f"{section}.{key}" if section else key for key in keys if key not in present)
+    return missing
+
+
+def to_json_ready(value: Any) -> Any:
+    """Plain JSON values: numpy scalars/arrays become Python numbers/lists, NaN and infinities None."""
+    if isinstance(value, Mapping):
+        return {str(k): to_json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_json_ready(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_report(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``report`` as JSON atomically (temporary file + rename), so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_json_ready(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def find_reports(directory: str | Path = REPORTS_DIR) -> list[Path]:
+    """Report files (``*.json``) in ``directory``, sorted by name; empty if the folder does not exist."""
+    directory = Path(directory)
+    return sorted(p for p in directory.glob("*.json") if p.is_file()) if directory.is_dir() else []
