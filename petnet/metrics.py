@@ -10,12 +10,19 @@ import numpy as np
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
-    """Counts of (truth, predicted) pairs as an int64 ``num_classes x num_classes`` matrix."""
+    """Counts of (truth, predicted) pairs as an int64 ``num_classes x num_classes`` matrix.
+
+    Pairs whose truth is ``ignore_index`` are skipped. Any other label outside ``[0, num_classes)``
+    is an error: flattened indexing would otherwise count it silently in a neighbouring cell.
+    """
     truth = np.asarray(truth).ravel().astype(np.int64)
     predicted = np.asarray(predicted).ravel().astype(np.int64)
     if ignore_index is not None:
         keep = truth != ignore_index
         truth, predicted = truth[keep], predicted[keep]
+    for name, labels in (("truth", truth), ("predicted", predicted)):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{name} labels out of range [0, {num_classes}): {sorted(set(labels.tolist()))[:10]}")
     return np.bincount(truth * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
@@ -60,7 +67,10 @@ def dice_per_class(confusion: np.ndarray) -> np.ndarray:
 
 
 def top_k_accuracy(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Fraction of rows whose true class is among the ``k`` highest scores."""
+    """Fraction of rows whose true class is among the ``k`` highest scores (ties: lower index first;
+    NaN when there are no rows)."""
+    if len(truth) == 0:
+        return float("nan")
     top_k = np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :k]
     return float(np.mean(np.any(top_k == np.asarray(truth)[:, None], axis=1)))
 

@@ -1,0 +1,106 @@
+"""The report contract: what write_report produces load_report accepts, and bad files fail clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from petnet.errors import PetNetError
+from petnet.report import (
+    BASELINE,
+    REPORTS_DIR,
+    REQUIRED_KEYS,
+    SCHEMA_VERSION,
+    ReportError,
+    find_reports,
+    load_report,
+    report_path,
+    write_report,
+)
+
+
+def minimal_report() -> dict:
+    """The smallest report with every required key (values shaped like the real ones)."""
+    report = {key: None for key in REQUIRED_KEYS[""]}
+    for section, keys in REQUIRED_KEYS.items():
+        if section:
+            report[section] = {key: None for key in keys}
+    report.update(schema_version=SCHEMA_VERSION, split="test", worst_cases=[], baseline=dict(BASELINE))
+    return report
+
+
+def test_round_trip_converts_numpy_and_non_finite_values(tmp_path):
+    report = minimal_report()
+    report["species"] = {"accuracy": np.float64(0.5), "confusion": np.array([[1, 2], [3, 4]])}
+    report["segmentation"].update(mean_iou=float("nan"), min_iou=np.float32("inf"), per_class_iou={"pet": -math.inf})
+    path = write_report(report, tmp_path / "nested" / "test.json")
+    loaded = load_report(path)
+    assert loaded["species"] == {"accuracy": 0.5, "confusion": [[1, 2], [3, 4]]}
+    assert loaded["segmentation"]["mean_iou"] is None
+    assert loaded["segmentation"]["min_iou"] is None
+    assert loaded["segmentation"]["per_class_iou"] == {"pet": None}
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert [p.name for p in path.parent.iterdir()] == ["test.json"]  # no temporary file left behind
+
+
+def test_write_replaces_an_existing_report(tmp_path):
+    path = tmp_path / "val.json"
+    write_report({**minimal_report(), "split": "old"}, path)
+    write_report({**minimal_report(), "split": "val"}, path)
+    assert load_report(path)["split"] == "val"
+
+
+def test_missing_file_says_how_to_create_it(tmp_path):
+    with pytest.raises(ReportError, match=r"No evaluation report.*python -m petnet\.evaluate --split val"):
+        load_report(tmp_path / "val.json")
+
+
+def test_report_error_is_a_petnet_error():
+    assert issubclass(ReportError, PetNetError)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a report object"),
+        (json.dumps({"schema_version": 0}), "schema_version 0"),
+        (json.dumps({"split": "test"}), "schema_version None"),
+    ],
+)
+def test_unusable_files_raise_report_error(tmp_path, content, message):
+    path = tmp_path / "test.json"
+    path.write_text(content)
+    with pytest.raises(ReportError, match=message) as error:
+        load_report(path)
+    assert "petnet.evaluate --split test" in str(error.value)
+
+
+def test_missing_keys_are_named(tmp_path):
+    report = minimal_report()
+    del report["worst_cases"]
+    del report["segmentation"]["mean_iou"]
+    report["breed"] = "not a section"
+    path = write_report(report, tmp_path / "test.json")
+    with pytest.raises(ReportError) as error:
+        load_report(path)
+    message = str(error.value)
+    assert "'worst_cases'" in message and "'segmentation.mean_iou'" in message and "'breed.top1_accuracy'" in message
+
+
+def test_find_reports_lists_json_sorted_and_tolerates_missing_folder(tmp_path):
+    assert find_reports(tmp_path / "absent") == []
+    for name in ("val.json", "test.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "test_masks").mkdir()
+    assert [p.name for p in find_reports(tmp_path)] == ["test.json", "val.json"]
+
+
+def test_paths_and_baseline():
+    assert REPORTS_DIR.parts[-2:] == ("assets", "reports")
+    assert report_path("val", REPORTS_DIR) == REPORTS_DIR / "val.json"
+    assert BASELINE["species_accuracy"] == 0.96 and BASELINE["breed_top3_accuracy"] == 0.87
+    assert BASELINE["mean_iou"] == 0.74 and BASELINE["min_iou"] == 0.54
