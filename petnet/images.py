@@ -11,7 +11,6 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -22,7 +21,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 """Largest accepted image (width x height): about a 40-megapixel photo. Larger inputs are refused
 before decoding so a small compressed file cannot expand into gigabytes (decompression bomb)."""
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def load_image(source: ImageInput) -> Image.Image:

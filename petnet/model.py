@@ -7,18 +7,21 @@ huggingface_hub's ``PyTorchModelHubMixin``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import timm
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import PyTorchModelHubMixin, constants
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
 from petnet.config import PetNetConfig
 from petnet.decoder import UNetDecoder
+from petnet.errors import WeightsError
 from petnet.images import ImageInput, load_image
 from petnet.inference import Prediction, mask_from_logits, species_conditioned_topk
 from petnet.pretrained import load_imagenet_backbone
@@ -69,6 +72,8 @@ class PetNet(
             persistent=False,
         )
         self._preprocess = eval_transform(self.config.image_size, self.config.mean, self.config.std)
+        self.weights_source = "random initialisation"
+        """Where the weights came from, for people (set by the loaders; shown by the apps)."""
         self.eval()
 
     @classmethod
@@ -76,6 +81,7 @@ class PetNet(
         """A fresh model whose backbone starts from the packaged ImageNet weights."""
         model = cls(config)
         load_imagenet_backbone(model.encoder, model.config.backbone)
+        model.weights_source = f"ImageNet {model.config.backbone} backbone, untrained heads"
         return model
 
     def forward(self, images: torch.Tensor) -> PetNetOutput:
@@ -162,6 +168,50 @@ class PetNet(
         save_file({k: v.contiguous() for k, v in state.items()}, str(save_directory / "model.safetensors"))
 
     @classmethod
-    def _from_pretrained(cls, *, strict: bool = True, **kwargs: Any) -> PetNet:
-        """Load strictly by default: a missing or unexpected tensor is an error, not a warning."""
-        return super()._from_pretrained(strict=strict, **kwargs)
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        config: PetNetConfig | dict | None = None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **hub_kwargs: Any,
+    ) -> PetNet:
+        """Load strictly by default: a missing or unexpected tensor is an error, not a warning.
+
+        A local directory is read directly (the mixin would ``print`` a notice) and must hold
+        ``config.json`` and ``model.safetensors``; Hub ids go through the mixin (``hf_hub_download``).
+        """
+        if isinstance(config, dict):  # the mixin cannot decode the postponed `PetNetConfig | None` annotation
+            config = _config_from_dict(config, model_id)
+        if os.path.isdir(model_id):
+            weights = Path(model_id) / constants.SAFETENSORS_SINGLE_FILE
+            if config is None or not weights.is_file():
+                raise WeightsError(
+                    f"{model_id} needs {constants.CONFIG_NAME} and {constants.SAFETENSORS_SINGLE_FILE}; "
+                    "write both with PetNet.save_pretrained()."
+                )
+            model = cls._load_as_safetensor(cls(config), str(weights), map_location, strict)
+        else:
+            model = super()._from_pretrained(
+                model_id=model_id, config=config, map_location=map_location, strict=strict, **hub_kwargs
+            )
+        model.weights_source = model_id
+        return model
+
+    @classmethod
+    def _load_as_safetensor(cls, model: PetNet, model_file: str, map_location: str, strict: bool) -> PetNet:
+        try:
+            return super()._load_as_safetensor(model, model_file, map_location, strict)
+        except (RuntimeError, SafetensorError) as error:
+            raise WeightsError(
+                f"{model_file} does not fit this PetNet configuration ({error}). "
+                "Load it with the config.json saved next to it."
+            ) from error
+
+
+def _config_from_dict(values: dict, source: str) -> PetNetConfig:
+    try:
+        return PetNetConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"config.json of {source} is not a valid PetNetConfig: {error}") from error

@@ -1,0 +1,144 @@
+"""Find PetNet weights and load them: a local directory, a Hugging Face Hub repo, or the bundled copy.
+
+Resolution order of :func:`load_model`:
+
+1. an explicit local directory (``config.json`` + ``model.safetensors``) or Hub repo id;
+2. the Hub repo named by ``$PETNET_REPO`` (default :data:`DEFAULT_REPO_ID`);
+3. the weights bundled with the project in ``assets/model``.
+
+Downloads and the cache are huggingface_hub's own (``hf_hub_download``); ``HF_ENDPOINT``,
+``HF_HOME`` and ``HF_HUB_OFFLINE`` work as usual. When the Hub cannot deliver (offline mode, no
+network, unknown repo) the bundled weights are used and one log line says which and why. One
+bounded metadata request (``HF_HUB_ETAG_TIMEOUT`` seconds, no retries) decides whether the Hub is
+reachable, so an offline start never waits on huggingface_hub's retry-with-backoff path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+from huggingface_hub.errors import (
+    HFValidationError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+from petnet.errors import WeightsError
+from petnet.model import PetNet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPO_ID = "petnet/petnet-lite0"
+"""Hub repo used when neither an argument nor ``$PETNET_REPO`` names one."""
+REPO_ENV_VAR = "PETNET_REPO"
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "model"
+"""Weights shipped with the project (``<project root>/assets/model``), the offline fallback."""
+
+_MODEL_FILES = (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE)
+_NOT_ON_HUB = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)
+# Everything hf_hub_download raises when the Hub cannot deliver: HTTP errors and cache misses are
+# OSErrors, OfflineModeIsEnabled is a ConnectionError, transport failures are httpx2 errors.
+_HUB_FAILURES = (OSError, httpx2.HTTPError)
+
+
+def load_model(path_or_repo: str | Path | None = None, *, revision: str | None = None, device: str = "cpu") -> PetNet:
+    """A ready-to-predict :class:`PetNet` in eval mode on ``device``.
+
+    ``path_or_repo`` is a directory written by ``PetNet.save_pretrained`` or a Hub repo id
+    (``owner/name``; ``revision`` picks a branch, tag or commit). ``model.weights_source`` tells
+    which weights were loaded (``local: ...``, ``hub: repo@commit``, ``bundled: ...``).
+    Raises :class:`~petnet.errors.WeightsError` when no usable weights can be found.
+    """
+    source = str(path_or_repo) if path_or_repo is not None else os.environ.get(REPO_ENV_VAR) or DEFAULT_REPO_ID
+    if Path(source).expanduser().exists() or not _is_repo_id(source):
+        model = _load_directory(Path(source).expanduser(), "local")
+    else:
+        try:
+            model = _load_from_hub(source, revision)
+        except _HUB_FAILURES as error:
+            reason = _explain(error, source, revision)
+            log.warning("Running on the bundled weights in %s because %s.", BUNDLED_MODEL_DIR, reason)
+            model = _load_bundled(reason)
+    return model.to(device).eval()
+
+
+def _is_repo_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _load_directory(directory: Path, kind: str) -> PetNet:
+    if not directory.is_dir():
+        raise WeightsError(
+            f"No model directory at {directory}. Pass a directory written by PetNet.save_pretrained "
+            "(config.json + model.safetensors) or a Hugging Face Hub repo id such as 'owner/name'."
+        )
+    model = PetNet.from_pretrained(directory)
+    model.weights_source = f"{kind}: {directory.resolve()}"
+    return model
+
+
+def _load_bundled(reason: str) -> PetNet:
+    if not all((BUNDLED_MODEL_DIR / name).is_file() for name in _MODEL_FILES):
+        raise WeightsError(
+            f"No weights available: {reason}, and the bundled weights are missing from {BUNDLED_MODEL_DIR}. "
+            f"Connect to the Hugging Face Hub, set ${REPO_ENV_VAR} to a repo id, or pass load_model() "
+            "a directory written by PetNet.save_pretrained (e.g. the model/ folder of a training run)."
+        )
+    return _load_directory(BUNDLED_MODEL_DIR, "bundled")
+
+
+def _load_from_hub(repo_id: str, revision: str | None) -> PetNet:
+    """Download (or find in the cache) config + weights with ``hf_hub_download``, then load them."""
+    local_files_only = constants.is_offline_mode() or not _hub_answers(repo_id, revision)
+    paths = [
+        Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=local_files_only))
+        for name in _MODEL_FILES
+    ]
+    snapshot = paths[0].parent  # both files sit in the cache's snapshots/<commit>/ folder
+    model = PetNet.from_pretrained(snapshot)
+    model.weights_source = f"hub: {repo_id}@{snapshot.name[:12]}" + (" (cached copy)" if local_files_only else "")
+    return model
+
+
+def _hub_answers(repo_id: str, revision: str | None) -> bool:
+    """Whether the Hub answers one metadata request in ``HF_HUB_ETAG_TIMEOUT`` seconds (no retries).
+
+    A missing repo, revision or file is raised (the Hub answered: "no"); network trouble returns
+    False so only the cache is consulted, skipping huggingface_hub's minute-long retries.
+    """
+    url = hf_hub_url(repo_id, constants.CONFIG_NAME, revision=revision)
+    try:
+        get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except _NOT_ON_HUB:
+        raise
+    except _HUB_FAILURES as error:
+        log.debug("The Hub did not answer for %s: %s", repo_id, error)
+        return False
+    return True
+
+
+def _explain(error: BaseException, repo_id: str, revision: str | None) -> str:
+    """One short phrase saying why ``repo_id`` could not be loaded from the Hub."""
+    if isinstance(error, RevisionNotFoundError):
+        return f"revision {revision!r} of Hub repo {repo_id} does not exist"
+    if isinstance(error, RepositoryNotFoundError):
+        return f"Hub repo {repo_id} was not found (or is private/gated) at {constants.ENDPOINT}"
+    if isinstance(error, RemoteEntryNotFoundError):
+        return f"Hub repo {repo_id} has no {' + '.join(_MODEL_FILES)}"
+    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else f"{constants.ENDPOINT} is unreachable"
+        return f"{why} and Hub repo {repo_id} is not in the cache ({constants.HF_HUB_CACHE})"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"loading Hub repo {repo_id} failed ({type(error).__name__}: {first_line})"
