@@ -1,0 +1,108 @@
+"""petnet.evaluate end to end on the tiny generated dataset with a tiny random model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from petnet.config import PetNetConfig
+from petnet.data import read_split, train_val_split
+from petnet.evaluate import OFFICIAL_TEST_TOTAL, main, run_model, segmentation_metrics, split_description
+from petnet.labels import BREED_NAMES, MASK_CLASSES
+from petnet.model import PetNet
+from petnet.report import load_report
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def test_report(tiny_pet_root, tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports") / "test.json"
+    argv = ["--split", "test", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
+            "--batch-size", "5", "--num-workers", "0", "--worst", "8"]  # fmt: skip
+    main(argv)
+    return out, load_report(out)
+
+
+def test_counts_match_the_split(test_report, tiny_pet_root):
+    _, report = test_report
+    records = read_split(tiny_pet_root, "test")
+    assert report["split"] == "test"
+    assert report["num_images"] == len(records) == 12
+    assert report["num_images_with_trimap"] == sum(r.has_trimap for r in records) == 8
+    assert report["split_description"] == f"official test split, 12 of {OFFICIAL_TEST_TOTAL:,} images (8 with trimaps)"
+    assert report["model"]["image_size"] == 64
+    assert report["labels"]["breeds"] == list(BREED_NAMES)
+
+
+def test_confusion_matrices_add_up(test_report):
+    _, report = test_report
+    species = np.array(report["species"]["confusion"])
+    breed = np.array(report["breed"]["confusion"])
+    pixels = np.array(report["segmentation"]["confusion"])
+    assert species.shape == (2, 2) and species.sum() == 12
+    assert species.sum(axis=1).tolist() == [6, 6]  # 2 cat breeds and 2 dog breeds, 3 test images each
+    assert breed.shape == (37, 37) and breed.sum() == 12
+    assert pixels.shape == (3, 3) and pixels.sum() == 8 * 64 * 64  # trimap resolution of the tiny images
+    assert report["segmentation"]["resolution"] == "64x64 (trimap)"
+    assert report["species"]["accuracy"] == pytest.approx(np.trace(species) / 12)
+    assert sum(entry["support"] for entry in report["breed"]["per_class"]) == 12
+
+
+def test_rates_are_fractions_or_null(test_report):
+    _, report = test_report
+    segmentation = report["segmentation"]
+    for name in MASK_CLASSES:
+        for section in ("per_class_iou", "per_class_dice"):
+            value = segmentation[section][name]
+            assert value is None or 0.0 <= value <= 1.0
+    assert 0.0 <= segmentation["min_iou"] <= segmentation["mean_iou"] <= 1.0
+    assert 0.0 <= report["breed"]["top1_accuracy"] <= report["breed"]["top3_accuracy"] <= 1.0
+
+
+def test_worst_cases_are_ranked_and_their_masks_saved(test_report):
+    out, report = test_report
+    worst = report["worst_cases"]
+    assert len(worst) == 8
+    keys = [(w["predicted_species"] == w["true_species"], w["true_breed_probability"]) for w in worst]
+    assert keys == sorted(keys, key=lambda k: (k[0], k[1]))
+    for entry in worst:
+        if entry["trimap"] is None:
+            assert entry["predicted_mask"] is None and entry["iou"] is None
+            continue
+        assert 0.0 <= entry["iou"] <= 1.0
+        mask = np.asarray(Image.open(out.parent / entry["predicted_mask"]))
+        assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 1, 2}
+        assert len(entry["predicted_breeds"]) == 3
+    assert {p.name for p in (out.parent / "test_masks").iterdir()} == {
+        w["predicted_mask"].split("/")[1] for w in worst if w["predicted_mask"]
+    }
+
+
+def test_val_split_recreates_the_training_split_and_limit(tiny_pet_root, tiny_model_dir, tmp_path):
+    out = tmp_path / "val.json"
+    report = main(["--split", "val", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
+                   "--num-workers", "0", "--val-fraction", "0.5", "--seed", "3", "--limit", "3"])  # fmt: skip
+    expected = train_val_split(read_split(tiny_pet_root, "trainval"), 0.5, 3)[1][:3]
+    assert report["num_images"] == 3
+    assert {w["name"] for w in report["worst_cases"]} == {r.name for r in expected}
+    assert "val_fraction 0.5, seed 3" in report["split_description"]
+    assert "--limit" in report["split_description"]
+
+
+def test_segmentation_is_undefined_without_trimaps(tiny_pet_root, tiny_model_dir):
+    records = [r for r in read_split(tiny_pet_root, "test") if not r.has_trimap][:2]
+    outcomes, skipped = run_model(PetNet.from_pretrained(tiny_model_dir), records, batch_size=2)
+    assert not skipped and all(o.mask is None and math.isnan(o.iou) for o in outcomes)
+    segmentation = segmentation_metrics(outcomes)
+    assert segmentation["resolution"] == "none (no trimaps)"
+    assert all(math.isnan(segmentation[k]) for k in ("mean_iou", "min_iou", "mean_dice", "pixel_accuracy"))
+    assert split_description("trainval", records, 0.1, 0).endswith("2 images (0 with trimaps)")
