@@ -1,0 +1,405 @@
+"""PetNet evaluation dashboard over the JSON reports written by ``petnet.evaluate``.
+
+Run: ``streamlit run app/dashboard.py [-- --report PATH | --reports-dir DIR] [--images-root DIR]``.
+The same options can come from the environment (``PETNET_REPORT``, ``PETNET_REPORTS_DIR``,
+``PETNET_IMAGES_ROOT``), which is how tests and containers configure it; command-line flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` only puts app/ on sys.path; petnet lives one level up
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from dashboard_charts import (
+    breed_confusion_figure,
+    confusion_heatmap,
+    loss_curves_figure,
+    mask_metrics_figure,
+    most_confused_figure,
+    per_breed_bar_figure,
+    per_breed_frame,
+    validation_curves_figure,
+)
+from PIL import Image
+
+from petnet.data import DEFAULT_DATA_ROOT, read_trimap
+from petnet.errors import DatasetError
+from petnet.report import BASELINE, REPORTS_DIR, ReportError, find_reports, load_report
+from petnet.visualize import overlay_mask
+
+TRAINING_LOG_NAME = "training_log.csv"
+SPECIES_FILTERS: dict[str, tuple[str, ...]] = {
+    "all": ("cat", "dog"),
+    "cats": ("cat",),
+    "dogs": ("dog",),
+}
+
+
+@dataclass(frozen=True)
+class DashboardOptions:
+    """Where to read reports and images from; ``report`` pins a single file, else ``reports_dir`` is listed."""
+
+    report: Path | None
+    reports_dir: Path
+    images_root: Path | None
+
+
+def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> DashboardOptions:
+    """Options from the arguments after ``--`` of ``streamlit run``, falling back to ``PETNET_*`` variables.
+
+    Unknown arguments are ignored so the script also runs under hosts with their own argv (pytest).
+    """
+    parser = argparse.ArgumentParser(prog="streamlit run app/dashboard.py --", allow_abbrev=False)
+    parser.add_argument("--report", type=Path, default=environ.get("PETNET_REPORT") or None)
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=environ.get("PETNET_REPORTS_DIR") or REPORTS_DIR,
+    )
+    parser.add_argument("--images-root", type=Path, default=environ.get("PETNET_IMAGES_ROOT") or None)
+    args, _ = parser.parse_known_args(list(argv))
+    return DashboardOptions(
+        report=args.report,
+        reports_dir=Path(args.reports_dir),
+        images_root=args.images_root,
+    )
+
+
+def _mtime_ns(path: Path) -> int:
+    """Modification time used as a cache key, so an updated file is re-read; -1 when it does not exist."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_report(path: str, mtime_ns: int) -> dict:
+    return load_report(path)
+
+
+def read_report(path: Path) -> dict:
+    """Validated report, parsed once per file version (path + mtime); raises ReportError."""
+    return _cached_report(str(path), _mtime_ns(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_csv(path: str, mtime_ns: int) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def resolve_images_root(typed: str, report: dict) -> Path | None:
+    """First existing dataset root among: the sidebar/CLI value, the report's data_root, the default copy."""
+    candidates = [Path(typed)] if typed.strip() else []
+    candidates += [
+        Path(report.get("data_root") or DEFAULT_DATA_ROOT),
+        DEFAULT_DATA_ROOT,
+    ]
+    for candidate in candidates:
+        candidate = candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+        if (candidate / "images").is_dir():
+            return candidate
+    return None
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def show_headline(report: dict) -> None:
+    """Five cards: our figure, and the change against the original PetNet where it published one."""
+    baseline = report.get("baseline") or BASELINE
+    cards = (
+        (
+            "Species accuracy",
+            report["species"]["accuracy"],
+            baseline.get("species_accuracy"),
+            True,
+        ),
+        (
+            "Breed top-1",
+            report["breed"]["top1_accuracy"],
+            baseline.get("breed_top1_accuracy"),
+            True,
+        ),
+        (
+            "Breed top-3",
+            report["breed"]["top3_accuracy"],
+            baseline.get("breed_top3_accuracy"),
+            True,
+        ),
+        (
+            "Mean IoU",
+            report["segmentation"]["mean_iou"],
+            baseline.get("mean_iou"),
+            False,
+        ),
+        (
+            "Worst-class IoU",
+            report["segmentation"]["min_iou"],
+            baseline.get("min_iou"),
+            False,
+        ),
+    )
+    for column, (label, ours, theirs, is_percent) in zip(st.columns(len(cards)), cards, strict=True):
+        fmt = percent if is_percent else score
+        delta, description = None, "original PetNet: not published"
+        if ours is not None and theirs is not None:
+            difference = (ours - theirs) * 100 if is_percent else ours - theirs
+            delta = f"{difference:+.1f} pp" if is_percent else f"{difference:+.3f}"
+            description = f"vs original {fmt(theirs)}"
+        column.metric(
+            label,
+            fmt(ours),
+            delta,
+            delta_description=description,
+            border=True,
+            help=f"Baseline: {baseline.get('name', 'original PetNet')}",
+        )
+
+
+def show_classification(report: dict, normalise: bool, species: tuple[str, ...]) -> None:
+    labels = report["labels"]
+    left, right = st.columns([1, 2])
+    with left:
+        st.plotly_chart(
+            confusion_heatmap(
+                report["species"]["confusion"],
+                labels["species"],
+                normalise=normalise,
+                title="Cat or dog?",
+                annotate=True,
+            ),
+            key="species_confusion",
+        )
+        display_of = dict(zip(labels["breeds"], labels["breed_display_names"], strict=True))
+        st.plotly_chart(
+            most_confused_figure(report["breed"]["most_confused"], display_of),
+            key="most_confused",
+        )
+    with right:
+        figure = breed_confusion_figure(
+            report["breed"]["confusion"],
+            labels["breed_display_names"],
+            labels["breed_species"],
+            normalise=normalise,
+            species=species,
+        )
+        st.plotly_chart(figure, key="breed_confusion")
+
+
+def show_per_breed(report: dict, species: tuple[str, ...], metric: str) -> None:
+    frame = per_breed_frame(report["breed"]["per_class"])
+    frame = frame[frame["species"].isin(species)]
+    st.plotly_chart(per_breed_bar_figure(frame, metric), key="per_breed_bar")
+    progress = {
+        name: st.column_config.ProgressColumn(name, format="%.3f", min_value=0.0, max_value=1.0)
+        for name in ("precision", "recall", "f1")
+    }
+    st.dataframe(
+        frame.sort_values(metric),
+        hide_index=True,
+        column_config=progress,
+        key="per_breed_table",
+    )
+
+
+def show_segmentation(report: dict, normalise: bool) -> None:
+    segmentation = report["segmentation"]
+    st.caption(
+        f"{report['num_images_with_trimap']:,} images with trimaps · {segmentation.get('resolution', '')} · "
+        f"pixel accuracy {percent(segmentation['pixel_accuracy'])} · mean Dice {score(segmentation['mean_dice'])}"
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(
+        mask_metrics_figure(segmentation["per_class_iou"], segmentation["per_class_dice"]),
+        key="mask_iou",
+    )
+    right.plotly_chart(
+        confusion_heatmap(
+            segmentation["confusion"],
+            report["labels"]["mask_classes"],
+            normalise=normalise,
+            title="Pixel confusion",
+            annotate=True,
+        ),
+        key="pixel_confusion",
+    )
+
+
+def show_training(report_path: Path) -> None:
+    log_path = report_path.parent / TRAINING_LOG_NAME
+    if not log_path.is_file():
+        st.info(f"No {TRAINING_LOG_NAME} next to the report ({log_path}); copy the run's log there to see curves.")
+        return
+    try:
+        log = _cached_csv(str(log_path), _mtime_ns(log_path))
+    except (OSError, ValueError) as error:
+        st.warning(f"Could not read {log_path}: {error}")
+        return
+    if "epoch" not in log:
+        st.warning(f"{log_path} has no `epoch` column; expected the log written by `python -m petnet.train`.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(loss_curves_figure(log), key="loss_curves")
+    right.plotly_chart(validation_curves_figure(log), key="validation_curves")
+
+
+def _breed_label(report: dict, name: str) -> str:
+    labels = report["labels"]
+    return dict(zip(labels["breeds"], labels["breed_display_names"], strict=True)).get(name, name)
+
+
+def worst_cases_frame(report: dict, cases: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "image": [c["name"] for c in cases],
+            "true breed": [_breed_label(report, c["true_breed"]) for c in cases],
+            "predicted (top-3)": [", ".join(_breed_label(report, b) for b in c["predicted_breeds"]) for c in cases],
+            "p(true breed)": [c.get("true_breed_probability") for c in cases],
+            "species": [f"{c['true_species']} → {c['predicted_species']}" for c in cases],
+            "image IoU": [c.get("iou") for c in cases],
+            "why": [", ".join(c.get("reasons", [])) for c in cases],
+        }
+    )
+
+
+def _overlay_or_none(photo: Image.Image, mask_path: Path | None, reader) -> Image.Image | None:
+    if mask_path is None or not mask_path.is_file():
+        return None
+    try:
+        return overlay_mask(photo, reader(mask_path))
+    except (OSError, ValueError, DatasetError):
+        return None
+
+
+def show_worst_cases(report: dict, report_path: Path, images_root: Path | None, count: int) -> None:
+    cases = report["worst_cases"][:count]
+    if not cases:
+        st.info("The report lists no worst cases.")
+        return
+    reachable = images_root is not None and (images_root / cases[0]["image"]).is_file()
+    if not reachable:
+        st.info("Images not found; set the dataset folder in the sidebar to see photos and masks.")
+        st.dataframe(worst_cases_frame(report, cases), hide_index=True, key="worst_cases_table")
+        return
+    st.caption("Photo · true trimap · predicted mask (orange = pet, blue = background, yellow = boundary)")
+    for case in cases:
+        photo_path = images_root / case["image"]
+        try:
+            photo = Image.open(photo_path).convert("RGB")
+        except OSError:
+            st.warning(f"Cannot open {photo_path}.")
+            continue
+        truth = _overlay_or_none(
+            photo,
+            images_root / case["trimap"] if case.get("trimap") else None,
+            read_trimap,
+        )
+        predicted_path = report_path.parent / case["predicted_mask"] if case.get("predicted_mask") else None
+        predicted = _overlay_or_none(photo, predicted_path, lambda p: np.asarray(Image.open(p)))
+        with st.container(border=True):
+            text, *images = st.columns([2, 1, 1, 1])
+            guesses = ", ".join(_breed_label(report, b) for b in case["predicted_breeds"])
+            text.markdown(
+                f"**{case['name']}** · {', '.join(case.get('reasons', []))}  \n"
+                f"true: **{_breed_label(report, case['true_breed'])}** ({case['true_species']})  \n"
+                f"predicted: {guesses} ({case['predicted_species']})  \n"
+                f"p(true breed) {score(case.get('true_breed_probability'))} · image IoU {score(case.get('iou'))}"
+            )
+            for column, picture, caption in zip(
+                images,
+                (photo, truth, predicted),
+                ("photo", "truth", "predicted"),
+                strict=True,
+            ):
+                if picture is None:
+                    column.caption(f"no {caption} mask")
+                else:
+                    column.image(picture, caption=caption, width="stretch")
+
+
+def pick_report(options: DashboardOptions) -> Path | None:
+    """The pinned report, or the sidebar's choice among the reports folder (test first when present)."""
+    if options.report is not None:
+        st.sidebar.caption(f"Report: `{options.report}`")
+        return options.report
+    reports = find_reports(options.reports_dir)
+    if not reports:
+        st.error(
+            f"No evaluation reports in {options.reports_dir}; run `python -m petnet.evaluate --split test` "
+            "or pass `-- --report PATH`."
+        )
+        return None
+    names = [p.stem for p in reports]
+    default = names.index("test") if "test" in names else 0
+    choice = st.sidebar.selectbox("Report (split)", names, index=default) if len(reports) > 1 else names[0]
+    return reports[names.index(choice)]
+
+
+def main() -> None:
+    st.set_page_config(page_title="PetNet evaluation", page_icon="🐾", layout="wide")
+    options = parse_options(sys.argv[1:], os.environ)
+    st.title("PetNet evaluation")
+    path = pick_report(options)
+    if path is None:
+        return
+    try:
+        report = read_report(path)
+    except ReportError as error:
+        st.error(str(error))
+        return
+    with st.sidebar:
+        normalise = st.toggle("Normalise confusion rows", value=True)
+        species = SPECIES_FILTERS[st.radio("Breeds", list(SPECIES_FILTERS), horizontal=True)]
+        metric = st.radio("Per-breed metric", ["f1", "precision", "recall"], horizontal=True)
+        listed = len(report["worst_cases"])
+        count = st.slider("Worst cases shown", 1, listed, min(8, listed)) if listed > 1 else listed
+        typed_root = st.text_input(
+            "Dataset folder (images)",
+            str(options.images_root or ""),
+            placeholder=str(DEFAULT_DATA_ROOT),
+        )
+    try:
+        model = report["model"]
+        st.caption(
+            f"**{report['split_description']}** · {report['num_images']:,} images, "
+            f"{report['num_images_with_trimap']:,} with trimaps · {model.get('backbone')} at "
+            f"{model.get('image_size')} px · report {report.get('created_utc', '')}"
+        )
+        show_headline(report)
+        tabs = st.tabs(["Species & breeds", "Per breed", "Segmentation", "Training", "Worst cases"])
+        with tabs[0]:
+            show_classification(report, normalise, species)
+        with tabs[1]:
+            show_per_breed(report, species, metric)
+        with tabs[2]:
+            show_segmentation(report, normalise)
+        with tabs[3]:
+            show_training(path)
+        with tabs[4]:
+            show_worst_cases(report, path, resolve_images_root(typed_root, report), count)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        st.error(
+            f"{path} passed the schema check but could not be drawn ({type(error).__name__}: {error}); "
+            "regenerate it with `python -m petnet.evaluate`."
+        )
+
+
+if __name__ == "__main__":  # also true under `streamlit run` and AppTest, false on import
+    main()

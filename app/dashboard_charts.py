@@ -1,0 +1,272 @@
+"""Plotly figure and table builders for the evaluation dashboard.
+
+Pure functions from report data (lists, arrays, DataFrames) to figures, with no Streamlit import,
+so every chart can be unit-tested without a running app and reused in notebooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+SPECIES_COLORS: dict[str, str] = {"cat": "#EF553B", "dog": "#636EFA"}
+"""One colour per species, shared by every breed chart so cats and dogs read the same everywhere."""
+
+MASK_CLASS_COLORS: dict[str, str] = {
+    "pet": "#EF553B",
+    "background": "#636EFA",
+    "boundary": "#FECB52",
+}
+"""Bar colours for the pet/background/boundary mask classes."""
+
+CONFUSION_COLORSCALE = "Blues"
+
+
+def species_block_order(breed_species: Sequence[str], species_order: Sequence[str] = ("cat", "dog")) -> list[int]:
+    """Breed indices grouped by species (cats block, then dogs block), official order inside a block.
+
+    Grouping makes the cross-species cells of the confusion matrix two visible off-diagonal blocks.
+    """
+    return [i for species in species_order for i, s in enumerate(breed_species) if s == species]
+
+
+def row_normalised(confusion: np.ndarray) -> np.ndarray:
+    """Each row divided by its total (recall view); rows without samples stay 0 instead of NaN."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    totals = confusion.sum(axis=1, keepdims=True)
+    return np.divide(confusion, totals, out=np.zeros_like(confusion), where=totals > 0)
+
+
+def confusion_heatmap(
+    confusion: np.ndarray | Sequence[Sequence[int]],
+    labels: Sequence[str],
+    *,
+    normalise: bool,
+    title: str,
+    order: Sequence[int] | None = None,
+    annotate: bool = False,
+) -> go.Figure:
+    """Heatmap of a confusion matrix (rows = truth) whose hover names the true and predicted class.
+
+    ``normalise`` colours by row fraction; the hover always shows the raw count as well, so the
+    picture answers "how often" and the tooltip "how many".
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    order = list(range(len(labels))) if order is None else list(order)
+    counts = counts[np.ix_(order, order)]
+    names = [labels[i] for i in order]
+    fractions = row_normalised(counts)
+    z = fractions if normalise else counts
+    customdata = np.dstack([counts, fractions])
+    heatmap = go.Heatmap(
+        z=z,
+        x=names,
+        y=names,
+        customdata=customdata,
+        colorscale=CONFUSION_COLORSCALE,
+        zmin=0,
+        zmax=1 if normalise else None,
+        colorbar={"title": {"text": "row fraction" if normalise else "count"}},
+        hovertemplate="true: %{y}<br>predicted: %{x}<br>count: %{customdata[0]}"
+        "<br>share of true row: %{customdata[1]:.1%}<extra></extra>",
+        texttemplate=("%{z:.2f}" if normalise else "%{z}") if annotate else None,
+    )
+    figure = go.Figure(heatmap)
+    figure.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": "predicted"}, "side": "bottom", "tickangle": -45},
+        yaxis={"title": {"text": "true"}, "autorange": "reversed"},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
+
+
+def breed_confusion_figure(
+    confusion: np.ndarray | Sequence[Sequence[int]],
+    display_names: Sequence[str],
+    breed_species: Sequence[str],
+    *,
+    normalise: bool,
+    species: Sequence[str] = ("cat", "dog"),
+) -> go.Figure:
+    """Breed confusion ordered cats block then dogs block, restricted to ``species``.
+
+    With both species shown, dotted lines mark the block boundary so cross-species mistakes stand out.
+    """
+    order = species_block_order(breed_species, species)
+    figure = confusion_heatmap(
+        confusion,
+        display_names,
+        normalise=normalise,
+        title="Breed confusion",
+        order=order,
+    )
+    first_block = sum(1 for i in order if breed_species[i] == species[0])
+    if 0 < first_block < len(order):
+        edge, end = first_block - 0.5, len(order) - 0.5
+        for line in (
+            {"x0": edge, "x1": edge, "y0": -0.5, "y1": end},
+            {"y0": edge, "y1": edge, "x0": -0.5, "x1": end},
+        ):
+            figure.add_shape(type="line", line={"color": "#888", "width": 1, "dash": "dot"}, **line)
+    figure.update_layout(
+        height=max(420, 20 * len(order) + 120),
+        xaxis={"tickfont": {"size": 9}},
+        yaxis={"tickfont": {"size": 9}},
+    )
+    return figure
+
+
+def per_breed_frame(per_class: Sequence[Mapping]) -> pd.DataFrame:
+    """The report's per-breed metrics as a table (NaN where a metric is undefined)."""
+    frame = pd.DataFrame(
+        {
+            "breed": [row["display_name"] for row in per_class],
+            "species": [row["species"] for row in per_class],
+            "precision": [row["precision"] for row in per_class],
+            "recall": [row["recall"] for row in per_class],
+            "f1": [row["f1"] for row in per_class],
+            "support": [row["support"] for row in per_class],
+        }
+    )
+    for column in ("precision", "recall", "f1"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def per_breed_bar_figure(frame: pd.DataFrame, metric: str) -> go.Figure:
+    """One bar per breed for ``metric``, worst first, coloured by species."""
+    ordered = frame.sort_values(metric, ascending=True, na_position="first")
+    figure = go.Figure(
+        go.Bar(
+            x=ordered["breed"],
+            y=ordered[metric],
+            marker_color=[SPECIES_COLORS.get(s, "#999") for s in ordered["species"]],
+            customdata=np.column_stack([ordered["species"], ordered["support"]]),
+            hovertemplate="%{x} (%{customdata[0]})<br>"
+            + metric
+            + ": %{y:.3f}<br>support: %{customdata[1]}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title={"text": f"Per-breed {metric}, worst first (red = cat, blue = dog)"},
+        yaxis={"range": [0, 1.02], "title": {"text": metric}},
+        xaxis={"tickangle": -45, "tickfont": {"size": 10}},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
+
+
+def most_confused_figure(pairs: Sequence[Mapping], display_of: Mapping[str, str], top: int = 10) -> go.Figure:
+    """Horizontal bars for the most frequent (true -> predicted) breed mistakes, largest on top."""
+    shown = list(pairs)[:top][::-1]
+    labels = [
+        f"{display_of.get(p['true'], p['true'])} → {display_of.get(p['predicted'], p['predicted'])}" for p in shown
+    ]
+    figure = go.Figure(
+        go.Bar(
+            x=[p["count"] for p in shown],
+            y=labels,
+            orientation="h",
+            marker_color="#636EFA",
+            hovertemplate="%{y}<br>%{x} images<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title={"text": "Most confused breed pairs (true → predicted)"},
+        xaxis={"title": {"text": "images"}},
+        height=max(260, 40 * len(shown) + 90),
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
+
+
+def mask_metrics_figure(
+    per_class_iou: Mapping[str, float | None],
+    per_class_dice: Mapping[str, float | None],
+) -> go.Figure:
+    """IoU and Dice per mask class side by side (pet / background / boundary)."""
+    classes = list(per_class_iou)
+    figure = go.Figure(
+        [
+            go.Bar(
+                name=name,
+                x=classes,
+                y=[values.get(c) for c in classes],
+                text=[_fmt(values.get(c)) for c in classes],
+                marker_color=color,
+                hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+            )
+            for name, values, color in (
+                ("IoU", per_class_iou, "#636EFA"),
+                ("Dice", per_class_dice, "#00CC96"),
+            )
+        ]
+    )
+    figure.update_layout(
+        title={"text": "Mask quality per class"},
+        barmode="group",
+        yaxis={"range": [0, 1.05]},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return figure
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+LOSS_TASKS: tuple[str, ...] = ("total", "species", "breed", "segmentation", "dice")
+"""Loss columns of training_log.csv, written as ``train_<task>`` and ``val_<task>``."""
+
+VALIDATION_METRICS: dict[str, str] = {
+    "val_species_accuracy": "species accuracy",
+    "val_breed_top1": "breed top-1",
+    "val_breed_top3": "breed top-3",
+    "val_mean_iou": "mean IoU",
+    "val_min_iou": "worst-class IoU",
+}
+
+
+def loss_curves_figure(log: pd.DataFrame) -> go.Figure:
+    """Train (solid) and validation (dotted) loss per task over epochs, one colour per task."""
+    figure = go.Figure()
+    palette = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A")
+    for task, color in zip(LOSS_TASKS, palette, strict=True):
+        for split, dash in (("train", "solid"), ("val", "dot")):
+            column = f"{split}_{task}"
+            if column in log:
+                figure.add_scatter(
+                    x=log["epoch"],
+                    y=log[column],
+                    name=f"{split} {task}",
+                    mode="lines+markers",
+                    line={"color": color, "dash": dash},
+                    legendgroup=task,
+                )
+    figure.update_layout(
+        title={"text": "Loss per task (solid = train, dotted = validation)"},
+        xaxis={"title": {"text": "epoch"}},
+        yaxis={"title": {"text": "loss"}},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
+
+
+def validation_curves_figure(log: pd.DataFrame) -> go.Figure:
+    """Validation metrics per epoch (accuracies and IoUs share the 0-1 axis)."""
+    figure = go.Figure()
+    for column, label in VALIDATION_METRICS.items():
+        if column in log:
+            figure.add_scatter(x=log["epoch"], y=log[column], name=label, mode="lines+markers")
+    figure.update_layout(
+        title={"text": "Validation metrics per epoch"},
+        xaxis={"title": {"text": "epoch"}},
+        yaxis={"range": [0, 1.02]},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
