@@ -1,0 +1,127 @@
+"""petnet-predict: overlays, CSV/JSON, progress over folders, bad files skipped, exit status."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import PROJECT_ROOT, synthetic_pet
+from PIL import Image
+
+from petnet.config import PetNetConfig
+from petnet.labels import BREED_NAMES, BREED_SPECIES
+from petnet.model import PetNet
+from petnet.predict import CSV_COLUMNS, main
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("model")
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """Three pictures of different sizes and formats, one text file posing as a JPEG, one .txt."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for n, (size, suffix) in enumerate([(80, ".jpg"), (50, ".png"), (64, ".webp")]):
+        synthetic_pet(size, seed=n)[0].save(folder / f"pet{n}{suffix}")
+    (folder / "broken.jpg").write_bytes(b"this is not a JPEG")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    return folder
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "results.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def test_folder_writes_overlays_csv_and_json(
+    tiny_model_dir: Path, photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    code = main([str(photo_dir), "--out", str(out), "--json", "--model", str(tiny_model_dir), "--batch-size", "2"])
+    assert code == 0
+    rows = _rows(out)
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert sorted(Path(r["file"]).name for r in rows) == ["broken.jpg", "pet0.jpg", "pet1.png", "pet2.webp"]
+    good = [r for r in rows if not r["error"]]
+    [bad] = [r for r in rows if r["error"]]
+    assert Path(bad["file"]).name == "broken.jpg" and bad["species"] == ""
+    for row in good:
+        assert row["species"] in {"cat", "dog"}
+        breeds = [row[f"breed_{i}"] for i in (1, 2, 3)]
+        assert {BREED_SPECIES[BREED_NAMES.index(b)] for b in breeds} == {row["species"]}
+        assert 0.0 <= float(row["pet_fraction"]) <= 1.0
+        overlay = Image.open(row["overlay"])
+        assert overlay.mode == "RGB" and overlay.size == Image.open(row["file"]).size
+    document = json.loads((out / "results.json").read_text())
+    assert document["model"].startswith("local: ")
+    assert len(document["results"]) == 4
+    assert sum("error" in record for record in document["results"]) == 1
+    stderr = capsys.readouterr().err
+    assert "Skipping" in stderr and "broken.jpg" in stderr
+    assert "4/4" in stderr, "a folder shows a tqdm progress bar"
+
+
+def test_overlay_blends_mask_over_the_photo(tiny_model_dir: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "grey.png"
+    Image.new("RGB", (40, 30), (128, 128, 128)).save(photo)
+    out = tmp_path / "out"
+    assert main([str(photo), "--out", str(out), "--model", str(tiny_model_dir), "--alpha", "0.5"]) == 0
+    overlay = np.asarray(Image.open(out / "grey_overlay.png")).astype(int)
+    assert overlay.shape == (30, 40, 3)
+    assert not (overlay == 128).all(), "the mask colours must show in the overlay"
+
+
+def test_same_stem_gets_distinct_overlays(tiny_model_dir: Path, tmp_path: Path) -> None:
+    for suffix in (".jpg", ".png"):
+        synthetic_pet(48, seed=1)[0].save(tmp_path / f"cat{suffix}")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "cat.jpg"), str(tmp_path / "cat.png"), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    assert len({row["overlay"] for row in _rows(out)}) == 2
+
+
+def test_nothing_readable_exits_non_zero(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    assert main([str(bad), str(tmp_path / "missing.jpg"), "--out", str(out), "--model", str(tiny_model_dir)]) == 1
+    assert all(row["error"] for row in _rows(out))
+
+
+def test_empty_folder_and_bad_model_exit_non_zero(tmp_path: Path, photo_dir: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty), "--out", str(tmp_path / "out")]) == 1
+    assert main([str(photo_dir), "--out", str(tmp_path / "out"), "--model", str(tmp_path / "no-model-here")]) == 1
+
+
+@pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--alpha", "2"]])
+def test_invalid_options_are_usage_errors(flags: list[str], photo_dir: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(photo_dir), *flags])
+    assert exit_info.value.code == 2
+
+
+def test_runs_as_a_module(tiny_model_dir: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "pet.jpg"
+    synthetic_pet(64, seed=3)[0].save(photo)
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "petnet.predict", str(photo), "--out", str(out), "--model", str(tiny_model_dir)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith(f"{photo}: ")
+    assert "Model: local: " in completed.stderr
+    assert (out / "pet_overlay.png").is_file()
