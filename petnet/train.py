@@ -167,8 +167,11 @@ def build_optimizer(model: PetNet, config: TrainConfig) -> torch.optim.AdamW:
 def atomic_save(payload: dict, path: Path) -> None:
     """Write to a temporary file and rename it, so an interruption never leaves a torn checkpoint."""
     temporary = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -197,6 +200,7 @@ class Trainer:
         mean, std, size = model_config.mean, model_config.std, model_config.image_size
         self.train_set = OxfordPetDataset(train_records, train_transform(size, mean, std))
         self.val_set = OxfordPetDataset(val_records, eval_transform(size, mean, std))
+        seed_everything(config.seed)  # same initial heads/decoder on every run and rank with this seed
         self.model = (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
         # channels_last: ~1.8x faster convolutions on CPU (oneDNN) and on GPU tensor cores
         self.model.to(distributed.device, memory_format=torch.channels_last)
@@ -229,6 +233,11 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(f"--resume given but {path} does not exist.")
         state = torch.load(path, map_location=self.dist.device, weights_only=True)
+        saved = json.loads(state["train_config"])
+        changed = sorted(k for k, v in dataclasses.asdict(self.config).items() if k != "num_workers" and saved.get(k) != v)
+        if changed and self.dist.is_main:
+            log.warning("Resuming with settings that differ from the checkpoint's, so the run will not replay "
+                        "exactly: %s", ", ".join(f"{k} {saved.get(k)!r} -> {getattr(self.config, k)!r}" for k in changed))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

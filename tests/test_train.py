@@ -1,0 +1,166 @@
+"""petnet.train on the tiny generated dataset: outputs, config precedence, exact resume, early stop, DDP."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import PROJECT_ROOT
+
+from petnet import train
+from petnet.model import PetNet
+from petnet.train import CHECKPOINT_NAME, LOG_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
+
+LOG_COLUMNS = [
+    "epoch", "lr", "frozen_backbone", "train_total", "train_species", "train_breed", "train_segmentation",
+    "train_dice", "val_total", "val_species", "val_breed", "val_segmentation", "val_dice", "val_species_accuracy",
+    "val_breed_top1", "val_breed_top3", "val_mean_iou", "val_min_iou", "seconds",
+]  # fmt: skip
+
+
+def tiny_args(root, output_dir, *extra: str) -> list[str]:
+    """16 train / 8 val images (one per breed and trimap presence), 64 px, 2 steps per epoch."""
+    return ["--data-root", str(root), "--output-dir", str(output_dir), "--image-size", "64", "--batch-size", "8",
+            "--num-workers", "0", "--val-fraction", "0.34", "--no-pretrained", "--epochs", "2", *extra]  # fmt: skip
+
+
+def read_log(output_dir) -> list[dict]:
+    with (output_dir / LOG_NAME).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def final_weights(output_dir) -> dict[str, torch.Tensor]:
+    return torch.load(output_dir / CHECKPOINT_NAME, weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_pet_root, tmp_path_factory):
+    """Two epochs in one go (one frozen-backbone epoch first, to exercise the switch)."""
+    output_dir = tmp_path_factory.mktemp("straight")
+    train.main(tiny_args(tiny_pet_root, output_dir, "--freeze-epochs", "1"))
+    return output_dir
+
+
+def test_cli_writes_checkpoint_log_config_and_model(straight_run):
+    assert {p.name for p in straight_run.iterdir()} == {CHECKPOINT_NAME, LOG_NAME, "train_config.json", MODEL_DIR_NAME}
+    rows = read_log(straight_run)
+    assert list(rows[0]) == LOG_COLUMNS  # the columns docs/report_schema.md promises the dashboard
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert [row["frozen_backbone"] for row in rows] == ["True", "False"]
+    saved = json.loads((straight_run / "train_config.json").read_text())
+    assert saved["image_size"] == 64 and saved["epochs"] == 2 and saved["pretrained"] is False
+    model = PetNet.from_pretrained(straight_run / MODEL_DIR_NAME)
+    assert model.config.image_size == 64
+    assert torch.load(straight_run / CHECKPOINT_NAME, weights_only=True)["epoch"] == 1
+
+
+def test_config_file_is_honoured_and_flags_override_it(tmp_path):
+    config_file = tmp_path / "run.json"
+    config_file.write_text(json.dumps({"epochs": 3, "batch_size": 4, "lr": 0.5, "amp": False,
+                                       "loss_weights": {"dice": 0.0, "breed": 2.0}}))  # fmt: skip
+    config, resume = parse_args(["--config", str(config_file), "--epochs", "5", "--amp", "--dice-weight", "0.25"])
+    assert not resume
+    assert (config.epochs, config.batch_size, config.lr, config.amp) == (5, 4, 0.5, True)
+    assert (config.loss_weights.dice, config.loss_weights.breed, config.loss_weights.species) == (0.25, 2.0, 1.0)
+    assert parse_args(["--resume"])[1]
+
+
+def test_saved_train_config_reproduces_the_run(straight_run):
+    config, _ = parse_args(["--config", str(straight_run / "train_config.json")])
+    assert json.loads((straight_run / "train_config.json").read_text()) == dataclasses.asdict(config)
+
+
+def test_resume_replays_the_remaining_epochs_exactly(straight_run, tiny_pet_root, tmp_path, monkeypatch, caplog):
+    class Interrupted(Exception):
+        pass
+
+    save_checkpoint = Trainer.save_checkpoint
+
+    def save_then_stop(self, epoch):
+        save_checkpoint(self, epoch)
+        raise Interrupted  # as if the job were killed right after epoch 1
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "save_checkpoint", save_then_stop)
+        with pytest.raises(Interrupted):
+            train.main(tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1"))
+    assert len(read_log(tmp_path)) == 1
+    with caplog.at_level(logging.WARNING, logger="petnet.train"):
+        train.main([*tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1"), "--resume"])
+    assert "differ from the checkpoint" not in caplog.text
+
+    straight, resumed = final_weights(straight_run), final_weights(tmp_path)
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=1e-6, msg=name)
+    assert without_seconds(read_log(tmp_path)) == without_seconds(read_log(straight_run))
+
+
+def test_resume_warns_about_changed_settings(straight_run, tiny_pet_root, tmp_path, caplog):
+    output_dir = tmp_path / "run"
+    shutil.copytree(straight_run, output_dir)
+    with caplog.at_level(logging.WARNING, logger="petnet.train"):
+        train.main([*tiny_args(tiny_pet_root, output_dir), "--resume", "--lr", "0.5"])  # nothing left to train
+    assert "lr 0.001 -> 0.5" in caplog.text and "freeze_epochs 1 -> 0" in caplog.text
+    assert len(read_log(output_dir)) == 2
+
+
+def test_resume_without_checkpoint_fails_clearly(tiny_pet_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train.main([*tiny_args(tiny_pet_root, tmp_path), "--resume"])
+
+
+def test_early_stopping_when_patience_is_exhausted(tiny_pet_root, tmp_path, monkeypatch):
+    val_losses = [1.0, 0.5, 0.7, 0.6, 0.9, 0.1]  # best at epoch 2, then 3 epochs without improvement
+    validated, saved_epochs = [], []
+
+    def validate(self):
+        validated.append(val_losses[len(validated)])
+        return {"val_total": validated[-1]}
+
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch, model: {"train_total": 0.0})
+    monkeypatch.setattr(Trainer, "validate", validate)
+    monkeypatch.setattr(PetNet, "save_pretrained", lambda self, path: saved_epochs.append(len(validated)))
+    train.main(tiny_args(tiny_pet_root, tmp_path, "--epochs", "6", "--patience", "3"))
+    assert [row["val_total"] for row in read_log(tmp_path)] == ["1.0", "0.5", "0.7", "0.6", "0.9"]
+    assert saved_epochs == [1, 2]  # the exported model is the best epoch's
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["epochs_without_improvement"] == 3
+
+
+def test_checkpoint_is_written_atomically(straight_run, tmp_path, monkeypatch):
+    assert not list(straight_run.glob("*.tmp"))
+    path = tmp_path / CHECKPOINT_NAME
+    atomic_save({"epoch": 1}, path)
+
+    def torn_save(payload, target):
+        open(target, "wb").write(b"half a checkpo")  # noqa: SIM115
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}  # the previous checkpoint survives intact
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]  # and no temporary file is left
+
+
+def test_ddp_on_cpu_with_gloo(tiny_pet_root, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "petnet.train", *tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [row["epoch"] for row in read_log(tmp_path)] == ["1", "2"]  # written by rank 0 only
+    assert PetNet.from_pretrained(tmp_path / MODEL_DIR_NAME).config.image_size == 64
+    assert not list(tmp_path.glob("*.tmp"))
