@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` only puts app/ on sys.path; petnet lives one level up
+if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` puts only app/ on sys.path; `app` and `petnet` live above
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from dashboard_charts import (
+from PIL import Image
+
+from app.dashboard_charts import (
     breed_confusion_figure,
     confusion_heatmap,
     loss_curves_figure,
@@ -31,8 +33,6 @@ from dashboard_charts import (
     per_breed_frame,
     validation_curves_figure,
 )
-from PIL import Image
-
 from petnet.data import DEFAULT_DATA_ROOT, read_trimap
 from petnet.errors import DatasetError
 from petnet.report import BASELINE, REPORTS_DIR, ReportError, find_reports, load_report
@@ -124,83 +124,48 @@ def score(value: float | None) -> str:
 def show_headline(report: dict) -> None:
     """Five cards: our figure, and the change against the original PetNet where it published one."""
     baseline = report.get("baseline") or BASELINE
-    cards = (
-        (
-            "Species accuracy",
-            report["species"]["accuracy"],
-            baseline.get("species_accuracy"),
-            True,
-        ),
-        (
-            "Breed top-1",
-            report["breed"]["top1_accuracy"],
-            baseline.get("breed_top1_accuracy"),
-            True,
-        ),
-        (
-            "Breed top-3",
-            report["breed"]["top3_accuracy"],
-            baseline.get("breed_top3_accuracy"),
-            True,
-        ),
-        (
-            "Mean IoU",
-            report["segmentation"]["mean_iou"],
-            baseline.get("mean_iou"),
-            False,
-        ),
-        (
-            "Worst-class IoU",
-            report["segmentation"]["min_iou"],
-            baseline.get("min_iou"),
-            False,
-        ),
+    species, breed, segmentation = report["species"], report["breed"], report["segmentation"]
+    cards = (  # label, ours, original PetNet, shown as percent
+        ("Species accuracy", species["accuracy"], baseline.get("species_accuracy"), True),
+        ("Breed top-1", breed["top1_accuracy"], baseline.get("breed_top1_accuracy"), True),
+        ("Breed top-3", breed["top3_accuracy"], baseline.get("breed_top3_accuracy"), True),
+        ("Mean IoU", segmentation["mean_iou"], baseline.get("mean_iou"), False),
+        ("Worst-class IoU", segmentation["min_iou"], baseline.get("min_iou"), False),
     )
     for column, (label, ours, theirs, is_percent) in zip(st.columns(len(cards)), cards, strict=True):
         fmt = percent if is_percent else score
-        delta, description = None, "original PetNet: not published"
+        delta, description = None, "no published baseline"
         if ours is not None and theirs is not None:
             difference = (ours - theirs) * 100 if is_percent else ours - theirs
             delta = f"{difference:+.1f} pp" if is_percent else f"{difference:+.3f}"
-            description = f"vs original {fmt(theirs)}"
+            description = f"vs {fmt(theirs)}"
         column.metric(
             label,
             fmt(ours),
             delta,
             delta_description=description,
             border=True,
-            help=f"Baseline: {baseline.get('name', 'original PetNet')}",
+            help=f"{baseline.get('name', 'original PetNet')}: {fmt(theirs) if theirs is not None else 'not published'}",
         )
 
 
 def show_classification(report: dict, normalise: bool, species: tuple[str, ...]) -> None:
     labels = report["labels"]
-    left, right = st.columns([1, 2])
-    with left:
-        st.plotly_chart(
-            confusion_heatmap(
-                report["species"]["confusion"],
-                labels["species"],
-                normalise=normalise,
-                title="Cat or dog?",
-                annotate=True,
-            ),
-            key="species_confusion",
-        )
-        display_of = dict(zip(labels["breeds"], labels["breed_display_names"], strict=True))
-        st.plotly_chart(
-            most_confused_figure(report["breed"]["most_confused"], display_of),
-            key="most_confused",
-        )
-    with right:
-        figure = breed_confusion_figure(
-            report["breed"]["confusion"],
-            labels["breed_display_names"],
-            labels["breed_species"],
-            normalise=normalise,
-            species=species,
-        )
-        st.plotly_chart(figure, key="breed_confusion")
+    display_of = dict(zip(labels["breeds"], labels["breed_display_names"], strict=True))
+    left, right = st.columns([2, 3])
+    species_figure = confusion_heatmap(
+        report["species"]["confusion"], labels["species"], normalise=normalise, title="Cat or dog?", annotate=True
+    )
+    left.plotly_chart(species_figure, key="species_confusion")
+    right.plotly_chart(most_confused_figure(report["breed"]["most_confused"], display_of), key="most_confused")
+    breed_figure = breed_confusion_figure(
+        report["breed"]["confusion"],
+        labels["breed_display_names"],
+        labels["breed_species"],
+        normalise=normalise,
+        species=species,
+    )
+    st.plotly_chart(breed_figure, key="breed_confusion")
 
 
 def show_per_breed(report: dict, species: tuple[str, ...], metric: str) -> None:
@@ -299,39 +264,40 @@ def show_worst_cases(report: dict, report_path: Path, images_root: Path | None, 
         st.dataframe(worst_cases_frame(report, cases), hide_index=True, key="worst_cases_table")
         return
     st.caption("Photo · true trimap · predicted mask (orange = pet, blue = background, yellow = boundary)")
-    for case in cases:
-        photo_path = images_root / case["image"]
-        try:
-            photo = Image.open(photo_path).convert("RGB")
-        except OSError:
-            st.warning(f"Cannot open {photo_path}.")
-            continue
-        truth = _overlay_or_none(
-            photo,
-            images_root / case["trimap"] if case.get("trimap") else None,
-            read_trimap,
-        )
-        predicted_path = report_path.parent / case["predicted_mask"] if case.get("predicted_mask") else None
-        predicted = _overlay_or_none(photo, predicted_path, lambda p: np.asarray(Image.open(p)))
-        with st.container(border=True):
-            text, *images = st.columns([2, 1, 1, 1])
-            guesses = ", ".join(_breed_label(report, b) for b in case["predicted_breeds"])
-            text.markdown(
-                f"**{case['name']}** · {', '.join(case.get('reasons', []))}  \n"
-                f"true: **{_breed_label(report, case['true_breed'])}** ({case['true_species']})  \n"
-                f"predicted: {guesses} ({case['predicted_species']})  \n"
-                f"p(true breed) {score(case.get('true_breed_probability'))} · image IoU {score(case.get('iou'))}"
-            )
-            for column, picture, caption in zip(
-                images,
-                (photo, truth, predicted),
-                ("photo", "truth", "predicted"),
-                strict=True,
-            ):
-                if picture is None:
-                    column.caption(f"no {caption} mask")
-                else:
-                    column.image(picture, caption=caption, width="stretch")
+    for index, case in enumerate(cases):
+        if index % 2 == 0:
+            row = st.columns(2)
+        with row[index % 2].container(border=True):
+            show_case(report, case, report_path, images_root)
+
+
+def show_case(report: dict, case: dict, report_path: Path, images_root: Path) -> None:
+    """One worst case: what was predicted against the truth, then photo, true and predicted mask."""
+    guesses = ", ".join(_breed_label(report, b) for b in case["predicted_breeds"])
+    st.markdown(
+        f"**{case['name']}** · {', '.join(case.get('reasons', []))}  \n"
+        f"true **{_breed_label(report, case['true_breed'])}** ({case['true_species']}) · "
+        f"predicted {guesses} ({case['predicted_species']})  \n"
+        f"p(true breed) {score(case.get('true_breed_probability'))} · image IoU {score(case.get('iou'))}"
+    )
+    photo_path = images_root / case["image"]
+    try:
+        photo = Image.open(photo_path).convert("RGB")
+    except OSError:
+        st.warning(f"Cannot open {photo_path}.")
+        return
+    truth_path = images_root / case["trimap"] if case.get("trimap") else None
+    predicted_path = report_path.parent / case["predicted_mask"] if case.get("predicted_mask") else None
+    pictures = (
+        photo,
+        _overlay_or_none(photo, truth_path, read_trimap),
+        _overlay_or_none(photo, predicted_path, lambda path: np.asarray(Image.open(path))),
+    )
+    for column, picture, caption in zip(st.columns(3), pictures, ("photo", "truth", "predicted"), strict=True):
+        if picture is None:
+            column.caption(f"no {caption} mask")
+        else:
+            column.image(picture, caption=caption, width="stretch")
 
 
 def pick_report(options: DashboardOptions) -> Path | None:

@@ -113,9 +113,9 @@ def breed_confusion_figure(
         ):
             figure.add_shape(type="line", line={"color": "#888", "width": 1, "dash": "dot"}, **line)
     figure.update_layout(
-        height=max(420, 20 * len(order) + 120),
-        xaxis={"tickfont": {"size": 9}},
-        yaxis={"tickfont": {"size": 9}},
+        height=max(420, 22 * len(order) + 160),
+        xaxis={"tickfont": {"size": 9}, "dtick": 1},  # every breed named, not plotly's every other one
+        yaxis={"tickfont": {"size": 9}, "dtick": 1},
     )
     return figure
 
@@ -176,7 +176,7 @@ def most_confused_figure(pairs: Sequence[Mapping], display_of: Mapping[str, str]
         )
     )
     figure.update_layout(
-        title={"text": "Most confused breed pairs (true → predicted)"},
+        title={"text": "Most confused pairs (true → predicted)"},
         xaxis={"title": {"text": "images"}},
         height=max(260, 40 * len(shown) + 90),
         margin={"l": 10, "r": 10, "t": 50, "b": 10},

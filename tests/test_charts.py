@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from report_factory import write_training_log
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-
-from dashboard_charts import (
+from app.dashboard_charts import (
     breed_confusion_figure,
     confusion_heatmap,
     loss_curves_figure,
@@ -24,8 +22,6 @@ from dashboard_charts import (
     species_block_order,
     validation_curves_figure,
 )
-from report_factory import write_training_log
-
 from petnet.labels import BREED_NAMES, BREED_SPECIES, BREEDS, MASK_CLASSES
 
 DISPLAY_NAMES = [b.display_name for b in BREEDS]

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from report_factory import make_report
 from streamlit.testing.v1 import AppTest
 
+from app.dashboard import parse_options
 from petnet.report import REPORTS_DIR
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = PROJECT_ROOT / "app" / "dashboard.py"
-sys.path.insert(0, str(DASHBOARD.parent))
-
-from dashboard import parse_options
 
 TIMEOUT = 120
 CHARTS_PER_PAGE = 8  # species, most-confused, breed, per-breed bar, mask IoU, pixel confusion, 2 training curves
