@@ -55,7 +55,12 @@ def _decode(file: Path | io.BytesIO, what: str) -> Image.Image:
                 return _to_rgb(upright)
     except InvalidImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InvalidImageError(
+            f"{what} is too large to decode safely ({error}); the limit is {MAX_IMAGE_PIXELS:,} pixels. "
+            "Downscale it and try again."
+        ) from error
+    except UnidentifiedImageError as error:
         raise InvalidImageError(f"Cannot read {what} as an image: {error}") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InvalidImageError(f"{what} is damaged or truncated and cannot be decoded: {error}") from error

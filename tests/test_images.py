@@ -1,0 +1,167 @@
+"""Every awkward input ends as an upright 8-bit RGB image or as InvalidImageError."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from petnet.config import PetNetConfig
+from petnet.errors import InvalidImageError
+from petnet.images import MAX_IMAGE_PIXELS, load_image
+from petnet.model import PetNet
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` with almost no pixel data: costs nothing to make."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def model() -> PetNet:
+    torch.manual_seed(0)
+    return PetNet(PetNetConfig(image_size=64))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(b"definitely not an image", id="text-bytes"),
+        pytest.param(b"", id="empty-bytes"),
+        pytest.param(_encode(Image.new("RGB", (64, 64), "red"), "JPEG")[:300], id="truncated-jpeg"),
+        pytest.param(_png_header_only(20_000, 20_000), id="huge-png-header"),
+        pytest.param(np.zeros((8, 8, 3), dtype=np.float32), id="float-array"),
+        pytest.param(np.zeros((8, 8, 5), dtype=np.uint8), id="five-channel-array"),
+        pytest.param(np.zeros(8, dtype=np.uint8), id="1d-array"),
+        pytest.param(np.zeros((0, 8, 3), dtype=np.uint8), id="empty-array"),
+        pytest.param(42, id="int"),
+        pytest.param("/no/such/photo.jpg", id="missing-path"),
+    ],
+)
+def test_unusable_inputs_raise_invalid_image_error(source: object) -> None:
+    with pytest.raises(InvalidImageError):
+        load_image(source)
+
+
+@pytest.mark.parametrize("size", [(20_000, 20_000), (8_000, 6_000)], ids=["over-pillow-limit", "over-petnet-limit"])
+def test_huge_image_is_refused_before_decoding(size: tuple[int, int]) -> None:
+    assert size[0] * size[1] > MAX_IMAGE_PIXELS
+    with pytest.raises(InvalidImageError, match="Downscale"):
+        load_image(_png_header_only(*size))
+
+
+def test_text_file_with_image_suffix(tmp_path: Path) -> None:
+    fake = tmp_path / "photo.jpg"
+    fake.write_text("hello")
+    with pytest.raises(InvalidImageError, match="photo.jpg"):
+        load_image(fake)
+
+
+def test_invalid_image_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        load_image(b"nope")
+
+
+def test_one_pixel_image_is_predicted(model: PetNet) -> None:
+    image = load_image(Image.new("RGB", (1, 1), (200, 100, 50)))
+    assert image.size == (1, 1)
+    prediction = model.predict(image)
+    assert prediction.species in {"cat", "dog"} and tuple(prediction.full_mask.shape) == (1, 1)
+
+
+def test_grayscale_becomes_equal_channels() -> None:
+    image = load_image(Image.new("L", (5, 4), 77))
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (77, 77, 77)
+
+
+def test_rgba_transparency_is_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 255, 0))
+    image = load_image(_encode(rgba, "PNG"))
+    assert image.mode == "RGB"
+    assert image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((1, 1)) == (255, 0, 0)
+
+
+def test_palette_with_transparency() -> None:
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    image = load_image(_encode(palette, "PNG", transparency=0))
+    assert image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((2, 2)) == (0, 200, 0)
+
+
+def test_cmyk_jpeg_becomes_rgb() -> None:
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # red
+    image = load_image(_encode(cmyk, "JPEG", quality=95))
+    red, green, blue = image.getpixel((8, 8))
+    assert image.mode == "RGB" and red > 200 and green < 60 and blue < 60
+
+
+def test_sixteen_bit_grayscale_png_is_scaled_to_eight_bits() -> None:
+    values = np.array([[0, 32768], [65535, 65535]], dtype=np.uint16)
+    sixteen_bit = Image.fromarray(values)
+    assert sixteen_bit.mode.startswith("I;16")
+    image = load_image(_encode(sixteen_bit, "PNG"))
+    pixels = np.asarray(image)
+    assert image.mode == "RGB"
+    assert pixels[0, 0, 0] == 0 and 126 <= pixels[0, 1, 0] <= 128 and pixels[1, 0, 0] == 255
+
+
+def test_exif_orientation_is_applied() -> None:
+    """Stored 40x20 with red left / blue right; Orientation=6 (rotate 90 deg clockwise to show)."""
+    stored = Image.new("RGB", (40, 20), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = load_image(_encode(stored, "JPEG", quality=95, exif=exif.tobytes()))
+    assert image.size == (20, 40)
+    top, bottom = image.getpixel((10, 5)), image.getpixel((10, 35))
+    assert top[0] > 200 and top[2] < 60, "the left (red) half ends up on top"
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_animated_gif_gives_the_first_frame() -> None:
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    image = load_image(data)
+    assert image.mode == "RGB" and image.getpixel((4, 4)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("array", "pixel"),
+    [
+        (np.full((3, 4), 9, dtype=np.uint8), (9, 9, 9)),
+        (np.full((3, 4, 1), 9, dtype=np.uint8), (9, 9, 9)),
+        (np.dstack([np.full((3, 4), c, dtype=np.uint8) for c in (1, 2, 3)]), (1, 2, 3)),
+        (np.dstack([np.full((3, 4), c, dtype=np.uint8) for c in (1, 2, 3, 255)]), (1, 2, 3)),
+    ],
+)
+def test_uint8_arrays(array: np.ndarray, pixel: tuple[int, int, int]) -> None:
+    image = load_image(array)
+    assert image.mode == "RGB" and image.size == (4, 3) and image.getpixel((0, 0)) == pixel
+
+
+def test_model_predicts_awkward_inputs_and_refuses_bad_ones(model: PetNet) -> None:
+    for source in (_encode(Image.new("CMYK", (30, 20)), "JPEG"), Image.new("LA", (10, 12)), np.zeros((5, 7), np.uint8)):
+        assert model.predict(source).species in {"cat", "dog"}
+    with pytest.raises(InvalidImageError):
+        model.predict(b"not an image")
+    with pytest.raises(InvalidImageError):
+        model.predict_batch([Image.new("RGB", (8, 8)), b"not an image"])
