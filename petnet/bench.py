@@ -1,0 +1,161 @@
+"""Measure PetNet on CPU: ``python -m petnet.bench [--threads 2] [--json bench.json]``.
+
+Figures, not assertions (tests never time anything):
+
+- single-image latency end to end, as the demo serves a request: decode JPEG bytes, preprocess,
+  forward, species-conditioned top-3 and the mask upsampled to the photo's full size
+  (``model.predict(jpeg_bytes)``), p50/p90 over ``--runs`` after ``--warmup`` runs;
+- batch throughput of ``model.predict_batch`` on already preprocessed tensors (network + outputs);
+- model load time: a fresh ``python -c "import petnet; petnet.load_model(...)"`` process (what a
+  cold start costs, interpreter start-up included) and a second load inside this warm process;
+- peak resident memory of this process and of the fresh loading process.
+
+Close other heavy jobs first; on a shared machine the figures are only indicative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from petnet import __version__
+from petnet.hub import BUNDLED_MODEL_DIR, load_model
+from petnet.images import load_image
+from petnet.model import PetNet
+
+DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "Abyssinian_202.jpg"
+
+
+def timings(function: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
+    """Seconds per call of ``function`` over ``runs`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        function()
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return np.array(seconds)
+
+
+def latency(model: PetNet, jpeg: bytes, runs: int, warmup: int) -> dict[str, float]:
+    """End-to-end single-image latency in milliseconds."""
+    seconds = timings(lambda: model.predict(jpeg), runs, warmup)
+    return {"p50_ms": float(np.percentile(seconds, 50) * 1e3), "p90_ms": float(np.percentile(seconds, 90) * 1e3),
+            "runs": runs}  # fmt: skip
+
+
+def throughput(model: PetNet, jpeg: bytes, batch_size: int, runs: int) -> float:
+    """Images per second of ``predict_batch`` over preprocessed tensors at ``batch_size`` (median run)."""
+    tensors = [model.preprocess(jpeg)] * batch_size
+    seconds = timings(lambda: model.predict_batch(tensors, batch_size=batch_size), runs, warmup=1)
+    return float(batch_size / np.median(seconds))
+
+
+def fresh_process_load(model_source: str, threads: int) -> dict[str, float]:
+    """Wall time and peak memory of a new interpreter that imports petnet and loads the model
+    (``import_and_load_s`` counts from the first line of the script, so without interpreter start-up)."""
+    code = (
+        "import time; t = time.perf_counter(); import resource, sys, torch; torch.set_num_threads(int(sys.argv[2])); "
+        "import petnet; petnet.load_model(sys.argv[1]); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, model_source, str(threads)], capture_output=True, text=True,
+                            check=True)  # fmt: skip
+    wall = time.perf_counter() - started
+    import_and_load, max_rss_kib = result.stdout.split()[-2:]
+    return {"process_wall_s": wall, "import_and_load_s": float(import_and_load), "peak_rss_mib": int(max_rss_kib) / 1024}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    jpeg = Path(args.image).read_bytes()
+    photo = load_image(jpeg)
+    results: dict = {
+        "petnet_version": __version__,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "model": args.model,
+        "image": f"{Path(args.image).name} ({photo.width}x{photo.height})",
+    }
+    results["cold_load"] = fresh_process_load(args.model, args.threads) if args.load_time else None
+    started = time.perf_counter()
+    model = load_model(args.model)
+    results["warm_load_s"] = time.perf_counter() - started
+    results["image_size"] = model.config.image_size
+    results["latency"] = latency(model, jpeg, args.runs, args.warmup)
+    results["throughput_images_per_s"] = {str(b): throughput(model, jpeg, b, args.batch_runs) for b in args.batch_sizes}
+    results["peak_rss_mib"] = peak_rss_mib()
+    return results
+
+
+def table(results: dict) -> str:
+    header = (
+        f"PetNet {results['petnet_version']} on CPU ({results['threads']} threads of {results['cpu_count']}), "
+        f"torch {results['torch']}, input {results['image_size']} px, photo {results['image']}"
+    )
+    lines = [
+        header,
+        f"{'single image end to end p50':<36} {results['latency']['p50_ms']:9.1f} ms",
+        f"{'single image end to end p90':<36} {results['latency']['p90_ms']:9.1f} ms",
+    ]
+    lines += [f"{f'throughput at batch {b}':<36} {v:9.1f} images/s" for b, v in results["throughput_images_per_s"].items()]
+    if results["cold_load"]:
+        cold = results["cold_load"]
+        lines += [
+            f"{'cold start: new process, total':<36} {cold['process_wall_s']:9.2f} s",
+            f"{'cold start: import torch/petnet, load':<36} {cold['import_and_load_s']:9.2f} s",
+            f"{'cold start: peak memory':<36} {cold['peak_rss_mib']:9.0f} MiB",
+        ]
+    lines += [
+        f"{'load again in a warm process':<36} {results['warm_load_s']:9.2f} s",
+        f"{'peak memory of this benchmark':<36} {results['peak_rss_mib']:9.0f} MiB",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="petnet-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR), help="model folder or Hub repo id (default: bundled)")
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="JPEG used for every run")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--runs", type=int, default=50, help="timed single-image runs")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[16, 32])
+    parser.add_argument("--batch-runs", type=int, default=5, help="timed runs per batch size")
+    parser.add_argument("--no-load-time", dest="load_time", action="store_false", help="skip the fresh-process load")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    results = run(args)
+    print(table(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""petnet.bench runs end to end and reports every figure (values are not asserted: benchmarks print)."""
+
+from __future__ import annotations
+
+import json
+
+from petnet.bench import main, table
+from petnet.config import PetNetConfig
+from petnet.model import PetNet
+
+
+def test_bench_writes_all_figures(tmp_path, real_image_path):
+    model_dir = tmp_path / "model"
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(model_dir)
+    out = tmp_path / "bench.json"
+    results = main(["--model", str(model_dir), "--image", str(real_image_path), "--runs", "3", "--warmup", "1",
+                    "--batch-sizes", "2", "--batch-runs", "1", "--threads", "1", "--json", str(out)])  # fmt: skip
+    assert json.loads(out.read_text()) == results
+    assert results["image_size"] == 64 and results["threads"] == 1
+    assert 0 < results["latency"]["p50_ms"] <= results["latency"]["p90_ms"]
+    assert results["throughput_images_per_s"]["2"] > 0
+    cold = results["cold_load"]
+    assert 0 < cold["import_and_load_s"] < cold["process_wall_s"] and cold["peak_rss_mib"] > 0
+    assert "throughput at batch 2" in table(results) and "cold start" in table(results)
