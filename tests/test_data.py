@@ -1,0 +1,172 @@
+"""Dataset reader on a generated tiny copy of the official layout, and joint augmentation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_BREEDS
+from PIL import Image
+from torchvision import tv_tensors
+
+from petnet.data import (
+    OxfordPetDataset,
+    collate_skipping_failures,
+    read_split,
+    read_trimap,
+    train_val_split,
+)
+from petnet.errors import DatasetError, InvalidImageError
+from petnet.labels import BREED_BY_NAME, IGNORE_INDEX, SPECIES
+from petnet.transforms import eval_transform, train_transform
+
+MEAN = STD = [0.5, 0.5, 0.5]
+
+
+@pytest.fixture
+def pet_copy(tiny_pet_root: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny dataset that a test may damage."""
+    return Path(shutil.copytree(tiny_pet_root, tmp_path / "oxford-iiit-pet"))
+
+
+def test_splits_and_labels(tiny_pet_root: Path) -> None:
+    trainval, test = read_split(tiny_pet_root, "trainval"), read_split(tiny_pet_root, "test")
+    assert (len(trainval), len(test)) == (24, 12)
+    assert not {r.name for r in trainval} & {r.name for r in test}
+    for record in trainval + test:
+        breed = BREED_BY_NAME[record.name.rsplit("_", 1)[0]]
+        assert record.breed_index == breed.index
+        assert SPECIES[record.species_index] == breed.species
+        assert record.image_path.is_file()
+        assert record.has_trimap == (int(record.name.rsplit("_", 1)[1]) % 2 == 1)
+
+
+@pytest.mark.parametrize("split", ["train", "val", ""])
+def test_unknown_split(tiny_pet_root: Path, split: str) -> None:
+    with pytest.raises(DatasetError, match="Unknown split"):
+        read_split(tiny_pet_root, split)
+
+
+def test_wrong_root_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="--data-root"):
+        read_split(tmp_path / "nowhere", "trainval")
+    with pytest.raises(DatasetError, match="Oxford-IIIT Pet layout"):
+        read_split(tmp_path, "trainval")
+
+
+def test_missing_image_file(pet_copy: Path) -> None:
+    (pet_copy / "images" / "pug_2.jpg").unlink()
+    with pytest.raises(DatasetError, match="missing.*pug_2.jpg"):
+        read_split(pet_copy, "trainval")
+
+
+def test_malformed_line(pet_copy: Path) -> None:
+    list_file = pet_copy / "annotations" / "test.txt"
+    list_file.write_text(list_file.read_text() + "pug_99 not-a-number\n")
+    with pytest.raises(DatasetError, match="malformed"):
+        read_split(pet_copy, "test")
+
+
+def test_train_val_split_is_deterministic_disjoint_and_stratified(tiny_pet_root: Path) -> None:
+    records = read_split(tiny_pet_root, "trainval")
+    train, val = train_val_split(records, val_fraction=0.34, seed=7)
+    again = train_val_split(records, val_fraction=0.34, seed=7)
+    assert (train, val) == again
+    assert not {r.name for r in train} & {r.name for r in val}
+    assert sorted(r.name for r in train + val) == sorted(r.name for r in records)
+    for breed in TINY_BREEDS:  # 6 per breed = 3 with trimap + 3 without: one of each goes to val
+        index = BREED_BY_NAME[breed].index
+        in_val = [r for r in val if r.breed_index == index]
+        assert sorted(r.has_trimap for r in in_val) == [False, True]
+    other_seeds = {tuple(r.name for r in train_val_split(records, 0.34, seed)[1]) for seed in range(5)}
+    assert len(other_seeds) > 1, "the seed decides which images are held out"
+
+
+def test_trimap_values_map_to_mask_classes(tmp_path: Path) -> None:
+    path = tmp_path / "trimap.png"
+    Image.fromarray(np.array([[1, 2, 3]], dtype=np.uint8)).save(path)
+    assert read_trimap(path).tolist() == [[0, 1, 2]]
+    Image.fromarray(np.array([[1, 4]], dtype=np.uint8)).save(path)
+    with pytest.raises(InvalidImageError):
+        read_trimap(path)
+
+
+def test_samples_with_and_without_trimap(tiny_pet_root: Path) -> None:
+    records = read_split(tiny_pet_root, "trainval")
+    dataset = OxfordPetDataset(records, eval_transform(48, MEAN, STD))
+    for index, record in enumerate(records[:4]):
+        sample = dataset[index]
+        assert sample["image"].shape == (3, 48, 48) and sample["mask"].shape == (48, 48)
+        assert sample["mask"].dtype == torch.long
+        assert (sample["breed"], sample["species"], sample["index"]) == (record.breed_index, record.species_index, index)
+        values = set(sample["mask"].unique().tolist())
+        if record.has_trimap:
+            assert sample["has_mask"] and values == {0, 1, 2}
+        else:
+            assert not sample["has_mask"] and values == {IGNORE_INDEX}
+
+
+def test_corrupt_image_is_skipped_and_reported(pet_copy: Path) -> None:
+    records = read_split(pet_copy, "test")
+    records[1].image_path.write_bytes(b"garbage instead of a JPEG")
+    dataset = OxfordPetDataset(records, eval_transform(32, MEAN, STD))
+    samples = [dataset[i] for i in range(3)]
+    assert samples[1] is None
+    assert list(dataset.failures) == [records[1].name]
+    batch = collate_skipping_failures(samples)
+    assert batch["image"].shape == (2, 3, 32, 32)
+    assert batch["index"].tolist() == [0, 2]
+    assert collate_skipping_failures([None, None]) is None
+
+
+def _halves(size: int = 64) -> tuple[Image.Image, tv_tensors.Mask]:
+    """White left half labelled pet (0), black right half labelled background (1), with a
+    boundary (2) column and an unlabelled (255) corner: any misalignment mixes them up."""
+    pixels = np.zeros((size, size, 3), dtype=np.uint8)
+    pixels[:, : size // 2] = 255
+    mask = np.ones((size, size), dtype=np.uint8)
+    mask[:, : size // 2] = 0
+    mask[:, size // 2] = 2
+    mask[:8, -8:] = IGNORE_INDEX
+    return Image.fromarray(pixels), tv_tensors.Mask(torch.from_numpy(mask))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_augmentation_moves_mask_with_image(seed: int) -> None:
+    image, mask = _halves()
+    torch.manual_seed(seed)
+    out_image, out_mask = train_transform(40, MEAN, STD)(image, mask)
+    out_mask = out_mask.as_subclass(torch.Tensor)
+    assert out_image.shape == (3, 40, 40) and out_mask.shape == (40, 40)
+    assert set(out_mask.unique().tolist()) <= {0, 1, 2, IGNORE_INDEX}, "nearest resampling keeps label values"
+    brightness = out_image.mean(dim=0)
+    pet, background = brightness[out_mask == 0], brightness[out_mask == 1]
+    if len(pet) and len(background):
+        threshold = (pet.median() + background.median()) / 2
+        agreement = torch.cat([pet > threshold, background < threshold]).float().mean()
+        assert agreement > 0.95, "flip/crop must be applied identically to image and mask"
+
+
+def test_flip_is_applied_to_both() -> None:
+    """Every crop spans the middle, so the bottom-left pixel is pet (white) unless flipped."""
+    image, mask = _halves()
+    flips = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        out_image, out_mask = train_transform(64, MEAN, STD)(image, mask)
+        mask_flipped = int(out_mask[-1, 0]) == 1
+        image_flipped = out_image[:, -1, 0].mean() < out_image[:, -1, -1].mean()
+        assert mask_flipped == image_flipped
+        flips.append(mask_flipped)
+    assert set(flips) == {True, False}, "over a dozen draws some samples are flipped and some are not"
+
+
+def test_eval_transform_keeps_label_values() -> None:
+    image, mask = _halves(50)
+    out_image, out_mask = eval_transform(32, MEAN, STD)(image, mask)
+    assert out_image.shape == (3, 32, 32)
+    assert set(out_mask.as_subclass(torch.Tensor).unique().tolist()) <= {0, 1, 2, IGNORE_INDEX}
+    assert out_image.min() >= -1 and out_image.max() <= 1
