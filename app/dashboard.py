@@ -113,6 +113,16 @@ def resolve_images_root(typed: str, report: dict) -> Path | None:
     return None
 
 
+def split_caption(report: dict) -> str:
+    """What was evaluated: the split description, image counts (unless the description has them), model."""
+    counts = f"{report['num_images']:,} images ({report['num_images_with_trimap']:,} with trimaps)"
+    description = report["split_description"]
+    parts = [f"**{description}**"] + ([] if counts in description else [counts])
+    model = report["model"]
+    parts += [f"{model.get('backbone')} at {model.get('image_size')} px", f"report {report.get('created_utc', '')}"]
+    return " · ".join(parts)
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
@@ -342,12 +352,7 @@ def main() -> None:
             placeholder=str(DEFAULT_DATA_ROOT),
         )
     try:
-        model = report["model"]
-        st.caption(
-            f"**{report['split_description']}** · {report['num_images']:,} images, "
-            f"{report['num_images_with_trimap']:,} with trimaps · {model.get('backbone')} at "
-            f"{model.get('image_size')} px · report {report.get('created_utc', '')}"
-        )
+        st.caption(split_caption(report))
         show_headline(report)
         tabs = st.tabs(["Species & breeds", "Per breed", "Segmentation", "Training", "Worst cases"])
         with tabs[0]:

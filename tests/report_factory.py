@@ -205,7 +205,7 @@ def make_report(
         "created_utc": "2026-11-22T22:00:00Z",
         "petnet_version": "0.1.0",
         "split": split,
-        "split_description": "official test split, 2,430 of 3,669 images (405 with trimaps)",
+        "split_description": f"generated sample report, not model results: {int(breed.sum()):,} images (405 with trimaps)",
         "data_root": str(data_root),
         "model": {
             "source": "assets/model",

@@ -11,6 +11,9 @@ from report_factory import make_report
 from streamlit.testing.v1 import AppTest
 
 from app.dashboard import parse_options
+from petnet.config import PetNetConfig
+from petnet.evaluate import main as evaluate_main
+from petnet.model import PetNet
 from petnet.report import REPORTS_DIR
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +54,8 @@ def assert_renders(app: AppTest, report: dict) -> None:
     assert not app.error, [e.value for e in app.error]
     assert {m.label: m.value for m in app.metric} == expected_headline(report)
     assert report["split_description"] in app.caption[0].value
-    assert f"{report['num_images']:,} images" in app.caption[0].value
+    counts = f"{report['num_images']:,} images ({report['num_images_with_trimap']:,} with trimaps)"
+    assert app.caption[0].value.count(counts) == 1
 
 
 def test_generated_report_renders_every_chart_and_the_json_headline(report_path, monkeypatch) -> None:
@@ -72,6 +76,36 @@ def test_shipped_report_renders(monkeypatch) -> None:
         pytest.skip("assets/reports/test.json has not been produced yet")
     app = run_dashboard(monkeypatch, PETNET_REPORT=str(shipped))
     assert_renders(app, json.loads(shipped.read_text()))
+
+
+def test_report_written_by_petnet_evaluate_renders(tiny_pet_root, tmp_path, monkeypatch) -> None:
+    """The writer/reader contract end to end: a real ``petnet.evaluate`` report of a tiny random model."""
+    model_dir = tmp_path / "model"
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(model_dir)
+    out = tmp_path / "reports" / "test.json"
+    evaluate_main(["--split", "test", "--model", str(model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
+                   "--batch-size", "6", "--num-workers", "0", "--worst", "4"])  # fmt: skip
+    report = json.loads(out.read_text())
+    app = run_dashboard(monkeypatch, PETNET_REPORT=str(out))
+    assert_renders(app, report)
+    assert any("No training_log.csv" in info.value for info in app.info)
+    assert len(app.get("image")) > 0  # worst cases drawn from the tiny dataset named in the report
+
+
+def test_undefined_segmentation_shows_n_a(report_path, tmp_path, monkeypatch) -> None:
+    """A split without trimaps has null IoUs; the cards say n/a instead of failing."""
+    report = json.loads(report_path.read_text())
+    segmentation = report["segmentation"]
+    for key in ("mean_iou", "min_iou", "mean_dice", "pixel_accuracy"):
+        segmentation[key] = None
+    segmentation["per_class_iou"] = segmentation["per_class_dice"] = dict.fromkeys(segmentation["per_class_iou"])
+    segmentation["confusion"] = [[0, 0, 0]] * 3
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps(report))
+    app = run_dashboard(monkeypatch, PETNET_REPORT=str(path))
+    assert not app.exception and not app.error
+    values = {m.label: (m.value, m.delta) for m in app.metric}
+    assert values["Mean IoU"] == values["Worst-class IoU"] == ("n/a", "")
 
 
 def test_sidebar_switches_between_reports_in_a_folder(tmp_path, monkeypatch) -> None:
