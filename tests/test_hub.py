@@ -315,3 +315,15 @@ def test_environment_variables_drive_a_fresh_process(loopback_hub: LoopbackHub, 
     assert offline.returncode == 0, offline.stderr
     assert "(cached copy)" in offline.stdout and offline.stdout.split()[-1] == "64"
     assert loopback_hub.requests == []
+
+
+def test_package_exports_load_lazily() -> None:
+    """``import petnet`` alone does not pull in torch; the exported names resolve on first use."""
+    script = (
+        "import sys, petnet; assert 'torch' not in sys.modules, 'torch imported eagerly'; "
+        "print(petnet.__version__, len(petnet.BREEDS), petnet.SPECIES, petnet.WeightsError.__name__); "
+        "from petnet import load_model, PetNet, PetNetConfig, Prediction; print(load_model.__module__)"
+    )
+    completed = _run_python(script, dict(os.environ))
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == ["0.1.0 37 ('cat', 'dog') WeightsError", "petnet.hub"]
