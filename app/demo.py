@@ -87,9 +87,11 @@ class PetDemo:
         try:
             photo = load_image(path)
         except InvalidImageError as error:
-            raise gr.Error(
-                str(error).replace(path, shown_name), title="That file is not a usable photo: please try another"
-            ) from error
+            message = str(error).replace(path, shown_name)
+            if "try again" not in message:
+                message += " Please try another photo (JPEG, PNG or WebP)."
+            log.info("Refused upload %s: %s", shown_name, error)
+            raise gr.Error(message, title="Not a usable photo", print_exception=False) from error
         prediction = self.model.predict(photo)
         mask = prediction.full_mask.numpy()
         shown = ShownPrediction(photo=_screen_sized(photo, self.settings.screen_max_side), mask=mask)
@@ -148,8 +150,9 @@ def _screen_sized(photo: Image.Image, max_side: int) -> Image.Image:
 
 
 def _weights_description(model: PetNet) -> str:
-    """``model.weights_source`` with this checkout's absolute path left out."""
-    return model.weights_source.replace(f"{PROJECT_ROOT}{os.sep}", "")
+    """``model.weights_source`` for people, e.g. ``bundled: /abs/assets/model`` -> ``bundled (assets/model)``."""
+    kind, _, where = model.weights_source.replace(f"{PROJECT_ROOT}{os.sep}", "").partition(": ")
+    return f"{kind} ({where})" if where else kind
 
 
 def _legend_html() -> str:
@@ -173,14 +176,15 @@ def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None
     handlers = PetDemo(model or load_model(), settings)
     with gr.Blocks(title="PetNet", delete_cache=settings.delete_cache) as demo:
         gr.Markdown(
-            "# 🐾 PetNet\nCat or dog, its top-3 breeds and where the pet is, from one photo.  \n"
-            f"<small>Model: {_weights_description(handlers.model)}</small>"
+            "# PetNet\nCat or dog, its top-3 breeds and where the pet is, from one photo.  \n"
+            f"<small>Weights: {_weights_description(handlers.model)}</small>"
         )
         shown = gr.State(None)
         with gr.Row(equal_height=False):
             with gr.Column():
                 photo = gr.Image(
                     label="Your pet photo",
+                    elem_id="photo",
                     type="filepath",
                     image_mode=None,
                     sources=["upload", "clipboard", "webcam"],
@@ -194,13 +198,13 @@ def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None
                     examples_per_page=6,
                 )
             with gr.Column():
-                overlay = gr.Image(label="Mask overlay", type="pil", height=360, interactive=False)
+                overlay = gr.Image(label="Mask overlay", type="pil", height=360, interactive=False, elem_id="overlay")
                 opacity = gr.Slider(0.0, 1.0, value=settings.default_opacity, step=0.05, label="Mask opacity")
                 gr.HTML(_legend_html())
         with gr.Row(equal_height=False):
             with gr.Column():
-                species = gr.Textbox(label="Species", interactive=False)
-                breeds = gr.Label(label="Top-3 breeds", num_top_classes=3)
+                species = gr.Textbox(label="Species", interactive=False, elem_id="species")
+                breeds = gr.Label(label="Top-3 breeds", num_top_classes=3, elem_id="breeds")
             cutout = gr.Image(
                 label="Cut-out (transparent PNG)", type="filepath", format="png", height=240, interactive=False
             )
