@@ -199,7 +199,9 @@ def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None
                 )
             with gr.Column():
                 overlay = gr.Image(label="Mask overlay", type="pil", height=360, interactive=False, elem_id="overlay")
-                opacity = gr.Slider(0.0, 1.0, value=settings.default_opacity, step=0.05, label="Mask opacity")
+                opacity = gr.Slider(
+                    0.0, 1.0, value=settings.default_opacity, step=0.05, label="Mask opacity", elem_id="opacity"
+                )
                 gr.HTML(_legend_html())
         with gr.Row(equal_height=False):
             with gr.Column():

@@ -53,7 +53,7 @@ def server_url() -> Iterator[str]:
         demo.close()
 
 
-def test_upload_shows_results_and_bad_file_gets_friendly_error(server_url: str, tmp_path: Path) -> None:
+def test_upload_shows_results_slider_redraws_bad_file_gets_friendly_error(server_url: str, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -72,6 +72,11 @@ def test_upload_shows_results_and_bad_file_gets_friendly_error(server_url: str, 
             target.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(target), full_page=True)
             assert target.stat().st_size > 10_000
+
+            overlay = page.locator("#overlay img")
+            before = overlay.get_attribute("src")
+            page.locator("#opacity input[type=range]").fill("1")  # redrawn from the cached prediction
+            sync_api.expect(overlay).not_to_have_attribute("src", before, timeout=20_000)
 
             fake = tmp_path / "holiday.jpg"
             fake.write_text("this is a text file, not a photo")
