@@ -58,7 +58,7 @@ class ShownPrediction:
     photo: Image.Image
     """The photo at screen size (see :attr:`DemoSettings.screen_max_side`)."""
     mask: np.ndarray
-    """HxW mask at the original photo size: 0 = pet, 1 = background, 2 = boundary."""
+    """HxW mask at the size of :attr:`photo`: 0 = pet, 1 = background, 2 = boundary."""
 
 
 class PetDemo:
@@ -94,7 +94,7 @@ class PetDemo:
             raise gr.Error(message, title="Not a usable photo", print_exception=False) from error
         prediction = self.model.predict(photo)
         mask = prediction.full_mask.numpy()
-        shown = ShownPrediction(photo=_screen_sized(photo, self.settings.screen_max_side), mask=mask)
+        shown = _for_screen(photo, mask, self.settings.screen_max_side)
         breeds = {
             display_name(name): confidence
             for name, confidence in zip(prediction.breed, prediction.breed_confidences, strict=True)
@@ -141,12 +141,15 @@ def _upload_location(upload: str | Mapping[str, Any] | None) -> tuple[str, str] 
     return str(upload), Path(upload).name
 
 
-def _screen_sized(photo: Image.Image, max_side: int) -> Image.Image:
+def _for_screen(photo: Image.Image, mask: np.ndarray, max_side: int) -> ShownPrediction:
+    """Photo and mask downscaled to at most ``max_side`` pixels: a session's state stays small."""
     if max(photo.size) <= max_side:
-        return photo
+        return ShownPrediction(photo=photo, mask=mask)
     small = photo.copy()
     small.thumbnail((max_side, max_side))
-    return small
+    return ShownPrediction(
+        photo=small, mask=np.asarray(Image.fromarray(mask).resize(small.size, Image.Resampling.NEAREST))
+    )
 
 
 def _weights_description(model: PetNet) -> str:

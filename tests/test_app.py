@@ -166,3 +166,13 @@ def test_unusual_but_valid_images_are_accepted(handlers: PetDemo, tmp_path: Path
         photo.convert("CMYK").save(path)
     overlay, species, breeds, *_ = handlers.predict(str(path), 0.5)
     assert overlay.size == photo.size and species and len(breeds) == 3
+
+
+def test_large_photo_keeps_full_size_downloads_and_small_state(handlers: PetDemo, tmp_path: Path) -> None:
+    path = tmp_path / "big.jpg"
+    Image.open(example_paths()[0]).resize((1600, 1200)).save(path)
+    overlay, _, _, cutout_path, mask_path, shown = handlers.predict(str(path), 0.5)
+    assert Image.open(cutout_path).size == Image.open(mask_path).size == (1600, 1200)
+    limit = handlers.settings.screen_max_side
+    assert overlay.size == shown.photo.size == (limit, limit * 3 // 4)
+    assert shown.mask.shape == (limit * 3 // 4, limit) and set(np.unique(shown.mask)) <= {0, 1, 2}
