@@ -41,6 +41,7 @@ log = logging.getLogger("petnet.train")
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "training_log.csv"
 MODEL_DIR_NAME = "model"
+FINAL_DIR_NAME = "final"
 
 
 @dataclass
@@ -373,6 +374,10 @@ class Trainer:
                 self.save_checkpoint(epoch)
                 log.info(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             self.dist.barrier()
+        if self.dist.is_main:
+            # The weights at the end of the cosine schedule: validation loss (breed cross-entropy grows
+            # with confidence) can bottom out epochs before accuracy and IoU peak, so keep both.
+            self.model.save_pretrained(self.output_dir / FINAL_DIR_NAME)
         if self.dist.is_main and self.train_set.failures:
             log.warning("Skipped %d unreadable images: %s", len(self.train_set.failures), sorted(self.train_set.failures))
         return best_dir

@@ -17,7 +17,7 @@ from conftest import PROJECT_ROOT
 
 from petnet import train
 from petnet.model import PetNet
-from petnet.train import CHECKPOINT_NAME, LOG_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
+from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, LOG_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
 
 LOG_COLUMNS = [
     "epoch", "lr", "frozen_backbone", "train_total", "train_species", "train_breed", "train_segmentation",
@@ -54,7 +54,8 @@ def straight_run(tiny_pet_root, tmp_path_factory):
 
 
 def test_cli_writes_checkpoint_log_config_and_model(straight_run):
-    assert {p.name for p in straight_run.iterdir()} == {CHECKPOINT_NAME, LOG_NAME, "train_config.json", MODEL_DIR_NAME}
+    expected = {CHECKPOINT_NAME, LOG_NAME, "train_config.json", MODEL_DIR_NAME, FINAL_DIR_NAME}
+    assert {p.name for p in straight_run.iterdir()} == expected
     rows = read_log(straight_run)
     assert list(rows[0]) == LOG_COLUMNS  # the columns docs/report_schema.md promises the dashboard
     assert [row["epoch"] for row in rows] == ["1", "2"]
@@ -64,6 +65,9 @@ def test_cli_writes_checkpoint_log_config_and_model(straight_run):
     model = PetNet.from_pretrained(straight_run / MODEL_DIR_NAME)
     assert model.config.image_size == 64
     assert torch.load(straight_run / CHECKPOINT_NAME, weights_only=True)["epoch"] == 1
+    final = PetNet.from_pretrained(straight_run / FINAL_DIR_NAME).state_dict()
+    last = final_weights(straight_run)
+    assert all(torch.allclose(final[k].float(), last[k].float(), atol=1e-2, rtol=1e-2) for k in final)  # fp16 export
 
 
 def test_config_file_is_honoured_and_flags_override_it(tmp_path):
