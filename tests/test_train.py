@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,10 +137,13 @@ def test_early_stopping_when_patience_is_exhausted(tiny_pet_root, tmp_path, monk
 
     monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch, model: {"train_total": 0.0})
     monkeypatch.setattr(Trainer, "validate", validate)
-    monkeypatch.setattr(PetNet, "save_pretrained", lambda self, path: saved_epochs.append(len(validated)))
+    monkeypatch.setattr(
+        PetNet, "save_pretrained", lambda self, path: saved_epochs.append((Path(path).name, len(validated)))
+    )
     train.main(tiny_args(tiny_pet_root, tmp_path, "--epochs", "6", "--patience", "3"))
     assert [row["val_total"] for row in read_log(tmp_path)] == ["1.0", "0.5", "0.7", "0.6", "0.9"]
-    assert saved_epochs == [1, 2]  # the exported model is the best epoch's
+    # model/ holds the best epoch's weights; final/ the weights where training stopped.
+    assert saved_epochs == [(MODEL_DIR_NAME, 1), (MODEL_DIR_NAME, 2), (FINAL_DIR_NAME, 5)]
     assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["epochs_without_improvement"] == 3
 
 
