@@ -74,6 +74,8 @@ class PetNet(
         self._preprocess = eval_transform(self.config.image_size, self.config.mean, self.config.std)
         self.weights_source = "random initialisation"
         """Where the weights came from, for people (set by the loaders; shown by the apps)."""
+        # NHWC convolutions: about 1.3x faster on CPU for this network (oneDNN), and the layout GPUs prefer.
+        self.to(memory_format=torch.channels_last)
         self.eval()
 
     @classmethod
@@ -109,8 +111,11 @@ class PetNet(
         """
         return self.predict_batch([image])[0]
 
-    def predict_batch(self, images: Sequence[ImageInput | torch.Tensor], batch_size: int = 32) -> list[Prediction]:
-        """Predict many images, running the network on batches of up to ``batch_size``."""
+    def predict_batch(self, images: Sequence[ImageInput | torch.Tensor], batch_size: int = 8) -> list[Prediction]:
+        """Predict many images, running the network on batches of up to ``batch_size``.
+
+        The default suits CPUs: per image, batches of 4-8 run about 1.5x faster than one at a time,
+        while larger batches spill out of the caches (``python -m petnet.bench`` measures it)."""
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             inputs = [self._as_input(image) for image in images[start : start + batch_size]]
@@ -135,7 +140,7 @@ class PetNet(
         shapes = {tuple(tensor.shape) for tensor, _ in inputs}
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
             return [prediction for item in inputs for prediction in self._predict_inputs([item])]
-        batch = torch.stack([tensor for tensor, _ in inputs]).to(self.device)
+        batch = torch.stack([tensor for tensor, _ in inputs]).to(self.device, memory_format=torch.channels_last)
         output = self(batch)
         species_probabilities = output.species_logits.float().softmax(dim=1).cpu()
         breed_probabilities = output.breed_logits.float().softmax(dim=1).cpu()
