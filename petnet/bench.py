@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from petnet import __version__
-from petnet.hub import BUNDLED_MODEL_DIR, load_model
+from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
 from petnet.images import load_image
 from petnet.model import PetNet
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
-        "model": args.model,
+        "model": display_source(args.model),
         "image": f"{Path(args.image).name} ({photo.width}x{photo.height})",
     }
     results["cold_load"] = fresh_process_load(args.model, args.threads) if args.load_time else None

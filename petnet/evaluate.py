@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,7 +33,7 @@ from petnet.data import (
     read_trimap,
     train_val_split,
 )
-from petnet.hub import BUNDLED_MODEL_DIR, load_model
+from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
 from petnet.inference import mask_from_logits, species_conditioned_topk
 from petnet.labels import BREEDS, MASK_CLASSES, SPECIES
 from petnet.metrics import (
@@ -293,11 +292,6 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
         "worst_cases": worst_cases,
         "baseline": dict(BASELINE),
     }
-
-
-def display_source(model: str) -> str:
-    """A local model folder relative to the working directory (``assets/model``), else the Hub id."""
-    return os.path.relpath(model) if Path(model).exists() else model
 
 
 def summary_table(report: dict) -> str:

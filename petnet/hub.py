@@ -70,6 +70,11 @@ def load_model(path_or_repo: str | Path | None = None, *, revision: str | None =
     return model.to(device).eval()
 
 
+def display_source(model: str) -> str:
+    """A local model folder relative to the working directory (``assets/model``), else the Hub id."""
+    return os.path.relpath(model) if Path(model).exists() else model
+
+
 def _is_repo_id(name: str) -> bool:
     try:
         validate_repo_id(name)

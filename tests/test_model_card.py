@@ -1,0 +1,60 @@
+"""The model card and README results are generated from the shipped reports and must stay in sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from conftest import PROJECT_ROOT
+from report_factory import make_report
+
+from petnet import model_card
+from petnet.report import BASELINE, load_report
+from petnet.train import TrainConfig, parse_args
+
+
+def test_shipped_card_and_readme_match_the_shipped_reports():
+    test, val, bench, train_config = model_card.load_inputs()
+    card = (PROJECT_ROOT / "assets" / "model" / "README.md").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert card == model_card.model_card(test, val, bench, train_config), "run python -m petnet.model_card"
+    assert model_card.readme_results(test, val, bench) in readme, "run python -m petnet.model_card"
+
+
+def test_results_table_shows_report_values_beside_the_baseline(tmp_path):
+    report = load_report(make_report(tmp_path / "reports", tmp_path / "data"))
+    lines = model_card.results_table(report).splitlines()
+    assert lines[0] == "| Metric | PetNet, test | Original PetNet |"
+    rows = {line.split(" | ")[0].lstrip("| "): line.strip("| ").split(" | ")[1:] for line in lines[2:]}
+    assert rows["Species accuracy"] == [f"{100 * report['species']['accuracy']:.1f}%", "96.0%"]
+    assert rows["Mask worst-class IoU"] == [f"{report['segmentation']['min_iou']:.3f}", f"{BASELINE['min_iou']:.3f}"]
+    assert rows["Breed top-1 accuracy"][1] == "-"  # the original PetNet published no top-1
+
+
+def test_training_command_reproduces_the_config():
+    config = dataclasses.replace(
+        TrainConfig(), backbone="tf_efficientnet_lite1", image_size=240, epochs=14, lr=5e-4, amp=False, warmup_epochs=0.5
+    )
+    config.loss_weights.dice = 1.0
+    parsed, resume = parse_args(model_card.training_command(dataclasses.asdict(config)).split()[3:])
+    assert not resume
+    assert parsed == config
+
+
+def test_replacing_the_results_block_keeps_the_rest_of_the_readme():
+    readme = f"# Title\n\n{model_card.RESULTS_START}\nold\n{model_card.RESULTS_END}\n\n## Next\n"
+    updated = model_card.replace_results_block(readme, f"{model_card.RESULTS_START}\nnew\n{model_card.RESULTS_END}")
+    assert updated == f"# Title\n\n{model_card.RESULTS_START}\nnew\n{model_card.RESULTS_END}\n\n## Next\n"
+    with pytest.raises(ValueError, match="results markers"):
+        model_card.replace_results_block("# no markers\n", "block")
+
+
+def test_main_writes_card_and_readme(tmp_path):
+    reports = PROJECT_ROOT / "assets" / "reports"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{model_card.RESULTS_START}\n{model_card.RESULTS_END}\n")
+    model_card.main(["--reports", str(reports), "--card", str(tmp_path / "card.md"), "--readme", str(readme)])
+    assert (tmp_path / "card.md").read_text().startswith("---\nlibrary_name: petnet\n")
+    assert "| Species accuracy |" in readme.read_text()
+    assert json.loads((reports / "train_config.json").read_text())["backbone"] in (tmp_path / "card.md").read_text()
