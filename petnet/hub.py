@@ -36,7 +36,7 @@ from petnet.model import PetNet
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REPO_ID = "petnet/petnet-lite0"
+DEFAULT_REPO_ID = "petnet/petnet"
 """Hub repo used when neither an argument nor ``$PETNET_REPO`` names one."""
 REPO_ENV_VAR = "PETNET_REPO"
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "model"
@@ -49,13 +49,18 @@ _NOT_ON_HUB = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFou
 _HUB_FAILURES = (OSError, httpx2.HTTPError)
 
 
-def load_model(path_or_repo: str | Path | None = None, *, revision: str | None = None, device: str = "cpu") -> PetNet:
+def load_model(
+    path_or_repo: str | Path | None = None, *, revision: str | None = None, device: str = "cpu", fuse: bool = True
+) -> PetNet:
     """A ready-to-predict :class:`PetNet` in eval mode on ``device``.
 
     ``path_or_repo`` is a directory written by ``PetNet.save_pretrained`` or a Hub repo id
     (``owner/name``; ``revision`` picks a branch, tag or commit). ``model.weights_source`` tells
     which weights were loaded (``local: ...``, ``hub: repo@commit``, ``bundled: ...``).
-    Raises :class:`~petnet.errors.WeightsError` when no usable weights can be found.
+    With ``fuse`` (the default) batch norms are folded into the convolutions for speed
+    (:meth:`PetNet.fuse_for_inference`); pass ``fuse=False`` for a model to fine-tune, save or
+    load a state dict into. Raises :class:`~petnet.errors.WeightsError` when no usable weights
+    can be found.
     """
     source = str(path_or_repo) if path_or_repo is not None else os.environ.get(REPO_ENV_VAR) or DEFAULT_REPO_ID
     if Path(source).expanduser().exists() or not _is_repo_id(source):
@@ -67,7 +72,8 @@ def load_model(path_or_repo: str | Path | None = None, *, revision: str | None =
             reason = _explain(error, source, revision)
             log.warning("Running on the bundled weights in %s because %s.", BUNDLED_MODEL_DIR, reason)
             model = _load_bundled(reason)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return model.fuse_for_inference() if fuse else model
 
 
 def display_source(model: str) -> str:

@@ -22,6 +22,7 @@ from torch import nn
 from petnet.config import PetNetConfig
 from petnet.decoder import UNetDecoder
 from petnet.errors import WeightsError
+from petnet.fusion import fold_batchnorm
 from petnet.images import ImageInput, load_image
 from petnet.inference import Prediction, mask_from_logits, species_conditioned_topk
 from petnet.pretrained import load_imagenet_backbone
@@ -74,6 +75,8 @@ class PetNet(
         self._preprocess = eval_transform(self.config.image_size, self.config.mean, self.config.std)
         self.weights_source = "random initialisation"
         """Where the weights came from, for people (set by the loaders; shown by the apps)."""
+        self.is_fused = False
+        """True once :meth:`fuse_for_inference` has folded the batch norms (predict-only from then on)."""
         # NHWC convolutions: about 1.3x faster on CPU for this network (oneDNN), and the layout GPUs prefer.
         self.to(memory_format=torch.channels_last)
         self.eval()
@@ -85,6 +88,17 @@ class PetNet(
         load_imagenet_backbone(model.encoder, model.config.backbone)
         model.weights_source = f"ImageNet {model.config.backbone} backbone, untrained heads"
         return model
+
+    def fuse_for_inference(self) -> PetNet:
+        """Fold every batch norm into its convolution: about 1.2x faster on CPU, same predictions.
+
+        The folded network has a different set of tensors, so it can no longer be trained, saved or
+        given a state dict; :func:`petnet.load_model` does this unless called with ``fuse=False``.
+        """
+        if not self.is_fused:
+            fold_batchnorm(self.eval())
+            self.is_fused = True
+        return self
 
     def forward(self, images: torch.Tensor) -> PetNetOutput:
         features = self.encoder(images)
@@ -114,8 +128,8 @@ class PetNet(
     def predict_batch(self, images: Sequence[ImageInput | torch.Tensor], batch_size: int = 8) -> list[Prediction]:
         """Predict many images, running the network on batches of up to ``batch_size``.
 
-        The default suits CPUs: per image, batches of 4-8 run about 1.5x faster than one at a time,
-        while larger batches spill out of the caches (``python -m petnet.bench`` measures it)."""
+        The default suits CPUs: per image, batches of 2-8 run 1.1-1.5x faster than one at a time,
+        while much larger ones spill out of the caches (``python -m petnet.bench`` measures it)."""
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             inputs = [self._as_input(image) for image in images[start : start + batch_size]]
@@ -166,6 +180,8 @@ class PetNet(
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Save weights as fp16 safetensors: half the size, no measurable accuracy change."""
+        if self.is_fused:
+            raise WeightsError("A fused model cannot be saved; load it with load_model(..., fuse=False) to save it.")
         state = {
             key: value.half() if value.is_floating_point() else value
             for key, value in self.state_dict().items()
