@@ -115,6 +115,7 @@ def write_report(report: Mapping[str, Any], path: str | Path) -> Path:
     text = json.dumps(to_json_ready(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o644)  # mkstemp creates 0600; a report is meant to be shared and served
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
         os.replace(temporary, path)
