@@ -117,7 +117,8 @@ def split_caption(report: dict) -> str:
     """What was evaluated: the split description, image counts (unless the description has them), model."""
     counts = f"{report['num_images']:,} images ({report['num_images_with_trimap']:,} with trimaps)"
     description = report["split_description"]
-    parts = [f"**{description}**"] + ([] if counts in description else [counts])
+    already_counted = f"({report['num_images_with_trimap']:,} with trimaps)" in description
+    parts = [f"**{description}**"] + ([] if already_counted else [counts])
     model = report["model"]
     parts += [f"{model.get('backbone')} at {model.get('image_size')} px", f"report {report.get('created_utc', '')}"]
     return " · ".join(parts)

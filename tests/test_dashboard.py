@@ -10,7 +10,7 @@ import pytest
 from report_factory import make_report
 from streamlit.testing.v1 import AppTest
 
-from app.dashboard import parse_options
+from app.dashboard import parse_options, split_caption
 from petnet.config import PetNetConfig
 from petnet.evaluate import main as evaluate_main
 from petnet.model import PetNet
@@ -49,13 +49,25 @@ def expected_headline(report: dict) -> dict[str, str]:
     }
 
 
+def test_split_caption_states_the_counts_once() -> None:
+    report = {
+        "num_images": 2430,
+        "num_images_with_trimap": 405,
+        "model": {"backbone": "tf_efficientnet_lite1", "image_size": 240},
+        "created_utc": "2026-11-23T04:05:49Z",
+    }
+    official = split_caption({**report, "split_description": "official test split, 2,430 of 3,669 images (405 with trimaps)"})
+    assert official.count("405 with trimaps") == 1 and "tf_efficientnet_lite1 at 240 px" in official
+    bare = split_caption({**report, "split_description": "test split"})
+    assert "2,430 images (405 with trimaps)" in bare
+
+
 def assert_renders(app: AppTest, report: dict) -> None:
     assert not app.exception, [e.value for e in app.exception]
     assert not app.error, [e.value for e in app.error]
     assert {m.label: m.value for m in app.metric} == expected_headline(report)
     assert report["split_description"] in app.caption[0].value
-    counts = f"{report['num_images']:,} images ({report['num_images_with_trimap']:,} with trimaps)"
-    assert app.caption[0].value.count(counts) == 1
+    assert app.caption[0].value.count(f"{report['num_images_with_trimap']:,} with trimaps") == 1
 
 
 def test_generated_report_renders_every_chart_and_the_json_headline(report_path, monkeypatch) -> None:
