@@ -170,11 +170,12 @@ result = model.predict("photo.jpg")  # result["species"], result["breed"] (top-3
 
 ## Results
 
-Test: the {test["split_description"]} (the rest is withheld for independent checking).
-Validation: the {val["split_description"]}. Breed accuracy ranks the breeds of the predicted species; over all 37
-breeds top-1 is {_percent(test["breed"]["top1_accuracy_all_breeds"])} and top-3
-{_percent(test["breed"]["top3_accuracy_all_breeds"])}. Masks are scored at the trimap's resolution
-(256x256) over images with a trimap. The original PetNet is a from-scratch CNN at 128x128.
+Test: the {test["split_description"]}; the rest is withheld for independent checking.
+Validation: the {val["split_description"]}.
+Breed accuracy ranks the breeds of the predicted species; over all 37 breeds, top-1 is
+{_percent(test["breed"]["top1_accuracy_all_breeds"])} and top-3 {_percent(test["breed"]["top3_accuracy_all_breeds"])}.
+Masks are scored at the trimap's resolution (256x256) over images with a trimap.
+The original PetNet is a from-scratch CNN at 128x128.
 
 {results_table(test, val)}
 
@@ -192,10 +193,10 @@ IoU per class (test): {iou_line(test)}.
 {training_command(train_config)}
 ```
 
-AdamW (weight decay {train_config["weight_decay"]}), {train_config["warmup_epochs"]:g} epoch of linear warm-up
-then cosine decay, the backbone frozen for the first {train_config["freeze_epochs"]} epoch(s), gradient clipping at
-{train_config["grad_clip"]}, loss = species CE + breed CE + mask CE + {train_config["loss_weights"]["dice"]:g} x soft
-Dice, with images that have no trimap left out of the mask terms. Augmentation: random resized crop,
+AdamW (weight decay {train_config["weight_decay"]}) with {train_config["warmup_epochs"]:g} warm-up epoch(s) then cosine decay,
+the backbone frozen for the first {train_config["freeze_epochs"]} epoch(s), gradient clipping at {train_config["grad_clip"]}.
+Loss = species CE + breed CE + mask CE + {train_config["loss_weights"]["dice"]:g} x soft Dice,
+with images that have no trimap left out of the mask terms. Augmentation: random resized crop,
 horizontal flip, colour jitter and occasional grayscale, applied jointly to image and mask (torchvision transforms v2).
 Validation: {_percent(train_config["val_fraction"])} of `trainval`, drawn per breed and per trimap presence
 (seed {train_config["seed"]}); the exported weights are those with the lowest validation loss. The per-epoch
