@@ -234,6 +234,8 @@ def show_training(report_path: Path) -> None:
     left, right = st.columns(2)
     left.plotly_chart(loss_curves_figure(log), key="loss_curves")
     right.plotly_chart(validation_curves_figure(log), key="validation_curves")
+    st.caption("Training validation ranks breeds over all 37 classes; the headline cards rank only the breeds of "
+               "the predicted species, as `predict` does, so their top-1/top-3 can differ slightly.")
 
 
 def _breed_label(report: dict, name: str) -> str:

@@ -225,8 +225,8 @@ LOSS_TASKS: tuple[str, ...] = ("total", "species", "breed", "segmentation", "dic
 
 VALIDATION_METRICS: dict[str, str] = {
     "val_species_accuracy": "species accuracy",
-    "val_breed_top1": "breed top-1",
-    "val_breed_top3": "breed top-3",
+    "val_breed_top1": "breed top-1 (all 37)",
+    "val_breed_top3": "breed top-3 (all 37)",
     "val_mean_iou": "mean IoU",
     "val_min_iou": "worst-class IoU",
 }

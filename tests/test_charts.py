@@ -131,6 +131,6 @@ def test_training_curves_plot_every_logged_task_and_metric(tmp_path: Path) -> No
     assert len(losses.data) == 10  # 5 tasks x train/val
     assert list(losses.data[0].x) == list(range(5))
     metrics = validation_curves_figure(log)
-    assert [t.name for t in metrics.data] == ["species accuracy", "breed top-1", "breed top-3", "mean IoU",
+    assert [t.name for t in metrics.data] == ["species accuracy", "breed top-1 (all 37)", "breed top-3 (all 37)", "mean IoU",
                                               "worst-class IoU"]  # fmt: skip
     assert len(loss_curves_figure(log[["epoch", "train_total"]]).data) == 1
