@@ -115,6 +115,27 @@ def training_command(train_config: Mapping[str, Any]) -> str:
     return " ".join(["python -m petnet.train", *flags])
 
 
+def optimiser_sentence(train_config: Mapping[str, Any]) -> str:
+    """How the run optimised, in words; the frozen-backbone phase is mentioned only when there was one."""
+    frozen = train_config["freeze_epochs"]
+    frozen_phrase = f", the backbone frozen for the first {frozen} epoch(s)" if frozen else ""
+    return (
+        f"AdamW (peak learning rate {train_config['lr']:g}, weight decay {train_config['weight_decay']:g}) with "
+        f"{train_config['warmup_epochs']:g} warm-up epoch(s) then cosine decay{frozen_phrase}, "
+        f"gradient clipping at {train_config['grad_clip']:g}."
+    )
+
+
+def loss_formula(loss_weights: Mapping[str, float]) -> str:
+    """The training loss as a weighted sum, e.g. ``species CE + breed CE + 2 x mask CE + soft Dice``."""
+    terms = {"species": "species CE", "breed": "breed CE", "segmentation": "mask CE", "dice": "soft Dice"}
+    return " + ".join(
+        term if loss_weights[task] == 1 else f"{loss_weights[task]:g} x {term}"
+        for task, term in terms.items()
+        if loss_weights[task]
+    )
+
+
 def readme_results(test: Mapping[str, Any], val: Mapping[str, Any], bench: Mapping[str, Any]) -> str:
     """The README's results block (between the markers)."""
     return f"""{RESULTS_START}
@@ -193,9 +214,8 @@ IoU per class (test): {iou_line(test)}.
 {training_command(train_config)}
 ```
 
-AdamW (weight decay {train_config["weight_decay"]}) with {train_config["warmup_epochs"]:g} warm-up epoch(s) then cosine decay,
-the backbone frozen for the first {train_config["freeze_epochs"]} epoch(s), gradient clipping at {train_config["grad_clip"]}.
-Loss = species CE + breed CE + mask CE + {train_config["loss_weights"]["dice"]:g} x soft Dice,
+{optimiser_sentence(train_config)}
+Loss = {loss_formula(train_config["loss_weights"])},
 with images that have no trimap left out of the mask terms. Augmentation: random resized crop,
 horizontal flip, colour jitter and occasional grayscale, applied jointly to image and mask (torchvision transforms v2).
 Validation: {_percent(train_config["val_fraction"])} of `trainval`, drawn per breed and per trimap presence

@@ -42,6 +42,20 @@ def test_training_command_reproduces_the_config():
     assert parsed == config
 
 
+def test_loss_formula_shows_weights_other_than_one_and_drops_unused_terms():
+    weights = {"species": 1.0, "breed": 1.0, "segmentation": 2.0, "dice": 0.0}
+    assert model_card.loss_formula(weights) == "species CE + breed CE + 2 x mask CE"
+    assert model_card.loss_formula({**weights, "dice": 0.5}) == "species CE + breed CE + 2 x mask CE + 0.5 x soft Dice"
+
+
+def test_optimiser_sentence_mentions_a_frozen_backbone_only_when_there_was_one():
+    config = dataclasses.asdict(dataclasses.replace(TrainConfig(), freeze_epochs=0, lr=5e-4))
+    assert "frozen" not in model_card.optimiser_sentence(config)
+    assert "peak learning rate 0.0005" in model_card.optimiser_sentence(config)
+    config["freeze_epochs"] = 2
+    assert "the backbone frozen for the first 2 epoch(s)" in model_card.optimiser_sentence(config)
+
+
 def test_replacing_the_results_block_keeps_the_rest_of_the_readme():
     readme = f"# Title\n\n{model_card.RESULTS_START}\nold\n{model_card.RESULTS_END}\n\n## Next\n"
     updated = model_card.replace_results_block(readme, f"{model_card.RESULTS_START}\nnew\n{model_card.RESULTS_END}")
