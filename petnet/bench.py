@@ -140,7 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--runs", type=int, default=50, help="timed single-image runs")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
-    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 8, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 2, 4, 8])
     parser.add_argument("--batch-runs", type=int, default=5, help="timed runs per batch size")
     parser.add_argument("--no-load-time", dest="load_time", action="store_false", help="skip the fresh-process load")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")

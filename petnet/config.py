@@ -25,6 +25,10 @@ class PetNetConfig:
     breed_names: list[str] = field(default_factory=lambda: list(BREED_NAMES))
     breed_species: list[str] = field(default_factory=lambda: list(BREED_SPECIES))
     mask_classes: list[str] = field(default_factory=lambda: list(MASK_CLASSES))
+    mirror_averaged_mask: bool = True
+    """Predict masks from the mean of the photo's and its mirror image's mask logits. On validation
+    it raised mean and worst-class IoU for all seven models we trained (+0.001 to +0.013), for twice
+    the compute; averaging the classification logits as well did not help, so they stay single-view."""
 
     def __post_init__(self) -> None:
         if len(self.breed_names) != len(self.breed_species):

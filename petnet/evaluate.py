@@ -122,7 +122,7 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         if batch is None:
             continue
-        output = model(batch["image"].to(model.device))
+        output = model.infer(batch["image"].to(model.device))
         species_probabilities = output.species_logits.float().softmax(dim=1).cpu()
         breed_logits = output.breed_logits.float().cpu()
         species_index = species_probabilities.argmax(dim=1)
@@ -275,7 +275,12 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
         "split": split,
         "split_description": description,
         "data_root": str(data_root),
-        "model": {"source": model_source, "backbone": model.config.backbone, "image_size": model.config.image_size},
+        "model": {
+            "source": model_source,
+            "backbone": model.config.backbone,
+            "image_size": model.config.image_size,
+            "mirror_averaged_mask": model.config.mirror_averaged_mask,
+        },
         "num_images": len(outcomes),
         "num_images_with_trimap": sum(o.pixel_confusion is not None for o in outcomes),
         "skipped_images": skipped,
@@ -325,6 +330,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--worst", type=int, default=24, help="how many worst cases to keep (default 24)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (smoke tests)")
+    parser.add_argument(
+        "--single-view-mask", action="store_true",
+        help="predict masks from the photo alone, not averaged with its mirror image (config.mirror_averaged_mask)",
+    )
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training (--split val)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="as in training (--split val)")
     return parser.parse_args(argv)
@@ -341,6 +350,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.limit:
         description += f", limited to the first {len(records)} by --limit"
     model = load_model(args.model, device="cuda" if torch.cuda.is_available() else "cpu")
+    if args.single_view_mask:
+        model.config.mirror_averaged_mask = False
     outcomes, skipped = run_model(model, records, args.batch_size, args.num_workers)
     if skipped:
         log.warning("Skipped %d unreadable images: %s", len(skipped), sorted(skipped))

@@ -29,6 +29,9 @@ from petnet.pretrained import load_imagenet_backbone
 from petnet.transforms import eval_transform
 
 TOP_K_BREEDS = 3
+PREDICT_BATCH_SIZE = 2
+"""Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
+4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``)."""
 
 
 class PetNetOutput(NamedTuple):
@@ -108,6 +111,24 @@ class PetNet(
             mask_logits=self.decoder(features, output_size=images.shape[-2:]),
         )
 
+    def infer(self, images: torch.Tensor) -> PetNetOutput:
+        """The forward pass behind every prediction (``predict`` and ``petnet.evaluate``).
+
+        With ``config.mirror_averaged_mask``, the images and their mirror images run as one batch
+        and the mask logits are averaged (the mirrored ones flipped back); species and breed logits
+        come from the images as given. Training calls ``forward`` itself.
+        """
+        if not self.config.mirror_averaged_mask:
+            return self(images)
+        both = torch.cat([images, images.flip(-1)]).contiguous(memory_format=torch.channels_last)
+        output = self(both)
+        count = len(images)
+        return PetNetOutput(
+            species_logits=output.species_logits[:count],
+            breed_logits=output.breed_logits[:count],
+            mask_logits=(output.mask_logits[:count] + output.mask_logits[count:].flip(-1)) / 2,
+        )
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -125,11 +146,13 @@ class PetNet(
         """
         return self.predict_batch([image])[0]
 
-    def predict_batch(self, images: Sequence[ImageInput | torch.Tensor], batch_size: int = 8) -> list[Prediction]:
+    def predict_batch(
+        self, images: Sequence[ImageInput | torch.Tensor], batch_size: int = PREDICT_BATCH_SIZE
+    ) -> list[Prediction]:
         """Predict many images, running the network on batches of up to ``batch_size``.
 
-        The default suits CPUs: per image, batches of 2-8 run 1.1-1.5x faster than one at a time,
-        while much larger ones spill out of the caches (``python -m petnet.bench`` measures it)."""
+        The default suits CPUs, where larger batches spill out of the caches and run slower per
+        image; on a GPU pass a larger one."""
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             inputs = [self._as_input(image) for image in images[start : start + batch_size]]
@@ -155,7 +178,7 @@ class PetNet(
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
             return [prediction for item in inputs for prediction in self._predict_inputs([item])]
         batch = torch.stack([tensor for tensor, _ in inputs]).to(self.device, memory_format=torch.channels_last)
-        output = self(batch)
+        output = self.infer(batch)
         species_probabilities = output.species_logits.float().softmax(dim=1).cpu()
         breed_probabilities = output.breed_logits.float().softmax(dim=1).cpu()
         species_index = species_probabilities.argmax(dim=1)

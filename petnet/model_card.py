@@ -136,14 +136,22 @@ def loss_formula(loss_weights: Mapping[str, float]) -> str:
     )
 
 
+def mask_method_sentence(report: Mapping[str, Any]) -> str:
+    """How the report's masks were predicted (reports older than the setting are single-view)."""
+    if report["model"].get("mirror_averaged_mask", False):
+        return "Masks come from the mask logits averaged over the photo and its mirror image."
+    return "Masks come from the photo alone."
+
+
 def readme_results(test: Mapping[str, Any], val: Mapping[str, Any], bench: Mapping[str, Any]) -> str:
     """The README's results block (between the markers)."""
     return f"""{RESULTS_START}
 Measured with `python -m petnet.evaluate --split test` on the shipped weights ({test["model"]["backbone"]},
 {test["model"]["image_size"]} px input) over the {test["split_description"]}: part of the official test split
 is withheld for independent checking, so these are figures on the part we have. Breed accuracy ranks the
-breeds of the predicted species, as `predict` returns them. Masks are scored at the trimap's 256x256
-resolution over images that have a trimap. Validation is the 10% of `trainval` held out from training.
+breeds of the predicted species, as `predict` returns them. {mask_method_sentence(test)} They are scored
+at the trimap's 256x256 resolution over images that have a trimap. Validation is the 10% of `trainval`
+held out from training.
 
 {results_table(test, val)}
 
@@ -195,8 +203,8 @@ Test: the {test["split_description"]}; the rest is withheld for independent chec
 Validation: the {val["split_description"]}.
 Breed accuracy ranks the breeds of the predicted species; over all 37 breeds, top-1 is
 {_percent(test["breed"]["top1_accuracy_all_breeds"])} and top-3 {_percent(test["breed"]["top3_accuracy_all_breeds"])}.
-Masks are scored at the trimap's resolution (256x256) over images with a trimap.
-The original PetNet is a from-scratch CNN at 128x128.
+{mask_method_sentence(test)} They are scored at the trimap's resolution (256x256) over images with a
+trimap. The original PetNet is a from-scratch CNN at 128x128.
 
 {results_table(test, val)}
 

@@ -23,7 +23,7 @@ from petnet.errors import InvalidImageError, PetNetError
 from petnet.hub import load_model
 from petnet.images import load_image
 from petnet.inference import Prediction
-from petnet.model import TOP_K_BREEDS, PetNet
+from petnet.model import PREDICT_BATCH_SIZE, TOP_K_BREEDS, PetNet
 from petnet.visualize import overlay_mask
 
 log = logging.getLogger("petnet.predict")
@@ -97,7 +97,7 @@ def _overlay_path(out_dir: Path, source: Path, taken: set[str]) -> Path:
 
 
 def predict_files(
-    model: PetNet, paths: Sequence[Path], out_dir: Path, batch_size: int = 8, alpha: float = 0.5
+    model: PetNet, paths: Sequence[Path], out_dir: Path, batch_size: int = PREDICT_BATCH_SIZE, alpha: float = 0.5
 ) -> list[ImageResult]:
     """Predict every file, writing an overlay PNG per readable image into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +152,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--model", default=None, metavar="PATH_OR_REPO",
         help="model directory or Hugging Face repo id (default: $PETNET_REPO, else the bundled weights)",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE, help="images per batch (default: %(default)s)")
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in overlays, 0..1 (default: 0.5)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -40,7 +40,15 @@ def test_counts_match_the_split(test_report, tiny_pet_root):
     assert report["num_images_with_trimap"] == sum(r.has_trimap for r in records) == 8
     assert report["split_description"] == f"official test split, 12 of {OFFICIAL_TEST_TOTAL:,} images (8 with trimaps)"
     assert report["model"]["image_size"] == 64
+    assert report["model"]["mirror_averaged_mask"] is True
     assert report["labels"]["breeds"] == list(BREED_NAMES)
+
+
+def test_single_view_mask_flag_is_recorded(tiny_pet_root, tiny_model_dir, tmp_path):
+    out = tmp_path / "single.json"
+    main(["--split", "test", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
+          "--num-workers", "0", "--limit", "2", "--single-view-mask"])  # fmt: skip
+    assert load_report(out)["model"]["mirror_averaged_mask"] is False
 
 
 def test_confusion_matrices_add_up(test_report):

@@ -43,6 +43,23 @@ def test_forward_shapes(model: PetNet) -> None:
     assert output.mask_logits.shape == (2, 3, SIZE, SIZE + 32)
 
 
+def test_infer_averages_only_the_mask_with_the_mirror_image(model: PetNet) -> None:
+    images = torch.randn(2, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        plain, mirrored, inferred = model(images), model(images.flip(-1)), model.infer(images)
+    torch.testing.assert_close(inferred.mask_logits, (plain.mask_logits + mirrored.mask_logits.flip(-1)) / 2)
+    torch.testing.assert_close(inferred.species_logits, plain.species_logits)
+    torch.testing.assert_close(inferred.breed_logits, plain.breed_logits)
+
+
+def test_infer_is_forward_without_mirror_averaging() -> None:
+    torch.manual_seed(0)
+    single_view = PetNet(PetNetConfig(image_size=SIZE, mirror_averaged_mask=False))
+    images = torch.randn(2, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        torch.testing.assert_close(single_view.infer(images).mask_logits, single_view(images).mask_logits)
+
+
 def _check_prediction(prediction: Prediction, mask_shape: tuple[int, int]) -> None:
     assert prediction.species in {"cat", "dog"}
     assert isinstance(prediction.breed, tuple) and len(prediction.breed) == 3

@@ -32,6 +32,14 @@ def test_results_table_shows_report_values_beside_the_baseline(tmp_path):
     assert rows["Breed top-1 accuracy"][1] == "-"  # the original PetNet published no top-1
 
 
+@pytest.mark.parametrize(
+    ("model_section", "expected"),
+    [({"mirror_averaged_mask": True}, "mirror image"), ({"mirror_averaged_mask": False}, "photo alone"), ({}, "photo alone")],
+)
+def test_mask_method_sentence_follows_the_report(model_section, expected):
+    assert expected in model_card.mask_method_sentence({"model": model_section})
+
+
 def test_training_command_reproduces_the_config():
     config = dataclasses.replace(
         TrainConfig(), backbone="tf_efficientnet_lite1", image_size=240, epochs=14, lr=5e-4, amp=False, warmup_epochs=0.5
