@@ -35,7 +35,7 @@ from app.dashboard_charts import (
 )
 from petnet.data import DEFAULT_DATA_ROOT, read_trimap
 from petnet.errors import DatasetError
-from petnet.report import BASELINE, REPORTS_DIR, ReportError, find_reports, load_report
+from petnet.report import BASELINE, REPORTS_DIR, TRAINING_RUNS_DIR, ReportError, find_reports, load_report
 from petnet.visualize import overlay_mask
 
 TRAINING_LOG_NAME = "training_log.csv"
@@ -219,10 +219,14 @@ def show_segmentation(report: dict, normalise: bool) -> None:
 
 
 def show_training(report_path: Path) -> None:
-    log_path = report_path.parent / TRAINING_LOG_NAME
-    if not log_path.is_file():
-        st.info(f"No {TRAINING_LOG_NAME} next to the report ({log_path}); copy the run's log there to see curves.")
+    """Curves of the run that trained the model, or a pick of runs when its weights average several."""
+    runs_dir = report_path.parent / TRAINING_RUNS_DIR
+    logs = sorted(runs_dir.glob(f"*/{TRAINING_LOG_NAME}"))
+    if not logs:
+        st.info(f"No training logs next to the report ({runs_dir}/<run>/{TRAINING_LOG_NAME}); copy a run's "
+                f"{TRAINING_LOG_NAME} there to see its curves.")  # fmt: skip
         return
+    log_path = logs[0] if len(logs) == 1 else st.selectbox("Training run", logs, format_func=lambda p: p.parent.name)
     try:
         log = _cached_csv(str(log_path), _mtime_ns(log_path))
     except (OSError, ValueError) as error:

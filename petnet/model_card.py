@@ -1,8 +1,9 @@
 """Render the shipped model's numbers into its model card and the project README.
 
-``python -m petnet.model_card`` reads the evaluation reports, the benchmark and the training config
-in ``assets/reports/`` and rewrites ``assets/model/README.md`` (the Hub model card) and the block
-between the ``results`` markers in ``README.md``. Both are generated so that the figures people
+``python -m petnet.model_card`` reads the evaluation reports, the benchmark and the training configs
+(``runs/<run>/train_config.json``, one per run behind the weights) in ``assets/reports/`` and
+rewrites ``assets/model/README.md`` (the Hub model card) and the block between the ``results``
+markers in ``README.md``. Both are generated so that the figures people
 read are always the ones ``petnet.evaluate`` and ``petnet.bench`` measured; a test checks that the
 committed files are up to date.
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from petnet.hub import BUNDLED_MODEL_DIR
 from petnet.pretrained import BACKBONE_PACKAGES
-from petnet.report import BASELINE, REPORTS_DIR, load_report
+from petnet.report import BASELINE, REPORTS_DIR, TRAINING_RUNS_DIR, load_report
 from petnet.train import TrainConfig
 
 PROJECT_README = BUNDLED_MODEL_DIR.parents[1] / "README.md"
@@ -115,6 +116,42 @@ def training_command(train_config: Mapping[str, Any]) -> str:
     return " ".join(["python -m petnet.train", *flags])
 
 
+def recipe(train_configs: Sequence[Mapping[str, Any]]) -> str:
+    """Commands that rebuild the weights: one training run, or several and ``petnet.soup`` over them."""
+    if len(train_configs) == 1:
+        return training_command(train_configs[0])
+    run_dirs = [config["output_dir"] for config in train_configs]
+    commands = [f"{training_command(config)} --output-dir {run}" for config, run in zip(train_configs, run_dirs)]
+    return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)} --out assets/model"])
+
+
+def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:
+    """The card's training section: the commands, how each run optimised, and where the weights come from."""
+    first = train_configs[0]
+    if len(train_configs) == 1:
+        origin = "The exported weights are those of the epoch with the lowest validation loss."
+    else:
+        origin = (
+            f"The weights are the mean of the weights of these {len(train_configs)} runs, fine-tuned from the same "
+            "ImageNet initialisation and each exported at its epoch with the lowest validation loss (a uniform "
+            '"model soup", Wortsman et al., ICML 2022), which costs nothing extra per image.'
+        )
+    runs = "\n".join(
+        f"- `{config['output_dir']}`: {optimiser_sentence(config)} Loss = {loss_formula(config['loss_weights'])}."
+        for config in train_configs
+    )
+    return f"""```bash
+{recipe(train_configs)}
+```
+
+{runs}
+
+{origin} Images without a trimap are left out of the mask terms. Augmentation: random resized crop,
+horizontal flip, colour jitter and occasional grayscale, applied jointly to image and mask (torchvision
+transforms v2). Validation: {_percent(first["val_fraction"])} of `trainval`, drawn per breed and per trimap
+presence (seed {first["seed"]}). The per-epoch logs are `assets/reports/{TRAINING_RUNS_DIR}/<run>/training_log.csv`."""
+
+
 def optimiser_sentence(train_config: Mapping[str, Any]) -> str:
     """How the run optimised, in words; the frozen-backbone phase is mentioned only when there was one."""
     frozen = train_config["freeze_epochs"]
@@ -165,7 +202,7 @@ Speed. {speed_caption(bench)}
 
 
 def model_card(test: Mapping[str, Any], val: Mapping[str, Any], bench: Mapping[str, Any],
-               train_config: Mapping[str, Any]) -> str:  # fmt: skip
+               train_configs: Sequence[Mapping[str, Any]]) -> str:  # fmt: skip
     """The Hub model card (``assets/model/README.md``): metadata, results, training, data and licences."""
     backbone, size = test["model"]["backbone"], test["model"]["image_size"]
     return f"""---
@@ -218,17 +255,7 @@ IoU per class (test): {iou_line(test)}.
 
 ## Training
 
-```bash
-{training_command(train_config)}
-```
-
-{optimiser_sentence(train_config)}
-Loss = {loss_formula(train_config["loss_weights"])},
-with images that have no trimap left out of the mask terms. Augmentation: random resized crop,
-horizontal flip, colour jitter and occasional grayscale, applied jointly to image and mask (torchvision transforms v2).
-Validation: {_percent(train_config["val_fraction"])} of `trainval`, drawn per breed and per trimap presence
-(seed {train_config["seed"]}); the exported weights are those with the lowest validation loss. The per-epoch
-log is `assets/reports/training_log.csv`.
+{training_section(train_configs)}
 
 ## Data
 
@@ -259,11 +286,16 @@ def replace_results_block(readme: str, block: str) -> str:
     return readme[:start] + block + readme[end + len(RESULTS_END) :]
 
 
-def load_inputs(reports_dir: Path = REPORTS_DIR) -> tuple[dict, dict, dict, dict]:
-    """(test report, val report, bench figures, train config) as shipped in ``reports_dir``."""
+def load_inputs(reports_dir: Path = REPORTS_DIR) -> tuple[dict, dict, dict, list[dict]]:
+    """(test report, val report, bench figures, train configs of the runs) as shipped in ``reports_dir``."""
     test, val = (load_report(reports_dir / f"{split}.json") for split in ("test", "val"))
-    bench, train_config = (json.loads((reports_dir / name).read_text()) for name in ("bench.json", "train_config.json"))
-    return test, val, bench, train_config
+    bench = json.loads((reports_dir / "bench.json").read_text())
+    config_files = sorted((reports_dir / TRAINING_RUNS_DIR).glob("*/train_config.json"))
+    if not config_files:
+        raise FileNotFoundError(
+            f"No {TRAINING_RUNS_DIR}/<run>/train_config.json in {reports_dir}; copy the training runs' configs there."
+        )
+    return test, val, bench, [json.loads(path.read_text()) for path in config_files]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -272,8 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--card", type=Path, default=BUNDLED_MODEL_DIR / "README.md")
     parser.add_argument("--readme", type=Path, default=PROJECT_README)
     args = parser.parse_args(argv)
-    test, val, bench, train_config = load_inputs(args.reports)
-    args.card.write_text(model_card(test, val, bench, train_config))
+    test, val, bench, train_configs = load_inputs(args.reports)
+    args.card.write_text(model_card(test, val, bench, train_configs))
     args.readme.write_text(replace_results_block(args.readme.read_text(), readme_results(test, val, bench)))
     print(f"Wrote {args.card} and the results in {args.readme}")
 

@@ -24,6 +24,9 @@ EVALUATION_SPLITS = ("test", "val", "trainval")
 """Splits a report can describe; ``val`` is carved from ``trainval`` as in training."""
 REPORTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "reports"
 """Default home of ``<split>.json`` reports and their ``<split>_masks/`` folders."""
+TRAINING_RUNS_DIR = "runs"
+"""Sub-folder of a reports folder with one ``<run>/`` (train_config.json, training_log.csv) per
+training run behind the evaluated weights: several when they average runs (``petnet.soup``)."""
 
 BASELINE: dict[str, Any] = {
     "name": "original PetNet (from-scratch CNN, 128x128)",
@@ -126,6 +129,18 @@ def write_report(report: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def find_reports(directory: str | Path = REPORTS_DIR) -> list[Path]:
-    """Report files (``*.json``) in ``directory``, sorted by name; empty if the folder does not exist."""
+    """Report files (``*.json``) in ``directory``, sorted by name; empty if the folder does not exist.
+
+    JSON objects without ``schema_version`` (the benchmark figures kept beside the reports) are left
+    out; unreadable files stay in, so that opening one says what is wrong with it.
+    """
     directory = Path(directory)
-    return sorted(p for p in directory.glob("*.json") if p.is_file()) if directory.is_dir() else []
+    return sorted(p for p in directory.glob("*.json") if p.is_file() and _may_be_report(p)) if directory.is_dir() else []
+
+
+def _may_be_report(path: Path) -> bool:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return True
+    return not isinstance(content, dict) or "schema_version" in content

@@ -148,7 +148,7 @@ def make_report(
     case_names: list[str] | None = None,
     with_log: bool = True,
 ) -> Path:
-    """Write ``<directory>/<split>.json`` (+ ``<split>_masks/``, ``training_log.csv``); return the report path.
+    """Write ``<directory>/<split>.json`` (+ ``<split>_masks/``, ``runs/sample-run/training_log.csv``); return the report path.
 
     ``case_names`` are images with trimaps under ``data_root`` to list as worst cases; without them,
     four synthetic images are created under ``data_root``.
@@ -258,7 +258,9 @@ def make_report(
         "baseline": dict(BASELINE),
     }
     if with_log:
-        write_training_log(directory / "training_log.csv", seed=seed)
+        log = directory / "runs" / "sample-run" / "training_log.csv"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        write_training_log(log, seed=seed)
     return write_report(report, directory / f"{split}.json")
 
 

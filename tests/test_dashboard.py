@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from report_factory import make_report
+from report_factory import make_report, write_training_log
 from streamlit.testing.v1 import AppTest
 
 from app.dashboard import parse_options, split_caption
@@ -100,7 +100,7 @@ def test_report_written_by_petnet_evaluate_renders(tiny_pet_root, tmp_path, monk
     report = json.loads(out.read_text())
     app = run_dashboard(monkeypatch, PETNET_REPORT=str(out))
     assert_renders(app, report)
-    assert any("No training_log.csv" in info.value for info in app.info)
+    assert any("No training logs" in info.value for info in app.info)
     assert len(app.get("image")) > 0  # worst cases drawn from the tiny dataset named in the report
 
 
@@ -128,6 +128,18 @@ def test_sidebar_switches_between_reports_in_a_folder(tmp_path, monkeypatch) -> 
     assert picker.options == ["test", "val"] and picker.value == "test"
     app = picker.select("val").run()
     assert_renders(app, val)
+
+
+def test_training_tab_picks_between_the_runs_of_an_averaged_model(tmp_path, monkeypatch) -> None:
+    path = make_report(tmp_path / "reports", tmp_path / "data")
+    second = tmp_path / "reports" / "runs" / "another-run" / "training_log.csv"
+    second.parent.mkdir()
+    write_training_log(second, seed=5)
+    app = run_dashboard(monkeypatch, PETNET_REPORT=str(path))
+    assert not app.exception and not app.error
+    picker = next(box for box in app.selectbox if box.label == "Training run")
+    assert picker.options == ["another-run", "sample-run"]  # labelled by run folder
+    assert not picker.select("sample-run").run().exception
 
 
 def test_unreachable_images_fall_back_to_a_table(tmp_path, monkeypatch) -> None:

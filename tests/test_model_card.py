@@ -50,6 +50,22 @@ def test_training_command_reproduces_the_config():
     assert parsed == config
 
 
+def test_recipe_of_one_run_is_its_training_command():
+    config = dataclasses.asdict(TrainConfig())
+    assert model_card.recipe([config]) == model_card.training_command(config)
+
+
+def test_recipe_of_several_runs_trains_each_then_averages_them():
+    configs = [dataclasses.asdict(dataclasses.replace(TrainConfig(), output_dir=run, lr=lr))
+               for run, lr in (("runs/a", 5e-4), ("runs/b", 1e-3))]  # fmt: skip
+    lines = model_card.recipe(configs).splitlines()
+    assert lines[0].startswith("python -m petnet.train ") and lines[0].endswith(" --output-dir runs/a")
+    assert "--lr 0.001" in lines[1] and lines[1].endswith(" --output-dir runs/b")
+    assert lines[2] == "python -m petnet.soup runs/a runs/b --out assets/model"
+    section = model_card.training_section(configs)
+    assert "mean of the weights of these 2 runs" in section and "- `runs/b`: AdamW (peak learning rate 0.001" in section
+
+
 def test_loss_formula_shows_weights_other_than_one_and_drops_unused_terms():
     weights = {"species": 1.0, "breed": 1.0, "segmentation": 2.0, "dice": 0.0}
     assert model_card.loss_formula(weights) == "species CE + breed CE + 2 x mask CE"
@@ -79,4 +95,5 @@ def test_main_writes_card_and_readme(tmp_path):
     model_card.main(["--reports", str(reports), "--card", str(tmp_path / "card.md"), "--readme", str(readme)])
     assert (tmp_path / "card.md").read_text().startswith("---\nlibrary_name: petnet\n")
     assert "| Species accuracy |" in readme.read_text()
-    assert json.loads((reports / "train_config.json").read_text())["backbone"] in (tmp_path / "card.md").read_text()
+    for config_file in (reports / model_card.TRAINING_RUNS_DIR).glob("*/train_config.json"):
+        assert json.loads(config_file.read_text())["output_dir"] in (tmp_path / "card.md").read_text()

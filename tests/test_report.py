@@ -91,12 +91,14 @@ def test_missing_keys_are_named(tmp_path):
     assert "'worst_cases'" in message and "'segmentation.mean_iou'" in message and "'breed.top1_accuracy'" in message
 
 
-def test_find_reports_lists_json_sorted_and_tolerates_missing_folder(tmp_path):
+def test_find_reports_lists_reports_sorted_and_tolerates_missing_folder(tmp_path):
     assert find_reports(tmp_path / "absent") == []
     for name in ("val.json", "test.json", "notes.txt"):
-        (tmp_path / name).write_text("{}")
+        (tmp_path / name).write_text('{"schema_version": 1}')
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "bench.json").write_text('{"p50_ms": 40}')
     (tmp_path / "test_masks").mkdir()
-    assert [p.name for p in find_reports(tmp_path)] == ["test.json", "val.json"]
+    assert [p.name for p in find_reports(tmp_path)] == ["broken.json", "test.json", "val.json"]
 
 
 def test_paths_and_baseline():

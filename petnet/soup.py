@@ -1,0 +1,65 @@
+"""Average the weights of several PetNet training runs into one model (a uniform "model soup").
+
+Runs fine-tuned from the same ImageNet initialisation end up close enough in weight space that
+the mean of their weights predicts better than each of them, at no extra cost per image
+(Wortsman et al., "Model soups", ICML 2022). ``python -m petnet.soup RUN_DIR ... --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from petnet.errors import WeightsError
+from petnet.hub import load_model
+from petnet.model import PetNet
+
+log = logging.getLogger(__name__)
+
+
+def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of floating-point tensors (computed in float32, stored in the first state's
+    dtype); integer tensors, the batch norms' step counters, are taken from the first state."""
+    if not states:
+        raise ValueError("average_state_dicts needs at least one state dict")
+    first = states[0]
+    for index, state in enumerate(states[1:], start=2):
+        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
+            raise WeightsError(f"State dict {index} does not have the tensors of state dict 1; only one architecture mixes.")
+    return {
+        key: torch.stack([state[key].float() for state in states]).mean(dim=0).to(tensor.dtype)
+        if tensor.is_floating_point()
+        else tensor.clone()
+        for key, tensor in first.items()
+    }
+
+
+def cook_soup(run_dirs: Sequence[Path]) -> PetNet:
+    """One model whose weights average the exported models (``RUN_DIR/model``) of ``run_dirs``."""
+    models = [load_model(Path(run) / "model", fuse=False) for run in run_dirs]
+    if any(model.config != models[0].config for model in models[1:]):
+        raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
+    soup = models[0]
+    soup.load_state_dict(average_state_dicts([model.state_dict() for model in models]))
+    soup.weights_source = "average of " + ", ".join(str(run) for run in run_dirs)
+    return soup
+
+
+def main(argv: list[str] | None = None) -> PetNet:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="petnet-soup", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="output directories of python -m petnet.train")
+    parser.add_argument("--out", type=Path, required=True, help="folder for config.json and model.safetensors")
+    args = parser.parse_args(argv)
+    soup = cook_soup(args.runs)
+    soup.save_pretrained(args.out)
+    log.info("Saved the %s to %s", soup.weights_source, args.out)
+    return soup
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""petnet.soup: weight averaging of training runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from petnet.config import PetNetConfig
+from petnet.errors import WeightsError
+from petnet.hub import load_model
+from petnet.model import PetNet
+from petnet.soup import average_state_dicts, main
+
+
+def test_average_of_floats_is_the_mean_and_integers_come_from_the_first():
+    first = {"weight": torch.tensor([1.0, 2.0], dtype=torch.float16), "steps": torch.tensor(3)}
+    second = {"weight": torch.tensor([3.0, 6.0], dtype=torch.float16), "steps": torch.tensor(9)}
+    averaged = average_state_dicts([first, second])
+    assert averaged["weight"].dtype == torch.float16
+    assert averaged["weight"].tolist() == [2.0, 4.0]
+    assert averaged["steps"].item() == 3
+
+
+def test_average_rejects_mismatched_tensors():
+    with pytest.raises(WeightsError, match="State dict 2"):
+        average_state_dicts([{"weight": torch.zeros(2)}, {"weight": torch.zeros(3)}])
+    with pytest.raises(ValueError):
+        average_state_dicts([])
+
+
+def _save_run(run_dir, config: PetNetConfig, seed: int) -> PetNet:
+    torch.manual_seed(seed)
+    model = PetNet(config)
+    model.save_pretrained(run_dir / "model")
+    return model
+
+
+def test_main_saves_the_averaged_model(tmp_path):
+    config = PetNetConfig(image_size=32)
+    first, second = _save_run(tmp_path / "a", config, 0), _save_run(tmp_path / "b", config, 1)
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "soup")])
+    soup = load_model(tmp_path / "soup", fuse=False).state_dict()
+    key = "breed_head.3.weight"
+    expected = (first.state_dict()[key].half().float() + second.state_dict()[key].half().float()) / 2
+    torch.testing.assert_close(soup[key].float(), expected, atol=1e-3, rtol=1e-3)
+
+
+def test_runs_of_different_configurations_do_not_mix(tmp_path):
+    _save_run(tmp_path / "a", PetNetConfig(image_size=32), 0)
+    _save_run(tmp_path / "b", PetNetConfig(image_size=64), 0)
+    with pytest.raises(WeightsError, match="different model configurations"):
+        main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "soup")])
