@@ -35,10 +35,17 @@ from app.dashboard_charts import (
 )
 from petnet.data import DEFAULT_DATA_ROOT, read_trimap
 from petnet.errors import DatasetError
-from petnet.report import BASELINE, REPORTS_DIR, TRAINING_RUNS_DIR, ReportError, find_reports, load_report
+from petnet.report import (
+    BASELINE,
+    REPORTS_DIR,
+    TRAINING_LOG_NAME,
+    TRAINING_RUNS_DIR,
+    ReportError,
+    find_reports,
+    load_report,
+)
 from petnet.visualize import overlay_mask
 
-TRAINING_LOG_NAME = "training_log.csv"
 SPECIES_FILTERS: dict[str, tuple[str, ...]] = {
     "all": ("cat", "dog"),
     "cats": ("cat",),

@@ -19,7 +19,7 @@ from typing import Any
 
 from petnet.hub import BUNDLED_MODEL_DIR
 from petnet.pretrained import BACKBONE_PACKAGES
-from petnet.report import BASELINE, REPORTS_DIR, TRAINING_RUNS_DIR, load_report
+from petnet.report import BASELINE, REPORTS_DIR, TRAIN_CONFIG_NAME, TRAINING_RUNS_DIR, load_report
 from petnet.train import TrainConfig
 
 PROJECT_README = BUNDLED_MODEL_DIR.parents[1] / "README.md"
@@ -121,7 +121,7 @@ def recipe(train_configs: Sequence[Mapping[str, Any]]) -> str:
     if len(train_configs) == 1:
         return training_command(train_configs[0])
     run_dirs = [config["output_dir"] for config in train_configs]
-    commands = [f"{training_command(config)} --output-dir {run}" for config, run in zip(train_configs, run_dirs)]
+    commands = [f"{training_command(config)} --output-dir {config['output_dir']}" for config in train_configs]
     return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)} --out assets/model"])
 
 
@@ -290,10 +290,10 @@ def load_inputs(reports_dir: Path = REPORTS_DIR) -> tuple[dict, dict, dict, list
     """(test report, val report, bench figures, train configs of the runs) as shipped in ``reports_dir``."""
     test, val = (load_report(reports_dir / f"{split}.json") for split in ("test", "val"))
     bench = json.loads((reports_dir / "bench.json").read_text())
-    config_files = sorted((reports_dir / TRAINING_RUNS_DIR).glob("*/train_config.json"))
+    config_files = sorted((reports_dir / TRAINING_RUNS_DIR).glob(f"*/{TRAIN_CONFIG_NAME}"))
     if not config_files:
         raise FileNotFoundError(
-            f"No {TRAINING_RUNS_DIR}/<run>/train_config.json in {reports_dir}; copy the training runs' configs there."
+            f"No {TRAINING_RUNS_DIR}/<run>/{TRAIN_CONFIG_NAME} in {reports_dir}; copy the training runs' configs there."
         )
     return test, val, bench, [json.loads(path.read_text()) for path in config_files]
 

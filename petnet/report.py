@@ -24,8 +24,11 @@ EVALUATION_SPLITS = ("test", "val", "trainval")
 """Splits a report can describe; ``val`` is carved from ``trainval`` as in training."""
 REPORTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "reports"
 """Default home of ``<split>.json`` reports and their ``<split>_masks/`` folders."""
+TRAINING_LOG_NAME = "training_log.csv"
+TRAIN_CONFIG_NAME = "train_config.json"
+"""The per-epoch log and the settings ``petnet.train`` writes into each run's output folder."""
 TRAINING_RUNS_DIR = "runs"
-"""Sub-folder of a reports folder with one ``<run>/`` (train_config.json, training_log.csv) per
+"""Sub-folder of a reports folder with one ``<run>/`` (the run's log and config, copied) per
 training run behind the evaluated weights: several when they average runs (``petnet.soup``)."""
 
 BASELINE: dict[str, Any] = {

@@ -34,12 +34,12 @@ from petnet.labels import IGNORE_INDEX
 from petnet.losses import LossWeights, multitask_loss
 from petnet.metrics import accuracy, confusion_matrix, iou_per_class, top_k_accuracy
 from petnet.model import PetNet
+from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.transforms import eval_transform, train_transform
 
 log = logging.getLogger("petnet.train")
 
 CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "training_log.csv"
 MODEL_DIR_NAME = "model"
 FINAL_DIR_NAME = "final"
 
@@ -257,7 +257,7 @@ class Trainer:
         self.best_val_loss = state["best_val_loss"]
         self.epochs_without_improvement = state["epochs_without_improvement"]
         if self.dist.is_main:
-            truncate_log(self.output_dir / LOG_NAME, keep_epochs_below=self.start_epoch)
+            truncate_log(self.output_dir / TRAINING_LOG_NAME, keep_epochs_below=self.start_epoch)
             log.info("Resumed from %s at epoch %d", path, self.start_epoch)
 
     # ----- loops -------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ class Trainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         best_dir = self.output_dir / MODEL_DIR_NAME
         if self.dist.is_main:
-            (self.output_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
+            (self.output_dir / TRAIN_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
         model, frozen = None, None
         for epoch in range(self.start_epoch, self.config.epochs):
             if self.epochs_without_improvement >= self.config.patience:
@@ -381,7 +381,7 @@ class Trainer:
             if self.dist.is_main:
                 if improved:
                     self.model.save_pretrained(best_dir)
-                append_log(self.output_dir / LOG_NAME, row)
+                append_log(self.output_dir / TRAINING_LOG_NAME, row)
                 self.save_checkpoint(epoch)
                 log.info(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             self.dist.barrier()

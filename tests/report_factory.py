@@ -29,7 +29,7 @@ from petnet.metrics import (
     precision_recall_f1,
     weighted_f1,
 )
-from petnet.report import BASELINE, SCHEMA_VERSION, write_report
+from petnet.report import BASELINE, SCHEMA_VERSION, TRAINING_LOG_NAME, TRAINING_RUNS_DIR, write_report
 
 TRAINING_LOG_COLUMNS = (
     "epoch",
@@ -258,7 +258,7 @@ def make_report(
         "baseline": dict(BASELINE),
     }
     if with_log:
-        log = directory / "runs" / "sample-run" / "training_log.csv"
+        log = directory / TRAINING_RUNS_DIR / "sample-run" / TRAINING_LOG_NAME
         log.parent.mkdir(parents=True, exist_ok=True)
         write_training_log(log, seed=seed)
     return write_report(report, directory / f"{split}.json")

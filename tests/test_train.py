@@ -18,7 +18,8 @@ from conftest import PROJECT_ROOT
 
 from petnet import train
 from petnet.model import PetNet
-from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, LOG_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
+from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
+from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
 
 LOG_COLUMNS = [
     "epoch", "lr", "frozen_backbone", "train_total", "train_species", "train_breed", "train_segmentation",
@@ -34,7 +35,7 @@ def tiny_args(root, output_dir, *extra: str) -> list[str]:
 
 
 def read_log(output_dir) -> list[dict]:
-    with (output_dir / LOG_NAME).open(newline="") as handle:
+    with (output_dir / TRAINING_LOG_NAME).open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -55,7 +56,7 @@ def straight_run(tiny_pet_root, tmp_path_factory):
 
 
 def test_cli_writes_checkpoint_log_config_and_model(straight_run):
-    expected = {CHECKPOINT_NAME, LOG_NAME, "train_config.json", MODEL_DIR_NAME, FINAL_DIR_NAME}
+    expected = {CHECKPOINT_NAME, TRAINING_LOG_NAME, TRAIN_CONFIG_NAME, MODEL_DIR_NAME, FINAL_DIR_NAME}
     assert {p.name for p in straight_run.iterdir()} == expected
     rows = read_log(straight_run)
     assert list(rows[0]) == LOG_COLUMNS  # the columns docs/report_schema.md promises the dashboard
