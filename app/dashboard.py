@@ -33,7 +33,8 @@ from app.dashboard_charts import (
     per_breed_frame,
     validation_curves_figure,
 )
-from petnet.data import DEFAULT_DATA_ROOT, read_trimap
+from petnet.data import read_trimap
+from petnet.paths import OXFORD_PET_ROOT
 from petnet.errors import DatasetError
 from petnet.report import (
     BASELINE,
@@ -110,9 +111,8 @@ def resolve_images_root(typed: str, report: dict) -> Path | None:
     """First existing dataset root among: the sidebar/CLI value, the report's data_root, the default copy."""
     candidates = [Path(typed)] if typed.strip() else []
     candidates += [
-        Path(report.get("data_root") or DEFAULT_DATA_ROOT),
-        DEFAULT_DATA_ROOT,
-    ]
+        Path(report.get("data_root") or OXFORD_PET_ROOT),
+        ]
     for candidate in candidates:
         candidate = candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
         if (candidate / "images").is_dir():
@@ -363,7 +363,7 @@ def main() -> None:
         typed_root = st.text_input(
             "Dataset folder (images)",
             str(options.images_root or ""),
-            placeholder=str(DEFAULT_DATA_ROOT),
+            placeholder=str(OXFORD_PET_ROOT),
         )
     try:
         st.caption(split_caption(report))

@@ -1,14 +1,18 @@
-"""Model configuration: a dataclass saved as ``config.json`` next to the weights.
+"""Configuration dataclasses: the model's (``config.json`` next to the weights) and a training run's.
 
-Labels and preprocessing live here so they travel with the weights (never a second hard-coded copy):
-a model loaded from the Hub predicts with the label names it was trained with.
+Labels, preprocessing and the pet-detection threshold live in :class:`PetNetConfig` so they travel
+with the weights (never a second hard-coded copy): a model loaded from the Hub predicts with the
+label names it was trained with. :class:`TrainConfig` nests the model config it trains, so the
+backbone and input size are written down once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from petnet.labels import BREED_NAMES, BREED_SPECIES, MASK_CLASSES, SPECIES
+from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
 
 
 @dataclass
@@ -21,6 +25,8 @@ class PetNetConfig:
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     decoder_channels: list[int] = field(default_factory=lambda: [96, 64, 32, 24])
     dropout: float = 0.2
+    drop_path_rate: float = 0.0
+    """Stochastic depth in the backbone while training (timm ``drop_path_rate``); no effect on predictions."""
     species_names: list[str] = field(default_factory=lambda: list(SPECIES))
     breed_names: list[str] = field(default_factory=lambda: list(BREED_NAMES))
     breed_species: list[str] = field(default_factory=lambda: list(BREED_SPECIES))
@@ -29,6 +35,9 @@ class PetNetConfig:
     """Predict masks from the mean of the photo's and its mirror image's mask logits. On validation
     it raised mean and worst-class IoU for all seven models we trained (+0.001 to +0.013), for twice
     the compute; averaging the classification logits as well did not help, so they stay single-view."""
+    pet_threshold: float = 0.5
+    """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
+    calibration part of the non-pet photos (``python -m petnet.calibrate``), never on test."""
 
     def __post_init__(self) -> None:
         if len(self.breed_names) != len(self.breed_species):
@@ -38,3 +47,77 @@ class PetNetConfig:
             raise ValueError(f"breed_species names unknown species {sorted(unknown)}")
         if len(self.decoder_channels) != 4:
             raise ValueError("decoder_channels needs 4 entries (strides 16, 8, 4, 2)")
+
+
+@dataclass
+class LossWeights:
+    """Weights of the terms of :func:`petnet.losses.multitask_loss`."""
+
+    species: float = 1.0
+    breed: float = 1.0
+    segmentation: float = 1.0
+    dice: float = 0.5
+    pseudo_mask: float = 0.0
+    """Cross-entropy on pseudo-labelled pixels of photos without a trimap (a training aid only)."""
+    pet: float = 0.0
+    """Binary cross-entropy of the pet-presence head (pets against the non-pet photos)."""
+    outlier: float = 0.0
+    """Cross-entropy of non-pet photos' species and breed logits to the uniform distribution
+    (outlier exposure, Hendrycks et al., ICLR 2019)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``train_config.json`` and in checkpoints."""
+
+    data_root: str = str(OXFORD_PET_ROOT)
+    non_pet_root: str = ""
+    """Folder of photos with no cat or dog (``list.tsv`` + ``images/``); empty trains on pets only."""
+    pseudo_mask_dir: str = ""
+    """Pseudo-labelled masks of the training photos without a trimap (``python -m petnet.pseudolabel``)."""
+    output_dir: str = "runs/petnet"
+    model: PetNetConfig = field(default_factory=PetNetConfig)
+    train_image_size: int = 0
+    """Training crop size; 0 trains at ``model.image_size``. Smaller trains faster, and because random
+    crops magnify objects, testing at a larger size than training matches them again (FixRes)."""
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_scale: float = 1.0
+    """The backbone's learning rate as a fraction of the heads' (its ImageNet features need less change)."""
+    weight_decay: float = 0.02
+    warmup_epochs: float = 1.0
+    freeze_epochs: int = 0
+    grad_clip: float = 2.0
+    label_smoothing: float = 0.0
+    trivial_augment: bool = False
+    """Photometric TrivialAugmentWide on top of the random crop and flip (geometric ops left out:
+    they would move the photo without its mask)."""
+    ema_decay: float = 0.0
+    """Decay of an exponential moving average of the weights, validated and exported instead of the
+    raw weights; 0 turns it off."""
+    patience: int = 6
+    val_fraction: float = 0.1
+    seed: int = 0
+    num_workers: int = 1
+    amp: bool = True
+    pretrained: bool = True
+    limit: int = 0
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+
+    @property
+    def crop_size(self) -> int:
+        return self.train_image_size or self.model.image_size
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Inverse of ``dataclasses.asdict``; older flat files with ``backbone``/``image_size`` load too."""
+        values = dict(values)
+        model = dict(values.pop("model", {}))
+        for name in ("backbone", "image_size"):
+            if name in values:
+                model[name] = values.pop(name)
+        values["model"] = PetNetConfig(**model)
+        values["loss_weights"] = LossWeights(**values.get("loss_weights", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

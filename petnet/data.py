@@ -1,8 +1,9 @@
-"""Reader for the official Oxford-IIIT Pet layout (``images/``, ``annotations/``).
+"""Readers for the official Oxford-IIIT Pet layout (``images/``, ``annotations/``) and the non-pet photos.
 
-Every image carries species and breed labels; only some carry a trimap. Images without one get
-an all-``IGNORE_INDEX`` mask so segmentation loss and metrics skip them; no mask is invented.
-A corrupt image is skipped and reported instead of crashing an epoch.
+Every pet image carries species and breed labels; only some carry a trimap. Images without one get
+an all-``IGNORE_INDEX`` mask so segmentation loss and metrics skip them; no mask is invented. A photo
+with no cat or dog has a real trimap, all background, and no species or breed. A corrupt image is
+skipped and reported instead of crashing an epoch.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ from torchvision import tv_tensors
 
 from petnet.errors import DatasetError, InvalidImageError
 from petnet.images import load_image
-from petnet.labels import BREEDS, IGNORE_INDEX, SPECIES
+from petnet.labels import BACKGROUND_INDEX, BREEDS, IGNORE_INDEX, SPECIES
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("trainval", "test")
-DEFAULT_DATA_ROOT = Path("../shared/data/oxford-iiit-pet")
+NON_PET_SPLITS = {"train": 0.6, "calibration": 0.15, "holdout": 0.25}
+"""Fractions of the non-pet photos: trained on, used to choose thresholds, and never tuned on."""
+NOT_A_PET = -1
+"""``breed_index`` and ``species_index`` of a photo with no cat or dog."""
+STRETCHED_SIZE = (256, 256)
+"""The Oxford copy's photos were stretched to 256x256; non-pet photos are stretched the same way,
+so the stretch itself cannot tell a pet photo from another."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,13 @@ class PetRecord:
     trimap_path: Path | None
 
     @property
+    def is_pet(self) -> bool:
+        return self.breed_index != NOT_A_PET
+
+    @property
     def has_trimap(self) -> bool:
-        return self.trimap_path is not None
+        """A real trimap: drawn by hand for a pet, all background for a photo with no pet."""
+        return self.trimap_path is not None or not self.is_pet
 
 
 def read_split(root: str | Path, split: str) -> list[PetRecord]:
@@ -95,6 +107,35 @@ def train_val_split(records: Sequence[PetRecord], val_fraction: float, seed: int
     return sorted(train, key=lambda r: r.name), sorted(val, key=lambda r: r.name)
 
 
+def read_non_pets(root: str | Path) -> list[PetRecord]:
+    """Records of the non-pet photos listed in ``root/list.tsv`` (file, WordNet id, class name)."""
+    root = Path(root)
+    list_file = root / "list.tsv"
+    if not list_file.is_file():
+        raise DatasetError(f"{list_file} is missing; pass the folder of the non-pet photos (list.tsv + images/).")
+    names = [line.split("\t")[0] for line in list_file.read_text().splitlines()[1:] if line.strip()]
+    records = [PetRecord(Path(name).stem, NOT_A_PET, NOT_A_PET, root / "images" / name, None) for name in names]
+    missing = [r.image_path.name for r in records if not r.image_path.is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} photos listed in {list_file} are missing, e.g. {missing[:3]}.")
+    return records
+
+
+def non_pet_split(records: Sequence[PetRecord], part: str, seed: int = 0) -> list[PetRecord]:
+    """One part of a seeded shuffle of the non-pet photos, cut by :data:`NON_PET_SPLITS`."""
+    if part not in NON_PET_SPLITS:
+        raise DatasetError(f"Unknown non-pet part {part!r}; choose one of {tuple(NON_PET_SPLITS)}.")
+    shuffled = sorted(records, key=lambda r: r.name)
+    random.Random(seed).shuffle(shuffled)
+    start = 0
+    for name, fraction in NON_PET_SPLITS.items():
+        end = start + round(len(shuffled) * fraction)
+        if name == part:
+            return sorted(shuffled[start:end], key=lambda r: r.name)
+        start = end
+    raise AssertionError("unreachable")
+
+
 def read_trimap(path: Path) -> np.ndarray:
     """Trimap as a uint8 array of 0 = pet, 1 = background, 2 = boundary (file values 1/2/3)."""
     trimap = np.asarray(Image.open(path).convert("L"), dtype=np.uint8)
@@ -104,13 +145,18 @@ def read_trimap(path: Path) -> np.ndarray:
 
 
 class OxfordPetDataset(Dataset):
-    """Samples as dicts: ``image`` (3xSxS float), ``mask`` (SxS long, 255 = ignore), ``species``,
-    ``breed``, ``has_mask``, ``index``. A sample that fails to load is returned as ``None``, logged
-    and remembered in ``failures``; :func:`collate_skipping_failures` drops it from the batch."""
+    """Samples as dicts: ``image`` (3xSxS float), ``mask`` (SxS long, 255 = ignore), ``pseudo_mask``
+    (the same for pseudo labels, from ``pseudo_mask_dir``, only where there is no real trimap),
+    ``species``, ``breed`` (``NOT_A_PET`` for a photo with no pet), ``is_pet``, ``has_mask``, ``index``.
+    A sample that fails to load is returned as ``None``, logged and remembered in ``failures``;
+    :func:`collate_skipping_failures` drops it from the batch."""
 
-    def __init__(self, records: Sequence[PetRecord], transform: Callable) -> None:
+    def __init__(
+        self, records: Sequence[PetRecord], transform: Callable, pseudo_mask_dir: str | Path | None = None
+    ) -> None:
         self.records = list(records)
         self.transform = transform
+        self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
         self.failures: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -120,25 +166,48 @@ class OxfordPetDataset(Dataset):
         record = self.records[index]
         try:
             image = load_image(record.image_path)
-            if record.trimap_path is not None:
-                mask = read_trimap(record.trimap_path)
-                if mask.shape != (image.height, image.width):
-                    raise InvalidImageError(f"trimap {mask.shape} does not match image {image.size[::-1]}")
-            else:
-                mask = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
+            if not record.is_pet:
+                image = image.resize(STRETCHED_SIZE, Image.Resampling.BICUBIC)
+            shape = (image.height, image.width)
+            mask = self._real_mask(record, shape)
+            pseudo = self._pseudo_mask(record, shape)
         except (InvalidImageError, OSError) as error:
             self.failures[record.name] = str(error)
             log.warning("Skipping %s: %s", record.name, error)
             return None
-        image_tensor, mask_tensor = self.transform(image, tv_tensors.Mask(torch.from_numpy(mask)))
+        image_tensor, mask_tensor, pseudo_tensor = self.transform(
+            image, tv_tensors.Mask(torch.from_numpy(mask)), tv_tensors.Mask(torch.from_numpy(pseudo))
+        )
         return {
             "image": image_tensor.as_subclass(torch.Tensor),
             "mask": mask_tensor.as_subclass(torch.Tensor).long(),
+            "pseudo_mask": pseudo_tensor.as_subclass(torch.Tensor).long(),
             "species": record.species_index,
             "breed": record.breed_index,
+            "is_pet": record.is_pet,
             "has_mask": record.has_trimap,
             "index": index,
         }
+
+    @staticmethod
+    def _real_mask(record: PetRecord, shape: tuple[int, int]) -> np.ndarray:
+        if not record.is_pet:
+            return np.full(shape, BACKGROUND_INDEX, dtype=np.uint8)
+        if record.trimap_path is None:
+            return np.full(shape, IGNORE_INDEX, dtype=np.uint8)
+        mask = read_trimap(record.trimap_path)
+        if mask.shape != shape:
+            raise InvalidImageError(f"trimap {mask.shape} does not match image {shape}")
+        return mask
+
+    def _pseudo_mask(self, record: PetRecord, shape: tuple[int, int]) -> np.ndarray:
+        path = self.pseudo_mask_dir / f"{record.name}.png" if self.pseudo_mask_dir else None
+        if record.has_trimap or path is None or not path.is_file():
+            return np.full(shape, IGNORE_INDEX, dtype=np.uint8)
+        mask = np.array(Image.open(path), dtype=np.uint8)
+        if mask.shape != shape:
+            raise InvalidImageError(f"pseudo mask {mask.shape} does not match image {shape}")
+        return mask
 
 
 def collate_skipping_failures(samples: list[dict | None]) -> dict | None:

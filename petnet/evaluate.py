@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from petnet import __version__
 from petnet.data import (
-    DEFAULT_DATA_ROOT,
     OxfordPetDataset,
     PetRecord,
     collate_skipping_failures,
@@ -47,6 +46,7 @@ from petnet.metrics import (
     weighted_f1,
 )
 from petnet.model import PetNet
+from petnet.paths import OXFORD_PET_ROOT
 from petnet.report import (
     BASELINE,
     EVALUATION_SPLITS,
@@ -54,7 +54,7 @@ from petnet.report import (
     report_path,
     write_report,
 )
-from petnet.train import TrainConfig
+from petnet.config import TrainConfig
 from petnet.transforms import eval_transform
 
 log = logging.getLogger("petnet.evaluate")
@@ -114,7 +114,7 @@ def split_description(split: str, records: Sequence[PetRecord], val_fraction: fl
 def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32, num_workers: int = 0) -> tuple[list[ImageOutcome], dict[str, str]]:
     """Predict every record with the evaluation preprocessing; returns outcomes and unreadable images."""
     config = model.config
-    dataset = OxfordPetDataset(records, eval_transform(config.image_size, config.mean, config.std))
+    dataset = OxfordPetDataset(records, eval_transform(config))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping_failures)
     breed_species = model.breed_species_index.cpu()
     outcomes: list[ImageOutcome] = []
@@ -324,7 +324,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="petnet-evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=EVALUATION_SPLITS, default="test")
     parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR), help="save_pretrained folder or Hub repo id (default: bundled)")
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--data-root", type=Path, default=OXFORD_PET_ROOT)
     parser.add_argument("--out", type=Path, help="report file (default: assets/reports/<split>.json)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=1)

@@ -14,6 +14,9 @@ SPECIES: tuple[str, ...] = ("cat", "dog")
 MASK_CLASSES: tuple[str, ...] = ("pet", "background", "boundary")
 """Mask class names by predicted value: 0 = pet, 1 = background, 2 = boundary (trimap value - 1)."""
 
+BACKGROUND_INDEX = MASK_CLASSES.index("background")
+PET_INDEX = MASK_CLASSES.index("pet")
+
 IGNORE_INDEX = 255
 """Mask value for pixels without ground truth (images without a trimap)."""
 

@@ -82,3 +82,19 @@ def most_confused_pairs(confusion: np.ndarray, top: int = 10) -> list[tuple[int,
     order = np.argsort(-off_diagonal, axis=None, kind="stable")[:top]
     cells = [(*np.unravel_index(i, confusion.shape), off_diagonal.flat[i]) for i in order]
     return [(int(t), int(p), int(c)) for t, p, c in cells if c > 0]
+
+
+def binary_auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative
+    (ties count half); NaN without both classes. Mann-Whitney U over average ranks."""
+    scores, positives = np.asarray(scores, dtype=np.float64), np.asarray(positives, dtype=bool)
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average_rank = first + (counts + 1) / 2  # 1-based average rank of each tie group
+    ranks[order] = np.repeat(average_rank, counts)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -35,11 +35,13 @@ PREDICT_BATCH_SIZE = 2
 
 
 class PetNetOutput(NamedTuple):
-    """Raw logits: species (B, 2), breed (B, 37), mask (B, 3, H, W) at input resolution."""
+    """Raw logits: species (B, 2), breed (B, 37), mask (B, 3, H, W) at input resolution, and pet
+    presence (B,): the logit of "this photo holds a cat or dog"."""
 
     species_logits: torch.Tensor
     breed_logits: torch.Tensor
     mask_logits: torch.Tensor
+    pet_logits: torch.Tensor
 
 
 class ClassificationHead(nn.Sequential):
@@ -64,10 +66,13 @@ class PetNet(
         super().__init__()
         self.config = config or PetNetConfig()
         self._hub_mixin_config = self.config  # always written to config.json, defaults included
-        self.encoder = timm.create_model(self.config.backbone, features_only=True, pretrained=False)
+        self.encoder = timm.create_model(
+            self.config.backbone, features_only=True, pretrained=False, drop_path_rate=self.config.drop_path_rate
+        )
         channels = self.encoder.feature_info.channels()
         self.species_head = ClassificationHead(channels[-1], len(self.config.species_names), self.config.dropout)
         self.breed_head = ClassificationHead(channels[-1], len(self.config.breed_names), self.config.dropout)
+        self.pet_head = ClassificationHead(channels[-1], 1, self.config.dropout)
         self.decoder = UNetDecoder(channels, self.config.decoder_channels, len(self.config.mask_classes))
         species_index = {name: i for i, name in enumerate(self.config.species_names)}
         self.register_buffer(
@@ -75,7 +80,7 @@ class PetNet(
             torch.tensor([species_index[s] for s in self.config.breed_species]),
             persistent=False,
         )
-        self._preprocess = eval_transform(self.config.image_size, self.config.mean, self.config.std)
+        self._preprocess = eval_transform(self.config)
         self.weights_source = "random initialisation"
         """Where the weights came from, for people (set by the loaders; shown by the apps)."""
         self.is_fused = False
@@ -109,6 +114,7 @@ class PetNet(
             species_logits=self.species_head(features[-1]),
             breed_logits=self.breed_head(features[-1]),
             mask_logits=self.decoder(features, output_size=images.shape[-2:]),
+            pet_logits=self.pet_head(features[-1])[:, 0],
         )
 
     def infer(self, images: torch.Tensor) -> PetNetOutput:
@@ -127,6 +133,7 @@ class PetNet(
             species_logits=output.species_logits[:count],
             breed_logits=output.breed_logits[:count],
             mask_logits=(output.mask_logits[:count] + output.mask_logits[count:].flip(-1)) / 2,
+            pet_logits=output.pet_logits[:count],
         )
 
     @property

@@ -18,21 +18,28 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
-from petnet.config import PetNetConfig
-from petnet.data import DEFAULT_DATA_ROOT, OxfordPetDataset, collate_skipping_failures, read_split, train_val_split
+from petnet.config import LossWeights, PetNetConfig, TrainConfig
+from petnet.data import (
+    OxfordPetDataset,
+    collate_skipping_failures,
+    non_pet_split,
+    read_non_pets,
+    read_split,
+    train_val_split,
+)
 from petnet.labels import IGNORE_INDEX
-from petnet.losses import LossWeights, multitask_loss
-from petnet.metrics import accuracy, confusion_matrix, iou_per_class, top_k_accuracy
+from petnet.losses import LOSS_NAMES, multitask_loss
+from petnet.metrics import accuracy, binary_auroc, confusion_matrix, iou_per_class, top_k_accuracy
 from petnet.model import PetNet
 from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.transforms import eval_transform, train_transform
@@ -44,67 +51,40 @@ MODEL_DIR_NAME = "model"
 FINAL_DIR_NAME = "final"
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as ``train_config.json`` and in checkpoints."""
-
-    data_root: str = str(DEFAULT_DATA_ROOT)
-    output_dir: str = "runs/petnet"
-    backbone: str = "tf_efficientnet_lite0"
-    image_size: int = 160
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.02
-    warmup_epochs: float = 1.0
-    freeze_epochs: int = 0
-    grad_clip: float = 2.0
-    patience: int = 6
-    val_fraction: float = 0.1
-    seed: int = 0
-    num_workers: int = 1
-    amp: bool = True
-    pretrained: bool = True
-    limit: int = 0
-    loss_weights: LossWeights = field(default_factory=LossWeights)
-
-    def model_config(self) -> PetNetConfig:
-        return PetNetConfig(backbone=self.backbone, image_size=self.image_size)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        values = dict(values)
-        values["loss_weights"] = LossWeights(**values.get("loss_weights", {}))
-        return cls(**values)
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     """Flags override a resumed run's own settings (``--resume``), which override ``--config FILE``, then defaults."""
     parser = argparse.ArgumentParser(prog="petnet-train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="JSON file with TrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
-    for item in dataclasses.fields(TrainConfig):
-        if item.name == "loss_weights":
-            continue
+    run_fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("model", "loss_weights")]
+    model_fields = [f for f in dataclasses.fields(PetNetConfig) if f.name in MODEL_FLAGS]
+    for item in run_fields + model_fields:
         flag = "--" + item.name.replace("_", "-")
         if item.type == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
             parser.add_argument(flag, type={"int": int, "float": float}.get(item.type, str), default=None)
     for name in dataclasses.asdict(LossWeights()):
-        parser.add_argument(f"--{name}-weight", type=float, default=None, help=f"weight of the {name} loss")
+        parser.add_argument(f"--{name.replace('_', '-')}-weight", type=float, default=None, help=f"weight of the {name} loss")
     args = parser.parse_args(argv)
     values = dataclasses.asdict(TrainConfig())
     if args.config:
-        values.update(json.loads(args.config.read_text()))
-    explicit = {k: v for k, v in vars(args).items() if k in values and v is not None}
+        values = dataclasses.asdict(TrainConfig.from_dict({**values, **json.loads(args.config.read_text())}))
+    given = {k: v for k, v in vars(args).items() if v is not None}
     if args.resume:  # a resumed run keeps its own settings; flags given now still override them
-        values.update(saved_train_config(Path(explicit.get("output_dir", values["output_dir"]))))
-    values.update(explicit)
+        saved = saved_train_config(Path(given.get("output_dir", values["output_dir"])))
+        if saved:
+            values = dataclasses.asdict(TrainConfig.from_dict(saved))
+    values.update({f.name: given[f.name] for f in run_fields if f.name in given})
+    values["model"].update({f.name: given[f.name] for f in model_fields if f.name in given})
     for name in dataclasses.asdict(LossWeights()):
         if getattr(args, f"{name}_weight") is not None:
             values["loss_weights"][name] = getattr(args, f"{name}_weight")
     return TrainConfig.from_dict(values), args.resume
+
+
+MODEL_FLAGS = ("backbone", "image_size", "dropout", "drop_path_rate")
+"""The model settings a training run chooses (the rest of :class:`PetNetConfig` is labels and preprocessing)."""
 
 
 def saved_train_config(output_dir: Path) -> dict:
@@ -144,6 +124,14 @@ class Distributed:
             dist.all_reduce(values)
         return values.cpu()
 
+    def gather(self, items: list) -> list:
+        """Every rank's ``items``, concatenated (on every rank)."""
+        if not self.enabled:
+            return items
+        gathered: list[list] = [[] for _ in range(self.world_size)]
+        dist.all_gather_object(gathered, items)
+        return [item for part in gathered for item in part]
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
@@ -169,10 +157,17 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
 
 
 def build_optimizer(model: PetNet, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and normalisation parameters."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW without weight decay on biases and normalisation parameters; the backbone's learning
+    rate is ``backbone_lr_scale`` times the heads' and decoder's."""
+    groups = []
+    for part_is_backbone in (True, False):
+        parameters = [
+            p for name, p in model.named_parameters() if name.startswith("encoder.") == part_is_backbone
+        ]
+        lr = config.lr * (config.backbone_lr_scale if part_is_backbone else 1.0)
+        for decays in (True, False):
+            chosen = [p for p in parameters if (p.ndim > 1) == decays]
+            groups.append({"params": chosen, "lr": lr, "weight_decay": config.weight_decay if decays else 0.0})
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
@@ -208,15 +203,22 @@ class Trainer:
         if config.limit:
             records = records[: config.limit]
         train_records, val_records = train_val_split(records, config.val_fraction, config.seed)
-        model_config = config.model_config()
-        mean, std, size = model_config.mean, model_config.std, model_config.image_size
-        self.train_set = OxfordPetDataset(train_records, train_transform(size, mean, std))
-        self.val_set = OxfordPetDataset(val_records, eval_transform(size, mean, std))
+        if config.non_pet_root:  # photos with no pet: trained on, and validated on the calibration part
+            non_pets = read_non_pets(config.non_pet_root)
+            train_records += non_pet_split(non_pets, "train")
+            val_records += non_pet_split(non_pets, "calibration")
+        model_config = config.model
+        augment = train_transform(model_config, config.crop_size, config.trivial_augment)
+        self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None)
+        self.val_set = OxfordPetDataset(val_records, eval_transform(model_config))
         seed_everything(config.seed)  # same initial heads/decoder on every run and rank with this seed
         self.model = (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
         # channels_last: ~1.8x faster convolutions on CPU (oneDNN) and on GPU tensor cores
         self.model.to(distributed.device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config)
+        # warm-up (decay 1 - (1 + step)^-0.75, capped at ema_decay) lets the average forget the untrained
+        # heads within the first epochs of a ~100-step epoch, and reach the full decay by the end
+        self.ema = ModelEmaV3(self.model, decay=config.ema_decay, use_warmup=True, warmup_power=0.75) if config.ema_decay else None
         self.steps_per_epoch = math.ceil(len(train_records) / distributed.world_size / config.batch_size)
         total = self.steps_per_epoch * config.epochs
         warmup = max(1, round(self.steps_per_epoch * config.warmup_epochs))
@@ -231,6 +233,7 @@ class Trainer:
             {
                 "epoch": epoch,
                 "model": self.model.state_dict(),
+                "ema": self.ema.module.state_dict() if self.ema else None,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "best_val_loss": self.best_val_loss,
@@ -246,11 +249,14 @@ class Trainer:
             raise FileNotFoundError(f"--resume given but {path} does not exist.")
         state = torch.load(path, map_location=self.dist.device, weights_only=True)
         saved = json.loads(state["train_config"])
+        saved = dataclasses.asdict(TrainConfig.from_dict(saved))
         changed = sorted(k for k, v in dataclasses.asdict(self.config).items() if k != "num_workers" and saved.get(k) != v)
         if changed and self.dist.is_main:
             log.warning("Resuming with settings that differ from the checkpoint's, so the run will not replay "
                         "exactly: %s", ", ".join(f"{k} {saved.get(k)!r} -> {getattr(self.config, k)!r}" for k in changed))
         self.model.load_state_dict(state["model"])
+        if self.ema:
+            self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch = state["epoch"] + 1
@@ -297,12 +303,14 @@ class Trainer:
                 continue
             batch = to_device(batch, self.dist.device)
             with autocast(self.dist.device, self.config.amp):
-                losses = multitask_loss(model(batch["image"]), batch, self.config.loss_weights)
+                losses = multitask_loss(model(batch["image"]), batch, self.config.loss_weights, self.config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema:
+                self.ema.update(self.model, step=self.scheduler.last_epoch)
             batches += 1
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
@@ -312,45 +320,62 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        self.model.eval()
-        names = ["total", "species", "breed", "segmentation", "dice"]
-        loss_sums = torch.zeros(len(names), dtype=torch.float64)
-        count = 0
+        """Losses over the whole validation set; species, breed and mask figures over its pets;
+        pet-presence figures over its pets and non-pets. Scores the EMA weights when there are."""
+        model = self.ema.module if self.ema else self.model
+        model.eval()
+        loss_sums = torch.zeros(len(LOSS_NAMES), dtype=torch.float64)
+        count = pets = 0
         species_conf = np.zeros((2, 2), dtype=np.int64)
         pixel_conf = np.zeros((3, 3), dtype=np.int64)
         top1 = top3 = 0.0
+        pet_scores: list[tuple[float, bool]] = []
         for batch in self.loader(self.val_set, False, 0):
             if batch is None:
                 continue
             batch = to_device(batch, self.dist.device)
             with autocast(self.dist.device, self.config.amp):
-                output = self.model(batch["image"])
-            losses = multitask_loss(output, batch, self.config.loss_weights)
+                output = model(batch["image"])
+            losses = multitask_loss(output, batch, self.config.loss_weights, self.config.label_smoothing)
             n = len(batch["image"])
-            loss_sums += torch.tensor([float(losses[k]) * n for k in names], dtype=torch.float64)
+            loss_sums += torch.tensor([float(losses[k]) * n for k in LOSS_NAMES], dtype=torch.float64)
             count += n
-            breed_logits = output.breed_logits.float().cpu().numpy()
-            breed_truth = batch["breed"].cpu().numpy()
-            top1 += top_k_accuracy(breed_logits, breed_truth, 1) * n
-            top3 += top_k_accuracy(breed_logits, breed_truth, 3) * n
-            species_conf += confusion_matrix(batch["species"].cpu(), output.species_logits.argmax(1).cpu(), 2)
-            pixel_conf += confusion_matrix(batch["mask"].cpu(), output.mask_logits.argmax(1).cpu(), 3, IGNORE_INDEX)
-        stats = torch.cat([loss_sums, torch.tensor([count, top1, top3], dtype=torch.float64),
+            is_pet = batch["is_pet"].cpu().bool()
+            pet_scores += list(zip(output.pet_logits.float().sigmoid().cpu().tolist(), is_pet.tolist()))
+            breed_logits = output.breed_logits.float().cpu()[is_pet].numpy()
+            breed_truth = batch["breed"].cpu()[is_pet].numpy()
+            if len(breed_truth):
+                pets += len(breed_truth)
+                top1 += top_k_accuracy(breed_logits, breed_truth, 1) * len(breed_truth)
+                top3 += top_k_accuracy(breed_logits, breed_truth, 3) * len(breed_truth)
+            species_conf += confusion_matrix(batch["species"].cpu()[is_pet], output.species_logits.argmax(1).cpu()[is_pet], 2)
+            pet_masks = batch["mask"].cpu()[is_pet]
+            pixel_conf += confusion_matrix(pet_masks, output.mask_logits.argmax(1).cpu()[is_pet], 3, IGNORE_INDEX)
+        stats = torch.cat([loss_sums, torch.tensor([count, pets, top1, top3], dtype=torch.float64),
                            torch.from_numpy(species_conf.ravel()).double(), torch.from_numpy(pixel_conf.ravel()).double()])
         stats = self.dist.all_reduce(stats)
-        count = max(1.0, float(stats[len(names)]))
-        result = {f"val_{k}": float(v / count) for k, v in zip(names, stats[: len(names)])}
-        species_conf = stats[len(names) + 3 : len(names) + 7].numpy().reshape(2, 2)
-        pixel_conf = stats[len(names) + 7 :].numpy().reshape(3, 3)
+        pet_scores = self.dist.gather(pet_scores)
+        n_losses = len(LOSS_NAMES)
+        count, pets = max(1.0, float(stats[n_losses])), max(1.0, float(stats[n_losses + 1]))
+        result = {f"val_{k}": float(v / count) for k, v in zip(LOSS_NAMES, stats[:n_losses])}
+        species_conf = stats[n_losses + 4 : n_losses + 8].numpy().reshape(2, 2)
+        pixel_conf = stats[n_losses + 8 :].numpy().reshape(3, 3)
         ious = iou_per_class(pixel_conf)
+        scores = np.array([score for score, _ in pet_scores])
+        truth = np.array([label for _, label in pet_scores], dtype=bool)
         result.update(
             val_species_accuracy=accuracy(species_conf),
-            val_breed_top1=float(stats[len(names) + 1] / count),
-            val_breed_top3=float(stats[len(names) + 2] / count),
+            val_breed_top1=float(stats[n_losses + 2] / pets),
+            val_breed_top3=float(stats[n_losses + 3] / pets),
             val_mean_iou=float(np.nanmean(ious)) if pixel_conf.sum() else float("nan"),
             val_min_iou=float(np.nanmin(ious)) if pixel_conf.sum() else float("nan"),
+            val_pet_auroc=binary_auroc(scores, truth),
         )
         return result
+
+    def exported_model(self) -> PetNet:
+        """The weights a run hands on: the moving average when there is one."""
+        return self.ema.module if self.ema else self.model
 
     def fit(self) -> Path:
         """Train until the last epoch or early stop; export the best weights with ``save_pretrained``."""
@@ -380,7 +405,7 @@ class Trainer:
                 self.epochs_without_improvement += 1
             if self.dist.is_main:
                 if improved:
-                    self.model.save_pretrained(best_dir)
+                    self.exported_model().save_pretrained(best_dir)
                 append_log(self.output_dir / TRAINING_LOG_NAME, row)
                 self.save_checkpoint(epoch)
                 log.info(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
@@ -388,7 +413,7 @@ class Trainer:
         if self.dist.is_main:
             # The weights at the end of the cosine schedule: validation loss (breed cross-entropy grows
             # with confidence) can bottom out epochs before accuracy and IoU peak, so keep both.
-            self.model.save_pretrained(self.output_dir / FINAL_DIR_NAME)
+            self.exported_model().save_pretrained(self.output_dir / FINAL_DIR_NAME)
         if self.dist.is_main and self.train_set.failures:
             log.warning("Skipped %d unreadable images: %s", len(self.train_set.failures), sorted(self.train_set.failures))
         return best_dir

@@ -1,38 +1,60 @@
 """Joint image + mask preprocessing with torchvision transforms v2.
 
-The mask is wrapped as ``tv_tensors.Mask`` so geometric transforms move it with the image and
-resample it with nearest neighbour, while photometric ones leave it untouched.
+Masks are wrapped as ``tv_tensors.Mask`` so geometric transforms move them with the image and
+resample them with nearest neighbour, while photometric ones leave them untouched. Every transform
+takes the model's :class:`PetNetConfig`, the one place for input size and normalisation.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from petnet.config import PetNetConfig
 
-def _normalize(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
-    return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(mean, std)]
+_GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
 
-def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    """Augmentation for training: random crop + resize, flip, small rotation, colour jitter."""
+class PhotometricTrivialAugmentWide(v2.TrivialAugmentWide):
+    """TrivialAugmentWide (Muller & Hutter, ICCV 2021) without its geometric operations, applied to
+    the image alone: a shear or shift there would leave the mask behind."""
+
+    _AUGMENTATION_SPACE = {
+        name: op for name, op in v2.TrivialAugmentWide._AUGMENTATION_SPACE.items() if name not in _GEOMETRIC_OPS
+    }
+
+    def forward(self, *inputs):
+        image, *masks = inputs
+        return (super().forward(image), *masks) if masks else super().forward(image)
+
+
+def _normalize(config: PetNetConfig) -> list[v2.Transform]:
+    return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(config.mean, config.std)]
+
+
+def train_transform(config: PetNetConfig, crop_size: int | None = None, trivial_augment: bool = False) -> v2.Compose:
+    """Augmentation for training: random crop resized to ``crop_size`` (default the model's input
+    size), flip, then either photometric TrivialAugmentWide or colour jitter and some grey."""
+    photometric = (
+        [PhotometricTrivialAugmentWide()]
+        if trivial_augment
+        else [v2.RandomApply([v2.ColorJitter(0.3, 0.3, 0.3, 0.05)], p=0.8), v2.RandomGrayscale(p=0.05)]
+    )
     return v2.Compose([
         v2.ToImage(),
-        v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), ratio=(0.75, 1.333), antialias=True),
+        v2.RandomResizedCrop(crop_size or config.image_size, scale=(0.35, 1.0), ratio=(0.75, 1.333), antialias=True),
         v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.3, 0.3, 0.3, 0.05)], p=0.8),
-        v2.RandomGrayscale(p=0.05),
-        *_normalize(mean, std),
+        *photometric,
+        *_normalize(config),
     ])  # fmt: skip
 
 
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+def eval_transform(config: PetNetConfig) -> v2.Compose:
     """Deterministic preprocessing for evaluation and inference: stretch to a square, normalise.
 
     Stretching (not cropping) matches the dataset, whose images were stretched to squares, and
     keeps every pixel so the predicted mask maps back onto the whole photo.
     """
-    return v2.Compose([v2.ToImage(), v2.Resize((image_size, image_size), antialias=True), *_normalize(mean, std)])
+    size = config.image_size
+    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_normalize(config)])
