@@ -37,6 +37,7 @@ from petnet.inference import mask_from_logits, species_conditioned_topk
 from petnet.labels import BREEDS, MASK_CLASSES, SPECIES
 from petnet.metrics import (
     accuracy,
+    binary_pet_iou,
     confusion_matrix,
     dice_per_class,
     iou_per_class,
@@ -260,6 +261,7 @@ def segmentation_metrics(outcomes: Sequence[ImageOutcome]) -> dict:
         "per_class_dice": dict(zip(MASK_CLASSES, dice)),
         "mean_dice": float(np.nanmean(dice)) if defined else math.nan,
         "pixel_accuracy": accuracy(confusion),
+        "binary_pet_iou": binary_pet_iou(confusion, MASK_CLASSES.index("background")),
         "confusion": confusion,
     }
 

@@ -4,7 +4,7 @@ Resolution order of :func:`load_model`:
 
 1. an explicit local directory (``config.json`` + ``model.safetensors``) or Hub repo id;
 2. the Hub repo named by ``$PETNET_REPO`` (default :data:`DEFAULT_REPO_ID`);
-3. the weights bundled with the project in ``assets/model``.
+3. the weights bundled inside the package, ``petnet/weights``.
 
 Downloads and the cache are huggingface_hub's own (``hf_hub_download``); ``HF_ENDPOINT``,
 ``HF_HOME`` and ``HF_HUB_OFFLINE`` work as usual. When the Hub cannot deliver (offline mode, no
@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from petnet import paths
 from petnet.errors import WeightsError
 from petnet.model import PetNet
 
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_REPO_ID = "petnet/petnet"
 """Hub repo used when neither an argument nor ``$PETNET_REPO`` names one."""
 REPO_ENV_VAR = "PETNET_REPO"
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "model"
-"""Weights shipped with the project (``<project root>/assets/model``), the offline fallback."""
+BUNDLED_MODEL_DIR = paths.BUNDLED_MODEL_DIR
+"""Weights shipped inside the package (``petnet/weights``), the offline fallback."""
 
 _MODEL_FILES = (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE)
 _NOT_ON_HUB = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)

@@ -66,6 +66,17 @@ def dice_per_class(confusion: np.ndarray) -> np.ndarray:
     return precision_recall_f1(confusion)[2]
 
 
+def binary_pet_iou(confusion: np.ndarray, background_index: int) -> float:
+    """IoU of "animal" (every class but background) against background, from a multi-class pixel
+    confusion: the binary score segmentation_models.pytorch's Oxford-IIIT Pet example reports
+    (trimap pet + boundary as foreground, IoU over all pixels of the dataset); NaN when undefined."""
+    foreground = np.ones(len(confusion), dtype=bool)
+    foreground[background_index] = False
+    intersection = confusion[np.ix_(foreground, foreground)].sum()
+    union = confusion[foreground, :].sum() + confusion[:, foreground].sum() - intersection
+    return float(intersection / union) if union else float("nan")
+
+
 def top_k_accuracy(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Fraction of rows whose true class is among the ``k`` highest scores (ties: lower index first;
     NaN when there are no rows)."""

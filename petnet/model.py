@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 import timm
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from huggingface_hub import PyTorchModelHubMixin, constants
 from safetensors import SafetensorError
 from safetensors.torch import save_file
@@ -24,14 +26,31 @@ from petnet.decoder import UNetDecoder
 from petnet.errors import WeightsError
 from petnet.fusion import fold_batchnorm
 from petnet.images import ImageInput, load_image
-from petnet.inference import Prediction, mask_from_logits, species_conditioned_topk
+from petnet.inference import DecodedOutput, Pet, Prediction, decode_output, mask_from_logits, pet_regions, region_box
 from petnet.pretrained import load_imagenet_backbone
 from petnet.transforms import eval_transform
 
-TOP_K_BREEDS = 3
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``)."""
+
+
+CROP_MARGIN = 0.1
+"""Margin added on each side of an animal's box before it is cropped and classified on its own."""
+
+
+class _Input(NamedTuple):
+    """One image ready for the network: input tensor, original (H, W), and the photo when there is one."""
+
+    tensor: torch.Tensor
+    size: tuple[int, int]
+    photo: Image.Image | None
+
+
+def _with_margin(box: tuple[int, int, int, int], shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    left, top, right, bottom = box
+    dx, dy = round((right - left) * margin), round((bottom - top) * margin)
+    return max(0, left - dx), max(0, top - dy), min(shape[1], right + dx), min(shape[0], bottom + dy)
 
 
 class PetNetOutput(NamedTuple):
@@ -145,7 +164,8 @@ class PetNet(
         return self._preprocess(load_image(image))
 
     def predict(self, image: ImageInput | torch.Tensor) -> Prediction:
-        """Species, top-3 breeds (of that species) and trimap mask for one image.
+        """Whether there is a cat or dog, and for each animal its species, top-3 breeds (of that
+        species) and mask region; the top-level fields describe the largest animal.
 
         ``image`` is a preprocessed 3xHxW tensor (mask comes back HxW) or anything
         :func:`petnet.images.load_image` reads (mask at ``config.image_size``, ``full_mask`` at
@@ -166,8 +186,7 @@ class PetNet(
             results.extend(self._predict_inputs(inputs))
         return results
 
-    def _as_input(self, image: ImageInput | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(network input 3xHxW, original (H, W)) for one image."""
+    def _as_input(self, image: ImageInput | torch.Tensor) -> _Input:
         if isinstance(image, torch.Tensor):
             if image.ndim == 4 and image.shape[0] == 1:
                 image = image[0]
@@ -175,38 +194,84 @@ class PetNet(
                 raise ValueError(
                     f"A tensor input must be a preprocessed float 3xHxW image, got {tuple(image.shape)} {image.dtype}."
                 )
-            return image, tuple(image.shape[-2:])
+            return _Input(image, tuple(image.shape[-2:]), None)
         picture = load_image(image)
-        return self._preprocess(picture), (picture.height, picture.width)
+        return _Input(self._preprocess(picture), (picture.height, picture.width), picture)
 
     @torch.inference_mode()
-    def _predict_inputs(self, inputs: list[tuple[torch.Tensor, tuple[int, int]]]) -> list[Prediction]:
-        shapes = {tuple(tensor.shape) for tensor, _ in inputs}
+    def _predict_inputs(self, inputs: list[_Input]) -> list[Prediction]:
+        shapes = {tuple(item.tensor.shape) for item in inputs}
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
             return [prediction for item in inputs for prediction in self._predict_inputs([item])]
-        batch = torch.stack([tensor for tensor, _ in inputs]).to(self.device, memory_format=torch.channels_last)
+        batch = torch.stack([item.tensor for item in inputs]).to(self.device, memory_format=torch.channels_last)
         output = self.infer(batch)
-        species_probabilities = output.species_logits.float().softmax(dim=1).cpu()
-        breed_probabilities = output.breed_logits.float().softmax(dim=1).cpu()
-        species_index = species_probabilities.argmax(dim=1)
-        top_breeds, top_confidences = species_conditioned_topk(
-            output.breed_logits.float().cpu(), species_index, self.breed_species_index.cpu(), TOP_K_BREEDS
-        )
+        decoded = decode_output(output, self.breed_species_index)
         mask_logits = output.mask_logits.float().cpu()
+        return [self._prediction(item, decoded, i, mask_logits[i]) for i, item in enumerate(inputs)]
+
+    def _prediction(self, item: _Input, decoded: DecodedOutput, i: int, mask_logits: torch.Tensor) -> Prediction:
+        """One image's result; photos with several animals get one more pass over their crops."""
         names = self.config
-        return [
-            Prediction(
-                species=names.species_names[species_index[i]],
-                breed=tuple(names.breed_names[j] for j in top_breeds[i].tolist()),
-                mask=mask_from_logits(mask_logits[i]),
-                species_confidence=float(species_probabilities[i, species_index[i]]),
-                breed_confidences=tuple(top_confidences[i].tolist()),
-                species_probabilities=dict(zip(names.species_names, species_probabilities[i].tolist())),
-                breed_probabilities=dict(zip(names.breed_names, breed_probabilities[i].tolist())),
-                full_mask=mask_from_logits(mask_logits[i], original_size),
-            )
-            for i, (_, original_size) in enumerate(inputs)
-        ]
+        mask = mask_from_logits(mask_logits)
+        full_mask = mask_from_logits(mask_logits, item.size)
+        pet_score = float(decoded.pet_scores[i])
+        has_pet = pet_score >= names.pet_threshold
+        regions = pet_regions(mask) if has_pet else []
+        if len(regions) > 1:
+            crops = decode_output(self._classify_crops(item, regions), self.breed_species_index)
+            pets = [self._pet(crops, j, region, item.size, full_mask) for j, region in enumerate(regions)]
+        elif has_pet:
+            region = regions[0] if regions else torch.ones_like(mask, dtype=torch.bool)
+            pets = [self._pet(decoded, i, region, item.size, full_mask)]
+        else:
+            pets = []
+        first = pets[0] if pets else self._pet(decoded, i, torch.ones_like(mask, dtype=torch.bool), item.size, full_mask)
+        return Prediction(
+            species=first.species,
+            breed=first.breed,
+            mask=mask,
+            species_confidence=first.species_confidence,
+            breed_confidences=first.breed_confidences,
+            species_probabilities=dict(zip(names.species_names, decoded.species_probabilities[i].tolist())),
+            breed_probabilities=dict(zip(names.breed_names, decoded.breed_probabilities[i].tolist())),
+            full_mask=full_mask,
+            mask_probabilities=decoded.mask_probabilities[i],
+            pet_score=pet_score,
+            has_pet=has_pet,
+            pets=tuple(pets),
+        )
+
+    def _classify_crops(self, item: _Input, regions: list[torch.Tensor]) -> PetNetOutput:
+        """One forward pass over a crop around each region (the photo's pixels when there is a photo)."""
+        crops = []
+        for region in regions:
+            left, top, right, bottom = _with_margin(region_box(region), region.shape, CROP_MARGIN)
+            if item.photo is not None:
+                scale_y, scale_x = item.photo.height / region.shape[0], item.photo.width / region.shape[1]
+                box = (round(left * scale_x), round(top * scale_y), round(right * scale_x), round(bottom * scale_y))
+                crops.append(self._preprocess(item.photo.crop(box)))
+            else:
+                crop = item.tensor[:, top:bottom, left:right]
+                crops.append(F.interpolate(crop[None], size=item.tensor.shape[-2:], mode="bilinear", antialias=True)[0])
+        batch = torch.stack(crops).to(self.device, memory_format=torch.channels_last)
+        return self(batch)
+
+    def _pet(self, decoded: DecodedOutput, i: int, region: torch.Tensor, size: tuple[int, int], full_mask: torch.Tensor) -> Pet:
+        """Row ``i`` of ``decoded`` as one animal whose ``region`` (network size) maps onto the photo."""
+        names = self.config
+        species = int(decoded.species_index[i])
+        full_region = F.interpolate(region[None, None].float(), size=size, mode="nearest")[0, 0].bool()
+        full_region &= full_mask != names.mask_classes.index("background")
+        if not full_region.any():
+            full_region = torch.ones(size, dtype=torch.bool)
+        return Pet(
+            species=names.species_names[species],
+            species_confidence=float(decoded.species_probabilities[i, species]),
+            breed=tuple(names.breed_names[j] for j in decoded.top_breeds[i].tolist()),
+            breed_confidences=tuple(decoded.top_breed_confidences[i].tolist()),
+            box=region_box(full_region),
+            region=full_region,
+        )
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Save weights as fp16 safetensors: half the size, no measurable accuracy change."""

@@ -122,7 +122,7 @@ def recipe(train_configs: Sequence[Mapping[str, Any]]) -> str:
         return training_command(train_configs[0])
     run_dirs = [config["output_dir"] for config in train_configs]
     commands = [f"{training_command(config)} --output-dir {config['output_dir']}" for config in train_configs]
-    return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)} --out assets/model"])
+    return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)} --out petnet/weights"])
 
 
 def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:

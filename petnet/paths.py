@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_MODEL_DIR = PACKAGE_DIR / "weights"
+"""The default weights (``config.json`` + ``model.safetensors`` + model card), shipped inside the
+package so an installed wheel predicts offline; the one copy of them in the repository."""
 PROJECT_ROOT = PACKAGE_DIR.parent
 ASSETS_DIR = PROJECT_ROOT / "assets"
 REPORTS_DIR = ASSETS_DIR / "reports"

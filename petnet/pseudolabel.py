@@ -1,6 +1,6 @@
 """Pseudo-label the training photos that have no trimap, as an extra training signal for the mask head.
 
-``python -m petnet.pseudolabel --model assets/model --out runs/pseudo-masks`` writes one PNG per photo
+``python -m petnet.pseudolabel --model petnet/weights --out runs/pseudo-masks`` writes one PNG per photo
 (values 0 pet, 1 background, 2 boundary, 255 where the model is not confident enough). Only photos of
 the training part of ``trainval`` are labelled, never validation or test, and evaluation only ever
 scores real trimaps: pseudo masks are a training aid (self-training), never ground truth.

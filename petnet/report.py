@@ -12,17 +12,19 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from petnet import paths
 from petnet.errors import PetNetError
 
 SCHEMA_VERSION = 1
 EVALUATION_SPLITS = ("test", "val", "trainval")
 """Splits a report can describe; ``val`` is carved from ``trainval`` as in training."""
-REPORTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "reports"
+REPORTS_DIR = paths.REPORTS_DIR
 """Default home of ``<split>.json`` reports and their ``<split>_masks/`` folders."""
 TRAINING_LOG_NAME = "training_log.csv"
 TRAIN_CONFIG_NAME = "train_config.json"
@@ -39,6 +41,49 @@ BASELINE: dict[str, Any] = {
     "min_iou": 0.54,
 }
 """Published figures of the original PetNet, the numbers every report is compared against."""
+
+@dataclass(frozen=True)
+class HeadlineMetric:
+    """One headline figure of a report: where it is, how to show it, the original PetNet's value."""
+
+    label: str
+    section: str
+    key: str
+    baseline_key: str | None = None
+    """Key in :data:`BASELINE` when the original PetNet published this figure."""
+    is_percent: bool = True
+    card: bool = True
+    """Shown as a dashboard card (the rest appear in tables only)."""
+
+    def value(self, report: Mapping[str, Any]) -> float | None:
+        """The figure in ``report``; None when absent or not finite."""
+        value = (report.get(self.section) or {}).get(self.key)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    def baseline(self, baseline: Mapping[str, Any] | None = None) -> float | None:
+        return (baseline or BASELINE).get(self.baseline_key) if self.baseline_key else None
+
+    def format(self, value: float | None) -> str:
+        """``97.4%`` or ``0.788``; ``n/a`` for a missing or non-finite figure."""
+        if value is None or not math.isfinite(value):
+            return "n/a"
+        return f"{100 * value:.1f}%" if self.is_percent else f"{value:.3f}"
+
+
+HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
+    HeadlineMetric("Species accuracy", "species", "accuracy", "species_accuracy"),
+    HeadlineMetric("Breed top-1 accuracy", "breed", "top1_accuracy"),
+    HeadlineMetric("Breed top-3 accuracy", "breed", "top3_accuracy", "breed_top3_accuracy"),
+    HeadlineMetric("Breed weighted F1", "breed", "weighted_f1", card=False),
+    HeadlineMetric("Mask mean IoU", "segmentation", "mean_iou", "mean_iou", is_percent=False),
+    HeadlineMetric("Mask worst-class IoU", "segmentation", "min_iou", "min_iou", is_percent=False),
+    HeadlineMetric("Binary pet IoU", "segmentation", "binary_pet_iou", is_percent=False),
+    HeadlineMetric("Mask pixel accuracy", "segmentation", "pixel_accuracy", card=False),
+    HeadlineMetric("Pet photos recognised", "detection", "pets_kept"),
+    HeadlineMetric("Non-pet photos accepted", "detection", "non_pets_accepted"),
+    HeadlineMetric("Pet detection AUROC", "detection", "auroc", is_percent=False, card=False),
+)
+"""The figures the evaluate summary, the model card and the dashboard cards show, in order."""
 
 REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "": ("schema_version", "split", "split_description", "model", "num_images", "num_images_with_trimap",
@@ -72,8 +117,8 @@ def load_report(path: str | Path) -> dict:
     if not path.is_file():
         raise ReportError(f"No evaluation report at {path}; {_regenerate_hint(path)}.")
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        report = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_non_finite)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as error:
         raise ReportError(f"{path} is not valid JSON ({error}); {_regenerate_hint(path)}.") from error
     if not isinstance(report, dict):
         raise ReportError(f"{path} holds a JSON {type(report).__name__}, not a report object; {_regenerate_hint(path)}.")
@@ -87,6 +132,11 @@ def load_report(path: str | Path) -> dict:
     if missing:
         raise ReportError(f"{path} lacks required keys {missing}; {_regenerate_hint(path)}.")
     return report
+
+
+def _refuse_non_finite(name: str) -> None:
+    """``json.loads`` hook for ``NaN``/``Infinity``: a report stores an undefined figure as null."""
+    raise ValueError(f"non-finite number {name} (write undefined figures as null)")
 
 
 def _missing_keys(report: dict) -> list[str]:

@@ -61,7 +61,7 @@ def test_recipe_of_several_runs_trains_each_then_averages_them():
     lines = model_card.recipe(configs).splitlines()
     assert lines[0].startswith("python -m petnet.train ") and lines[0].endswith(" --output-dir runs/a")
     assert "--lr 0.001" in lines[1] and lines[1].endswith(" --output-dir runs/b")
-    assert lines[2] == "python -m petnet.soup runs/a runs/b --out assets/model"
+    assert lines[2] == "python -m petnet.soup runs/a runs/b --out petnet/weights"
     section = model_card.training_section(configs)
     assert "mean of the weights of these 2 runs" in section and "- `runs/b`: AdamW (peak learning rate 0.001" in section
 
