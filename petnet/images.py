@@ -13,13 +13,29 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from petnet.errors import InvalidImageError
 
+pillow_heif.register_heif_opener()  # iPhone photos (HEIC/HEIF) open like any other Pillow format
+
 MAX_IMAGE_PIXELS = 40_000_000
 """Largest accepted image (width x height): about a 40-megapixel photo. Larger inputs are refused
 before decoding so a small compressed file cannot expand into gigabytes (decompression bomb)."""
+
+READABLE_FORMATS = "JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF"
+"""The photo formats people send, all read by Pillow (HEIC/HEIF through pillow-heif)."""
+
+EMPTY_FILE = "This file is empty."
+NOT_A_PICTURE = f"This file isn't a picture we can read ({READABLE_FORMATS})."
+PARTLY_THERE = "This photo is only partly there; try saving it again."
+TOO_LARGE = f"This picture is too large (at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels)."
+"""The messages of :class:`InvalidImageError` for unusable files: plain words a visitor can act on
+(the demo shows them as they are), one limit per message, no decoder jargon."""
+
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"II*\0", b"MM\0*")
+"""Leading bytes of formats whose files, when Pillow cannot finish them, were cut short."""
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -31,23 +47,26 @@ def load_image(source: ImageInput) -> Image.Image:
     if isinstance(source, Image.Image):
         return _to_rgb(_check_size(source))
     if isinstance(source, (bytes, bytearray)):
-        return _decode(io.BytesIO(source), "the given bytes")
+        return _decode(bytes(source))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise InvalidImageError(f"No image file at {path}.")
-        return _decode(path, str(path))
+        return _decode(path.read_bytes())
     raise InvalidImageError(
         f"Unsupported image input of type {type(source).__name__}; "
         "pass a file path, encoded bytes, a PIL image or an HxWx3 uint8 array."
     )
 
 
-def _decode(file: Path | io.BytesIO, what: str) -> Image.Image:
+def _decode(data: bytes) -> Image.Image:
+    """Decode an encoded file; every failure becomes one of the plain messages above."""
+    if not data:
+        raise InvalidImageError(EMPTY_FILE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 _check_size(image)
                 image.seek(0)  # first frame of animated GIF/WebP/TIFF
                 image.load()
@@ -56,14 +75,18 @@ def _decode(file: Path | io.BytesIO, what: str) -> Image.Image:
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InvalidImageError(
-            f"{what} is too large to decode safely ({error}); the limit is {MAX_IMAGE_PIXELS:,} pixels. "
-            "Downscale it and try again."
-        ) from error
+        raise InvalidImageError(TOO_LARGE) from error
     except UnidentifiedImageError as error:
-        raise InvalidImageError(f"Cannot read {what} as an image: {error}") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InvalidImageError(f"{what} is damaged or truncated and cannot be decoded: {error}") from error
+        raise InvalidImageError(PARTLY_THERE if _is_cut_short(data) else NOT_A_PICTURE) from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:  # the format was recognised, its data is not whole
+        raise InvalidImageError(PARTLY_THERE) from error
+
+
+def _is_cut_short(data: bytes) -> bool:
+    """Whether unidentifiable ``data`` starts like a known photo format (a truncated download)."""
+    is_heif_or_avif = data[4:8] == b"ftyp"
+    is_webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    return is_heif_or_avif or is_webp or data.startswith(_IMAGE_SIGNATURES)
 
 
 def _check_size(image: Image.Image) -> Image.Image:
@@ -71,10 +94,7 @@ def _check_size(image: Image.Image) -> Image.Image:
     if width < 1 or height < 1:
         raise InvalidImageError("The image is empty (zero width or height).")
     if width * height > MAX_IMAGE_PIXELS:
-        raise InvalidImageError(
-            f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels. "
-            "Downscale it and try again."
-        )
+        raise InvalidImageError(TOO_LARGE)
     return image
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from petnet.config import PetNetConfig
 from petnet.errors import InvalidImageError
-from petnet.images import MAX_IMAGE_PIXELS, load_image
+from petnet.images import EMPTY_FILE, MAX_IMAGE_PIXELS, NOT_A_PICTURE, PARTLY_THERE, TOO_LARGE, load_image
 from petnet.model import PetNet
 
 
@@ -61,17 +61,58 @@ def test_unusable_inputs_raise_invalid_image_error(source: object) -> None:
 
 
 @pytest.mark.parametrize("size", [(20_000, 20_000), (8_000, 6_000)], ids=["over-pillow-limit", "over-petnet-limit"])
-def test_huge_image_is_refused_before_decoding(size: tuple[int, int]) -> None:
+def test_huge_image_is_refused_before_decoding_with_one_limit(size: tuple[int, int]) -> None:
     assert size[0] * size[1] > MAX_IMAGE_PIXELS
-    with pytest.raises(InvalidImageError, match="Downscale"):
+    with pytest.raises(InvalidImageError) as raised:
         load_image(_png_header_only(*size))
+    assert str(raised.value) == "This picture is too large (at most 40 megapixels)." == TOO_LARGE
+
+
+def _truncated(fmt: str) -> bytes:
+    data = _encode(Image.effect_noise((96, 64), 60).convert("RGB"), fmt)
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b"", "This file is empty.", id="empty"),
+        pytest.param(b"hello, this is text", NOT_A_PICTURE, id="text"),
+        pytest.param(b"%PDF-1.7\n" + bytes(200), NOT_A_PICTURE, id="pdf"),
+        *(pytest.param(_truncated(fmt), "This photo is only partly there; try saving it again.", id=f"truncated-{fmt}")
+          for fmt in ("JPEG", "PNG", "WEBP", "HEIF", "AVIF")),
+    ],
+)  # fmt: skip
+def test_unusable_files_get_plain_messages(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidImageError) as raised:
+        load_image(data)
+    assert str(raised.value) == message
+
+
+def test_plain_messages_carry_no_decoder_jargon() -> None:
+    assert "HEIC" in NOT_A_PICTURE and "WebP" in NOT_A_PICTURE and "JPEG" in NOT_A_PICTURE
+    for message in (EMPTY_FILE, NOT_A_PICTURE, PARTLY_THERE, TOO_LARGE):
+        assert not any(word in message.lower() for word in ("identify", "truncated", "decompression", "pillow", "bytes"))
 
 
 def test_text_file_with_image_suffix(tmp_path: Path) -> None:
     fake = tmp_path / "photo.jpg"
     fake.write_text("hello")
-    with pytest.raises(InvalidImageError, match="photo.jpg"):
+    with pytest.raises(InvalidImageError, match="isn't a picture we can read"):
         load_image(fake)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "WEBP"])
+def test_phone_and_web_formats_are_read(fmt: str, tmp_path: Path) -> None:
+    """iPhone photos (HEIC), AVIF and WebP, from bytes and from a file as the CLI reads them."""
+    original = Image.new("RGB", (48, 32), (200, 30, 30))
+    data = _encode(original, fmt, quality=95)
+    path = tmp_path / f"photo.{'heic' if fmt == 'HEIF' else fmt.lower()}"
+    path.write_bytes(data)
+    for source in (data, path):
+        image = load_image(source)
+        red, green, blue = image.getpixel((24, 16))
+        assert image.mode == "RGB" and image.size == (48, 32) and red > 170 and green < 70 and blue < 70
 
 
 def test_invalid_image_error_is_a_value_error() -> None:
