@@ -1,4 +1,4 @@
-"""Pure image composition for showing a predicted trimap: colour overlays and pet cut-outs.
+"""Pure image composition for showing a predicted trimap: colour overlays, soft pet cut-outs, mask files.
 
 Used by the CLI, the Gradio demo and the dashboard, so every view of a mask looks the same.
 Masks follow :data:`petnet.labels.MASK_CLASSES`: 0 = pet, 1 = background, 2 = boundary.
@@ -6,11 +6,14 @@ Masks follow :data:`petnet.labels.MASK_CLASSES`: 0 = pet, 1 = background, 2 = bo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from petnet.labels import MASK_CLASSES
+from petnet.labels import MASK_CLASSES, PET_INDEX
 
 MASK_COLORS: dict[str, tuple[int, int, int]] = {
     "pet": (255, 140, 0),  # orange
@@ -19,8 +22,25 @@ MASK_COLORS: dict[str, tuple[int, int, int]] = {
 }
 """RGB colour of each mask class; distinguishable for the common colour-vision deficiencies."""
 
+ANIMAL_COLORS: tuple[tuple[int, int, int], ...] = (
+    MASK_COLORS["pet"],
+    (204, 51, 204),  # purple
+    (0, 170, 160),  # teal
+    (220, 40, 40),  # red
+)
+"""Pet colour of the first, second, ... animal in a photo (cycled beyond four); the first is the
+pet colour of :data:`MASK_COLORS`, so a photo with one animal looks the same either way."""
+
 _PALETTE = np.array([MASK_COLORS[name] for name in MASK_CLASSES], dtype=np.uint8)
-_BACKGROUND = MASK_CLASSES.index("background")
+_BOUNDARY = MASK_CLASSES.index("boundary")
+_NOISE_ALPHA = 0.1
+"""Cut-out opacity below which a pixel is treated as background: keeps faint probability noise
+from leaving a haze around the pet and from widening the crop."""
+
+
+def animal_color(index: int) -> tuple[int, int, int]:
+    """Colour of the animal at ``index`` (0 = largest) in overlays and result cards."""
+    return ANIMAL_COLORS[index % len(ANIMAL_COLORS)]
 
 
 def _mask_array(mask: np.ndarray | torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -41,24 +61,93 @@ def colorize_mask(mask: np.ndarray | torch.Tensor) -> Image.Image:
     return Image.fromarray(_PALETTE[_mask_array(mask)])
 
 
-def overlay_mask(image: Image.Image, mask: np.ndarray | torch.Tensor, alpha: float = 0.5) -> Image.Image:
+def palette_mask(mask: np.ndarray | torch.Tensor) -> Image.Image:
+    """The mask as a palette ("P") image: pixel values stay 0/1/2 for programs, while any image
+    viewer shows them in :data:`MASK_COLORS` instead of three nearly black greys."""
+    image = Image.fromarray(_mask_array(mask), mode="P")
+    image.putpalette(_PALETTE.ravel().tolist())
+    return image
+
+
+def animal_map(regions: Sequence[torch.Tensor | np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """HxW uint8 map of which animal each pixel belongs to: 0 = none, k = the k-th region (1-based).
+
+    ``regions`` are boolean HxW masks such as ``Pet.region``, largest first; where two overlap, the
+    first wins.
+    """
+    animals = np.zeros(shape, dtype=np.uint8)
+    for number, region in reversed(list(enumerate(regions, start=1))):
+        array = region.numpy() if isinstance(region, torch.Tensor) else np.asarray(region)
+        animals[array.astype(bool)] = number
+    return animals
+
+
+def overlay_mask(
+    image: Image.Image,
+    mask: np.ndarray | torch.Tensor,
+    alpha: float = 0.5,
+    animals: np.ndarray | None = None,
+) -> Image.Image:
     """``image`` (any mode) with the coloured mask blended over it; ``alpha`` = mask opacity (0..1).
 
     A mask of another size (e.g. ``Prediction.mask``) is stretched to the image with nearest
-    neighbour, matching how the model stretched the photo to a square.
+    neighbour, matching how the model stretched the photo to a square. With ``animals`` (see
+    :func:`animal_map`, same size as ``mask``) the pet pixels of each animal get its own
+    :func:`animal_color`, so two pets in one photo are told apart.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}.")
     photo = image.convert("RGB")
-    colours = Image.fromarray(_PALETTE[_mask_array(mask, photo.size)])
-    return Image.blend(photo, colours, alpha)
+    labels = _mask_array(mask, photo.size)
+    colours = _PALETTE[labels]
+    if animals is not None:
+        numbers = np.asarray(Image.fromarray(np.asarray(animals, dtype=np.uint8)).resize(photo.size, Image.Resampling.NEAREST))
+        for number in np.unique(numbers[numbers > 0]):
+            colours[(numbers == number) & (labels == PET_INDEX)] = animal_color(int(number) - 1)
+    return Image.blend(photo, Image.fromarray(colours), alpha)
 
 
-def pet_cutout(image: Image.Image, mask: np.ndarray | torch.Tensor) -> Image.Image:
-    """RGBA copy of ``image`` where pet and boundary pixels are opaque and background is transparent."""
-    photo = image.convert("RGB")
-    array = _mask_array(mask, photo.size)
-    alpha = np.where(array == _BACKGROUND, 0, 255).astype(np.uint8)
-    cutout = photo.convert("RGBA")
-    cutout.putalpha(Image.fromarray(alpha))
-    return cutout
+def resize_probabilities(probabilities: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, h, w) mask probabilities resampled bilinearly to ``size`` = (H, W), e.g. a photo's size."""
+    if tuple(probabilities.shape[-2:]) == tuple(size):
+        return probabilities.float()
+    return F.interpolate(probabilities.float()[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def cutout_alpha(probabilities: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+    """HxW uint8 opacity of a soft pet cut-out from (3, h, w) mask probabilities (at ``size`` (H, W)).
+
+    Pixels whose likeliest class is pet are opaque; elsewhere opacity is P(pet) + P(boundary) / 2,
+    so the boundary band (half pet, half background in the trimaps) fades out by how sure the
+    network is of it instead of keeping a hard ring of grass or fence around the pet.
+    """
+    if size is not None:
+        probabilities = resize_probabilities(probabilities, size)
+    probabilities = probabilities.float()
+    alpha = probabilities[PET_INDEX] + probabilities[_BOUNDARY] / 2
+    alpha = torch.where(probabilities.argmax(dim=0) == PET_INDEX, torch.ones_like(alpha), alpha)
+    alpha = torch.where(alpha < _NOISE_ALPHA, torch.zeros_like(alpha), alpha)
+    return (alpha.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def pet_cutout(image: Image.Image, probabilities: torch.Tensor) -> Image.Image:
+    """RGBA copy of ``image`` with soft transparency (:func:`cutout_alpha`), cropped to the pet.
+
+    ``probabilities`` are the (3, h, w) mask probabilities of any size (``Prediction.mask_probabilities``);
+    without a visible pet pixel the whole (transparent) photo is returned.
+    """
+    cutout = image.convert("RGBA")
+    alpha = Image.fromarray(cutout_alpha(probabilities, (image.height, image.width)))
+    cutout.putalpha(alpha)
+    box = alpha.getbbox()
+    return cutout.crop(box) if box else cutout
+
+
+def on_checkerboard(image: Image.Image, square: int = 12) -> Image.Image:
+    """RGB preview of a transparent image over a light/dark grey checkerboard, so transparency is
+    visible as such (a white dog on a white page would otherwise vanish)."""
+    width, height = image.size
+    rows, cols = np.indices((height, width)) // square
+    board = np.where(((rows + cols) % 2 == 0)[..., None], 204, 153).astype(np.uint8).repeat(3, axis=2)
+    background = Image.fromarray(board).convert("RGBA")
+    return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")

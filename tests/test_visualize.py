@@ -1,4 +1,4 @@
-"""Overlay and cut-out composition: colours, sizes, transparency."""
+"""Overlay, cut-out and mask-file composition: colours, sizes, soft transparency, per-animal colours."""
 
 from __future__ import annotations
 
@@ -8,7 +8,18 @@ import torch
 from PIL import Image
 
 from petnet.labels import MASK_CLASSES
-from petnet.visualize import MASK_COLORS, colorize_mask, overlay_mask, pet_cutout
+from petnet.visualize import (
+    MASK_COLORS,
+    animal_color,
+    animal_map,
+    colorize_mask,
+    cutout_alpha,
+    on_checkerboard,
+    overlay_mask,
+    palette_mask,
+    pet_cutout,
+    resize_probabilities,
+)
 
 
 def _mask() -> np.ndarray:
@@ -59,10 +70,59 @@ def test_overlay_stretches_a_smaller_mask_to_the_photo() -> None:
     assert tuple(pixels[20, 55]) == MASK_COLORS["background"]
 
 
-def test_pet_cutout_keeps_pet_and_boundary_opaque() -> None:
-    photo = Image.new("RGB", (6, 4), (200, 100, 50))
-    cutout = pet_cutout(photo, _mask())
-    assert cutout.mode == "RGBA" and cutout.size == photo.size
+def _probabilities() -> torch.Tensor:
+    """(3, 4, 8) probabilities: columns 0-1 sure pet, 2 boundary 0.8 / pet 0.2, 3 boundary 0.6 /
+    background 0.4, 4-7 sure background."""
+    columns = [(1, 0, 0), (1, 0, 0), (0.2, 0, 0.8), (0, 0.4, 0.6), (0, 1, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0)]
+    return torch.tensor(columns, dtype=torch.float32).T[:, None, :].expand(3, 4, 8).contiguous()
+
+
+def test_cutout_alpha_is_opaque_on_pet_and_feathered_on_the_boundary() -> None:
+    alpha = cutout_alpha(_probabilities())
+    assert alpha.shape == (4, 8) and alpha.dtype == np.uint8
+    assert (alpha[:, :2] == 255).all() and (alpha[:, 4:] == 0).all()
+    assert (alpha[:, 2] == round(255 * 0.6)).all() and (alpha[:, 3] == round(255 * 0.3)).all()
+
+
+def test_pet_cutout_is_soft_and_cropped_to_the_pet() -> None:
+    photo = Image.new("RGB", (8, 4), (200, 100, 50))
+    cutout = pet_cutout(photo, _probabilities())
+    assert cutout.mode == "RGBA" and cutout.size == (4, 4)  # columns 0-3 keep some opacity
     alpha = np.asarray(cutout)[..., 3]
-    assert (alpha[:, :4] == 255).all() and (alpha[:, 4:] == 0).all()
+    assert (alpha[:, :2] == 255).all() and 0 < alpha[0, 3] < alpha[0, 2] < 255
     assert tuple(np.asarray(cutout)[0, 0, :3]) == (200, 100, 50)
+
+
+def test_pet_cutout_resamples_network_size_probabilities_to_the_photo() -> None:
+    cutout = pet_cutout(Image.new("RGB", (80, 40), "white"), _probabilities())
+    assert cutout.height == 40 and 30 <= cutout.width <= 45
+
+
+def test_resize_probabilities_keeps_a_distribution() -> None:
+    resized = resize_probabilities(_probabilities(), (8, 16))
+    assert tuple(resized.shape) == (3, 8, 16) and torch.allclose(resized.sum(dim=0), torch.ones(8, 16))
+
+
+def test_checkerboard_shows_transparency_as_grey_squares() -> None:
+    clear = Image.new("RGBA", (24, 24), (255, 255, 255, 0))
+    preview = np.asarray(on_checkerboard(clear, square=12))
+    assert preview.shape == (24, 24, 3) and tuple(preview[0, 0]) != tuple(preview[0, 12])
+    assert tuple(np.asarray(on_checkerboard(Image.new("RGBA", (4, 4), (255, 255, 255, 255))))[0, 0]) == (255, 255, 255)
+
+
+def test_palette_mask_keeps_values_and_shows_colours() -> None:
+    image = palette_mask(_mask())
+    assert image.mode == "P" and np.array_equal(np.asarray(image), _mask())
+    rgb = np.asarray(image.convert("RGB"))
+    assert tuple(rgb[0, 0]) == MASK_COLORS["pet"] and tuple(rgb[0, 5]) == MASK_COLORS["background"]
+
+
+def test_overlay_colours_each_animal_on_its_own() -> None:
+    mask = np.array([[0, 0, 1, 0, 0, 2]] * 2, dtype=np.uint8)
+    regions = [torch.tensor([[False, False, False, True, True, True]] * 2), torch.tensor([[True, True, False, False, False, False]] * 2)]
+    animals = animal_map(regions, mask.shape)
+    assert animals.tolist() == [[2, 2, 0, 1, 1, 1]] * 2
+    pixels = np.asarray(overlay_mask(Image.new("RGB", (6, 2)), mask, alpha=1.0, animals=animals))
+    assert tuple(pixels[0, 3]) == animal_color(0) == MASK_COLORS["pet"]
+    assert tuple(pixels[0, 0]) == animal_color(1) != animal_color(0)
+    assert tuple(pixels[0, 5]) == MASK_COLORS["boundary"] and tuple(pixels[0, 2]) == MASK_COLORS["background"]
