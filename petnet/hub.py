@@ -3,18 +3,24 @@
 Resolution order of :func:`load_model`:
 
 1. an explicit local directory (``config.json`` + ``model.safetensors``) or Hub repo id;
-2. the Hub repo named by ``$PETNET_REPO`` (default :data:`DEFAULT_REPO_ID`);
-3. the weights bundled inside the package, ``petnet/weights``.
+2. the Hub repo named by ``$PETNET_REPO``;
+3. :data:`DEFAULT_REPO_ID` at the pinned :data:`DEFAULT_REVISION`, used only if its files are
+   byte-for-byte the packaged ones (SHA-256), because that repo is not under this project's control;
+4. the weights bundled inside the package, ``petnet/weights``.
+
+A repo the user names (argument or ``$PETNET_REPO``) loads what it holds, unchecked: the user chose it.
 
 Downloads and the cache are huggingface_hub's own (``hf_hub_download``); ``HF_ENDPOINT``,
 ``HF_HOME`` and ``HF_HUB_OFFLINE`` work as usual. When the Hub cannot deliver (offline mode, no
-network, unknown repo) the bundled weights are used and one log line says which and why. One
-bounded metadata request (``HF_HUB_ETAG_TIMEOUT`` seconds, no retries) decides whether the Hub is
-reachable, so an offline start never waits on huggingface_hub's retry-with-backoff path.
+network, unknown repo) or the default repo's files fail the SHA-256 check, the bundled weights are
+used and one log line says which and why. One bounded metadata request (``HF_HUB_ETAG_TIMEOUT``
+seconds, no retries) decides whether the Hub is reachable, so an offline start never waits on
+huggingface_hub's retry-with-backoff path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -31,14 +37,20 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from petnet import paths
+from petnet import __version__, paths
 from petnet.errors import WeightsError
 from petnet.model import PetNet
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REPO_ID = "petnet/petnet"
-"""Hub repo used when neither an argument nor ``$PETNET_REPO`` names one."""
+"""Hub repo tried when neither an argument nor ``$PETNET_REPO`` names one."""
+DEFAULT_REVISION = f"v{__version__}"
+"""The revision of :data:`DEFAULT_REPO_ID` asked for: the release tag of this package version.
+
+Nobody has published that tag from this project, and a tag can be moved by whoever owns the repo,
+so the pin only says which files to ask for; the SHA-256 comparison with the packaged files decides
+whether they are used."""
 REPO_ENV_VAR = "PETNET_REPO"
 BUNDLED_MODEL_DIR = paths.BUNDLED_MODEL_DIR
 """Weights shipped inside the package (``petnet/weights``), the offline fallback."""
@@ -58,18 +70,22 @@ def load_model(
     ``path_or_repo`` is a directory written by ``PetNet.save_pretrained`` or a Hub repo id
     (``owner/name``; ``revision`` picks a branch, tag or commit). ``model.weights_source`` tells
     which weights were loaded (``local: ...``, ``hub: repo@commit``, ``bundled: ...``).
-    With ``fuse`` (the default) batch norms are folded into the convolutions for speed
+    With nothing named, :data:`DEFAULT_REPO_ID` is asked for :data:`DEFAULT_REVISION` and its
+    files are used only if their SHA-256 equals the packaged files'; else one warning and the
+    packaged weights. With ``fuse`` (the default) batch norms are folded into the convolutions for speed
     (:meth:`PetNet.fuse_for_inference`); pass ``fuse=False`` for a model to fine-tune, save or
     load a state dict into. Raises :class:`~petnet.errors.WeightsError` when no usable weights
     can be found.
     """
-    source = str(path_or_repo) if path_or_repo is not None else os.environ.get(REPO_ENV_VAR) or DEFAULT_REPO_ID
+    named = str(path_or_repo) if path_or_repo is not None else os.environ.get(REPO_ENV_VAR)
+    source = named or DEFAULT_REPO_ID
     if Path(source).expanduser().exists() or not _is_repo_id(source):
         model = _load_directory(Path(source).expanduser(), "local")
     else:
+        revision = DEFAULT_REVISION if not named and revision is None else revision
         try:
-            model = _load_from_hub(source, revision)
-        except _HUB_FAILURES as error:
+            model = _load_from_hub(source, revision, verify=not named)
+        except (*_HUB_FAILURES, _NotPackagedWeights) as error:
             reason = _explain(error, source, revision)
             log.warning("Running on the bundled weights in %s because %s.", BUNDLED_MODEL_DIR, reason)
             model = _load_bundled(reason)
@@ -78,7 +94,7 @@ def load_model(
 
 
 def display_source(model: str) -> str:
-    """A local model folder relative to the working directory (``assets/model``), else the Hub id."""
+    """A local model folder relative to the working directory (``petnet/weights``), else the Hub id."""
     return os.path.relpath(model) if Path(model).exists() else model
 
 
@@ -111,17 +127,48 @@ def _load_bundled(reason: str) -> PetNet:
     return _load_directory(BUNDLED_MODEL_DIR, "bundled")
 
 
-def _load_from_hub(repo_id: str, revision: str | None) -> PetNet:
-    """Download (or find in the cache) config + weights with ``hf_hub_download``, then load them."""
+def _load_from_hub(repo_id: str, revision: str | None, verify: bool) -> PetNet:
+    """Download (or find in the cache) config + weights with ``hf_hub_download``, then load them;
+    with ``verify``, only if they are the packaged files (raises :class:`_NotPackagedWeights`)."""
     local_files_only = constants.is_offline_mode() or not _hub_answers(repo_id, revision)
-    paths = [
+    files = [
         Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=local_files_only))
         for name in _MODEL_FILES
     ]
-    snapshot = paths[0].parent  # both files sit in the cache's snapshots/<commit>/ folder
+    if verify:
+        _check_packaged(files, repo_id, revision)
+    snapshot = files[0].parent  # both files sit in the cache's snapshots/<commit>/ folder
     model = PetNet.from_pretrained(snapshot)
     model.weights_source = f"hub: {repo_id}@{snapshot.name[:12]}" + (" (cached copy)" if local_files_only else "")
     return model
+
+
+class _NotPackagedWeights(Exception):
+    """Files from the default repo differ from the packaged ones; the message says which and how."""
+
+
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (about 10 ms for the 9 MB weights, so computed when needed)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_packaged(downloaded: list[Path], repo_id: str, revision: str | None) -> None:
+    """Raise :class:`_NotPackagedWeights` unless each downloaded file hashes like its packaged twin.
+
+    The packaged files are the reference, hashed at run time rather than through a stored digest,
+    so the check cannot go stale when the weights in ``petnet/weights`` are replaced.
+    """
+    for path in downloaded:
+        packaged = BUNDLED_MODEL_DIR / path.name
+        where = f"{path.name} of Hub repo {repo_id}@{revision}"
+        if not packaged.is_file():
+            raise _NotPackagedWeights(f"{where} cannot be checked: {packaged} is missing")
+        got, expected = _sha256(path), _sha256(packaged)
+        if got != expected:
+            raise _NotPackagedWeights(
+                f"{where} has SHA-256 {got[:12]}..., not the packaged {expected[:12]}...; "
+                f"name the repo (load_model({repo_id!r}) or ${REPO_ENV_VAR}) to load it anyway"
+            )
 
 
 def _hub_answers(repo_id: str, revision: str | None) -> bool:
@@ -143,6 +190,8 @@ def _hub_answers(repo_id: str, revision: str | None) -> bool:
 
 def _explain(error: BaseException, repo_id: str, revision: str | None) -> str:
     """One short phrase saying why ``repo_id`` could not be loaded from the Hub."""
+    if isinstance(error, _NotPackagedWeights):
+        return str(error)
     if isinstance(error, RevisionNotFoundError):
         return f"revision {revision!r} of Hub repo {repo_id} does not exist"
     if isinstance(error, RepositoryNotFoundError):

@@ -1,5 +1,6 @@
 """load_model: resolution order, the real huggingface_hub download path against a loopback Hub,
-offline mode with a warm cache, and the bundled fallback (one log line, no retry loop)."""
+offline mode with a warm cache, the pinned and SHA-256-checked default repo, and the bundled
+fallback (one log line, no retry loop)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,26 +21,31 @@ from urllib.parse import unquote
 
 import pytest
 import torch
-from conftest import PROJECT_ROOT
 from huggingface_hub import constants
 
-from petnet import hub
+from petnet import hub, paths
 from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
 from petnet.hub import load_model
 from petnet.model import PetNet
 
 REPO_ID = "petnet-tests/tiny"
+BUNDLED_COPY_REPO_ID = "petnet-tests/bundled-copy"
+"""Serves the same files as the tests' bundled weights: what the pinned default repo should hold."""
+TAMPERED_REPO_ID = "petnet-tests/tampered"
+"""The bundled config.json beside a model.safetensors that differs in one weight."""
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+(?:/[^/]+)?)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
 
 
 class LoopbackHub:
     """The two Hub endpoints ``hf_hub_download`` uses (HEAD/GET ``/{repo}/resolve/{rev}/{file}``),
-    serving model directories from memory, with the headers and error codes the real Hub sends."""
+    serving model directories from memory, with the headers and error codes the real Hub sends.
+    Every repo has one commit, reachable as ``main``, by its id or by one of ``tags``."""
 
-    def __init__(self, repos: dict[str, Path]) -> None:
+    def __init__(self, repos: dict[str, Path], tags: tuple[str, ...] = ()) -> None:
         self.files = {repo: {p.name: p.read_bytes() for p in folder.iterdir()} for repo, folder in repos.items()}
         self.commits = {repo: hashlib.sha1(repo.encode()).hexdigest() for repo in repos}
+        self.tags = tags
         self.requests: list[str] = []
         hub_state = self
 
@@ -64,7 +71,7 @@ class LoopbackHub:
         if repo not in self.files:
             return self._error(request, "RepoNotFound")
         commit = self.commits[repo]
-        if revision not in ("main", commit):
+        if revision not in ("main", commit, *self.tags):
             return self._error(request, "RevisionNotFound")
         if filename not in self.files[repo]:
             return self._error(request, "EntryNotFound", commit)
@@ -101,12 +108,24 @@ def _save_tiny_model(directory: Path, image_size: int) -> Path:
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    return {name: _save_tiny_model(root / name, size) for name, size in [("hub", 64), ("local", 96), ("bundled", 32)]}
+    dirs = {name: _save_tiny_model(root / name, size) for name, size in [("hub", 64), ("local", 96), ("bundled", 32)]}
+    dirs["tampered"] = shutil.copytree(dirs["bundled"], root / "tampered")
+    _flip_last_byte(dirs["tampered"] / "model.safetensors")
+    return dirs
+
+
+def _flip_last_byte(path: Path) -> None:
+    """Change one weight of a safetensors file (the last byte is tensor data), keeping it loadable."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="module")
 def loopback_hub(model_dirs: dict[str, Path]) -> Iterator[LoopbackHub]:
-    server = LoopbackHub({REPO_ID: model_dirs["hub"]})
+    repos = {REPO_ID: model_dirs["hub"], BUNDLED_COPY_REPO_ID: model_dirs["bundled"],
+             TAMPERED_REPO_ID: model_dirs["tampered"]}  # fmt: skip
+    server = LoopbackHub(repos, tags=(hub.DEFAULT_REVISION,))
     yield server
     server.close()
 
@@ -170,6 +189,59 @@ def test_explicit_directory_beats_petnet_repo(
 def test_explicit_repo_beats_petnet_repo(hub_env: LoopbackHub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(hub.REPO_ENV_VAR, "petnet-tests/other")
     assert load_model(REPO_ID).config.image_size == 64
+
+
+def _requested_revisions(hub_state: LoopbackHub) -> set[str]:
+    return {_RESOLVE.match(unquote(r.split()[1])).group("revision") for r in hub_state.requests}
+
+
+def test_default_repo_is_asked_for_the_pinned_revision_and_used_when_it_holds_the_packaged_files(
+    hub_env: LoopbackHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(hub, "DEFAULT_REPO_ID", BUNDLED_COPY_REPO_ID)
+    model = load_model()
+    assert model.weights_source.startswith(f"hub: {BUNDLED_COPY_REPO_ID}@")
+    assert _requested_revisions(hub_env) == {hub.DEFAULT_REVISION}
+    assert _fallback_records(caplog) == []
+
+
+def test_default_repo_with_other_weights_gives_one_warning_and_the_packaged_weights(
+    hub_env: LoopbackHub, monkeypatch: pytest.MonkeyPatch, model_dirs: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(hub, "DEFAULT_REPO_ID", TAMPERED_REPO_ID)
+    model = load_model()
+    assert model.weights_source == f"bundled: {model_dirs['bundled'].resolve()}"
+    assert any(r.startswith("GET") and r.endswith("model.safetensors") for r in hub_env.requests)
+    [record] = _fallback_records(caplog)
+    message = record.getMessage()
+    assert f"model.safetensors of Hub repo {TAMPERED_REPO_ID}@{hub.DEFAULT_REVISION} has SHA-256" in message
+    assert hashlib.sha256((model_dirs["bundled"] / "model.safetensors").read_bytes()).hexdigest()[:12] in message
+
+
+def test_a_cached_copy_of_the_default_repo_is_checked_too(
+    hub_env: LoopbackHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(hub, "DEFAULT_REPO_ID", BUNDLED_COPY_REPO_ID)
+    assert load_model().weights_source.startswith("hub: ")
+    [cached] = (tmp_path / "hf-cache").glob("models--petnet-tests--bundled-copy/snapshots/*/model.safetensors")
+    _flip_last_byte(cached.resolve())  # the snapshot entry links to the blob
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert load_model().weights_source.startswith("bundled: ")
+    [record] = _fallback_records(caplog)
+    assert "has SHA-256" in record.getMessage()
+
+
+@pytest.mark.parametrize("named_by", ["argument", "environment"])
+def test_naming_the_default_repo_loads_what_it_holds_at_main(
+    hub_env: LoopbackHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, named_by: str
+) -> None:
+    monkeypatch.setattr(hub, "DEFAULT_REPO_ID", TAMPERED_REPO_ID)
+    if named_by == "environment":
+        monkeypatch.setenv(hub.REPO_ENV_VAR, TAMPERED_REPO_ID)
+    model = load_model(TAMPERED_REPO_ID if named_by == "argument" else None)
+    assert model.weights_source.startswith(f"hub: {TAMPERED_REPO_ID}@")
+    assert _requested_revisions(hub_env) == {"main"}
+    assert _fallback_records(caplog) == []
 
 
 def test_unknown_repo_falls_back_to_bundled_with_one_log_line(
@@ -289,7 +361,7 @@ def test_bundled_weights_are_the_offline_default(monkeypatch: pytest.MonkeyPatch
     _point_hub_at(monkeypatch, f"http://127.0.0.1:{_closed_port()}", tmp_path / "empty-cache", offline=True)
     monkeypatch.delenv(hub.REPO_ENV_VAR, raising=False)
     model = load_model()
-    assert model.weights_source == f"bundled: {PROJECT_ROOT / 'assets' / 'model'}"
+    assert model.weights_source == f"bundled: {paths.BUNDLED_MODEL_DIR}"
     assert model.predict(torch.zeros(3, model.config.image_size, model.config.image_size)).species in {"cat", "dog"}
 
 
