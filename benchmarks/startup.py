@@ -16,11 +16,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from petnet.paths import PROJECT_ROOT
 
 
 def free_port() -> int:

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from petnet import __version__
-from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
+from petnet.hub import display_source, load_model
 from petnet.images import load_image
 from petnet.model import PetNet
+from petnet.paths import BUNDLED_MODEL_DIR, EXAMPLES_DIR
 
-DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "Abyssinian_202.jpg"
+DEFAULT_IMAGE = EXAMPLES_DIR / "Abyssinian_202.jpg"
 
 
 def timings(function: Callable[[], object], runs: int, warmup: int) -> np.ndarray:

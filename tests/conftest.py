@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from petnet import paths
 from petnet.labels import BREED_BY_NAME, SPECIES
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "oxford-iiit-pet"
+PROJECT_ROOT = paths.PROJECT_ROOT  # the names other test modules import from here
+REAL_DATA_ROOT = paths.OXFORD_PET_ROOT
 TINY_BREEDS = ("Abyssinian", "Bengal", "beagle", "pug")
 
 
@@ -60,7 +61,7 @@ def tiny_pet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def real_image_path() -> Path:
     """One real Oxford-IIIT Pet photo: from the shared dataset, else the bundled examples."""
-    candidates = [REAL_DATA_ROOT / "images" / "Abyssinian_1.jpg", *sorted((PROJECT_ROOT / "assets" / "examples").glob("*.jpg"))]
+    candidates = [REAL_DATA_ROOT / "images" / "Abyssinian_1.jpg", *sorted(paths.EXAMPLES_DIR.glob("*.jpg"))]
     for path in candidates:
         if path.is_file():
             return path

@@ -6,17 +6,17 @@ import dataclasses
 import json
 
 import pytest
-from conftest import PROJECT_ROOT
 from report_factory import make_report
 
 from petnet import model_card
+from petnet.paths import BUNDLED_MODEL_DIR, PROJECT_ROOT, REPORTS_DIR
 from petnet.report import BASELINE, load_report
 from petnet.train import TrainConfig, parse_args
 
 
 def test_shipped_card_and_readme_match_the_shipped_reports():
     test, val, bench, train_config = model_card.load_inputs()
-    card = (PROJECT_ROOT / "assets" / "model" / "README.md").read_text()
+    card = (BUNDLED_MODEL_DIR / "README.md").read_text()
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert card == model_card.model_card(test, val, bench, train_config), "run python -m petnet.model_card"
     assert model_card.readme_results(test, val, bench) in readme, "run python -m petnet.model_card"
@@ -89,7 +89,7 @@ def test_replacing_the_results_block_keeps_the_rest_of_the_readme():
 
 
 def test_main_writes_card_and_readme(tmp_path):
-    reports = PROJECT_ROOT / "assets" / "reports"
+    reports = REPORTS_DIR
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{model_card.RESULTS_START}\n{model_card.RESULTS_END}\n")
     model_card.main(["--reports", str(reports), "--card", str(tmp_path / "card.md"), "--readme", str(readme)])
