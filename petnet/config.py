@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from petnet.labels import BREED_NAMES, BREED_SPECIES, MASK_CLASSES, SPECIES
-from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
+from petnet.paths import OXFORD_PET_ROOT
 
 
 @dataclass

@@ -24,19 +24,25 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from petnet import __version__
+from petnet.composites import LAYOUTS, Composite, build_composites
+from petnet.config import TrainConfig
 from petnet.data import (
     OxfordPetDataset,
     PetRecord,
     collate_skipping_failures,
+    non_pet_split,
+    read_non_pets,
     read_split,
     read_trimap,
     train_val_split,
 )
+from petnet.errors import WeightsError
 from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
-from petnet.inference import mask_from_logits, species_conditioned_topk
-from petnet.labels import BREEDS, MASK_CLASSES, SPECIES
+from petnet.inference import TOP_K_BREEDS, Prediction, decode_output, mask_from_logits
+from petnet.labels import BREEDS, MASK_CLASSES, SPECIES, display_name
 from petnet.metrics import (
     accuracy,
+    binary_auroc,
     binary_pet_iou,
     confusion_matrix,
     dice_per_class,
@@ -47,15 +53,15 @@ from petnet.metrics import (
     weighted_f1,
 )
 from petnet.model import PetNet
-from petnet.paths import OXFORD_PET_ROOT
+from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
 from petnet.report import (
     BASELINE,
     EVALUATION_SPLITS,
+    HEADLINE_METRICS,
     SCHEMA_VERSION,
     report_path,
     write_report,
 )
-from petnet.config import TrainConfig
 from petnet.transforms import eval_transform
 
 log = logging.getLogger("petnet.evaluate")
@@ -64,7 +70,8 @@ OFFICIAL_TEST_TOTAL = 3669
 """Images in the official Oxford-IIIT Pet test split; this copy withholds part of them."""
 LOW_IOU = 0.5
 """Per-image mean IoU below which a worst case is flagged "low IoU"."""
-TOP_K = 3
+NON_PET_PART = {"test": "holdout", "val": "calibration", "trainval": "train"}
+"""The part of the non-pet photos scored with each split: test never sees what was tuned on."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class ImageOutcome:
     breed_logits: np.ndarray
     conditioned_breed_logits: np.ndarray
     predicted_breeds: tuple[int, ...]
+    pet_score: float
     pixel_confusion: np.ndarray | None
     mask: np.ndarray | None
 
@@ -114,21 +122,15 @@ def split_description(split: str, records: Sequence[PetRecord], val_fraction: fl
 @torch.inference_mode()
 def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32, num_workers: int = 0) -> tuple[list[ImageOutcome], dict[str, str]]:
     """Predict every record with the evaluation preprocessing; returns outcomes and unreadable images."""
-    config = model.config
-    dataset = OxfordPetDataset(records, eval_transform(config))
+    dataset = OxfordPetDataset(records, eval_transform(model.config))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping_failures)
-    breed_species = model.breed_species_index.cpu()
     outcomes: list[ImageOutcome] = []
     model.eval()
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         if batch is None:
             continue
         output = model.infer(batch["image"].to(model.device))
-        species_probabilities = output.species_logits.float().softmax(dim=1).cpu()
-        breed_logits = output.breed_logits.float().cpu()
-        species_index = species_probabilities.argmax(dim=1)
-        conditioned = breed_logits.masked_fill(breed_species[None, :] != species_index[:, None], float("-inf"))
-        top_breeds, _ = species_conditioned_topk(breed_logits, species_index, breed_species, TOP_K)
+        decoded = decode_output(output, model.breed_species_index)
         mask_logits = output.mask_logits.float().cpu()
         for i, index in enumerate(batch["index"].tolist()):
             record = dataset.records[index]
@@ -140,15 +142,50 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
             outcomes.append(
                 ImageOutcome(
                     record=record,
-                    species_probabilities=species_probabilities[i].numpy(),
-                    breed_logits=breed_logits[i].numpy(),
-                    conditioned_breed_logits=conditioned[i].numpy(),
-                    predicted_breeds=tuple(top_breeds[i].tolist()),
+                    species_probabilities=decoded.species_probabilities[i].numpy(),
+                    breed_logits=output.breed_logits[i].float().cpu().numpy(),
+                    conditioned_breed_logits=decoded.conditioned_breed_logits[i].numpy(),
+                    predicted_breeds=tuple(decoded.top_breeds[i].tolist()),
+                    pet_score=float(decoded.pet_scores[i]),
                     pixel_confusion=pixel_confusion,
                     mask=mask,
                 )
             )
     return outcomes, dict(dataset.failures)
+
+
+def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[float], threshold: float) -> dict:
+    """Pet-presence figures at the model's threshold: pets kept, non-pets accepted, AUROC."""
+    pets, non_pets = np.asarray(pet_scores, dtype=float), np.asarray(non_pet_scores, dtype=float)
+    scores = np.concatenate([pets, non_pets])
+    truth = np.concatenate([np.ones(len(pets), dtype=bool), np.zeros(len(non_pets), dtype=bool)])
+    return {
+        "threshold": threshold,
+        "num_pets": len(pets),
+        "num_non_pets": len(non_pets),
+        "pets_kept": float((pets >= threshold).mean()) if len(pets) else math.nan,
+        "non_pets_accepted": float((non_pets >= threshold).mean()) if len(non_pets) else math.nan,
+        "auroc": binary_auroc(scores, truth),
+    }
+
+
+def two_animal_counts(truths: Sequence[Composite], predictions: Sequence[Prediction]) -> dict:
+    """How often a composite of two animals gets two answers, and both species right."""
+    count_right = [len(p.pets) == 2 for p in predictions]
+    species_right = [
+        right and sorted(pet.species for pet in p.pets) == sorted(t.species)
+        for t, p, right in zip(truths, predictions, count_right, strict=True)
+    ]
+    by_layout = {
+        layout: {
+            "num_images": sum(t.layout == layout for t in truths),
+            "count_right": sum(r for t, r in zip(truths, count_right) if t.layout == layout),
+            "both_species_right": sum(r for t, r in zip(truths, species_right) if t.layout == layout),
+        }
+        for layout in LAYOUTS
+    }
+    return {"num_images": len(truths), "count_right": sum(count_right), "both_species_right": sum(species_right),
+            "by_layout": by_layout}  # fmt: skip
 
 
 def worst_first(outcomes: Sequence[ImageOutcome]) -> list[ImageOutcome]:
@@ -199,20 +236,39 @@ def worst_case_entry(outcome: ImageOutcome, data_root: Path, mask_path: str | No
     }
 
 
-def save_worst_cases(outcomes: Sequence[ImageOutcome], count: int, data_root: Path, report_file: Path) -> list[dict]:
-    """Entries for the ``count`` worst images; their predicted masks go to ``<report stem>_masks/``."""
+def lowest_iou_first(outcomes: Sequence[ImageOutcome]) -> list[ImageOutcome]:
+    """Images with a trimap, lowest per-image mean IoU first: where the mask fails."""
+    return sorted((o for o in outcomes if o.pixel_confusion is not None), key=lambda o: o.iou)
+
+
+def save_cases(chosen: dict[str, Sequence[ImageOutcome]], data_root: Path, report_file: Path) -> dict[str, list[dict]]:
+    """Report entries for each list of ``chosen`` outcomes; their predicted masks go to ``<report stem>_masks/``."""
     mask_dir = report_file.parent / f"{report_file.stem}_masks"
     mask_dir.mkdir(parents=True, exist_ok=True)
     for stale in mask_dir.glob("*.png"):
         stale.unlink()
-    entries = []
-    for outcome in worst_first(outcomes)[:count]:
-        mask_path = None
-        if outcome.mask is not None:
-            Image.fromarray(outcome.mask.astype(np.uint8)).save(mask_dir / f"{outcome.record.name}.png")
-            mask_path = f"{mask_dir.name}/{outcome.record.name}.png"
-        entries.append(worst_case_entry(outcome, data_root, mask_path))
+    entries: dict[str, list[dict]] = {}
+    for key, outcomes in chosen.items():
+        entries[key] = []
+        for outcome in outcomes:
+            mask_path = None
+            if outcome.mask is not None:
+                Image.fromarray(outcome.mask.astype(np.uint8)).save(mask_dir / f"{outcome.record.name}.png")
+                mask_path = f"{mask_dir.name}/{outcome.record.name}.png"
+            entries[key].append(worst_case_entry(outcome, data_root, mask_path))
     return entries
+
+
+def check_labels(model: PetNet) -> None:
+    """Refuse a model whose label set is not the dataset's: its scores would be read against the wrong names."""
+    config = model.config
+    theirs = (config.species_names, config.breed_names, config.breed_species, config.mask_classes)
+    ours = (list(SPECIES), [b.name for b in BREEDS], [b.species for b in BREEDS], list(MASK_CLASSES))
+    if tuple(map(list, theirs)) != ours:
+        raise WeightsError(
+            "The model's labels (config.json species_names, breed_names, breed_species, mask_classes) differ from "
+            "the Oxford-IIIT Pet labels in petnet.labels, so it cannot be scored on this dataset."
+        )
 
 
 def classification_metrics(outcomes: Sequence[ImageOutcome]) -> tuple[dict, dict]:
@@ -228,9 +284,9 @@ def classification_metrics(outcomes: Sequence[ImageOutcome]) -> tuple[dict, dict
     breed = {
         "ranking": "breeds of the predicted species only, as PetNet.predict returns them",
         "top1_accuracy": top_k_accuracy(conditioned, breed_truth, 1),
-        "top3_accuracy": top_k_accuracy(conditioned, breed_truth, TOP_K),
+        "top3_accuracy": top_k_accuracy(conditioned, breed_truth, TOP_K_BREEDS),
         "top1_accuracy_all_breeds": top_k_accuracy(unconditioned, breed_truth, 1),
-        "top3_accuracy_all_breeds": top_k_accuracy(unconditioned, breed_truth, TOP_K),
+        "top3_accuracy_all_breeds": top_k_accuracy(unconditioned, breed_truth, TOP_K_BREEDS),
         "weighted_f1": weighted_f1(breed_confusion),
         "confusion": breed_confusion,
         "per_class": [
@@ -267,10 +323,13 @@ def segmentation_metrics(outcomes: Sequence[ImageOutcome]) -> dict:
 
 
 def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: str, data_root: Path,
-                 model: PetNet, model_source: str, worst_cases: list[dict], skipped: dict[str, str]) -> dict:  # fmt: skip
-    """Assemble the schema-v1 report (see ``docs/report_schema.md``)."""
+                 model: PetNet, model_source: str, cases: dict[str, list[dict]], skipped: dict[str, str],
+                 detection: dict | None = None) -> dict:  # fmt: skip
+    """Assemble the schema-v1 report (see ``docs/report_schema.md``); ``detection`` only when non-pet
+    photos were scored."""
     species, breed = classification_metrics(outcomes)
-    return {
+    config = model.config
+    report = {
         "schema_version": SCHEMA_VERSION,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "petnet_version": __version__,
@@ -282,42 +341,41 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "backbone": model.config.backbone,
             "image_size": model.config.image_size,
             "mirror_averaged_mask": model.config.mirror_averaged_mask,
+            "pet_threshold": model.config.pet_threshold,
         },
         "num_images": len(outcomes),
         "num_images_with_trimap": sum(o.pixel_confusion is not None for o in outcomes),
         "skipped_images": skipped,
         "labels": {
-            "species": list(SPECIES),
-            "breeds": [b.name for b in BREEDS],
-            "breed_display_names": [b.display_name for b in BREEDS],
-            "breed_species": [b.species for b in BREEDS],
-            "mask_classes": list(MASK_CLASSES),
+            "species": list(config.species_names),
+            "breeds": list(config.breed_names),
+            "breed_display_names": [display_name(name) for name in config.breed_names],
+            "breed_species": list(config.breed_species),
+            "mask_classes": list(config.mask_classes),
         },
         "species": species,
         "breed": breed,
         "segmentation": segmentation_metrics(outcomes),
-        "worst_cases": worst_cases,
+        "worst_cases": cases["worst_cases"],
+        "lowest_iou_cases": cases["lowest_iou_cases"],
         "baseline": dict(BASELINE),
     }
+    if detection is not None:
+        report["detection"] = detection
+    return report
 
 
 def summary_table(report: dict) -> str:
     """Plain-text comparison of the headline figures with the original PetNet."""
-    rows = [
-        ("species accuracy", report["species"]["accuracy"], BASELINE["species_accuracy"]),
-        ("breed top-1 accuracy", report["breed"]["top1_accuracy"], None),
-        ("breed top-3 accuracy", report["breed"]["top3_accuracy"], BASELINE["breed_top3_accuracy"]),
-        ("breed weighted F1", report["breed"]["weighted_f1"], None),
-        ("mask mean IoU", report["segmentation"]["mean_iou"], BASELINE["mean_iou"]),
-        ("mask min IoU", report["segmentation"]["min_iou"], BASELINE["min_iou"]),
-        ("mask pixel accuracy", report["segmentation"]["pixel_accuracy"], None),
-    ]
-
-    def cell(value: float | None) -> str:
-        return "-" if value is None or math.isnan(value) else f"{value:.3f}"
-
-    lines = [report["split_description"], f"{'metric':<22} {'PetNet now':>10} {'original':>10}"]
-    lines += [f"{name:<22} {cell(ours):>10} {cell(theirs):>10}" for name, ours, theirs in rows]
+    lines = [report["split_description"], f"{'metric':<26} {'PetNet now':>10} {'original':>10}"]
+    for metric in HEADLINE_METRICS:
+        ours, theirs = metric.value(report), metric.baseline(report.get("baseline"))
+        if ours is not None or metric.section != "detection":
+            lines.append(f"{metric.label:<26} {metric.format(ours):>10} {metric.format(theirs) if theirs else '-':>10}")
+    two = (report.get("detection") or {}).get("two_animal")
+    if two:
+        lines.append(f"two-animal composites: count right {two['count_right']}/{two['num_images']}, "
+                     f"both species right {two['both_species_right']}/{two['num_images']}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -331,6 +389,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--worst", type=int, default=24, help="how many worst cases to keep (default 24)")
+    parser.add_argument("--lowest-iou", type=int, default=12, help="how many lowest-IoU masks to keep (default 12)")
+    parser.add_argument("--non-pet-root", default=str(NON_PET_ROOT),
+                        help="photos with no cat or dog for the detection figures ('' to skip them)")
+    parser.add_argument("--composites", type=int, default=100,
+                        help="two-animal composites per layout built from the split (0 to skip them)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (smoke tests)")
     parser.add_argument(
         "--single-view-mask", action="store_true",
@@ -339,6 +402,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training (--split val)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="as in training (--split val)")
     return parser.parse_args(argv)
+
+
+def evaluate_detection(model: PetNet, outcomes: Sequence[ImageOutcome], records: Sequence[PetRecord],
+                       args: argparse.Namespace) -> dict:  # fmt: skip
+    """The ``detection`` section: the split's pets against the non-pet part meant for this split
+    (predicted through ``predict``, as users get them), and two-animal composites of the split."""
+    non_pet_root = Path(args.non_pet_root)
+    non_pets = non_pet_split(read_non_pets(non_pet_root), NON_PET_PART[args.split])
+    non_pet_predictions = model.predict_batch([record.image_path for record in non_pets])
+    detection = detection_metrics([o.pet_score for o in outcomes], [p.pet_score for p in non_pet_predictions],
+                                  model.config.pet_threshold)  # fmt: skip
+    detection["non_pet_part"] = f"{NON_PET_PART[args.split]} part of {non_pet_root.name}/ ({len(non_pets)} photos)"
+    if args.composites:
+        composites = build_composites(records, args.composites, seed=args.seed)
+        predictions = model.predict_batch([c.image for c in tqdm(composites, desc="two-animal composites")])
+        detection["two_animal"] = two_animal_counts(composites, predictions)
+    return detection
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -354,12 +434,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(args.model, device="cuda" if torch.cuda.is_available() else "cpu")
     if args.single_view_mask:
         model.config.mirror_averaged_mask = False
+    check_labels(model)
     outcomes, skipped = run_model(model, records, args.batch_size, args.num_workers)
     if skipped:
         log.warning("Skipped %d unreadable images: %s", len(skipped), sorted(skipped))
-    worst = save_worst_cases(outcomes, args.worst, args.data_root, out)
+    cases = save_cases({"worst_cases": worst_first(outcomes)[: args.worst],
+                        "lowest_iou_cases": lowest_iou_first(outcomes)[: args.lowest_iou]}, args.data_root, out)  # fmt: skip
+    detection = evaluate_detection(model, outcomes, records, args) if args.non_pet_root else None
     report = build_report(outcomes, split=args.split, description=description, data_root=args.data_root,
-                          model=model, model_source=display_source(args.model), worst_cases=worst, skipped=skipped)  # fmt: skip
+                          model=model, model_source=display_source(args.model), cases=cases, skipped=skipped,
+                          detection=detection)  # fmt: skip
     write_report(report, out)
     print(summary_table(report))
     print(f"Report written to {out}")

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import timm
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from huggingface_hub import PyTorchModelHubMixin, constants
+from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn

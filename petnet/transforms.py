@@ -7,6 +7,8 @@ takes the model's :class:`PetNetConfig`, the one place for input size and normal
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -20,7 +22,7 @@ class PhotometricTrivialAugmentWide(v2.TrivialAugmentWide):
     """TrivialAugmentWide (Muller & Hutter, ICCV 2021) without its geometric operations, applied to
     the image alone: a shear or shift there would leave the mask behind."""
 
-    _AUGMENTATION_SPACE = {
+    _AUGMENTATION_SPACE: ClassVar[dict] = {
         name: op for name, op in v2.TrivialAugmentWide._AUGMENTATION_SPACE.items() if name not in _GEOMETRIC_OPS
     }
 

@@ -12,18 +12,28 @@ from conftest import TINY_BREEDS
 from PIL import Image
 from torchvision import tv_tensors
 
+from non_pet_factory import make_non_pets
+from torchvision.transforms import v2
+
+from petnet.config import PetNetConfig
 from petnet.data import (
+    NON_PET_SPLITS,
+    NOT_A_PET,
+    STRETCHED_SIZE,
     OxfordPetDataset,
     collate_skipping_failures,
+    non_pet_split,
+    read_non_pets,
     read_split,
     read_trimap,
     train_val_split,
 )
 from petnet.errors import DatasetError, InvalidImageError
-from petnet.labels import BREED_BY_NAME, IGNORE_INDEX, SPECIES
-from petnet.transforms import eval_transform, train_transform
+from petnet.labels import BACKGROUND_INDEX, BREED_BY_NAME, IGNORE_INDEX, SPECIES
+from petnet.transforms import PhotometricTrivialAugmentWide, eval_transform, train_transform
 
-MEAN = STD = [0.5, 0.5, 0.5]
+def _config(size: int) -> PetNetConfig:
+    return PetNetConfig(image_size=size)
 
 
 @pytest.fixture
@@ -96,7 +106,7 @@ def test_trimap_values_map_to_mask_classes(tmp_path: Path) -> None:
 
 def test_samples_with_and_without_trimap(tiny_pet_root: Path) -> None:
     records = read_split(tiny_pet_root, "trainval")
-    dataset = OxfordPetDataset(records, eval_transform(48, MEAN, STD))
+    dataset = OxfordPetDataset(records, eval_transform(_config(48)))
     for index, record in enumerate(records[:4]):
         sample = dataset[index]
         assert sample["image"].shape == (3, 48, 48) and sample["mask"].shape == (48, 48)
@@ -112,7 +122,7 @@ def test_samples_with_and_without_trimap(tiny_pet_root: Path) -> None:
 def test_corrupt_image_is_skipped_and_reported(pet_copy: Path) -> None:
     records = read_split(pet_copy, "test")
     records[1].image_path.write_bytes(b"garbage instead of a JPEG")
-    dataset = OxfordPetDataset(records, eval_transform(32, MEAN, STD))
+    dataset = OxfordPetDataset(records, eval_transform(_config(32)))
     samples = [dataset[i] for i in range(3)]
     assert samples[1] is None
     assert list(dataset.failures) == [records[1].name]
@@ -138,7 +148,7 @@ def _halves(size: int = 64) -> tuple[Image.Image, tv_tensors.Mask]:
 def test_augmentation_moves_mask_with_image(seed: int) -> None:
     image, mask = _halves()
     torch.manual_seed(seed)
-    out_image, out_mask = train_transform(40, MEAN, STD)(image, mask)
+    out_image, out_mask = train_transform(_config(40))(image, mask)
     out_mask = out_mask.as_subclass(torch.Tensor)
     assert out_image.shape == (3, 40, 40) and out_mask.shape == (40, 40)
     assert set(out_mask.unique().tolist()) <= {0, 1, 2, IGNORE_INDEX}, "nearest resampling keeps label values"
@@ -156,7 +166,7 @@ def test_flip_is_applied_to_both() -> None:
     flips = []
     for seed in range(12):
         torch.manual_seed(seed)
-        out_image, out_mask = train_transform(64, MEAN, STD)(image, mask)
+        out_image, out_mask = train_transform(_config(64))(image, mask)
         mask_flipped = int(out_mask[-1, 0]) == 1
         image_flipped = out_image[:, -1, 0].mean() < out_image[:, -1, -1].mean()
         assert mask_flipped == image_flipped
@@ -166,7 +176,60 @@ def test_flip_is_applied_to_both() -> None:
 
 def test_eval_transform_keeps_label_values() -> None:
     image, mask = _halves(50)
-    out_image, out_mask = eval_transform(32, MEAN, STD)(image, mask)
+    out_image, out_mask = eval_transform(_config(32))(image, mask)
     assert out_image.shape == (3, 32, 32)
     assert set(out_mask.as_subclass(torch.Tensor).unique().tolist()) <= {0, 1, 2, IGNORE_INDEX}
     assert out_image.min() >= -1 and out_image.max() <= 1
+
+
+def test_non_pet_photos_split_into_disjoint_seeded_parts(tmp_path):
+    records = read_non_pets(make_non_pets(tmp_path / "non-pets", count=20))
+    parts = {part: non_pet_split(records, part) for part in NON_PET_SPLITS}
+    assert [len(parts[p]) for p in NON_PET_SPLITS] == [12, 3, 5]
+    names = [r.name for part in parts.values() for r in part]
+    assert len(names) == len(set(names)) == 20
+    assert non_pet_split(records, "holdout") == parts["holdout"], "the same seed gives the same parts"
+    assert all(not r.is_pet and r.has_trimap for r in records), "an all-background trimap is a real label"
+    with pytest.raises(DatasetError, match="list.tsv"):
+        read_non_pets(tmp_path)
+
+
+def test_a_non_pet_sample_is_stretched_like_the_pets_and_all_background(tmp_path):
+    records = read_non_pets(make_non_pets(tmp_path / "non-pets", count=2))
+    dataset = OxfordPetDataset(records, v2.ToImage())
+    sample = dataset[0]
+    assert tuple(sample["image"].shape[1:]) == STRETCHED_SIZE
+    assert sample["is_pet"] is False and sample["breed"] == NOT_A_PET
+    assert sample["mask"].unique().tolist() == [BACKGROUND_INDEX]
+    assert sample["pseudo_mask"].unique().tolist() == [IGNORE_INDEX]
+
+
+def test_pseudo_masks_fill_in_only_where_there_is_no_trimap(tiny_pet_root, tmp_path):
+    records = read_split(tiny_pet_root, "trainval")
+    without, with_trimap = next(r for r in records if not r.has_trimap), next(r for r in records if r.has_trimap)
+    for record in (without, with_trimap):
+        Image.fromarray(np.full((64, 64), 2, dtype=np.uint8)).save(tmp_path / f"{record.name}.png")
+    dataset = OxfordPetDataset([without, with_trimap], v2.ToImage(), tmp_path)
+    assert dataset[0]["pseudo_mask"].unique().tolist() == [2]
+    assert dataset[0]["mask"].unique().tolist() == [IGNORE_INDEX], "a pseudo mask is never ground truth"
+    assert dataset[1]["pseudo_mask"].unique().tolist() == [IGNORE_INDEX]
+
+
+def test_trivial_augment_keeps_mask_and_photo_aligned():
+    """Photometric ops only: the mask of a random crop + flip + TrivialAugment matches the image's geometry."""
+    image = Image.new("RGB", (64, 64), (10, 10, 10))
+    image.paste((250, 250, 250), (0, 0, 32, 64))  # bright left half
+    mask = np.ones((64, 64), dtype=np.uint8)
+    mask[:, :32] = 0  # pet = the bright half
+    transform = train_transform(_config(32), trivial_augment=True)
+    assert not set(PhotometricTrivialAugmentWide._AUGMENTATION_SPACE) & {"ShearX", "TranslateX", "Rotate"}
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out_image, out_mask = transform(image, tv_tensors.Mask(torch.from_numpy(mask)))
+        values, pet = out_image.mean(dim=0), out_mask == 0
+        if not 0 < pet.float().mean() < 1:
+            continue
+        inside, outside = values[pet], values[~pet]
+        gap = (inside.mean() - outside.mean()).abs()
+        if gap > 0.2:  # some ops (solarize) can make the halves alike; then there is nothing to check
+            assert max(inside.std(), outside.std()) < gap / 2, seed

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from non_pet_factory import make_non_pets
 from PIL import Image
 
 from petnet.config import PetNetConfig
-from petnet.data import read_split, train_val_split
+from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
+from petnet.errors import WeightsError
 from petnet.evaluate import OFFICIAL_TEST_TOTAL, main, run_model, segmentation_metrics, split_description
 from petnet.labels import BREED_NAMES, MASK_CLASSES
 from petnet.model import PetNet
@@ -24,10 +26,16 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_report(tiny_pet_root, tiny_model_dir, tmp_path_factory):
+def non_pet_root(tmp_path_factory):
+    return make_non_pets(tmp_path_factory.mktemp("non-pets"), count=8)
+
+
+@pytest.fixture(scope="module")
+def test_report(tiny_pet_root, tiny_model_dir, non_pet_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports") / "test.json"
     argv = ["--split", "test", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
-            "--batch-size", "5", "--num-workers", "0", "--worst", "8"]  # fmt: skip
+            "--batch-size", "5", "--num-workers", "0", "--worst", "8", "--lowest-iou", "3",
+            "--non-pet-root", str(non_pet_root), "--composites", "2"]  # fmt: skip
     main(argv)
     return out, load_report(out)
 
@@ -47,8 +55,46 @@ def test_counts_match_the_split(test_report, tiny_pet_root):
 def test_single_view_mask_flag_is_recorded(tiny_pet_root, tiny_model_dir, tmp_path):
     out = tmp_path / "single.json"
     main(["--split", "test", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
-          "--num-workers", "0", "--limit", "2", "--single-view-mask"])  # fmt: skip
-    assert load_report(out)["model"]["mirror_averaged_mask"] is False
+          "--num-workers", "0", "--limit", "2", "--single-view-mask", "--non-pet-root", ""])  # fmt: skip
+    report = load_report(out)
+    assert report["model"]["mirror_averaged_mask"] is False
+    assert "detection" not in report, "no non-pet photos, no detection figures"
+
+
+def test_detection_figures_score_the_held_out_non_pets_and_two_animal_composites(test_report, non_pet_root):
+    _, report = test_report
+    detection = report["detection"]
+    assert detection["num_pets"] == 12
+    assert detection["num_non_pets"] == len(non_pet_split(read_non_pets(non_pet_root), "holdout")) == 2
+    assert detection["threshold"] == report["model"]["pet_threshold"] == 0.5
+    for key in ("pets_kept", "non_pets_accepted", "auroc"):
+        assert 0.0 <= detection[key] <= 1.0
+    two = detection["two_animal"]
+    assert two["num_images"] == 6 and set(two["by_layout"]) == {"side_by_side", "different_sizes", "overlapping"}
+    assert 0 <= two["both_species_right"] <= two["count_right"] <= 6
+
+
+def test_binary_pet_iou_merges_pet_and_boundary(test_report):
+    _, report = test_report
+    confusion = np.array(report["segmentation"]["confusion"])
+    foreground = confusion[np.ix_([0, 2], [0, 2])].sum()
+    union = confusion[[0, 2]].sum() + confusion[:, [0, 2]].sum() - foreground
+    assert report["segmentation"]["binary_pet_iou"] == pytest.approx(foreground / union)
+
+
+def test_lowest_iou_cases_are_the_worst_masks(test_report):
+    _, report = test_report
+    ious = [case["iou"] for case in report["lowest_iou_cases"]]
+    assert len(ious) == 3 and ious == sorted(ious)
+    assert all(case["predicted_mask"] for case in report["lowest_iou_cases"])
+
+
+def test_a_model_with_other_labels_is_refused(tiny_pet_root, tmp_path):
+    config = PetNetConfig(image_size=64, breed_names=["Abyssinian", "beagle"], breed_species=["cat", "dog"])
+    PetNet(config).save_pretrained(tmp_path / "model")
+    with pytest.raises(WeightsError, match="labels"):
+        main(["--split", "test", "--model", str(tmp_path / "model"), "--data-root", str(tiny_pet_root),
+              "--out", str(tmp_path / "r.json"), "--num-workers", "0", "--limit", "2"])  # fmt: skip
 
 
 def test_confusion_matrices_add_up(test_report):
@@ -98,7 +144,7 @@ def test_worst_cases_are_ranked_and_their_masks_saved(test_report):
 def test_val_split_recreates_the_training_split_and_limit(tiny_pet_root, tiny_model_dir, tmp_path):
     out = tmp_path / "val.json"
     report = main(["--split", "val", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
-                   "--num-workers", "0", "--val-fraction", "0.5", "--seed", "3", "--limit", "3"])  # fmt: skip
+                   "--num-workers", "0", "--val-fraction", "0.5", "--seed", "3", "--limit", "3", "--non-pet-root", ""])  # fmt: skip
     expected = train_val_split(read_split(tiny_pet_root, "trainval"), 0.5, 3)[1][:3]
     assert report["num_images"] == 3
     assert {w["name"] for w in report["worst_cases"]} == {r.name for r in expected}

@@ -1,4 +1,5 @@
-"""Multi-task loss: unlabelled pixels are ignored, a batch without trimaps still trains, gradients flow."""
+"""Multi-task loss: unlabelled pixels are ignored, a batch without trimaps still trains, gradients flow;
+non-pet photos teach the pet head and flatten the classifiers; pseudo masks add their own term."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 
 from petnet.config import PetNetConfig
 from petnet.labels import IGNORE_INDEX
-from petnet.losses import LossWeights, multitask_loss, soft_dice_loss
+from petnet.config import LossWeights
+from petnet.losses import multitask_loss, soft_dice_loss, uniform_cross_entropy
 from petnet.model import PetNet, PetNetOutput
 
 
@@ -17,6 +19,7 @@ def _output(batch: int = 2, size: int = 8, seed: int = 0) -> PetNetOutput:
         species_logits=torch.randn(batch, 2, generator=generator, requires_grad=True),
         breed_logits=torch.randn(batch, 37, generator=generator, requires_grad=True),
         mask_logits=torch.randn(batch, 3, size, size, generator=generator, requires_grad=True),
+        pet_logits=torch.randn(batch, generator=generator, requires_grad=True),
     )
 
 
@@ -39,7 +42,7 @@ def test_ignored_pixels_do_not_change_the_loss() -> None:
     mask = torch.randint(0, 3, (2, 8, 8))
     mask[1] = IGNORE_INDEX  # second image has no trimap
     output = _output()
-    changed = PetNetOutput(output.species_logits, output.breed_logits, output.mask_logits.detach().clone())
+    changed = output._replace(mask_logits=output.mask_logits.detach().clone())
     changed.mask_logits[1] = torch.randn(3, 8, 8) * 10
     first, second = (multitask_loss(o, _batch(mask), LossWeights()) for o in (output, changed))
     for key in ("segmentation", "dice", "total"):
@@ -67,7 +70,48 @@ def test_gradients_reach_every_part_of_the_model() -> None:
     mask[0] = IGNORE_INDEX
     losses = multitask_loss(model(torch.randn(2, 3, 32, 32)), _batch(mask), LossWeights())
     losses["total"].backward()
-    for part in (model.encoder, model.species_head, model.breed_head, model.decoder):
+    for part in (model.encoder, model.species_head, model.breed_head, model.decoder):  # pet head: weight 0
         grads = [p.grad for p in part.parameters() if p.requires_grad]
         assert grads and all(g is not None for g in grads)
         assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_non_pets_train_the_pet_head_and_not_the_breed_labels() -> None:
+    output = _output()
+    batch = {**_batch(torch.full((2, 8, 8), IGNORE_INDEX)), "is_pet": torch.tensor([True, False])}
+    batch["breed"] = torch.tensor([0, -1])  # a non-pet has no breed; it must not reach cross-entropy
+    losses = multitask_loss(output, batch, LossWeights(pet=1, outlier=1))
+    first_only = PetNetOutput(*(tensor[:1] for tensor in output))
+    pets_only = multitask_loss(first_only, {k: v[:1] for k, v in batch.items()}, LossWeights())
+    assert losses["breed"].item() == pytest.approx(pets_only["breed"].item())
+    assert losses["outlier"].item() == pytest.approx(
+        (uniform_cross_entropy(output.species_logits[1:]) + uniform_cross_entropy(output.breed_logits[1:])).item() / 2
+    )
+    expected_pet = torch.nn.functional.binary_cross_entropy_with_logits(output.pet_logits, torch.tensor([1.0, 0.0]))
+    assert losses["pet"].item() == pytest.approx(expected_pet.item())
+    losses["total"].backward()
+    assert output.pet_logits.grad.abs().sum() > 0
+
+
+def test_uniform_cross_entropy_is_smallest_for_flat_logits() -> None:
+    flat, peaked = torch.zeros(1, 37), torch.zeros(1, 37)
+    peaked[0, 0] = 10
+    assert uniform_cross_entropy(flat).item() == pytest.approx(torch.log(torch.tensor(37.0)).item())
+    assert uniform_cross_entropy(peaked) > uniform_cross_entropy(flat)
+
+
+def test_pseudo_masks_count_only_with_their_weight() -> None:
+    output = _output()
+    batch = {**_batch(torch.full((2, 8, 8), IGNORE_INDEX)), "pseudo_mask": torch.randint(0, 3, (2, 8, 8))}
+    off = multitask_loss(output, batch, LossWeights())
+    on = multitask_loss(output, batch, LossWeights(pseudo_mask=0.5))
+    assert off["pseudo_mask"].item() == 0 and on["pseudo_mask"].item() > 0
+    assert on["total"].item() == pytest.approx(off["total"].item() + 0.5 * on["pseudo_mask"].item())
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_right_answer() -> None:
+    output = _output()._replace(species_logits=torch.tensor([[10.0, -10.0], [-10.0, 10.0]]))
+    batch = _batch(torch.full((2, 8, 8), IGNORE_INDEX))
+    sharp = multitask_loss(output, batch, LossWeights())["species"]
+    smoothed = multitask_loss(output, batch, LossWeights(), label_smoothing=0.1)["species"]
+    assert smoothed > sharp

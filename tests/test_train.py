@@ -15,17 +15,23 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import PROJECT_ROOT
+from non_pet_factory import make_non_pets
 
 from petnet import train
 from petnet.model import PetNet
 from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
 
+LOSSES = ["total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier"]
 LOG_COLUMNS = [
-    "epoch", "lr", "frozen_backbone", "train_total", "train_species", "train_breed", "train_segmentation",
-    "train_dice", "val_total", "val_species", "val_breed", "val_segmentation", "val_dice", "val_species_accuracy",
-    "val_breed_top1", "val_breed_top3", "val_mean_iou", "val_min_iou", "seconds",
+    "epoch", "lr", "frozen_backbone", *(f"train_{name}" for name in LOSSES), *(f"val_{name}" for name in LOSSES),
+    "val_species_accuracy", "val_breed_top1", "val_breed_top3", "val_mean_iou", "val_min_iou", "val_pet_auroc",
+    "seconds",
 ]  # fmt: skip
+RECIPE = ["--ema-decay", "0.9", "--trivial-augment", "--label-smoothing", "0.1", "--pet-weight", "1",
+          "--outlier-weight", "0.5", "--drop-path-rate", "0.1", "--backbone-lr-scale", "0.5",
+          "--train-image-size", "48"]  # fmt: skip
+"""Every regulariser and the non-pet photos, so exact resume covers the EMA and the extra data."""
 
 
 def tiny_args(root, output_dir, *extra: str) -> list[str]:
@@ -43,15 +49,16 @@ def without_seconds(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
-def final_weights(output_dir) -> dict[str, torch.Tensor]:
-    return torch.load(output_dir / CHECKPOINT_NAME, weights_only=True)["model"]
+@pytest.fixture(scope="module")
+def non_pet_root(tmp_path_factory):
+    return make_non_pets(tmp_path_factory.mktemp("non-pets"), count=8)
 
 
 @pytest.fixture(scope="module")
-def straight_run(tiny_pet_root, tmp_path_factory):
+def straight_run(tiny_pet_root, non_pet_root, tmp_path_factory):
     """Two epochs in one go (one frozen-backbone epoch first, to exercise the switch)."""
     output_dir = tmp_path_factory.mktemp("straight")
-    train.main(tiny_args(tiny_pet_root, output_dir, "--freeze-epochs", "1"))
+    train.main(tiny_args(tiny_pet_root, output_dir, "--freeze-epochs", "1", "--non-pet-root", str(non_pet_root), *RECIPE))
     return output_dir
 
 
@@ -63,13 +70,36 @@ def test_cli_writes_checkpoint_log_config_and_model(straight_run):
     assert [row["epoch"] for row in rows] == ["1", "2"]
     assert [row["frozen_backbone"] for row in rows] == ["True", "False"]
     saved = json.loads((straight_run / "train_config.json").read_text())
-    assert saved["image_size"] == 64 and saved["epochs"] == 2 and saved["pretrained"] is False
+    assert saved["model"]["image_size"] == 64 and saved["epochs"] == 2 and saved["pretrained"] is False
+    assert saved["train_image_size"] == 48 and saved["ema_decay"] == 0.9
     model = PetNet.from_pretrained(straight_run / MODEL_DIR_NAME)
     assert model.config.image_size == 64
     assert torch.load(straight_run / CHECKPOINT_NAME, weights_only=True)["epoch"] == 1
     final = PetNet.from_pretrained(straight_run / FINAL_DIR_NAME).state_dict()
-    last = final_weights(straight_run)
+    last = torch.load(straight_run / CHECKPOINT_NAME, weights_only=True)["ema"]  # the exported weights are the EMA's
     assert all(torch.allclose(final[k].float(), last[k].float(), atol=1e-2, rtol=1e-2) for k in final)  # fp16 export
+
+
+def test_model_flags_fill_the_nested_model_config_and_old_flat_files_still_load(tmp_path):
+    config, _ = parse_args(["--backbone", "tf_efficientnet_lite1", "--image-size", "240", "--drop-path-rate", "0.1"])
+    assert (config.model.backbone, config.model.image_size, config.model.drop_path_rate) == ("tf_efficientnet_lite1", 240, 0.1)
+    assert config.crop_size == 240 and parse_args(["--train-image-size", "208"])[0].crop_size == 208
+    flat = tmp_path / "old.json"
+    flat.write_text(json.dumps({"backbone": "tf_efficientnet_lite1", "image_size": 240, "epochs": 10}))
+    config, _ = parse_args(["--config", str(flat)])
+    assert (config.model.backbone, config.model.image_size, config.epochs) == ("tf_efficientnet_lite1", 240, 10)
+
+
+def test_backbone_learns_at_a_fraction_of_the_heads_rate():
+    config, _ = parse_args(["--lr", "0.01", "--backbone-lr-scale", "0.25"])
+    model = PetNet(config.model)
+    optimizer = train.build_optimizer(model, config)
+    encoder = {id(p) for p in model.encoder.parameters()}
+    for group in optimizer.param_groups:
+        in_encoder = {id(p) in encoder for p in group["params"]}
+        assert len(in_encoder) == 1
+        assert group["lr"] == pytest.approx(0.0025 if in_encoder.pop() else 0.01)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
 def test_config_file_is_honoured_and_flags_override_it(tmp_path):
@@ -88,7 +118,7 @@ def test_saved_train_config_reproduces_the_run(straight_run):
     assert json.loads((straight_run / "train_config.json").read_text()) == dataclasses.asdict(config)
 
 
-def test_resume_replays_the_remaining_epochs_exactly(straight_run, tiny_pet_root, tmp_path, monkeypatch, caplog):
+def test_resume_replays_the_remaining_epochs_exactly(straight_run, tiny_pet_root, non_pet_root, tmp_path, monkeypatch, caplog):
     class Interrupted(Exception):
         pass
 
@@ -101,16 +131,18 @@ def test_resume_replays_the_remaining_epochs_exactly(straight_run, tiny_pet_root
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "save_checkpoint", save_then_stop)
         with pytest.raises(Interrupted):
-            train.main(tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1"))
+            train.main(tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1", "--non-pet-root", str(non_pet_root), *RECIPE))
     assert len(read_log(tmp_path)) == 1
     with caplog.at_level(logging.WARNING, logger="petnet.train"):
         train.main(["--output-dir", str(tmp_path), "--resume"])  # every other setting comes from the checkpoint
     assert "differ from the checkpoint" not in caplog.text
 
-    straight, resumed = final_weights(straight_run), final_weights(tmp_path)
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=1e-6, msg=name)
+    for part in ("model", "ema"):
+        straight = torch.load(straight_run / CHECKPOINT_NAME, weights_only=True)[part]
+        resumed = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)[part]
+        assert straight.keys() == resumed.keys()
+        for name in straight:
+            torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=1e-6, msg=f"{part} {name}")
     assert without_seconds(read_log(tmp_path)) == without_seconds(read_log(straight_run))
 
 

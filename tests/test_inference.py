@@ -1,0 +1,114 @@
+"""Decoding network outputs: species-conditioned breeds, pet presence, one answer per animal."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from PIL import Image
+
+from petnet.config import PetNetConfig
+from petnet.inference import decode_output, pet_regions, region_box
+from petnet.labels import BREED_SPECIES
+from petnet.model import PetNet, PetNetOutput
+
+SIZE = 64
+
+
+def _mask_with_blobs(*boxes: tuple[int, int, int, int], size: int = SIZE) -> torch.Tensor:
+    """Background mask with a pet rectangle per (left, top, right, bottom) box, each ringed by boundary."""
+    mask = torch.ones(size, size, dtype=torch.uint8)
+    for left, top, right, bottom in boxes:
+        mask[top - 1 : bottom + 1, left - 1 : right + 1] = 2
+        mask[top:bottom, left:right] = 0
+    return mask
+
+
+def test_decode_output_ranks_only_breeds_of_the_predicted_species() -> None:
+    breed_species = torch.tensor([0 if s == "cat" else 1 for s in BREED_SPECIES])
+    breed_logits = torch.zeros(1, 37)
+    breed_logits[0, 1] = 9  # a dog breed scores highest, but the photo is called a cat
+    output = PetNetOutput(torch.tensor([[2.0, 0.0]]), breed_logits, torch.zeros(1, 3, 4, 4), torch.tensor([3.0]))
+    decoded = decode_output(output, breed_species)
+    assert decoded.species_index.tolist() == [0]
+    assert all(BREED_SPECIES[i] == "cat" for i in decoded.top_breeds[0].tolist())
+    assert decoded.top_breed_confidences[0].sum() <= 1 + 1e-6
+    assert decoded.pet_scores.item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
+    assert decoded.mask_probabilities.sum(dim=1).allclose(torch.ones(1, 4, 4))
+
+
+def test_pet_regions_one_per_animal_largest_first_with_their_outlines() -> None:
+    mask = _mask_with_blobs((5, 5, 25, 30), (35, 30, 60, 60))
+    regions = pet_regions(mask)
+    assert len(regions) == 2
+    assert regions[0].sum() > regions[1].sum()
+    assert region_box(regions[0]) == (34, 29, 61, 61)  # the boundary ring belongs to its animal
+    assert region_box(regions[1]) == (4, 4, 26, 31)
+    assert not (regions[0] & regions[1]).any()
+
+
+def test_specks_and_fragments_are_not_animals() -> None:
+    assert pet_regions(torch.ones(SIZE, SIZE, dtype=torch.uint8)) == []
+    speck = _mask_with_blobs((5, 5, 40, 40), (50, 50, 53, 53))  # 9 pixels: under 2% of the photo
+    assert len(pet_regions(speck)) == 1
+    fragment = _mask_with_blobs((2, 2, 52, 52), (55, 5, 62, 25))  # 140 pixels, under 20% of the first
+    assert len(pet_regions(fragment)) == 1
+
+
+class _StubNetwork:
+    """Makes a random PetNet see a fixed mask and pet score, and counts its forward passes."""
+
+    def __init__(self, model: PetNet, mask: torch.Tensor, pet_logit: float) -> None:
+        self.mask_logits = torch.nn.functional.one_hot(mask.long(), 3).permute(2, 0, 1).float() * 10
+        self.pet_logit = pet_logit
+        self.forward = model.forward
+        self.images_seen: list[int] = []
+
+    def __call__(self, images: torch.Tensor) -> PetNetOutput:
+        self.images_seen.append(len(images))
+        output = self.forward(images)
+        mask = torch.nn.functional.interpolate(self.mask_logits[None], size=images.shape[-2:])
+        return output._replace(mask_logits=mask.expand(len(images), -1, -1, -1),
+                               pet_logits=torch.full((len(images),), self.pet_logit))  # fmt: skip
+
+
+@pytest.fixture
+def model() -> PetNet:
+    torch.manual_seed(0)
+    return PetNet(PetNetConfig(image_size=SIZE, mirror_averaged_mask=False))
+
+
+def test_two_animals_get_two_answers_for_one_extra_pass(model: PetNet, monkeypatch) -> None:
+    stub = _StubNetwork(model, _mask_with_blobs((4, 8, 28, 56), (36, 20, 60, 50)), pet_logit=5.0)
+    monkeypatch.setattr(model, "forward", stub)
+    photo = Image.new("RGB", (256, 128), (90, 120, 30))
+    prediction = model.predict(photo)
+    assert prediction.has_pet and len(prediction.pets) == 2
+    assert stub.images_seen == [1, 2], "the photo, then both crops in one batch"
+    first, second = prediction.pets
+    assert first.region.sum() > second.region.sum() and first.region.shape == (128, 256)
+    left, top, right, bottom = first.box
+    assert 0 <= left < right <= 256 and 0 <= top < bottom <= 128
+    assert (prediction.species, prediction.breed) == (first.species, first.breed), "top level = largest animal"
+    assert [pet["box"] for pet in prediction.to_dict()["pets"]] == [list(first.box), list(second.box)]
+
+
+def test_no_pet_below_the_threshold(model: PetNet, monkeypatch) -> None:
+    stub = _StubNetwork(model, _mask_with_blobs((4, 8, 28, 56)), pet_logit=-5.0)
+    monkeypatch.setattr(model, "forward", stub)
+    prediction = model.predict(Image.new("RGB", (80, 80), (200, 200, 200)))
+    assert not prediction.has_pet and prediction.pets == ()
+    assert prediction.pet_score == pytest.approx(torch.sigmoid(torch.tensor(-5.0)).item())
+    assert prediction.species in {"cat", "dog"} and len(prediction.breed) == 3, "the PetNet contract still holds"
+    assert stub.images_seen == [1]
+
+
+def test_threshold_travels_in_the_config(model: PetNet, monkeypatch, tmp_path) -> None:
+    lenient = PetNet(dataclasses.replace(model.config, pet_threshold=0.0))
+    lenient.load_state_dict(model.state_dict())
+    lenient.save_pretrained(tmp_path)
+    assert PetNet.from_pretrained(tmp_path).config.pet_threshold == 0.0
+    prediction = lenient.predict(torch.randn(3, 128, 128))
+    assert prediction.has_pet and len(prediction.pets) == 1
+    assert prediction["mask"].shape == (128, 128)
