@@ -101,7 +101,9 @@ def overlay_mask(
     labels = _mask_array(mask, photo.size)
     colours = _PALETTE[labels]
     if animals is not None:
-        numbers = np.asarray(Image.fromarray(np.asarray(animals, dtype=np.uint8)).resize(photo.size, Image.Resampling.NEAREST))
+        numbers = np.asarray(
+            Image.fromarray(np.asarray(animals, dtype=np.uint8)).resize(photo.size, Image.Resampling.NEAREST)
+        )
         for number in np.unique(numbers[numbers > 0]):
             colours[(numbers == number) & (labels == PET_INDEX)] = animal_color(int(number) - 1)
     return Image.blend(photo, Image.fromarray(colours), alpha)

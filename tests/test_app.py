@@ -1,7 +1,14 @@
-"""The Gradio demo without a server: interface wiring, prediction outputs, friendly input errors."""
+"""The Gradio demo without a server: wiring, batched predictions, one result per animal, downloads,
+plain in-page messages for unusable files.
+
+Most tests drive :class:`PetDemo` with a stub model whose predictions are drawn by hand (no pet, one
+pet, two pets), so what the page says is checked deterministically; one test runs a real (random)
+PetNet through the same path.
+"""
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -9,24 +16,89 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw
 
 import petnet
-from app.demo import API_NAME, PetDemo, ShownPrediction, build_demo, example_paths
-from petnet.labels import BREEDS, display_name
-from petnet.visualize import MASK_COLORS
+from app import results_html
+from app.demo import API_NAME, VIEW_FILE, DemoSettings, PetDemo, build_demo, example_paths
+from petnet.config import PetNetConfig
+from petnet.images import NOT_A_PICTURE, load_image
+from petnet.inference import Pet, Prediction
+from petnet.labels import BREED_NAMES, BREEDS, MASK_CLASSES, display_name
+from petnet.visualize import MASK_COLORS, animal_color
 
 DISPLAY_NAMES = {display_name(breed.name) for breed in BREEDS}
+NETWORK_SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def model() -> petnet.PetNet:
-    return petnet.load_model()
+def _prediction(photo: Image.Image, animals: int) -> Prediction:
+    """A hand-drawn prediction: ``animals`` ellipse pets side by side (pet core, boundary ring)."""
+    width, height = photo.size
+    trimap = Image.new("L", (width, height), MASK_CLASSES.index("background"))
+    draw = ImageDraw.Draw(trimap)
+    boxes = [
+        (i * width // max(animals, 1), height // 5, (i + 1) * width // max(animals, 1), height * 4 // 5)
+        for i in range(animals)
+    ]
+    for left, top, right, bottom in boxes:
+        draw.ellipse((left + 2, top, right - 2, bottom), fill=MASK_CLASSES.index("boundary"))
+        draw.ellipse((left + 6, top + 4, right - 6, bottom - 4), fill=MASK_CLASSES.index("pet"))
+    full_mask = torch.from_numpy(np.asarray(trimap).copy())
+    mask = torch.from_numpy(np.asarray(trimap.resize((NETWORK_SIZE, NETWORK_SIZE), Image.Resampling.NEAREST)).copy())
+    probabilities = torch.nn.functional.one_hot(mask.long(), 3).permute(2, 0, 1).float()
+    pets = []
+    for i, (left, _, right, _) in enumerate(boxes):
+        region = full_mask != MASK_CLASSES.index("background")
+        region[:, :left] = False
+        region[:, right:] = False
+        breeds = ("beagle", "pug", "boxer") if i == 0 else ("Bengal", "Birman", "Sphynx")
+        pets.append(
+            Pet("dog" if i == 0 else "cat", 0.9 - 0.1 * i, breeds, (0.6, 0.25, 0.1), (left, 0, right, height), region)
+        )
+    first = (
+        pets[0]
+        if pets
+        else Pet("dog", 0.55, ("pug", "boxer", "beagle"), (0.4, 0.3, 0.2), (0, 0, width, height), full_mask >= 0)
+    )
+    return Prediction(
+        species=first.species,
+        breed=first.breed,
+        mask=mask,
+        species_confidence=first.species_confidence,
+        breed_confidences=first.breed_confidences,
+        species_probabilities={"cat": 0.5, "dog": 0.5},
+        breed_probabilities=dict.fromkeys(BREED_NAMES, 1 / len(BREED_NAMES)),
+        full_mask=full_mask,
+        mask_probabilities=probabilities,
+        pet_score=0.9 if pets else 0.05,
+        has_pet=bool(pets),
+        pets=tuple(pets),
+    )
 
 
-@pytest.fixture(scope="module")
-def handlers(model: petnet.PetNet, tmp_path_factory: pytest.TempPathFactory) -> PetDemo:
-    return PetDemo(model, output_dir=tmp_path_factory.mktemp("results"))
+class StubModel:
+    """Stands in for PetNet: ``animals`` pets per photo, every ``predict_batch`` call recorded."""
+
+    weights_source = "stub: tests"
+
+    def __init__(self, animals: int = 1):
+        self.animals = animals
+        self.batches: list[int] = []
+
+    def predict_batch(self, images: list[Image.Image]) -> list[Prediction]:
+        self.batches.append(len(images))
+        return [_prediction(image, self.animals) for image in images]
+
+
+def _handlers(tmp_path: Path, animals: int = 1) -> PetDemo:
+    return PetDemo(StubModel(animals), output_dir=tmp_path)  # type: ignore[arg-type]
+
+
+def _photo(tmp_path: Path, name: str = "my cat.jpg", size: tuple[int, int] = (200, 120)) -> str:
+    path = tmp_path / name
+    Image.new("RGB", size, (120, 160, 90)).save(path)
+    return str(path)
 
 
 def test_examples_are_real_photos_with_attribution() -> None:
@@ -38,58 +110,111 @@ def test_examples_are_real_photos_with_attribution() -> None:
     assert "Parkhi" in attribution and "CC BY-SA 4.0" in attribution
 
 
-def test_interface_builds_with_queue_and_api_endpoint(model: petnet.PetNet) -> None:
-    demo = build_demo(model)
+def test_interface_batches_the_public_endpoint_behind_a_concurrency_limit() -> None:
+    demo = build_demo(StubModel(), DemoSettings())  # type: ignore[arg-type]
     assert isinstance(demo, gr.Blocks)
     assert demo._queue.max_size == 64
     public = [fn for fn in demo.fns.values() if fn.api_visibility == "public"]
     assert [fn.api_name for fn in public] == [API_NAME]
-    assert public[0].preprocess is False  # the upload reaches petnet.images.load_image undecoded
+    endpoint = public[0]
+    assert endpoint.preprocess is False  # the upload reaches petnet.images.load_image undecoded
+    assert endpoint.batch and endpoint.max_batch_size == 4 and endpoint.concurrency_limit == 2
 
 
-def test_predict_returns_documented_outputs(handlers: PetDemo) -> None:
-    path = example_paths()[0]
-    overlay, species, breeds, cutout_path, mask_path, shown = handlers.predict(path, 0.5)
-
-    assert isinstance(overlay, Image.Image) and overlay.size == (256, 256)
-    assert species.split(" ")[0] in {"Cat", "Dog"} and species.endswith("% sure")
-    assert len(breeds) == 3 and set(breeds) <= DISPLAY_NAMES
-    assert all(0.0 <= p <= 1.0 for p in breeds.values()) and sum(breeds.values()) <= 1.0 + 1e-6
-    assert list(breeds.values()) == sorted(breeds.values(), reverse=True)
-    assert {petnet.labels.BREED_BY_NAME[b.name].species for b in BREEDS if b.display_name in breeds} == {
-        species.split(" ")[0].lower()
-    }
-
-    cutout = Image.open(cutout_path)
-    assert Path(cutout_path).name == "pet_cutout.png" and cutout.mode == "RGBA" and cutout.size == (256, 256)
-    mask = np.asarray(Image.open(mask_path))
-    assert Path(mask_path).name == "pet_mask.png" and mask.shape == (256, 256)
-    assert set(np.unique(mask)) <= {0, 1, 2}
-    assert np.array_equal(np.asarray(cutout)[..., 3] == 0, mask == 1)  # background is transparent
-    assert isinstance(shown, ShownPrediction) and np.array_equal(shown.mask, mask)
+def test_batch_size_comes_from_the_environment() -> None:
+    assert DemoSettings.from_environ({"PETNET_MAX_BATCH_SIZE": "1"}).max_batch_size == 1
+    assert DemoSettings.from_environ({}).max_batch_size == DemoSettings().max_batch_size
 
 
-def test_predict_accepts_gradio_file_payload(handlers: PetDemo) -> None:
-    path = example_paths()[1]
-    species = handlers.predict({"path": path, "orig_name": "my pet.jpg"}, 0.3)[1]
-    assert species.split(" ")[0] in {"Cat", "Dog"}
+def test_one_pet_gives_species_breeds_overlay_cutout_and_named_downloads(tmp_path: Path) -> None:
+    overlay, verdict, details, preview, downloads = _handlers(tmp_path).predict(_photo(tmp_path), 0.5)
+
+    assert Path(overlay).name == "my_cat_overlay.png" and Image.open(overlay).size == (200, 120)
+    assert "Dog · 90% sure" in verdict and verdict.count('class="breed"') == 3
+    assert "Beagle" in verdict and "60%" in verdict and results_html.NO_PET not in verdict
+    assert details["has_pet"] is True and len(details["pets"]) == 1 and details["pets"][0]["breed"][0] == "beagle"
+    assert [Path(p).name for p in downloads] == ["my_cat_overlay.png", "my_cat_cutout.png", "my_cat_mask.png"]
+
+    mask = Image.open(downloads[2])
+    assert mask.mode == "P" and mask.size == (200, 120)
+    values = np.asarray(mask)
+    assert set(np.unique(values)) == {0, 1, 2}  # the values stay class indices ...
+    colours = np.asarray(mask.convert("RGB"))
+    assert tuple(colours[values == 1][0]) == MASK_COLORS["background"]  # ... shown in visible colours
+
+    cutout = Image.open(downloads[1])
+    assert cutout.mode == "RGBA" and cutout.width < 200 and cutout.height < 120  # cropped to the pet
+    alpha = np.asarray(cutout)[..., 3]
+    assert alpha.max() == 255 and ((alpha > 0) & (alpha < 255)).any()  # opaque pet, feathered boundary
+    assert preview.mode == "RGB" and preview.size == cutout.size  # shown on a checkerboard
 
 
-def test_opacity_redraws_from_state_without_the_model(handlers: PetDemo, monkeypatch: pytest.MonkeyPatch) -> None:
-    shown = handlers.predict(example_paths()[0], 0.5)[-1]
-    monkeypatch.setattr(handlers.model, "predict", lambda *_: pytest.fail("the slider must not rerun the model"))
-
-    assert np.array_equal(np.asarray(PetDemo.redraw(shown, 0.0)), np.asarray(shown.photo))
-    opaque = np.asarray(PetDemo.redraw(shown, 1.0))
-    pet = np.argwhere(shown.mask == 0)
-    if len(pet):
-        y, x = pet[0]
-        assert tuple(opaque[y, x]) == MASK_COLORS["pet"]
-    assert PetDemo.redraw(None, 0.5) is None
+def test_no_pet_says_so_and_offers_no_cutout(tmp_path: Path) -> None:
+    overlay, verdict, details, preview, downloads = _handlers(tmp_path, animals=0).predict(_photo(tmp_path), 0.5)
+    assert results_html.NO_PET == "No cat or dog found in this photo."
+    assert results_html.NO_PET in verdict and "sure" not in verdict
+    assert details["has_pet"] is False and details["pets"] == []
+    assert preview is None and [Path(p).name for p in downloads] == ["my_cat_overlay.png", "my_cat_mask.png"]
+    assert overlay == downloads[0]
 
 
-def test_cleared_input_clears_outputs(handlers: PetDemo) -> None:
-    assert handlers.predict(None, 0.5) == (None, "", None, None, None, None)
+def test_two_pets_get_one_result_each_and_their_own_colour(tmp_path: Path) -> None:
+    overlay, verdict, details, _, _ = _handlers(tmp_path, animals=2).predict(_photo(tmp_path), 1.0)
+    assert verdict.count('class="pet-card"') == 2 and "2 animals found" in verdict
+    assert "Dog · 90% sure" in verdict and "Cat · 80% sure" in verdict and "Bengal" in verdict
+    assert [pet["species"] for pet in details["pets"]] == ["dog", "cat"]
+    pixels = np.asarray(Image.open(overlay))
+    assert tuple(pixels[60, 50]) == animal_color(0) and tuple(pixels[60, 150]) == animal_color(1)
+    assert f"rgb{animal_color(1)}" in verdict  # each card's swatch matches its overlay colour
+
+
+def test_concurrent_visitors_share_one_network_pass_and_a_bad_file_stays_theirs(tmp_path: Path) -> None:
+    handlers = _handlers(tmp_path)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    uploads = [_photo(tmp_path, "a.jpg"), {"path": str(bad), "orig_name": "notes.jpg"}, _photo(tmp_path, "b.png")]
+    columns = handlers.predict_batch(uploads, [0.5, 0.5, 0.5])
+    assert handlers.model.batches == [2]  # the two usable photos went through the network together
+    assert len(columns) == 5 and all(len(column) == 3 for column in columns)
+    overlays, verdicts, details, _, downloads = columns
+    assert Path(overlays[0]).name == "a_overlay.png" and Path(overlays[2]).name == "b_overlay.png"
+    assert overlays[1] is None and downloads[1] is None and details[1] == {"error": NOT_A_PICTURE}
+    assert "notes.jpg" in verdicts[1] and "Dog · 90% sure" in verdicts[0] + verdicts[2]
+
+
+def test_opacity_redraws_from_the_stored_view_without_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = _handlers(tmp_path, animals=2)
+    photo = _photo(tmp_path)
+    _, _, _, _, downloads = handlers.predict(photo, 0.5)
+    assert (Path(downloads[-1]).parent / VIEW_FILE).is_file()
+    monkeypatch.setattr(handlers.model, "predict_batch", lambda *_: pytest.fail("the slider must not rerun the model"))
+
+    payload = [{"path": path} for path in downloads]  # the download list as the page sends it back
+    clear, clear_downloads = handlers.redraw(payload, 0.0)
+    assert np.array_equal(np.asarray(Image.open(clear)), np.asarray(load_image(photo)))
+    assert (
+        clear_downloads[0] == clear
+        and clear_downloads[1:] == downloads[1:]
+        and Path(clear).name == "my_cat_overlay.png"
+    )
+    opaque, _ = handlers.redraw(clear_downloads, 1.0)  # works again from the redrawn list
+    assert tuple(np.asarray(Image.open(opaque))[60, 150]) == animal_color(1)
+    assert handlers.redraw(None, 0.5) == (None, None)
+
+
+def test_redraw_ignores_files_outside_its_results_folder(tmp_path: Path) -> None:
+    handlers = _handlers(tmp_path / "results")
+    foreign = tmp_path / "elsewhere" / "x_mask.png"
+    foreign.parent.mkdir()
+    foreign.write_bytes(b"")
+    (foreign.parent / VIEW_FILE).write_bytes(b"")
+    assert handlers.redraw([str(foreign)], 0.5) == (None, None)
+
+
+def test_cleared_input_clears_outputs(tmp_path: Path) -> None:
+    assert _handlers(tmp_path).predict(None, 0.5) == (None, results_html.placeholder(), None, None, None)
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
@@ -122,57 +247,78 @@ def _bad_file(kind: str, directory: Path) -> Path:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("text-renamed-jpg", "Cannot read notes.jpg as an image"),
-        ("truncated-jpeg", "cut.jpg is damaged or truncated"),
-        ("20000x20000", "huge.png is too large to decode safely"),
-        ("empty-file", "Cannot read empty.png as an image"),
+        ("text-renamed-jpg", "This file isn't a picture we can read (JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF)."),
+        ("truncated-jpeg", "This photo is only partly there; try saving it again."),
+        ("20000x20000", "This picture is too large (at most 40 megapixels)."),
+        ("empty-file", "This file is empty."),
     ],
 )
-def test_bad_files_raise_friendly_gradio_error(handlers: PetDemo, tmp_path: Path, kind: str, expected: str) -> None:
-    with pytest.raises(gr.Error) as raised:
-        handlers.predict(str(_bad_file(kind, tmp_path)), 0.5)
-    message = raised.value.message
-    assert expected in message and ("try another photo" in message or "try again" in message)
-    assert str(tmp_path) not in message  # no server paths in what the visitor sees
+def test_bad_files_get_one_plain_message_in_the_page(tmp_path: Path, kind: str, expected: str) -> None:
+    bad = _bad_file(kind, tmp_path)
+    overlay, verdict, details, preview, downloads = _handlers(tmp_path / "out").predict(
+        {"path": str(bad), "orig_name": f"Kitty {bad.name}"}, 0.5
+    )
+    assert details == {"error": expected}
+    assert 'role="alert"' in verdict and expected.replace("'", "&#x27;") in verdict and f"Kitty {bad.name}" in verdict
+    assert overlay is preview is downloads is None  # no stale results beside the message
+    assert str(tmp_path) not in verdict  # no server paths in what the visitor sees
+    for jargon in ("identify", "truncated", "decompression", "bytes not processed", " pixels"):
+        assert jargon not in verdict.lower()
 
 
-def test_error_names_the_uploaded_file_not_the_server_copy(handlers: PetDemo, tmp_path: Path) -> None:
-    path = tmp_path / "upload123.jpg"
-    path.write_text("hello")
-    with pytest.raises(gr.Error, match="Cannot read Kitty.jpg") as raised:
-        handlers.predict({"path": str(path), "orig_name": "Kitty.jpg"}, 0.5)
-    assert "upload123" not in raised.value.message
+def test_missing_upload_path_is_a_plain_message(tmp_path: Path) -> None:
+    verdict = _handlers(tmp_path).predict({"path": None, "url": "data:image/png;base64,"}, 0.5)[1]
+    assert "add the photo again" in verdict and 'role="alert"' in verdict
 
 
-def test_missing_upload_path_is_a_friendly_error(handlers: PetDemo) -> None:
-    with pytest.raises(gr.Error, match="add the photo again"):
-        handlers.predict({"path": None, "url": "data:image/png;base64,"}, 0.5)
-
-
-@pytest.mark.parametrize("kind", ["grayscale", "rgba", "animated-gif", "cmyk-jpeg"])
-def test_unusual_but_valid_images_are_accepted(handlers: PetDemo, tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["grayscale", "rgba", "animated-gif", "cmyk-jpeg", "heic"])
+def test_unusual_but_valid_images_are_accepted(tmp_path: Path, kind: str) -> None:
     photo = Image.open(example_paths()[0]).convert("RGB")
-    if kind == "grayscale":
-        path = tmp_path / "gray.png"
-        photo.convert("L").save(path)
-    elif kind == "rgba":
-        path = tmp_path / "rgba.png"
-        photo.convert("RGBA").save(path)
-    elif kind == "animated-gif":
-        path = tmp_path / "anim.gif"
-        photo.save(path, save_all=True, append_images=[photo.rotate(90)], duration=100, loop=0)
-    else:
-        path = tmp_path / "cmyk.jpg"
-        photo.convert("CMYK").save(path)
-    overlay, species, breeds, *_ = handlers.predict(str(path), 0.5)
-    assert overlay.size == photo.size and species and len(breeds) == 3
+    suffix, mode, options = {
+        "grayscale": (".png", "L", {}),
+        "rgba": (".png", "RGBA", {}),
+        "animated-gif": (".gif", "RGB", {"save_all": True, "append_images": [photo.rotate(90)], "duration": 100}),
+        "cmyk-jpeg": (".jpg", "CMYK", {}),
+        "heic": (".heic", "RGB", {"format": "HEIF"}),
+    }[kind]
+    path = tmp_path / f"photo{suffix}"
+    photo.convert(mode).save(path, **options)
+    overlay, verdict, details, *_ = _handlers(tmp_path / "out").predict(str(path), 0.5)
+    assert Image.open(overlay).size == photo.size and "sure" in verdict and details["has_pet"]
 
 
-def test_large_photo_keeps_full_size_downloads_and_small_state(handlers: PetDemo, tmp_path: Path) -> None:
-    path = tmp_path / "big.jpg"
-    Image.open(example_paths()[0]).resize((1600, 1200)).save(path)
-    overlay, _, _, cutout_path, mask_path, shown = handlers.predict(str(path), 0.5)
-    assert Image.open(cutout_path).size == Image.open(mask_path).size == (1600, 1200)
+def test_large_photo_keeps_full_size_downloads_and_a_screen_size_overlay(tmp_path: Path) -> None:
+    handlers = _handlers(tmp_path / "out")
+    overlay, _, _, preview, downloads = handlers.predict(_photo(tmp_path, "big.jpg", (1600, 1200)), 0.5)
+    assert Image.open(downloads[-1]).size == (1600, 1200)  # the mask
     limit = handlers.settings.screen_max_side
-    assert overlay.size == shown.photo.size == (limit, limit * 3 // 4)
-    assert shown.mask.shape == (limit * 3 // 4, limit) and set(np.unique(shown.mask)) <= {0, 1, 2}
+    assert Image.open(overlay).size == (limit, limit * 3 // 4) and max(preview.size) <= limit
+    with np.load(Path(downloads[-1]).parent / VIEW_FILE) as view:
+        assert view["mask"].shape == view["animals"].shape == (limit * 3 // 4, limit)
+
+
+def test_photo_names_become_safe_download_names(tmp_path: Path) -> None:
+    path = _photo(tmp_path, "upload.jpg")
+    downloads = _handlers(tmp_path / "out").predict({"path": path, "orig_name": "../My cat (1).HEIC"}, 0.5)[-1]
+    assert Path(downloads[0]).name == "My_cat_1_overlay.png"
+
+
+def test_a_real_network_goes_through_the_same_path(tmp_path: Path) -> None:
+    """A random PetNet: real Prediction objects (pets, regions, probabilities) fit the panel and files."""
+    torch.manual_seed(0)
+    handlers = PetDemo(petnet.PetNet(PetNetConfig(image_size=NETWORK_SIZE)), output_dir=tmp_path)
+    columns = handlers.predict_batch(example_paths()[:2], [0.5, 0.5])
+    for overlay, verdict, details, _, downloads in zip(*columns, strict=True):
+        assert Image.open(overlay).size == load_image(example_paths()[0]).size
+        assert set(details) >= {"has_pet", "pet_score", "pets", "species", "breed"}
+        assert (results_html.NO_PET in verdict) != details["has_pet"]
+        if details["has_pet"]:
+            names = {display_name(name) for pet in details["pets"] for name in pet["breed"]}
+            assert names <= DISPLAY_NAMES and all(name in verdict for name in names)
+        assert set(np.unique(np.asarray(Image.open(downloads[-1])))) <= {0, 1, 2}
+
+
+def test_results_html_escapes_names() -> None:
+    html = results_html.refusal("<script>.jpg", "This file is empty.")
+    assert "<script>" not in html and "&lt;script&gt;.jpg" in html
+    assert io.StringIO(results_html.legend()).read().count("rgb") == 3 + 3  # three classes + three more animals

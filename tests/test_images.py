@@ -92,7 +92,9 @@ def test_unusable_files_get_plain_messages(data: bytes, message: str) -> None:
 def test_plain_messages_carry_no_decoder_jargon() -> None:
     assert "HEIC" in NOT_A_PICTURE and "WebP" in NOT_A_PICTURE and "JPEG" in NOT_A_PICTURE
     for message in (EMPTY_FILE, NOT_A_PICTURE, PARTLY_THERE, TOO_LARGE):
-        assert not any(word in message.lower() for word in ("identify", "truncated", "decompression", "pillow", "bytes"))
+        assert not any(
+            word in message.lower() for word in ("identify", "truncated", "decompression", "pillow", "bytes")
+        )
 
 
 def test_text_file_with_image_suffix(tmp_path: Path) -> None:

@@ -119,7 +119,10 @@ def test_palette_mask_keeps_values_and_shows_colours() -> None:
 
 def test_overlay_colours_each_animal_on_its_own() -> None:
     mask = np.array([[0, 0, 1, 0, 0, 2]] * 2, dtype=np.uint8)
-    regions = [torch.tensor([[False, False, False, True, True, True]] * 2), torch.tensor([[True, True, False, False, False, False]] * 2)]
+    regions = [
+        torch.tensor([[False, False, False, True, True, True]] * 2),
+        torch.tensor([[True, True, False, False, False, False]] * 2),
+    ]
     animals = animal_map(regions, mask.shape)
     assert animals.tolist() == [[2, 2, 0, 1, 1, 1]] * 2
     pixels = np.asarray(overlay_mask(Image.new("RGB", (6, 2)), mask, alpha=1.0, animals=animals))

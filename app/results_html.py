@@ -1,0 +1,79 @@
+"""The HTML of the demo's results panel: one card per animal, the no-pet verdict, refusals, the legend.
+
+Plain functions from a :class:`petnet.inference.Prediction` (or a message) to escaped HTML, so the
+panel's wording is tested without a server. The panel stays on the page until the next photo,
+unlike a toast, so a refusal can be read at leisure.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from petnet.inference import Pet, Prediction
+from petnet.labels import MASK_CLASSES, display_name
+from petnet.visualize import ANIMAL_COLORS, MASK_COLORS, animal_color
+
+NO_PET = "No cat or dog found in this photo."
+CSS = """
+.panel { border-radius: 8px; padding: 0.6em 0.8em; background: var(--block-background-fill); }
+.refusal { border: 2px solid #c2410c; background: #fff7ed; color: #7c2d12; }
+.pets { display: flex; flex-wrap: wrap; gap: 0.6em; }
+.pet-card { flex: 1 1 14em; border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.5em 0.7em; }
+.species { font-size: 1.15em; font-weight: 600; margin-bottom: 0.3em; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.35em; }
+.breeds { list-style: none; margin: 0; padding: 0; }
+.breed { display: grid; grid-template-columns: 1fr 3.2em; column-gap: 0.5em; margin: 0.15em 0; }
+.bar { grid-column: 1 / 3; height: 0.35em; border-radius: 3px; background: var(--border-color-primary); }
+.bar > span { display: block; height: 100%; border-radius: 3px; background: var(--color-accent); }
+.share { text-align: right; font-variant-numeric: tabular-nums; }
+"""
+"""Styles of the panel (scoped to it by Gradio's ``css_template``)."""
+
+
+def placeholder() -> str:
+    """The panel before any photo."""
+    return '<div class="panel">Add a photo to see the species, its top-3 breeds and the mask.</div>'
+
+
+def refusal(shown_name: str, message: str) -> str:
+    """A file that is not a usable photo: its name and the plain reason (``petnet.images`` wording)."""
+    return (
+        f'<div class="panel refusal" role="alert"><strong>We can\'t use {escape(shown_name)}.</strong> '
+        f"{escape(message)}</div>"
+    )
+
+
+def verdict(prediction: Prediction) -> str:
+    """ "No cat or dog found", or species and top-3 breeds of each animal (coloured as in the overlay)."""
+    if not prediction.has_pet:
+        return f'<div class="panel no-pet"><span class="species">{NO_PET}</span></div>'
+    several = len(prediction.pets) > 1
+    cards = "".join(_card(pet, index, several) for index, pet in enumerate(prediction.pets))
+    heading = f'<div class="count">{len(prediction.pets)} animals found</div>' if several else ""
+    return f'<div class="panel">{heading}<div class="pets">{cards}</div></div>'
+
+
+def species_text(pet: Pet) -> str:
+    """E.g. ``Dog · 95% sure``."""
+    return f"{pet.species.capitalize()} · {pet.species_confidence:.0%} sure"
+
+
+def _card(pet: Pet, index: int, several: bool) -> str:
+    swatch = f'<span class="swatch" style="background:rgb{animal_color(index)}"></span>' if several else ""
+    breeds = "".join(
+        f'<li class="breed"><span class="breed-name">{escape(display_name(name))}</span>'
+        f'<span class="share">{confidence:.0%}</span>'
+        f'<span class="bar"><span style="width:{100 * confidence:.1f}%"></span></span></li>'
+        for name, confidence in zip(pet.breed, pet.breed_confidences, strict=True)
+    )
+    return f'<div class="pet-card"><div class="species">{swatch}{species_text(pet)}</div><ol class="breeds">{breeds}</ol></div>'
+
+
+def legend() -> str:
+    """Overlay colours and the values of the mask PNG."""
+    swatch = '<span style="display:inline-block;width:0.8em;height:0.8em;border-radius:2px;background:rgb{};margin:0 0.3em 0 0.8em"></span>'
+    others = ", ".join(f"{swatch.format(color)}" for color in ANIMAL_COLORS[1:])
+    parts = [f"{swatch.format(MASK_COLORS['pet'])}pet (more animals:{others})"]
+    parts += [f"{swatch.format(MASK_COLORS[name])}{name}" for name in MASK_CLASSES if name != "pet"]
+    values = ", ".join(f"{value} = {name}" for value, name in enumerate(MASK_CLASSES))
+    return f'<div style="font-size:0.9em">Mask:{"".join(parts)}<br>Mask PNG values: {values}</div>'
