@@ -70,8 +70,8 @@ def load_model(
     ``path_or_repo`` is a directory written by ``PetNet.save_pretrained`` or a Hub repo id
     (``owner/name``; ``revision`` picks a branch, tag or commit). ``model.weights_source`` tells
     which weights were loaded (``local: ...``, ``hub: repo@commit``, ``bundled: ...``).
-    With nothing named, :data:`DEFAULT_REPO_ID` is asked for :data:`DEFAULT_REVISION` and its
-    files are used only if their SHA-256 equals the packaged files'; else one warning and the
+    With no repo named, :data:`DEFAULT_REPO_ID` is asked for ``revision`` or :data:`DEFAULT_REVISION`
+    and its files are used only if their SHA-256 equals the packaged files'; else one warning and the
     packaged weights. With ``fuse`` (the default) batch norms are folded into the convolutions for speed
     (:meth:`PetNet.fuse_for_inference`); pass ``fuse=False`` for a model to fine-tune, save or
     load a state dict into. Raises :class:`~petnet.errors.WeightsError` when no usable weights
