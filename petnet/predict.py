@@ -22,19 +22,21 @@ from tqdm import tqdm
 from petnet.errors import InvalidImageError, PetNetError
 from petnet.hub import load_model
 from petnet.images import load_image
-from petnet.inference import Prediction
-from petnet.model import PREDICT_BATCH_SIZE, TOP_K_BREEDS, PetNet
+from petnet.inference import TOP_K_BREEDS, Prediction
+from petnet.model import PREDICT_BATCH_SIZE, PetNet
 from petnet.visualize import overlay_mask
 
 log = logging.getLogger("petnet.predict")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"})
 """Files picked up from a folder (a file named explicitly is tried whatever its suffix)."""
 CSV_COLUMNS = (
-    "file", "species", "species_confidence",
+    "file", "has_pet", "pet_score", "num_pets", "species", "species_confidence",
     *(f"breed_{i}{part}" for i in range(1, TOP_K_BREEDS + 1) for part in ("", "_confidence")),
-    "pet_fraction", "overlay", "error",
+    "pet_fraction", "pets", "overlay", "error",
 )  # fmt: skip
+"""One row per file; species and breeds (of the largest animal) stay empty when there is no pet, and
+``pets`` holds every animal as JSON (species, breeds, confidences, box)."""
 
 
 @dataclass
@@ -51,11 +53,16 @@ class ImageResult:
         if self.prediction is not None:
             summary = self.prediction.to_dict()
             row.update(
-                species=summary["species"],
-                species_confidence=f"{summary['species_confidence']:.4f}",
+                has_pet=summary["has_pet"],
+                pet_score=f"{summary['pet_score']:.4f}",
+                num_pets=len(summary["pets"]),
                 pet_fraction=f"{summary['pet_fraction']:.4f}",
+                pets=json.dumps(summary["pets"]),
                 overlay=str(self.overlay),
             )
+            if not summary["has_pet"]:
+                return row
+            row.update(species=summary["species"], species_confidence=f"{summary['species_confidence']:.4f}")
             for i, (breed, confidence) in enumerate(zip(summary["breed"], summary["breed_confidences"]), 1):
                 row[f"breed_{i}"] = breed
                 row[f"breed_{i}_confidence"] = f"{confidence:.4f}"
@@ -136,9 +143,14 @@ def write_json(results: Sequence[ImageResult], path: Path, weights_source: str) 
 
 
 def _describe(result: ImageResult) -> str:
-    summary = result.prediction.to_dict()
-    breeds = ", ".join(f"{b} {c:.0%}" for b, c in zip(summary["breed"], summary["breed_confidences"]))
-    return f"{result.path}: {summary['species']} ({summary['species_confidence']:.0%}); {breeds}"
+    prediction = result.prediction
+    if not prediction.has_pet:
+        return f"{result.path}: no cat or dog found (pet score {prediction.pet_score:.0%})"
+    animals = []
+    for pet in prediction.pets:
+        breeds = ", ".join(f"{b} {c:.0%}" for b, c in zip(pet.breed, pet.breed_confidences))
+        animals.append(f"{pet.species} ({pet.species_confidence:.0%}); {breeds}")
+    return f"{result.path}: " + " | ".join(animals)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

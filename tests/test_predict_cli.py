@@ -24,7 +24,14 @@ from petnet.predict import CSV_COLUMNS, main
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("model")
-    PetNet(PetNetConfig(image_size=64)).save_pretrained(directory)
+    PetNet(PetNetConfig(image_size=64, pet_threshold=0.0)).save_pretrained(directory)  # sees a pet in everything
+    return directory
+
+
+@pytest.fixture(scope="module")
+def pet_blind_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("blind")
+    PetNet(PetNetConfig(image_size=64, pet_threshold=1.01)).save_pretrained(directory)  # never sees a pet
     return directory
 
 
@@ -58,6 +65,7 @@ def test_folder_writes_overlays_csv_and_json(
     [bad] = [r for r in rows if r["error"]]
     assert Path(bad["file"]).name == "broken.jpg" and bad["species"] == ""
     for row in good:
+        assert row["has_pet"] == "True" and int(row["num_pets"]) == len(json.loads(row["pets"])) >= 1
         assert row["species"] in {"cat", "dog"}
         breeds = [row[f"breed_{i}"] for i in (1, 2, 3)]
         assert {BREED_SPECIES[BREED_NAMES.index(b)] for b in breeds} == {row["species"]}
@@ -68,6 +76,10 @@ def test_folder_writes_overlays_csv_and_json(
     assert document["model"].startswith("local: ")
     assert len(document["results"]) == 4
     assert sum("error" in record for record in document["results"]) == 1
+    for record in document["results"]:
+        if "error" not in record:
+            assert record["has_pet"] is True and 0 <= record["pet_score"] <= 1
+            assert {"species", "breed", "breed_confidences", "box", "area_fraction"} <= set(record["pets"][0])
     stderr = capsys.readouterr().err
     assert "Skipping" in stderr and "broken.jpg" in stderr
     assert "4/4" in stderr, "a folder shows a tqdm progress bar"
@@ -125,3 +137,14 @@ def test_runs_as_a_module(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert completed.stdout.startswith(f"{photo}: ")
     assert "Model: local: " in completed.stderr
     assert (out / "pet_overlay.png").is_file()
+
+
+def test_a_photo_without_a_pet_gets_no_breed(pet_blind_model_dir: Path, tmp_path: Path, capsys) -> None:
+    image = tmp_path / "car.png"
+    synthetic_pet(64, seed=3)[0].save(image)
+    assert main([str(image), "--out", str(tmp_path / "out"), "--json", "--model", str(pet_blind_model_dir)]) == 0
+    [row] = _rows(tmp_path / "out")
+    assert (row["has_pet"], row["num_pets"], row["species"], row["breed_1"], row["pets"]) == ("False", "0", "", "", "[]")
+    [record] = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert record["has_pet"] is False and record["pets"] == []
+    assert "no cat or dog found" in capsys.readouterr().out
