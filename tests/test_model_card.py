@@ -11,7 +11,8 @@ from report_factory import make_report
 from petnet import model_card
 from petnet.paths import BUNDLED_MODEL_DIR, PROJECT_ROOT, REPORTS_DIR
 from petnet.report import BASELINE, load_report
-from petnet.train import TrainConfig, parse_args
+from petnet.config import PetNetConfig, TrainConfig
+from petnet.train import parse_args
 
 
 def test_shipped_card_and_readme_match_the_shipped_reports():
@@ -42,12 +43,22 @@ def test_mask_method_sentence_follows_the_report(model_section, expected):
 
 def test_training_command_reproduces_the_config():
     config = dataclasses.replace(
-        TrainConfig(), backbone="tf_efficientnet_lite1", image_size=240, epochs=14, lr=5e-4, amp=False, warmup_epochs=0.5
+        TrainConfig(), epochs=14, lr=5e-4, amp=False, warmup_epochs=0.5, ema_decay=0.998, trivial_augment=True,
+        train_image_size=208, non_pet_root="../shared/data/non-pets",
     )
+    config.model = PetNetConfig(backbone="tf_efficientnet_lite1", image_size=240, drop_path_rate=0.1)
     config.loss_weights.dice = 1.0
+    config.loss_weights.pseudo_mask = 0.5
     parsed, resume = parse_args(model_card.training_command(dataclasses.asdict(config)).split()[3:])
     assert not resume
     assert parsed == config
+
+
+def test_training_command_reads_configs_saved_before_the_model_settings_were_nested():
+    flat = {**{k: v for k, v in dataclasses.asdict(TrainConfig()).items() if k != "model"},
+            "backbone": "tf_efficientnet_lite1", "image_size": 240}  # fmt: skip
+    command = model_card.training_command(flat)
+    assert "--backbone tf_efficientnet_lite1 --image-size 240" in command
 
 
 def test_recipe_of_one_run_is_its_training_command():
