@@ -49,6 +49,10 @@ class PetNetConfig:
             raise ValueError("decoder_channels needs 4 entries (strides 16, 8, 4, 2)")
 
 
+MODEL_FLAGS = ("backbone", "image_size", "dropout", "drop_path_rate")
+"""The model settings a training run chooses (the rest of :class:`PetNetConfig` is labels and preprocessing)."""
+
+
 @dataclass
 class LossWeights:
     """Weights of the terms of :func:`petnet.losses.multitask_loss`."""

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
-from petnet.config import LossWeights, PetNetConfig, TrainConfig
+from petnet.config import MODEL_FLAGS, LossWeights, PetNetConfig, TrainConfig
 from petnet.data import (
     OxfordPetDataset,
     collate_skipping_failures,
@@ -81,10 +81,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         if getattr(args, f"{name}_weight") is not None:
             values["loss_weights"][name] = getattr(args, f"{name}_weight")
     return TrainConfig.from_dict(values), args.resume
-
-
-MODEL_FLAGS = ("backbone", "image_size", "dropout", "drop_path_rate")
-"""The model settings a training run chooses (the rest of :class:`PetNetConfig` is labels and preprocessing)."""
 
 
 def saved_train_config(output_dir: Path) -> dict:
