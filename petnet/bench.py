@@ -8,7 +8,12 @@ Figures, not assertions (tests never time anything):
 - batch throughput of ``model.predict_batch`` on already preprocessed tensors (network + outputs);
 - model load time: a fresh ``python -c "import petnet; petnet.load_model(...)"`` process (what a
   cold start costs, interpreter start-up included) and a second load inside this warm process;
-- peak resident memory of this process and of the fresh loading process.
+- peak resident memory of this process and of the fresh loading process;
+- with ``--compare OTHER``: the other model's single-image latency, timed in turns with this one's
+  (one call each, alternately), and the ratio of the two p50s, which a shared machine's noise moves
+  far less than either figure;
+- the latency on a photo of two animals (two example photos side by side), which adds one pass over
+  the animals' crops.
 
 Close other heavy jobs first; on a shared machine the figures are only indicative.
 """
@@ -23,13 +28,15 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from petnet import __version__
+from petnet.composites import side_by_side
 from petnet.hub import display_source, load_model
 from petnet.images import load_image
 from petnet.model import PetNet
@@ -50,11 +57,31 @@ def timings(function: Callable[[], object], runs: int, warmup: int) -> np.ndarra
     return np.array(seconds)
 
 
-def latency(model: PetNet, jpeg: bytes, runs: int, warmup: int) -> dict[str, float]:
-    """End-to-end single-image latency in milliseconds."""
-    seconds = timings(lambda: model.predict(jpeg), runs, warmup)
+def summary(seconds: np.ndarray) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(seconds, 50) * 1e3), "p90_ms": float(np.percentile(seconds, 90) * 1e3),
-            "runs": runs}  # fmt: skip
+            "runs": len(seconds)}  # fmt: skip
+
+
+def latency(model: PetNet, image: bytes | Image.Image, runs: int, warmup: int) -> dict[str, float]:
+    """End-to-end single-image latency in milliseconds."""
+    return summary(timings(lambda: model.predict(image), runs, warmup))
+
+
+def latency_in_turns(models: Sequence[PetNet], jpeg: bytes, runs: int, warmup: int) -> list[dict[str, float]]:
+    """Single-image latency of each model, the models called in turn so that they share the noise."""
+    seconds: list[list[float]] = [[] for _ in models]
+    for n in range(warmup + runs):
+        for model, times in zip(models, seconds):
+            started = time.perf_counter()
+            model.predict(jpeg)
+            if n >= warmup:
+                times.append(time.perf_counter() - started)
+    return [summary(np.array(times)) for times in seconds]
+
+
+def two_animal_photo() -> Image.Image:
+    """A cat and a dog side by side, from the bundled example photos."""
+    return side_by_side(load_image(EXAMPLES_DIR / "Abyssinian_202.jpg"), load_image(EXAMPLES_DIR / "beagle_196.jpg"))
 
 
 def throughput(model: PetNet, jpeg: bytes, batch_size: int, runs: int) -> float:
@@ -103,7 +130,16 @@ def run(args: argparse.Namespace) -> dict:
     model = load_model(args.model)
     results["warm_load_s"] = time.perf_counter() - started
     results["image_size"] = model.config.image_size
-    results["latency"] = latency(model, jpeg, args.runs, args.warmup)
+    if args.compare:
+        other = load_model(args.compare)
+        results["latency"], compared = latency_in_turns([model, other], jpeg, args.runs, args.warmup)
+        results["compared"] = {"model": display_source(args.compare), "latency": compared,
+                               "p50_ratio": results["latency"]["p50_ms"] / compared["p50_ms"]}  # fmt: skip
+    else:
+        results["latency"] = latency(model, jpeg, args.runs, args.warmup)
+    two = two_animal_photo()
+    results["two_animal_latency"] = {**latency(model, two, args.runs, args.warmup),
+                                     "pets_found": len(model.predict(two).pets)}  # fmt: skip
     results["throughput_images_per_s"] = {str(b): throughput(model, jpeg, b, args.batch_runs) for b in args.batch_sizes}
     results["peak_rss_mib"] = peak_rss_mib()
     return results
@@ -119,6 +155,14 @@ def table(results: dict) -> str:
         f"{'single image end to end p50':<36} {results['latency']['p50_ms']:9.1f} ms",
         f"{'single image end to end p90':<36} {results['latency']['p90_ms']:9.1f} ms",
     ]
+    if results.get("compared"):
+        compared = results["compared"]
+        lines += [
+            f"{'  the same for ' + compared['model']:<36} {compared['latency']['p50_ms']:9.1f} ms",
+            f"{'  p50 ratio, this model / that one':<36} {compared['p50_ratio']:9.2f}",
+        ]
+    two = results["two_animal_latency"]
+    lines.append(f"{'two animals side by side, p50':<36} {two['p50_ms']:9.1f} ms ({two['pets_found']} found)")
     lines += [f"{f'throughput at batch {b}':<36} {v:9.1f} images/s" for b, v in results["throughput_images_per_s"].items()]
     if results["cold_load"]:
         cold = results["cold_load"]
@@ -137,6 +181,7 @@ def table(results: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="petnet-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR), help="model folder or Hub repo id (default: bundled)")
+    parser.add_argument("--compare", help="another model folder or repo id timed in turns with --model")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="JPEG used for every run")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--runs", type=int, default=50, help="timed single-image runs")

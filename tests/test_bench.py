@@ -22,3 +22,15 @@ def test_bench_writes_all_figures(tmp_path, real_image_path):
     cold = results["cold_load"]
     assert 0 < cold["import_and_load_s"] < cold["process_wall_s"] and cold["peak_rss_mib"] > 0
     assert "throughput at batch 2" in table(results) and "cold start" in table(results)
+
+
+def test_bench_compares_two_models_in_turns(tmp_path, real_image_path):
+    for name, size in (("new", 64), ("old", 32)):
+        PetNet(PetNetConfig(image_size=size)).save_pretrained(tmp_path / name)
+    results = main(["--model", str(tmp_path / "new"), "--compare", str(tmp_path / "old"), "--image", str(real_image_path),
+                    "--runs", "2", "--warmup", "0", "--batch-sizes", "1", "--batch-runs", "1", "--threads", "1",
+                    "--no-load-time"])  # fmt: skip
+    compared = results["compared"]
+    assert compared["latency"]["runs"] == results["latency"]["runs"] == 2
+    assert compared["p50_ratio"] == results["latency"]["p50_ms"] / compared["latency"]["p50_ms"]
+    assert "p50 ratio" in table(results) and "two animals side by side" in table(results)
