@@ -72,8 +72,8 @@ def _card(pet: Pet, index: int, several: bool) -> str:
 def legend() -> str:
     """Overlay colours and the values of the mask PNG."""
     swatch = '<span style="display:inline-block;width:0.8em;height:0.8em;border-radius:2px;background:rgb{};margin:0 0.3em 0 0.8em"></span>'
-    others = ", ".join(f"{swatch.format(color)}" for color in ANIMAL_COLORS[1:])
-    parts = [f"{swatch.format(MASK_COLORS['pet'])}pet (more animals:{others})"]
+    others = "".join(swatch.format(color) for color in ANIMAL_COLORS[1:])
+    parts = [f"{swatch.format(MASK_COLORS['pet'])}pet (further animals{others})"]
     parts += [f"{swatch.format(MASK_COLORS[name])}{name}" for name in MASK_CLASSES if name != "pet"]
     values = ", ".join(f"{value} = {name}" for value, name in enumerate(MASK_CLASSES))
     return f'<div style="font-size:0.9em">Mask:{"".join(parts)}<br>Mask PNG values: {values}</div>'
