@@ -240,8 +240,10 @@ def _draw(shown: ShownPrediction, opacity: float) -> Image.Image:
 
 
 def _png(image: Image.Image) -> bytes:
+    """PNG bytes at low zlib effort: several times faster than the default on 2 busy cores, for
+    files that travel over a local or nearby connection once."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

@@ -1,8 +1,13 @@
-"""Load-test a running PetNet demo with parallel gradio_client callers; prints latency percentiles.
+"""Load-test the PetNet demo with parallel gradio_client callers; prints throughput and latency percentiles.
 
-Start the demo first (``python app.py``), then e.g.::
+Against a running demo (``python app.py``)::
 
     python benchmarks/load_test.py --clients 20 --requests 100 --url http://127.0.0.1:7860
+
+or, to compare one-photo-per-pass serving with batched serving in one run on the same machine,
+let it start ``app.py`` itself twice on a free port (``PETNET_MAX_BATCH_SIZE=1``, then the default)::
+
+    python benchmarks/load_test.py --clients 20 --requests 100 --compare
 
 Each client is one thread with its own ``gradio_client.Client`` sending the example photos in turn
 through the ``/predict`` endpoint, as a real visitor's browser would, until ``--requests`` calls
@@ -14,16 +19,23 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
+from petnet.paths import EXAMPLES_DIR, PROJECT_ROOT
 
 
 @dataclass
@@ -33,6 +45,12 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    elapsed: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second of wall time."""
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=20, help="callers running in parallel")
     parser.add_argument("--requests", type=int, default=100, help="total predictions to request")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="stop starting new calls after this")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="start app.py unbatched (PETNET_MAX_BATCH_SIZE=1) and then batched, load-test each, print both",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="with --compare: the batched server's batch size")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.requests < 1:
         parser.error("--clients and --requests must be at least 1")
@@ -69,9 +93,9 @@ def run_client(
         image = images[ticket % len(images)]
         start = time.perf_counter()
         try:
-            species = client.predict(handle_file(str(image)), 0.5, api_name="/predict")[1]
-            if not species:
-                raise ValueError("empty species")
+            details = client.predict(handle_file(str(image)), 0.5, api_name="/predict")[2]
+            if not isinstance(details, dict) or "has_pet" not in details:
+                raise ValueError(f"no prediction in the answer: {details!r}")
         except Exception as error:  # noqa: BLE001 - every failed call is counted, whatever the cause
             with tally.lock:
                 tally.errors.append(f"{image.name}: {type(error).__name__}: {error}")
@@ -80,29 +104,92 @@ def run_client(
             tally.latencies.append(time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def load(url: str, clients: int, requests: int, max_seconds: float) -> Tally:
+    """Run ``clients`` visitors against ``url`` until ``requests`` calls are done or time is up."""
     images = sorted(EXAMPLES_DIR.glob("*.jpg"))
     tally = Tally()
     tickets = itertools.count()  # next() on itertools.count is atomic under the GIL
     started = time.perf_counter()
-    deadline = time.monotonic() + args.max_seconds
-    with ThreadPoolExecutor(max_workers=args.clients) as pool:
-        for _ in range(args.clients):
-            pool.submit(run_client, args.url, tickets, args.requests, deadline, images, tally)
-    elapsed = time.perf_counter() - started
+    deadline = time.monotonic() + max_seconds
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for _ in range(clients):
+            pool.submit(run_client, url, tickets, requests, deadline, images, tally)
+    tally.elapsed = time.perf_counter() - started
+    return tally
+
+
+def summary(tally: Tally) -> str:
+    """Throughput and latency lines of one run."""
     done = len(tally.latencies)
-    print(f"url {args.url}  clients {args.clients}  requested {args.requests}  wall {elapsed:.1f} s")
-    print(f"ok {done}  errors {len(tally.errors)}  throughput {done / elapsed:.2f} req/s")
+    lines = [
+        f"ok {done}  errors {len(tally.errors)}  wall {tally.elapsed:.1f} s  throughput {tally.throughput:.2f} req/s"
+    ]
     if done:
-        print(
+        lines.append(
             "latency s: "
             + "  ".join(f"p{q} {percentile(tally.latencies, q):.2f}" for q in (50, 90, 99))
             + f"  mean {statistics.fmean(tally.latencies):.2f}  max {max(tally.latencies):.2f}"
         )
-    for message in tally.errors[:10]:
-        print("error:", message)
-    return 1 if tally.errors or done < args.requests else 0
+    lines += [f"error: {message}" for message in tally.errors[:10]]
+    return "\n".join(lines)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def served_demo(max_batch_size: int | None, timeout: float = 180.0) -> Iterator[str]:
+    """``python app.py`` on a free loopback port with the given batch size (None = the default)."""
+    port = _free_port()
+    environ = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    environ.pop("PETNET_MAX_BATCH_SIZE", None)
+    if max_batch_size is not None:
+        environ["PETNET_MAX_BATCH_SIZE"] = str(max_batch_size)
+    server = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"app.py did not serve {url} (exit status {server.poll()})") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Unbatched, then batched serving, same clients and requests; prints both and the ratio."""
+    results = {}
+    for label, batch_size in (("unbatched (max_batch_size 1)", 1), ("batched", args.batch_size)):
+        with served_demo(batch_size) as url:
+            results[label] = load(url, args.clients, args.requests, args.max_seconds)
+        print(f"== {label}: clients {args.clients}  requested {args.requests}\n{summary(results[label])}")
+    before, after = results.values()
+    if before.throughput:
+        print(f"batched / unbatched throughput: {after.throughput / before.throughput:.2f}x")
+    failed = any(tally.errors or len(tally.latencies) < args.requests for tally in results.values())
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.compare:
+        return compare(args)
+    tally = load(args.url, args.clients, args.requests, args.max_seconds)
+    print(f"url {args.url}  clients {args.clients}  requested {args.requests}")
+    print(summary(tally))
+    return 1 if tally.errors or len(tally.latencies) < args.requests else 0
 
 
 if __name__ == "__main__":
