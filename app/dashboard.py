@@ -8,14 +8,16 @@ The same options can come from the environment (``PETNET_REPORT``, ``PETNET_REPO
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` puts only app/ on sys.path; `app` and `petnet` live above
+from petnet.paths import OXFORD_PET_ROOT, PROJECT_ROOT
+
+if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` puts only app/ on sys.path; `app` lives beside petnet
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import numpy as np
@@ -34,13 +36,14 @@ from app.dashboard_charts import (
     validation_curves_figure,
 )
 from petnet.data import read_trimap
-from petnet.paths import OXFORD_PET_ROOT
 from petnet.errors import DatasetError
 from petnet.report import (
     BASELINE,
+    HEADLINE_METRICS,
     REPORTS_DIR,
     TRAINING_LOG_NAME,
     TRAINING_RUNS_DIR,
+    HeadlineMetric,
     ReportError,
     find_reports,
     load_report,
@@ -107,17 +110,29 @@ def _cached_csv(path: str, mtime_ns: int) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def image_root_candidates(typed: str, report: dict) -> list[Path]:
+    """Where the dataset may be, in order: the sidebar/CLI value, the report's ``data_root``, and
+    :data:`petnet.paths.OXFORD_PET_ROOT` (where a checkout finds it); relative paths are taken from
+    the project root, so a fresh clone finds the data whatever folder Streamlit was started in."""
+    candidates = [Path(typed.strip())] if typed.strip() else []
+    candidates += [Path(report["data_root"])] if report.get("data_root") else []
+    candidates.append(OXFORD_PET_ROOT)
+    resolved = [path if path.is_absolute() else (PROJECT_ROOT / path).resolve() for path in candidates]
+    return list(dict.fromkeys(resolved))
+
+
 def resolve_images_root(typed: str, report: dict) -> Path | None:
-    """First existing dataset root among: the sidebar/CLI value, the report's data_root, the default copy."""
-    candidates = [Path(typed)] if typed.strip() else []
-    candidates += [
-        Path(report.get("data_root") or OXFORD_PET_ROOT),
-        ]
-    for candidate in candidates:
-        candidate = candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
-        if (candidate / "images").is_dir():
-            return candidate
-    return None
+    """The first candidate (see :func:`image_root_candidates`) that holds an ``images/`` folder."""
+    return next((path for path in image_root_candidates(typed, report) if (path / "images").is_dir()), None)
+
+
+def show_images_prompt(typed: str, report: dict) -> None:
+    """Say where the photos were looked for and how to make them appear."""
+    places = ", ".join(f"`{path}`" for path in image_root_candidates(typed, report))
+    st.info(
+        f"Photos not found: the Oxford-IIIT Pet dataset (its `images/` and `annotations/` folders) was looked for "
+        f"in {places}. Put the dataset there or type its folder under **Dataset folder** in the sidebar."
+    )
 
 
 def split_caption(report: dict) -> str:
@@ -131,40 +146,55 @@ def split_caption(report: dict) -> str:
     return " · ".join(parts)
 
 
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+    """``97.4%``; ``n/a`` for a missing or non-finite figure (never ``nan%``)."""
+    return f"{value:.1%}" if _finite(value) else "n/a"
 
 
 def score(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    """``0.788``; ``n/a`` for a missing or non-finite figure."""
+    return f"{value:.3f}" if _finite(value) else "n/a"
+
+
+def headline_cards(report: dict) -> list[HeadlineMetric]:
+    """The report's cards: :data:`petnet.report.HEADLINE_METRICS` marked ``card``, without the sections
+    an older report lacks (``detection``)."""
+    return [metric for metric in HEADLINE_METRICS if metric.card and isinstance(report.get(metric.section), dict)]
+
+
+def baseline_line(baseline: dict) -> str:
+    """One sentence saying what the arrows compare with: the original PetNet and what it published."""
+    published = [
+        f"{metric.label.lower()} {metric.format(metric.baseline(baseline))}"
+        for metric in HEADLINE_METRICS
+        if metric.baseline(baseline) is not None
+    ]
+    return (
+        f"Arrows compare with the **{baseline.get('name', 'original PetNet')}**, the model this project replaces; "
+        f"it published {', '.join(published)} and no other figure shown here."
+    )
 
 
 def show_headline(report: dict) -> None:
-    """Five cards: our figure, and the change against the original PetNet where it published one."""
+    """Our headline figures as cards, with the change against the original PetNet where it published one."""
     baseline = report.get("baseline") or BASELINE
-    species, breed, segmentation = report["species"], report["breed"], report["segmentation"]
-    cards = (  # label, ours, original PetNet, shown as percent
-        ("Species accuracy", species["accuracy"], baseline.get("species_accuracy"), True),
-        ("Breed top-1", breed["top1_accuracy"], baseline.get("breed_top1_accuracy"), True),
-        ("Breed top-3", breed["top3_accuracy"], baseline.get("breed_top3_accuracy"), True),
-        ("Mean IoU", segmentation["mean_iou"], baseline.get("mean_iou"), False),
-        ("Worst-class IoU", segmentation["min_iou"], baseline.get("min_iou"), False),
-    )
-    for column, (label, ours, theirs, is_percent) in zip(st.columns(len(cards)), cards, strict=True):
-        fmt = percent if is_percent else score
-        delta, description = None, "no published baseline"
-        if ours is not None and theirs is not None:
-            difference = (ours - theirs) * 100 if is_percent else ours - theirs
-            delta = f"{difference:+.1f} pp" if is_percent else f"{difference:+.3f}"
-            description = f"vs {fmt(theirs)}"
-        column.metric(
-            label,
-            fmt(ours),
-            delta,
-            delta_description=description,
-            border=True,
-            help=f"{baseline.get('name', 'original PetNet')}: {fmt(theirs) if theirs is not None else 'not published'}",
-        )
+    cards = headline_cards(report)
+    per_row = len(cards) if len(cards) <= 6 else 4
+    for start in range(0, len(cards), per_row):
+        row = cards[start : start + per_row]
+        for column, metric in zip(st.columns(per_row), row, strict=False):
+            ours, theirs = metric.value(report), metric.baseline(baseline)
+            delta, description = None, "no published baseline"
+            if ours is not None and theirs is not None:
+                difference = (ours - theirs) * 100 if metric.is_percent else ours - theirs
+                delta = f"{difference:+.1f} pp" if metric.is_percent else f"{difference:+.3f}"
+                description = f"vs {metric.format(theirs)}"
+            column.metric(metric.label, metric.format(ours), delta, delta_description=description, border=True)
+    st.caption(baseline_line(baseline))
 
 
 def show_classification(report: dict, normalise: bool, species: tuple[str, ...]) -> None:
@@ -204,13 +234,18 @@ def show_per_breed(report: dict, species: tuple[str, ...], metric: str) -> None:
 
 def show_segmentation(report: dict, normalise: bool) -> None:
     segmentation = report["segmentation"]
+    per_class = " · ".join(f"{name} {score(value)}" for name, value in segmentation["per_class_iou"].items())
     st.caption(
         f"{report['num_images_with_trimap']:,} images with trimaps · {segmentation.get('resolution', '')} · "
-        f"pixel accuracy {percent(segmentation['pixel_accuracy'])} · mean Dice {score(segmentation['mean_dice'])}"
+        f"pixel accuracy {percent(segmentation['pixel_accuracy'])} · mean Dice {score(segmentation['mean_dice'])}  \n"
+        f"IoU per class: {per_class} · **binary pet IoU** (pet + boundary against background) "
+        f"{score(segmentation.get('binary_pet_iou'))}"
     )
     left, right = st.columns(2)
     left.plotly_chart(
-        mask_metrics_figure(segmentation["per_class_iou"], segmentation["per_class_dice"]),
+        mask_metrics_figure(
+            segmentation["per_class_iou"], segmentation["per_class_dice"], segmentation.get("binary_pet_iou")
+        ),
         key="mask_iou",
     )
     right.plotly_chart(
@@ -223,6 +258,47 @@ def show_segmentation(report: dict, normalise: bool) -> None:
         ),
         key="pixel_confusion",
     )
+
+
+def lowest_iou_cases(report: dict) -> tuple[list[dict], bool]:
+    """Images with the lowest per-image IoU, lowest first, and whether the report ranked them itself.
+
+    Reports with ``segmentation.lowest_iou`` list them over the whole split; older ones only over
+    the worst cases (picked mostly by classification), so the gallery says so.
+    """
+    listed = report["segmentation"].get("lowest_iou")
+    if listed:
+        return list(listed), True
+    scored = [case for case in report["worst_cases"] if _finite(case.get("iou")) and case.get("predicted_mask")]
+    return sorted(scored, key=lambda case: case["iou"]), False
+
+
+def show_mask_gallery(report: dict, report_path: Path, images_root: Path | None, typed: str, count: int) -> None:
+    """Where does the mask fail? The lowest-IoU images, true trimap beside predicted mask."""
+    st.subheader("Where does the mask fail?")
+    cases, ranked_by_report = lowest_iou_cases(report)
+    if not cases:
+        st.info("The report lists no images with a per-image IoU.")
+        return
+    st.caption(
+        ("Lowest per-image IoU of the split" if ranked_by_report else
+         "Lowest per-image IoU among the report's worst cases (regenerate the report for a ranking over the split)")
+        + " · truth | prediction (orange = pet, blue = background, yellow = boundary)"
+    )  # fmt: skip
+    if images_root is None or not (images_root / cases[0]["image"]).is_file():
+        show_images_prompt(typed, report)
+        return
+    for index, case in enumerate(cases[:count]):
+        if index % 3 == 0:
+            row = st.columns(3)
+        with row[index % 3].container(border=True):
+            st.markdown(f"**{case['name']}** · image IoU {score(case.get('iou'))}")
+            _, truth, predicted = case_pictures(case, report_path, images_root)
+            for column, picture, caption in zip(st.columns(2), (truth, predicted), ("truth", "predicted"), strict=True):
+                if picture is None:
+                    column.caption(f"no {caption} mask")
+                else:
+                    column.image(picture, caption=caption, width="stretch")
 
 
 def show_training(report_path: Path) -> None:
@@ -245,8 +321,10 @@ def show_training(report_path: Path) -> None:
     left, right = st.columns(2)
     left.plotly_chart(loss_curves_figure(log), key="loss_curves")
     right.plotly_chart(validation_curves_figure(log), key="validation_curves")
-    st.caption("Training validation ranks breeds over all 37 classes; the headline cards rank only the breeds of "
-               "the predicted species, as `predict` does, so their top-1/top-3 can differ slightly.")
+    st.caption(
+        "Training validation ranks breeds over all 37 classes; the headline cards rank only the breeds of "
+        "the predicted species, as `predict` does, so their top-1/top-3 can differ slightly."
+    )
 
 
 def _breed_label(report: dict, name: str) -> str:
@@ -277,14 +355,14 @@ def _overlay_or_none(photo: Image.Image, mask_path: Path | None, reader) -> Imag
         return None
 
 
-def show_worst_cases(report: dict, report_path: Path, images_root: Path | None, count: int) -> None:
+def show_worst_cases(report: dict, report_path: Path, images_root: Path | None, typed: str, count: int) -> None:
     cases = report["worst_cases"][:count]
     if not cases:
         st.info("The report lists no worst cases.")
         return
     reachable = images_root is not None and (images_root / cases[0]["image"]).is_file()
     if not reachable:
-        st.info("Images not found; set the dataset folder in the sidebar to see photos and masks.")
+        show_images_prompt(typed, report)
         st.dataframe(worst_cases_frame(report, cases), hide_index=True, key="worst_cases_table")
         return
     st.caption("Photo · true trimap · predicted mask (orange = pet, blue = background, yellow = boundary)")
@@ -304,24 +382,34 @@ def show_case(report: dict, case: dict, report_path: Path, images_root: Path) ->
         f"predicted {guesses} ({case['predicted_species']})  \n"
         f"p(true breed) {score(case.get('true_breed_probability'))} · image IoU {score(case.get('iou'))}"
     )
-    photo_path = images_root / case["image"]
-    try:
-        photo = Image.open(photo_path).convert("RGB")
-    except OSError:
-        st.warning(f"Cannot open {photo_path}.")
+    photo, truth, predicted = case_pictures(case, report_path, images_root)
+    if photo is None:
+        st.warning(f"Cannot open {images_root / case['image']}.")
         return
-    truth_path = images_root / case["trimap"] if case.get("trimap") else None
-    predicted_path = report_path.parent / case["predicted_mask"] if case.get("predicted_mask") else None
-    pictures = (
-        photo,
-        _overlay_or_none(photo, truth_path, read_trimap),
-        _overlay_or_none(photo, predicted_path, lambda path: np.asarray(Image.open(path))),
-    )
-    for column, picture, caption in zip(st.columns(3), pictures, ("photo", "truth", "predicted"), strict=True):
+    for column, picture, caption in zip(
+        st.columns(3), (photo, truth, predicted), ("photo", "truth", "predicted"), strict=True
+    ):
         if picture is None:
             column.caption(f"no {caption} mask")
         else:
             column.image(picture, caption=caption, width="stretch")
+
+
+def case_pictures(
+    case: dict, report_path: Path, images_root: Path
+) -> tuple[Image.Image | None, Image.Image | None, Image.Image | None]:
+    """A listed image's photo, true-trimap overlay and predicted-mask overlay (None where missing)."""
+    try:
+        photo = Image.open(images_root / case["image"]).convert("RGB")
+    except OSError:
+        return None, None, None
+    truth_path = images_root / case["trimap"] if case.get("trimap") else None
+    predicted_path = report_path.parent / case["predicted_mask"] if case.get("predicted_mask") else None
+    return (
+        photo,
+        _overlay_or_none(photo, truth_path, read_trimap),
+        _overlay_or_none(photo, predicted_path, lambda path: np.asarray(Image.open(path))),
+    )
 
 
 def pick_report(options: DashboardOptions) -> Path | None:
@@ -365,6 +453,7 @@ def main() -> None:
             str(options.images_root or ""),
             placeholder=str(OXFORD_PET_ROOT),
         )
+    images_root = resolve_images_root(typed_root, report)
     try:
         st.caption(split_caption(report))
         show_headline(report)
@@ -375,10 +464,11 @@ def main() -> None:
             show_per_breed(report, species, metric)
         with tabs[2]:
             show_segmentation(report, normalise)
+            show_mask_gallery(report, path, images_root, typed_root, count)
         with tabs[3]:
             show_training(path)
         with tabs[4]:
-            show_worst_cases(report, path, resolve_images_root(typed_root, report), count)
+            show_worst_cases(report, path, images_root, typed_root, count)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         st.error(
             f"{path} passed the schema check but could not be drawn ({type(error).__name__}: {error}); "

@@ -184,25 +184,34 @@ def most_confused_figure(pairs: Sequence[Mapping], display_of: Mapping[str, str]
     return figure
 
 
+BINARY_PET_LABEL = "pet vs background (binary)"
+"""Category of the binary pet IoU (pet + boundary pixels against background) in the mask chart."""
+
+
 def mask_metrics_figure(
     per_class_iou: Mapping[str, float | None],
     per_class_dice: Mapping[str, float | None],
+    binary_pet_iou: float | None = None,
 ) -> go.Figure:
-    """IoU and Dice per mask class side by side (pet / background / boundary)."""
+    """IoU and Dice per mask class side by side (pet / background / boundary), and the binary pet IoU
+    beside them when the report has it: the figure a cut-out's quality follows."""
     classes = list(per_class_iou)
+    iou = dict(per_class_iou)
+    if binary_pet_iou is not None:
+        iou[BINARY_PET_LABEL] = binary_pet_iou
     figure = go.Figure(
         [
             go.Bar(
                 name=name,
-                x=classes,
-                y=[values.get(c) for c in classes],
-                text=[_fmt(values.get(c)) for c in classes],
+                x=list(values),
+                y=list(values.values()),
+                text=[_fmt(v) for v in values.values()],
                 marker_color=color,
                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
             )
             for name, values, color in (
-                ("IoU", per_class_iou, "#636EFA"),
-                ("Dice", per_class_dice, "#00CC96"),
+                ("IoU", iou, "#636EFA"),
+                ("Dice", {c: per_class_dice.get(c) for c in classes}, "#00CC96"),
             )
         ]
     )
@@ -210,6 +219,7 @@ def mask_metrics_figure(
         title={"text": "Mask quality per class"},
         barmode="group",
         yaxis={"range": [0, 1.05]},
+        xaxis={"categoryorder": "array", "categoryarray": list(iou)},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
         legend={"orientation": "h", "y": -0.15},
     )

@@ -11,6 +11,7 @@ import pytest
 from report_factory import write_training_log
 
 from app.dashboard_charts import (
+    BINARY_PET_LABEL,
     breed_confusion_figure,
     confusion_heatmap,
     loss_curves_figure,
@@ -123,6 +124,13 @@ def test_mask_metrics_has_iou_and_dice_per_class() -> None:
     assert [trace.name for trace in figure.data] == ["IoU", "Dice"]
     assert list(figure.data[0].x) == list(MASK_CLASSES)
     assert list(figure.data[0].text) == ["0.800", "0.900", "n/a"]
+
+
+def test_mask_metrics_puts_binary_pet_iou_beside_the_classes() -> None:
+    iou = dict(zip(MASK_CLASSES, (0.8, 0.9, 0.6), strict=True))
+    figure = mask_metrics_figure(iou, iou, binary_pet_iou=0.93)
+    assert list(figure.data[0].x) == [*MASK_CLASSES, BINARY_PET_LABEL]
+    assert figure.data[0].text[-1] == "0.930" and list(figure.data[1].x) == list(MASK_CLASSES)
 
 
 def test_training_curves_plot_every_logged_task_and_metric(tmp_path: Path) -> None:

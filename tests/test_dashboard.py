@@ -10,13 +10,13 @@ import pytest
 from report_factory import make_report, write_training_log
 from streamlit.testing.v1 import AppTest
 
-from app.dashboard import parse_options, split_caption
+from app.dashboard import image_root_candidates, parse_options, resolve_images_root, split_caption
 from petnet.config import PetNetConfig
 from petnet.evaluate import main as evaluate_main
 from petnet.model import PetNet
-from petnet.report import REPORTS_DIR
+from petnet.paths import OXFORD_PET_ROOT, PROJECT_ROOT
+from petnet.report import HEADLINE_METRICS, REPORTS_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = PROJECT_ROOT / "app" / "dashboard.py"
 
 TIMEOUT = 120
@@ -40,13 +40,18 @@ def run_dashboard(monkeypatch: pytest.MonkeyPatch, **environ: str) -> AppTest:
 
 
 def expected_headline(report: dict) -> dict[str, str]:
+    """The cards the dashboard must show: petnet.report's headline table, sections the report has."""
     return {
-        "Species accuracy": f"{report['species']['accuracy'] * 100:.1f}%",
-        "Breed top-1": f"{report['breed']['top1_accuracy'] * 100:.1f}%",
-        "Breed top-3": f"{report['breed']['top3_accuracy'] * 100:.1f}%",
-        "Mean IoU": f"{report['segmentation']['mean_iou']:.3f}",
-        "Worst-class IoU": f"{report['segmentation']['min_iou']:.3f}",
+        metric.label: metric.format(metric.value(report))
+        for metric in HEADLINE_METRICS
+        if metric.card and metric.section in report
     }
+
+
+def test_cards_come_from_the_one_headline_table() -> None:
+    labels = [metric.label for metric in HEADLINE_METRICS if metric.card]
+    assert labels[:3] == ["Species accuracy", "Breed top-1 accuracy", "Breed top-3 accuracy"]
+    assert "Binary pet IoU" in labels
 
 
 def test_split_caption_states_the_counts_once() -> None:
@@ -56,7 +61,9 @@ def test_split_caption_states_the_counts_once() -> None:
         "model": {"backbone": "tf_efficientnet_lite1", "image_size": 240},
         "created_utc": "2026-11-23T04:05:49Z",
     }
-    official = split_caption({**report, "split_description": "official test split, 2,430 of 3,669 images (405 with trimaps)"})
+    official = split_caption(
+        {**report, "split_description": "official test split, 2,430 of 3,669 images (405 with trimaps)"}
+    )
     assert official.count("405 with trimaps") == 1 and "tf_efficientnet_lite1 at 240 px" in official
     bare = split_caption({**report, "split_description": "test split"})
     assert "2,430 images (405 with trimaps)" in bare
@@ -78,8 +85,51 @@ def test_generated_report_renders_every_chart_and_the_json_headline(report_path,
     deltas = {m.label: m.delta for m in app.metric}
     expected = (report["species"]["accuracy"] - report["baseline"]["species_accuracy"]) * 100
     assert deltas["Species accuracy"] == f"{expected:+.1f} pp"
-    assert deltas["Breed top-1"] == ""  # the original PetNet published no top-1 figure
-    assert len(app.get("image")) == 3 * len(report["worst_cases"])  # photo, true and predicted mask per case
+    assert deltas["Breed top-1 accuracy"] == ""  # the original PetNet published no top-1 figure
+    assert values_of(app)["Binary pet IoU"] == "n/a"  # an older report without the figure
+    assert "Pet photos recognised" not in values_of(app)  # nor a detection section: no detection cards
+    baseline = next(c.value for c in app.caption if "Arrows compare with the" in c.value)
+    assert report["baseline"]["name"] in baseline and "96.0%" in baseline and "0.740" in baseline
+    cases = len(report["worst_cases"])
+    assert (
+        len(app.get("image")) == 3 * cases + 2 * cases
+    )  # worst cases: photo, truth, prediction; gallery: truth, prediction
+    assert any("Lowest per-image IoU among the report's worst cases" in c.value for c in app.caption)
+
+
+def values_of(app: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+def test_new_report_sections_show_binary_iou_detection_and_the_lowest_iou_gallery(
+    report_path, tmp_path, monkeypatch
+) -> None:
+    report = json.loads(report_path.read_text())
+    report["segmentation"]["binary_pet_iou"] = 0.912
+    report["segmentation"]["lowest_iou"] = sorted(report["worst_cases"], key=lambda c: c["iou"])[:2]
+    report["detection"] = {"pets_kept": 0.985, "non_pets_accepted": 0.031, "auroc": 0.995, "threshold": 0.5,
+                           "num_pets": 400, "num_non_pets": 300,
+                           "two_animal": {"num_images": 10, "count_right": 8, "both_species_right": 7}}  # fmt: skip
+    path = report_path.parent / "new.json"
+    path.write_text(json.dumps(report))
+    app = run_dashboard(monkeypatch, PETNET_REPORT=str(path))
+    assert_renders(app, report)
+    values = values_of(app)
+    assert values["Binary pet IoU"] == "0.912"
+    assert values["Pet photos recognised"] == "98.5%" and values["Non-pet photos accepted"] == "3.1%"
+    assert any("binary pet IoU" in c.value and "0.912" in c.value for c in app.caption)
+    assert any(c.value.startswith("Lowest per-image IoU of the split") for c in app.caption)
+    assert len(app.get("image")) == 3 * len(report["worst_cases"]) + 2 * 2
+
+
+def test_non_finite_figures_are_refused_by_the_schema_check(report_path, tmp_path, monkeypatch) -> None:
+    text = report_path.read_text()
+    report = json.loads(text)
+    path = tmp_path / "test.json"
+    path.write_text(text.replace(f'"accuracy": {report["species"]["accuracy"]}', '"accuracy": NaN', 1))
+    app = run_dashboard(monkeypatch, PETNET_REPORT=str(path))
+    assert not app.exception and "nan%" not in str([m.value for m in app.metric])
+    assert len(app.error) == 1 and "non-finite" in app.error[0].value
 
 
 def test_shipped_report_renders(monkeypatch) -> None:
@@ -117,7 +167,7 @@ def test_undefined_segmentation_shows_n_a(report_path, tmp_path, monkeypatch) ->
     app = run_dashboard(monkeypatch, PETNET_REPORT=str(path))
     assert not app.exception and not app.error
     values = {m.label: (m.value, m.delta) for m in app.metric}
-    assert values["Mean IoU"] == values["Worst-class IoU"] == ("n/a", "")
+    assert values["Mask mean IoU"] == values["Mask worst-class IoU"] == ("n/a", "")
 
 
 def test_sidebar_switches_between_reports_in_a_folder(tmp_path, monkeypatch) -> None:
@@ -151,7 +201,21 @@ def test_unreachable_images_fall_back_to_a_table(tmp_path, monkeypatch) -> None:
     assert not app.exception
     tables = [frame.value for frame in app.dataframe]
     assert any(list(t["image"]) == [c["name"] for c in report["worst_cases"]] for t in tables if "image" in t)
-    assert any("Images not found" in info.value for info in app.info)
+    prompt = next(info.value for info in app.info if "Photos not found" in info.value)
+    assert str(tmp_path / "nowhere") in prompt and str(OXFORD_PET_ROOT) in prompt and "Dataset folder" in prompt
+
+
+def test_images_are_found_where_the_dataset_usually_sits(tmp_path) -> None:
+    """A fresh clone: the report names a relative data_root, Streamlit runs from anywhere."""
+    report = {"data_root": "../shared/data/oxford-iiit-pet"}
+    candidates = image_root_candidates("", report)
+    assert candidates[0] == (PROJECT_ROOT / "../shared/data/oxford-iiit-pet").resolve()
+    assert candidates[-1] == OXFORD_PET_ROOT and all(path.is_absolute() for path in candidates)
+    assert resolve_images_root(str(tmp_path / "typed"), {}) == (
+        OXFORD_PET_ROOT if (OXFORD_PET_ROOT / "images").is_dir() else None
+    )
+    (tmp_path / "typed" / "images").mkdir(parents=True)
+    assert resolve_images_root(str(tmp_path / "typed"), report) == tmp_path / "typed"
 
 
 def test_edited_report_is_reread_not_served_from_cache(tmp_path, monkeypatch) -> None:
