@@ -178,9 +178,10 @@ class Prediction(Mapping):
     pet_score: float
     """Probability that the photo holds a cat or dog."""
     has_pet: bool
-    """``pet_score`` reached the model's ``config.pet_threshold`` and the mask holds an animal."""
+    """``pet_score`` reached the model's ``config.pet_threshold`` (``petnet.calibrate`` chose it on validation)."""
     pets: tuple[Pet, ...] = ()
-    """One entry per animal, largest first; empty when ``has_pet`` is False."""
+    """One entry per animal, largest first; empty when ``has_pet`` is False. With a pet but no
+    connected pet region big enough to count (:data:`MIN_ANIMAL_FRACTION`), one entry for the whole photo."""
 
     def __getitem__(self, key: str):
         if key not in _COMPAT_KEYS:
