@@ -169,13 +169,13 @@ def headline_cards(report: dict) -> list[HeadlineMetric]:
 def baseline_line(baseline: dict) -> str:
     """One sentence saying what the arrows compare with: the original PetNet and what it published."""
     published = [
-        f"{metric.label.lower()} {metric.format(metric.baseline(baseline))}"
+        f"{metric.label} {metric.format(metric.baseline(baseline))}"
         for metric in HEADLINE_METRICS
         if metric.baseline(baseline) is not None
     ]
     return (
         f"Arrows compare with the **{baseline.get('name', 'original PetNet')}**, the model this project replaces; "
-        f"it published {', '.join(published)} and no other figure shown here."
+        f"it published {'; '.join(published)} and no other figure shown here."
     )
 
 
@@ -183,7 +183,7 @@ def show_headline(report: dict) -> None:
     """Our headline figures as cards, with the change against the original PetNet where it published one."""
     baseline = report.get("baseline") or BASELINE
     cards = headline_cards(report)
-    per_row = len(cards) if len(cards) <= 6 else 4
+    per_row = math.ceil(len(cards) / math.ceil(len(cards) / 4))  # rows of at most 4: labels stay readable
     for start in range(0, len(cards), per_row):
         row = cards[start : start + per_row]
         for column, metric in zip(st.columns(per_row), row, strict=False):
