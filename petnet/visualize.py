@@ -38,6 +38,11 @@ _NOISE_ALPHA = 0.1
 from leaving a haze around the pet and from widening the crop."""
 
 
+ALPHA_MAX_SIDE = 1024
+"""Cut-out opacity is computed at most this many pixels a side, then scaled up bilinearly: the mask
+is far coarser than that, and three float channels at 12 megapixels would cost 150 MB a photo."""
+
+
 def animal_color(index: int) -> tuple[int, int, int]:
     """Colour of the animal at ``index`` (0 = largest) in overlays and result cards."""
     return ANIMAL_COLORS[index % len(ANIMAL_COLORS)]
@@ -139,7 +144,11 @@ def pet_cutout(image: Image.Image, probabilities: torch.Tensor) -> Image.Image:
     without a visible pet pixel the whole (transparent) photo is returned.
     """
     cutout = image.convert("RGBA")
-    alpha = Image.fromarray(cutout_alpha(probabilities, (image.height, image.width)))
+    scale = min(1.0, ALPHA_MAX_SIDE / max(image.size))
+    size = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))
+    alpha = Image.fromarray(cutout_alpha(probabilities, size))
+    if alpha.size != image.size:  # a large photo: smooth the opacity up rather than resample 3 channels
+        alpha = alpha.resize(image.size, Image.Resampling.BILINEAR)
     cutout.putalpha(alpha)
     box = alpha.getbbox()
     return cutout.crop(box) if box else cutout
