@@ -355,9 +355,8 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
         },
         "species": species,
         "breed": breed,
-        "segmentation": segmentation_metrics(outcomes),
+        "segmentation": {**segmentation_metrics(outcomes), "lowest_iou": cases["lowest_iou"]},
         "worst_cases": cases["worst_cases"],
-        "lowest_iou_cases": cases["lowest_iou_cases"],
         "baseline": dict(BASELINE),
     }
     if detection is not None:
@@ -439,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
     if skipped:
         log.warning("Skipped %d unreadable images: %s", len(skipped), sorted(skipped))
     cases = save_cases({"worst_cases": worst_first(outcomes)[: args.worst],
-                        "lowest_iou_cases": lowest_iou_first(outcomes)[: args.lowest_iou]}, args.data_root, out)  # fmt: skip
+                        "lowest_iou": lowest_iou_first(outcomes)[: args.lowest_iou]}, args.data_root, out)  # fmt: skip
     detection = evaluate_detection(model, outcomes, records, args) if args.non_pet_root else None
     report = build_report(outcomes, split=args.split, description=description, data_root=args.data_root,
                           model=model, model_source=display_source(args.model), cases=cases, skipped=skipped,

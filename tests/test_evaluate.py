@@ -84,9 +84,10 @@ def test_binary_pet_iou_merges_pet_and_boundary(test_report):
 
 def test_lowest_iou_cases_are_the_worst_masks(test_report):
     _, report = test_report
-    ious = [case["iou"] for case in report["lowest_iou_cases"]]
+    cases = report["segmentation"]["lowest_iou"]
+    ious = [case["iou"] for case in cases]
     assert len(ious) == 3 and ious == sorted(ious)
-    assert all(case["predicted_mask"] for case in report["lowest_iou_cases"])
+    assert all(case["predicted_mask"] for case in cases)
 
 
 def test_a_model_with_other_labels_is_refused(tiny_pet_root, tmp_path):
