@@ -208,7 +208,7 @@ def make_report(
         "split_description": f"generated sample report, not model results: {int(breed.sum()):,} images (405 with trimaps)",
         "data_root": str(data_root),
         "model": {
-            "source": "assets/model",
+            "source": "petnet/weights",
             "backbone": "tf_efficientnet_lite0",
             "image_size": 224,
         },
