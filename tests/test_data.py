@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_BREEDS
+from non_pet_factory import make_non_pets
 from PIL import Image
 from torchvision import tv_tensors
-
-from non_pet_factory import make_non_pets
 from torchvision.transforms import v2
 
 from petnet.config import PetNetConfig
@@ -31,6 +30,7 @@ from petnet.data import (
 from petnet.errors import DatasetError, InvalidImageError
 from petnet.labels import BACKGROUND_INDEX, BREED_BY_NAME, IGNORE_INDEX, SPECIES
 from petnet.transforms import PhotometricTrivialAugmentWide, eval_transform, train_transform
+
 
 def _config(size: int) -> PetNetConfig:
     return PetNetConfig(image_size=size)

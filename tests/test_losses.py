@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from petnet.config import PetNetConfig
+from petnet.config import LossWeights, PetNetConfig
 from petnet.labels import IGNORE_INDEX
-from petnet.config import LossWeights
 from petnet.losses import multitask_loss, soft_dice_loss, uniform_cross_entropy
 from petnet.model import PetNet, PetNetOutput
 

@@ -9,9 +9,9 @@ import pytest
 from report_factory import make_report
 
 from petnet import model_card
+from petnet.config import PetNetConfig, TrainConfig
 from petnet.paths import BUNDLED_MODEL_DIR, PROJECT_ROOT, REPORTS_DIR
 from petnet.report import BASELINE, load_report
-from petnet.config import PetNetConfig, TrainConfig
 from petnet.train import parse_args
 
 
