@@ -193,10 +193,11 @@ def regularisation_sentence(train_config: Mapping[str, Any]) -> str:
     """The run's augmentation and regularisers, in words (older runs had none of the optional ones)."""
     config = TrainConfig.from_dict(train_config)
     photometric = "photometric TrivialAugmentWide" if config.trivial_augment else "colour jitter and occasional grayscale"
-    parts = [
+    crops = (
         f"random resized crops to {config.crop_size} px, horizontal flips and {photometric}, applied jointly to "
         "image and mask (torchvision transforms v2)"
-    ]
+    )
+    parts = [crops]
     if config.crop_size != config.model.image_size:
         parts.append(f"predictions at {config.model.image_size} px (train small, test large: FixRes)")
     if config.label_smoothing:
