@@ -101,7 +101,8 @@ def speed_table(bench: Mapping[str, Any]) -> str:
 def speed_caption(bench: Mapping[str, Any]) -> str:
     """Where and how the benchmark ran, as one sentence."""
     return (
-        f"Measured with `python -m petnet.bench --threads {bench['threads']}` on a {bench['cpu_count']}-core "
+        f"Measured with `python -m petnet.bench --threads {bench['threads']}"
+        f"{' --compare ' + bench['compared']['model'] if bench.get('compared') else ''}` on a {bench['cpu_count']}-core "
         f"{bench['cpu']} CPU ({bench['threads']} threads, torch {bench['torch']}, {bench['image_size']} px input, "
         f"photo {bench['image']})."
     )
@@ -144,7 +145,12 @@ def recipe(train_configs: Sequence[Mapping[str, Any]]) -> str:
 def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:
     """The card's training section: the commands, how each run optimised, and where the weights come from."""
     first = train_configs[0]
-    if len(train_configs) == 1:
+    if len(train_configs) == 1 and first.get("ema_decay"):
+        origin = (
+            "The shipped weights are the moving average at the end of the schedule (the run's `final/`), which "
+            "beat the epoch with the lowest validation loss (`model/`) on validation breed accuracy and mask IoU."
+        )
+    elif len(train_configs) == 1:
         origin = "The exported weights are those of the epoch with the lowest validation loss."
     else:
         origin = (
