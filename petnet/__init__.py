@@ -19,7 +19,7 @@ from petnet.labels import BREED_NAMES, BREED_SPECIES, BREEDS, IGNORE_INDEX, MASK
 if TYPE_CHECKING:
     from petnet.config import PetNetConfig
     from petnet.hub import load_model
-    from petnet.inference import Prediction
+    from petnet.inference import Pet, Prediction
     from petnet.model import PetNet
 
 __version__ = "0.1.0"
@@ -29,6 +29,7 @@ _LAZY = {
     "PetNet": "petnet.model",
     "PetNetConfig": "petnet.config",
     "Prediction": "petnet.inference",
+    "Pet": "petnet.inference",
 }
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Breed",
     "DatasetError",
     "InvalidImageError",
+    "Pet",
     "PetNet",
     "PetNetConfig",
     "PetNetError",
