@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from petnet.paths import OXFORD_PET_ROOT, PROJECT_ROOT
 
@@ -50,11 +51,11 @@ from petnet.report import (
 )
 from petnet.visualize import overlay_mask
 
-SPECIES_FILTERS: dict[str, tuple[str, ...]] = {
-    "all": ("cat", "dog"),
-    "cats": ("cat",),
-    "dogs": ("dog",),
-}
+
+def species_filters(report: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The breed filter's choices, from the report's own species names: all, then one per species."""
+    species = tuple(report["labels"]["species"])
+    return {"all": species, **{f"{name}s": (name,) for name in species}}
 
 
 @dataclass(frozen=True)
@@ -444,7 +445,8 @@ def main() -> None:
         return
     with st.sidebar:
         normalise = st.toggle("Normalise confusion rows", value=True)
-        species = SPECIES_FILTERS[st.radio("Breeds", list(SPECIES_FILTERS), horizontal=True)]
+        filters = species_filters(report)
+        species = filters[st.radio("Breeds", list(filters), horizontal=True)]
         metric = st.radio("Per-breed metric", ["f1", "precision", "recall"], horizontal=True)
         listed = len(report["worst_cases"])
         count = st.slider("Worst cases shown", 1, listed, min(8, listed)) if listed > 1 else listed

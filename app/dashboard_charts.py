@@ -15,21 +15,16 @@ import plotly.graph_objects as go
 SPECIES_COLORS: dict[str, str] = {"cat": "#EF553B", "dog": "#636EFA"}
 """One colour per species, shared by every breed chart so cats and dogs read the same everywhere."""
 
-MASK_CLASS_COLORS: dict[str, str] = {
-    "pet": "#EF553B",
-    "background": "#636EFA",
-    "boundary": "#FECB52",
-}
-"""Bar colours for the pet/background/boundary mask classes."""
-
 CONFUSION_COLORSCALE = "Blues"
 
 
-def species_block_order(breed_species: Sequence[str], species_order: Sequence[str] = ("cat", "dog")) -> list[int]:
+def species_block_order(breed_species: Sequence[str], species_order: Sequence[str] | None = None) -> list[int]:
     """Breed indices grouped by species (cats block, then dogs block), official order inside a block.
 
     Grouping makes the cross-species cells of the confusion matrix two visible off-diagonal blocks.
+    ``species_order`` defaults to the species in the order they first appear in ``breed_species``.
     """
+    species_order = species_order or list(dict.fromkeys(breed_species))
     return [i for species in species_order for i, s in enumerate(breed_species) if s == species]
 
 
@@ -90,12 +85,13 @@ def breed_confusion_figure(
     breed_species: Sequence[str],
     *,
     normalise: bool,
-    species: Sequence[str] = ("cat", "dog"),
+    species: Sequence[str] | None = None,
 ) -> go.Figure:
     """Breed confusion ordered cats block then dogs block, restricted to ``species``.
 
     With both species shown, dotted lines mark the block boundary so cross-species mistakes stand out.
     """
+    species = species or list(dict.fromkeys(breed_species))
     order = species_block_order(breed_species, species)
     figure = confusion_heatmap(
         confusion,
