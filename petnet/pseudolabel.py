@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from huggingface_hub import constants
 from PIL import Image
 from safetensors import safe_open
@@ -24,6 +23,7 @@ from petnet.config import TrainConfig
 from petnet.data import read_split, train_val_split
 from petnet.errors import WeightsError
 from petnet.images import load_image
+from petnet.inference import resize_scores
 from petnet.labels import IGNORE_INDEX
 from petnet.model import PetNet
 
@@ -35,8 +35,7 @@ DEFAULT_MIN_CONFIDENCE = 0.9
 
 def pseudo_mask(mask_logits: torch.Tensor, size: tuple[int, int], min_confidence: float) -> np.ndarray:
     """(3, h, w) logits -> (H, W) uint8 labels at ``size``, ``IGNORE_INDEX`` below ``min_confidence``."""
-    logits = F.interpolate(mask_logits[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-    confidence, labels = logits.softmax(dim=0).max(dim=0)
+    confidence, labels = resize_scores(mask_logits, size).softmax(dim=0).max(dim=0)
     labels = labels.to(torch.uint8)
     labels[confidence < min_confidence] = IGNORE_INDEX
     return labels.numpy()

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from petnet.inference import resize_scores
 from petnet.labels import MASK_CLASSES, PET_INDEX
 
 MASK_COLORS: dict[str, tuple[int, int, int]] = {
@@ -114,13 +114,6 @@ def overlay_mask(
     return Image.blend(photo, Image.fromarray(colours), alpha)
 
 
-def resize_probabilities(probabilities: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(C, h, w) mask probabilities resampled bilinearly to ``size`` = (H, W), e.g. a photo's size."""
-    if tuple(probabilities.shape[-2:]) == tuple(size):
-        return probabilities.float()
-    return F.interpolate(probabilities.float()[None], size=size, mode="bilinear", align_corners=False)[0]
-
-
 def cutout_alpha(probabilities: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
     """HxW uint8 opacity of a soft pet cut-out from (3, h, w) mask probabilities (at ``size`` (H, W)).
 
@@ -129,7 +122,7 @@ def cutout_alpha(probabilities: torch.Tensor, size: tuple[int, int] | None = Non
     network is of it instead of keeping a hard ring of grass or fence around the pet.
     """
     if size is not None:
-        probabilities = resize_probabilities(probabilities, size)
+        probabilities = resize_scores(probabilities, size)
     probabilities = probabilities.float()
     alpha = probabilities[PET_INDEX] + probabilities[_BOUNDARY] / 2
     alpha = torch.where(probabilities.argmax(dim=0) == PET_INDEX, torch.ones_like(alpha), alpha)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from petnet.inference import resize_scores
 from petnet.labels import MASK_CLASSES
 from petnet.visualize import (
     MASK_COLORS,
@@ -18,7 +19,6 @@ from petnet.visualize import (
     overlay_mask,
     palette_mask,
     pet_cutout,
-    resize_probabilities,
 )
 
 
@@ -99,7 +99,7 @@ def test_pet_cutout_resamples_network_size_probabilities_to_the_photo() -> None:
 
 
 def test_resize_probabilities_keeps_a_distribution() -> None:
-    resized = resize_probabilities(_probabilities(), (8, 16))
+    resized = resize_scores(_probabilities(), (8, 16))
     assert tuple(resized.shape) == (3, 8, 16) and torch.allclose(resized.sum(dim=0), torch.ones(8, 16))
 
 
