@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -62,20 +63,15 @@ def summary(seconds: np.ndarray) -> dict[str, float]:
             "runs": len(seconds)}  # fmt: skip
 
 
-def latency(model: PetNet, image: bytes | Image.Image, runs: int, warmup: int) -> dict[str, float]:
-    """End-to-end single-image latency in milliseconds."""
-    return summary(timings(lambda: model.predict(image), runs, warmup))
-
-
-def latency_in_turns(models: Sequence[PetNet], jpeg: bytes, runs: int, warmup: int) -> list[dict[str, float]]:
-    """Single-image latency of each model, the models called in turn so that they share the noise."""
+def latency(models: Sequence[PetNet], image: bytes | Image.Image, runs: int, warmup: int) -> list[dict[str, float]]:
+    """End-to-end single-image latency of each model in milliseconds; with several, the models are
+    called in turn, one call each, so that they share the machine's noise."""
+    for model in models:
+        timings(partial(model.predict, image), runs=0, warmup=warmup)
     seconds: list[list[float]] = [[] for _ in models]
-    for n in range(warmup + runs):
+    for _ in range(runs):
         for model, times in zip(models, seconds):
-            started = time.perf_counter()
-            model.predict(jpeg)
-            if n >= warmup:
-                times.append(time.perf_counter() - started)
+            times.extend(timings(partial(model.predict, image), runs=1, warmup=0))
     return [summary(np.array(times)) for times in seconds]
 
 
@@ -130,16 +126,14 @@ def run(args: argparse.Namespace) -> dict:
     model = load_model(args.model)
     results["warm_load_s"] = time.perf_counter() - started
     results["image_size"] = model.config.image_size
-    if args.compare:
-        other = load_model(args.compare)
-        results["latency"], compared = latency_in_turns([model, other], jpeg, args.runs, args.warmup)
-        results["compared"] = {"model": display_source(args.compare), "latency": compared,
-                               "p50_ratio": results["latency"]["p50_ms"] / compared["p50_ms"]}  # fmt: skip
-    else:
-        results["latency"] = latency(model, jpeg, args.runs, args.warmup)
+    compared = [load_model(args.compare)] if args.compare else []
+    results["latency"], *others = latency([model, *compared], jpeg, args.runs, args.warmup)
+    if others:
+        results["compared"] = {"model": display_source(args.compare), "latency": others[0],
+                               "p50_ratio": results["latency"]["p50_ms"] / others[0]["p50_ms"]}  # fmt: skip
     two = two_animal_photo()
-    results["two_animal_latency"] = {**latency(model, two, args.runs, args.warmup),
-                                     "pets_found": len(model.predict(two).pets)}  # fmt: skip
+    [two_latency] = latency([model], two, args.runs, args.warmup)
+    results["two_animal_latency"] = {**two_latency, "pets_found": len(model.predict(two).pets)}
     results["throughput_images_per_s"] = {str(b): throughput(model, jpeg, b, args.batch_runs) for b in args.batch_sizes}
     results["peak_rss_mib"] = peak_rss_mib()
     return results
