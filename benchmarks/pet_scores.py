@@ -11,12 +11,12 @@ signal was chosen, the test figures come from ``petnet.evaluate``.
 from __future__ import annotations
 
 import argparse
-import math
+from pathlib import Path
 
 import numpy as np
 
+from petnet.calibrate import threshold_keeping, validation_photos
 from petnet.config import TrainConfig
-from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
 from petnet.hub import load_model
 from petnet.metrics import binary_auroc
 from petnet.paths import BUNDLED_MODEL_DIR, NON_PET_ROOT
@@ -39,16 +39,16 @@ def main() -> None:
     parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR))
     args = parser.parse_args()
     model = load_model(args.model)
-    _, val_pets = train_val_split(read_split(defaults.data_root, "trainval"), defaults.val_fraction, defaults.seed)
-    non_pets = non_pet_split(read_non_pets(NON_PET_ROOT), "calibration")
-    pets = [signals(p) for p in model.predict_batch([r.image_path for r in val_pets])]
-    others = [signals(p) for p in model.predict_batch([r.image_path for r in non_pets])]
+    pet_photos, non_pet_photos = validation_photos(Path(defaults.data_root), NON_PET_ROOT, defaults.val_fraction,
+                                                   defaults.seed)  # fmt: skip
+    pets = [signals(p) for p in model.predict_batch(pet_photos)]
+    others = [signals(p) for p in model.predict_batch(non_pet_photos)]
     print(f"{len(pets)} validation pets, {len(others)} calibration non-pet photos")
     print(f"{'signal':<32} {'AUROC':>7} {'non-pets accepted at 99.5% pets kept':>38}")
     for name in pets[0]:
-        pet_scores = np.sort([s[name] for s in pets])
+        pet_scores = np.array([s[name] for s in pets])
         other_scores = np.array([s[name] for s in others])
-        threshold = pet_scores[math.floor(len(pet_scores) * (1 - KEPT))]
+        threshold = threshold_keeping(pet_scores, KEPT)
         auroc = binary_auroc(np.concatenate([pet_scores, other_scores]),
                              np.r_[np.ones(len(pet_scores), bool), np.zeros(len(other_scores), bool)])  # fmt: skip
         print(f"{name:<32} {auroc:7.3f} {np.mean(other_scores >= threshold):38.1%}")

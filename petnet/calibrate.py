@@ -36,6 +36,20 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def threshold_keeping(pet_scores: Sequence[float], fraction: float) -> float:
+    """The largest threshold that at least ``fraction`` of ``pet_scores`` reach."""
+    pets = np.sort(np.asarray(pet_scores, dtype=float))
+    return float(pets[math.floor(len(pets) * (1 - fraction))])
+
+
+def validation_photos(data_root: Path, non_pet_root: Path, val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """The photos thresholds are chosen on: the validation pets (carved from ``trainval`` as in
+    training) and the calibration part of the non-pet photos."""
+    _, val_pets = train_val_split(read_split(data_root, "trainval"), val_fraction, seed)
+    non_pets = non_pet_split(read_non_pets(non_pet_root), "calibration")
+    return [r.image_path for r in val_pets], [r.image_path for r in non_pets]
+
+
 def choose_threshold(
     pet_scores: Sequence[float],
     non_pet_scores: Sequence[float],
@@ -49,12 +63,10 @@ def choose_threshold(
     between meets both, and the midpoint in logit space leaves the widest margin on either side;
     otherwise the pets win (``high``): missing a pet is the worse error for a pet app.
     """
-    pets = np.sort(np.asarray(pet_scores, dtype=float))
     non_pets = np.sort(np.asarray(non_pet_scores, dtype=float))
-    if not len(pets) or not len(non_pets):
+    if not len(pet_scores) or not len(non_pets):
         raise ValueError("choose_threshold needs pet and non-pet scores")
-    allowed_misses = math.floor(len(pets) * (1 - min_pets_kept))
-    high = float(pets[allowed_misses])
+    high = threshold_keeping(pet_scores, min_pets_kept)
     allowed_accepts = math.floor(len(non_pets) * max_non_pets_accepted)
     low = float(np.nextafter(non_pets[len(non_pets) - 1 - allowed_accepts], np.inf))
     if low > high:
@@ -73,10 +85,9 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="as in training")
     args = parser.parse_args(argv)
     model = load_model(args.model)
-    _, val_pets = train_val_split(read_split(args.data_root, "trainval"), args.val_fraction, args.seed)
-    non_pets = non_pet_split(read_non_pets(args.non_pet_root), "calibration")
-    pet_scores = [p.pet_score for p in model.predict_batch([r.image_path for r in val_pets])]
-    non_pet_scores = [p.pet_score for p in model.predict_batch([r.image_path for r in non_pets])]
+    pets, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
+    pet_scores = [p.pet_score for p in model.predict_batch(pets)]
+    non_pet_scores = [p.pet_score for p in model.predict_batch(non_pets)]
     threshold = choose_threshold(pet_scores, non_pet_scores)
     kept = np.mean(np.asarray(pet_scores) >= threshold)
     accepted = np.mean(np.asarray(non_pet_scores) >= threshold)
