@@ -216,16 +216,14 @@ class PetNet(
         full_mask = mask_from_logits(mask_logits, item.size)
         pet_score = float(decoded.pet_scores[i])
         has_pet = pet_score >= names.pet_threshold
-        regions = pet_regions(mask) if has_pet else []
+        whole_photo = torch.ones_like(mask, dtype=torch.bool)
+        regions = (pet_regions(mask) or [whole_photo]) if has_pet else []
         if len(regions) > 1:
             crops = decode_output(self._classify_crops(item, regions), self.breed_species_index)
             pets = [self._pet(crops, j, region, item.size, full_mask) for j, region in enumerate(regions)]
-        elif has_pet:
-            region = regions[0] if regions else torch.ones_like(mask, dtype=torch.bool)
-            pets = [self._pet(decoded, i, region, item.size, full_mask)]
         else:
-            pets = []
-        first = pets[0] if pets else self._pet(decoded, i, torch.ones_like(mask, dtype=torch.bool), item.size, full_mask)
+            pets = [self._pet(decoded, i, region, item.size, full_mask) for region in regions]
+        first = pets[0] if pets else self._pet(decoded, i, whole_photo, item.size, full_mask)
         return Prediction(
             species=first.species,
             breed=first.breed,
