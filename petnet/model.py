@@ -61,6 +61,10 @@ class PetNetOutput(NamedTuple):
     breed_logits: torch.Tensor
     mask_logits: torch.Tensor
     pet_logits: torch.Tensor
+    breed_maps: torch.Tensor
+    """(B, n_breeds, h, w) breed logits of each location of the last feature map (a class activation
+    map, :meth:`ClassificationHead.class_map`): where in the photo which breed is seen, which tells
+    touching animals apart (:func:`petnet.inference.pet_regions`). Training does not use them."""
 
 
 class ClassificationHead(nn.Sequential):
@@ -68,6 +72,13 @@ class ClassificationHead(nn.Sequential):
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float) -> None:
         super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes))
+
+    def class_map(self, features: torch.Tensor) -> torch.Tensor:
+        """The linear layer applied at every location of (B, C, h, w) ``features``: (B, classes, h, w)
+        logits whose mean over the locations equals the head's output at inference (pooling and a
+        linear layer commute)."""
+        linear = self[-1]
+        return F.conv2d(features, linear.weight[:, :, None, None], linear.bias)
 
 
 class PetNet(
@@ -134,6 +145,7 @@ class PetNet(
             breed_logits=self.breed_head(features[-1]),
             mask_logits=self.decoder(features, output_size=images.shape[-2:]),
             pet_logits=self.pet_head(features[-1])[:, 0],
+            breed_maps=self.breed_head.class_map(features[-1]),
         )
 
     def infer(self, images: torch.Tensor) -> PetNetOutput:
@@ -141,7 +153,7 @@ class PetNet(
 
         With ``config.mirror_averaged_mask``, the images and their mirror images run as one batch
         and the mask logits are averaged (the mirrored ones flipped back); species and breed logits
-        come from the images as given. Training calls ``forward`` itself.
+        come from the images as given (breed maps too). Training calls ``forward`` itself.
         """
         if not self.config.mirror_averaged_mask:
             return self(images)
@@ -153,6 +165,7 @@ class PetNet(
             breed_logits=output.breed_logits[:count],
             mask_logits=(output.mask_logits[:count] + output.mask_logits[count:].flip(-1)) / 2,
             pet_logits=output.pet_logits[:count],
+            breed_maps=output.breed_maps[:count],
         )
 
     @property
@@ -206,10 +219,12 @@ class PetNet(
         batch = torch.stack([item.tensor for item in inputs]).to(self.device, memory_format=torch.channels_last)
         output = self.infer(batch)
         decoded = decode_output(output, self.breed_species_index)
-        mask_logits = output.mask_logits.float().cpu()
-        return [self._prediction(item, decoded, i, mask_logits[i]) for i, item in enumerate(inputs)]
+        mask_logits, breed_maps = output.mask_logits.float().cpu(), output.breed_maps.float().cpu()
+        return [self._prediction(item, decoded, i, mask_logits[i], breed_maps[i]) for i, item in enumerate(inputs)]
 
-    def _prediction(self, item: _Input, decoded: DecodedOutput, i: int, mask_logits: torch.Tensor) -> Prediction:
+    def _prediction(
+        self, item: _Input, decoded: DecodedOutput, i: int, mask_logits: torch.Tensor, breed_maps: torch.Tensor
+    ) -> Prediction:
         """One image's result; photos with several animals get one more pass over their crops."""
         names = self.config
         mask = mask_from_logits(mask_logits)
@@ -217,7 +232,7 @@ class PetNet(
         pet_score = float(decoded.pet_scores[i])
         has_pet = pet_score >= names.pet_threshold
         whole_photo = torch.ones_like(mask, dtype=torch.bool)
-        regions = (pet_regions(mask) or [whole_photo]) if has_pet else []
+        regions = (pet_regions(mask, breed_maps) or [whole_photo]) if has_pet else []
         if len(regions) > 1:
             crops = decode_output(self._classify_crops(item, regions), self.breed_species_index)
             pets = [self._pet(crops, j, region, item.size, full_mask) for j, region in enumerate(regions)]

@@ -37,3 +37,9 @@ def test_layout_geometry():
     right = pasted.width - second.width
     assert pasted.getpixel((right + 50, 40)) == (0, 0, 255), "the pasted animal"
     assert pasted.getpixel((right + 5, 5)) == (255, 0, 0), "its background is not pasted"
+    striped = first.copy()
+    striped.paste((0, 255, 0), (40, 0, 60, 80))  # the first photo's "animal"
+    extended = overlapping(striped, second, trimap)
+    assert [extended.getpixel((x, 5)) == (0, 255, 0) for x in range(extended.width)].count(True) == 20, (
+        "the extension shows no second copy of the first animal"
+    )

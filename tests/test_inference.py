@@ -29,7 +29,8 @@ def test_decode_output_ranks_only_breeds_of_the_predicted_species() -> None:
     breed_species = torch.tensor([0 if s == "cat" else 1 for s in BREED_SPECIES])
     breed_logits = torch.zeros(1, 37)
     breed_logits[0, 1] = 9  # a dog breed scores highest, but the photo is called a cat
-    output = PetNetOutput(torch.tensor([[2.0, 0.0]]), breed_logits, torch.zeros(1, 3, 4, 4), torch.tensor([3.0]))
+    output = PetNetOutput(torch.tensor([[2.0, 0.0]]), breed_logits, torch.zeros(1, 3, 4, 4), torch.tensor([3.0]),
+                          torch.zeros(1, 37, 1, 1))  # fmt: skip
     decoded = decode_output(output, breed_species)
     assert decoded.species_index.tolist() == [0]
     assert all(BREED_SPECIES[i] == "cat" for i in decoded.top_breeds[0].tolist())
@@ -38,9 +39,20 @@ def test_decode_output_ranks_only_breeds_of_the_predicted_species() -> None:
     assert decoded.mask_probabilities.sum(dim=1).allclose(torch.ones(1, 4, 4))
 
 
+NO_BREED_EVIDENCE = torch.zeros(37, 2, 2)
+"""Breed maps that see every breed everywhere alike."""
+
+
+def _breed_maps(left_breed: int, right_breed: int) -> torch.Tensor:
+    """Breed maps that see one breed, confidently, in the left half and another in the right half."""
+    maps = torch.zeros(37, 2, 2)
+    maps[left_breed, :, 0] = maps[right_breed, :, 1] = 20.0
+    return maps
+
+
 def test_pet_regions_one_per_animal_largest_first_with_their_outlines() -> None:
     mask = _mask_with_blobs((5, 5, 25, 30), (35, 30, 60, 60))
-    regions = pet_regions(mask)
+    regions = pet_regions(mask, NO_BREED_EVIDENCE)
     assert len(regions) == 2
     assert regions[0].sum() > regions[1].sum()
     assert region_box(regions[0]) == (34, 29, 61, 61)  # the boundary ring belongs to its animal
@@ -49,11 +61,34 @@ def test_pet_regions_one_per_animal_largest_first_with_their_outlines() -> None:
 
 
 def test_specks_and_fragments_are_not_animals() -> None:
-    assert pet_regions(torch.ones(SIZE, SIZE, dtype=torch.uint8)) == []
-    speck = _mask_with_blobs((5, 5, 40, 40), (50, 50, 53, 53))  # 9 pixels: under 2% of the photo
-    assert len(pet_regions(speck)) == 1
-    fragment = _mask_with_blobs((2, 2, 52, 52), (55, 5, 62, 25))  # 140 pixels, under 20% of the first
-    assert len(pet_regions(fragment)) == 1
+    assert pet_regions(torch.ones(SIZE, SIZE, dtype=torch.uint8), NO_BREED_EVIDENCE) == []
+    speck = _mask_with_blobs((5, 5, 40, 40), (50, 50, 53, 53))  # 9 pixels: under 1% of the photo
+    assert len(pet_regions(speck, NO_BREED_EVIDENCE)) == 1
+    fragment = _mask_with_blobs((2, 2, 52, 52), (55, 5, 62, 22))  # 119 pixels, under 1/20 of the first
+    assert len(pet_regions(fragment, NO_BREED_EVIDENCE)) == 1
+
+
+def _one_outline_cut_in_two() -> torch.Tensor:
+    """Two pet rectangles inside one ring of boundary, parted by a boundary line down the middle:
+    one animal cut by a collar, or two animals that touch."""
+    mask = _mask_with_blobs((8, 10, 56, 54))
+    mask[10:54, 31:33] = 2
+    return mask
+
+
+def test_pieces_of_one_outline_are_one_animal_unless_their_breeds_differ() -> None:
+    mask = _one_outline_cut_in_two()
+    assert len(pet_regions(mask, NO_BREED_EVIDENCE)) == 1, "a collar line does not make two pets"
+    assert len(pet_regions(mask, _breed_maps(0, 0))) == 1, "the same breed on both sides"
+    regions = pet_regions(mask, _breed_maps(5, 20))
+    assert len(regions) == 2 and not (regions[0] & regions[1]).any()
+    lefts = sorted(region_box(region)[0] for region in regions)
+    assert lefts[0] < SIZE // 2 <= lefts[1], "one animal on each side of the line"
+
+
+def test_class_map_averages_to_the_head_output(model: PetNet) -> None:
+    features = torch.randn(2, model.breed_head[-1].in_features, 3, 4)
+    assert model.breed_head.class_map(features).mean(dim=(2, 3)).allclose(model.breed_head(features), atol=1e-5)
 
 
 class _StubNetwork:

@@ -19,6 +19,7 @@ def _output(batch: int = 2, size: int = 8, seed: int = 0) -> PetNetOutput:
         breed_logits=torch.randn(batch, 37, generator=generator, requires_grad=True),
         mask_logits=torch.randn(batch, 3, size, size, generator=generator, requires_grad=True),
         pet_logits=torch.randn(batch, generator=generator, requires_grad=True),
+        breed_maps=torch.randn(batch, 37, 2, 2, generator=generator),
     )
 
 
