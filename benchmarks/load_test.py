@@ -4,14 +4,18 @@ Against a running demo (``python app.py``)::
 
     python benchmarks/load_test.py --clients 20 --requests 100 --url http://127.0.0.1:7860
 
-or, to compare one-photo-per-pass serving with batched serving in one run on the same machine,
-let it start ``app.py`` itself twice on a free port (``PETNET_MAX_BATCH_SIZE=1``, then the default)::
+or, to compare servers in one run on the same machine, let it start ``app.py`` itself on a free
+port: one photo per network pass (``PETNET_MAX_BATCH_SIZE=1``), then batched (the default), and with
+``--baseline-ref REF`` first the demo as it was at git commit ``REF`` (from a temporary worktree)::
 
-    python benchmarks/load_test.py --clients 20 --requests 100 --compare
+    python benchmarks/load_test.py --clients 20 --requests 100 --compare --baseline-ref 76d6e77
 
 Each client is one thread with its own ``gradio_client.Client`` sending the example photos in turn
 through the ``/predict`` endpoint, as a real visitor's browser would, until ``--requests`` calls
-are done or ``--max-seconds`` have passed. Latency includes upload, queueing and download.
+are done or ``--max-seconds`` have passed. All clients connect before the clock starts, and they do
+not download the answer's files: the clients share the server's cores, and fetching and hashing
+three PNGs per answer cost them more CPU than the server spends on the request. Latency includes
+upload, queueing and the answer.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +51,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     elapsed: float = 0.0
+    max_seconds: float = math.inf
+    """No call starts later than this after the start."""
 
     @property
     def throughput(self) -> float:
@@ -65,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="start app.py unbatched (PETNET_MAX_BATCH_SIZE=1) and then batched, load-test each, print both",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="with --compare: the batched server's batch size")
+    parser.add_argument("--baseline-ref", help="with --compare: also load-test the demo at this git commit, first")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.requests < 1:
         parser.error("--clients and --requests must be at least 1")
@@ -78,24 +86,28 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_client(
-    url: str, tickets: itertools.count, total: int, deadline: float, images: list[Path], tally: Tally
+    url: str, tickets: itertools.count, total: int, start: threading.Barrier, images: list[Path], tally: Tally
 ) -> None:
-    """One visitor: take ticket numbers until all requests are handed out or time is up."""
+    """One visitor: connect, wait for the start, take ticket numbers until all requests are handed
+    out or time is up."""
     try:
-        client = Client(url, verbose=False, analytics_enabled=False)
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
     except Exception as error:  # noqa: BLE001 - a refused connection is a result to report, not a crash
         with tally.lock:
             tally.errors.append(f"connect: {type(error).__name__}: {error}")
+        start.wait()
         return
+    start.wait()
+    deadline = time.monotonic() + tally.max_seconds
     for ticket in tickets:
         if ticket >= total or time.monotonic() > deadline:
             return
         image = images[ticket % len(images)]
         start = time.perf_counter()
         try:
-            details = client.predict(handle_file(str(image)), 0.5, api_name="/predict")[2]
-            if not isinstance(details, dict) or "has_pet" not in details:
-                raise ValueError(f"no prediction in the answer: {details!r}")
+            answer = client.predict(handle_file(str(image)), 0.5, api_name="/predict")
+            if not answer[0] or (isinstance(answer[2], dict) and "error" in answer[2]):
+                raise ValueError(f"no prediction in the answer: {answer!r}")
         except Exception as error:  # noqa: BLE001 - every failed call is counted, whatever the cause
             with tally.lock:
                 tally.errors.append(f"{image.name}: {type(error).__name__}: {error}")
@@ -107,13 +119,14 @@ def run_client(
 def load(url: str, clients: int, requests: int, max_seconds: float) -> Tally:
     """Run ``clients`` visitors against ``url`` until ``requests`` calls are done or time is up."""
     images = sorted(EXAMPLES_DIR.glob("*.jpg"))
-    tally = Tally()
+    tally = Tally(max_seconds=max_seconds)
     tickets = itertools.count()  # next() on itertools.count is atomic under the GIL
-    started = time.perf_counter()
-    deadline = time.monotonic() + max_seconds
+    start = threading.Barrier(clients + 1)
     with ThreadPoolExecutor(max_workers=clients) as pool:
         for _ in range(clients):
-            pool.submit(run_client, url, tickets, requests, deadline, images, tally)
+            pool.submit(run_client, url, tickets, requests, start, images, tally)
+        start.wait()  # every client has connected (or failed to)
+        started = time.perf_counter()
     tally.elapsed = time.perf_counter() - started
     return tally
 
@@ -141,15 +154,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def served_demo(max_batch_size: int | None, timeout: float = 180.0) -> Iterator[str]:
-    """``python app.py`` on a free loopback port with the given batch size (None = the default)."""
+def served_demo(max_batch_size: int | None, root: Path = PROJECT_ROOT, timeout: float = 180.0) -> Iterator[str]:
+    """``python app.py`` of the project at ``root`` on a free loopback port with the given batch
+    size (None = the default)."""
     port = _free_port()
     environ = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
     environ.pop("PETNET_MAX_BATCH_SIZE", None)
     if max_batch_size is not None:
         environ["PETNET_MAX_BATCH_SIZE"] = str(max_batch_size)
     server = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        [sys.executable, "app.py"], cwd=root, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -168,16 +182,35 @@ def served_demo(max_batch_size: int | None, timeout: float = 180.0) -> Iterator[
         server.wait(timeout=30)
 
 
+@contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A temporary, detached git worktree of the project at commit ``ref``."""
+    with tempfile.TemporaryDirectory(prefix="petnet-baseline-") as parent:
+        path = Path(parent) / "project"
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=PROJECT_ROOT, check=True,
+                       capture_output=True)  # fmt: skip
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=PROJECT_ROOT, check=False)
+
+
 def compare(args: argparse.Namespace) -> int:
-    """Unbatched, then batched serving, same clients and requests; prints both and the ratio."""
+    """The demo at ``--baseline-ref`` (if given), unbatched, then batched serving, same clients and
+    requests; prints each and the throughput ratios."""
     results = {}
-    for label, batch_size in (("unbatched (max_batch_size 1)", 1), ("batched", args.batch_size)):
-        with served_demo(batch_size) as url:
-            results[label] = load(url, args.clients, args.requests, args.max_seconds)
-        print(f"== {label}: clients {args.clients}  requested {args.requests}\n{summary(results[label])}")
-    before, after = results.values()
-    if before.throughput:
-        print(f"batched / unbatched throughput: {after.throughput / before.throughput:.2f}x")
+    with ExitStack() as stack:
+        servers = [("unbatched (max_batch_size 1)", 1, PROJECT_ROOT), ("batched", args.batch_size, PROJECT_ROOT)]
+        if args.baseline_ref:
+            servers.insert(0, (f"demo at {args.baseline_ref}", None, stack.enter_context(worktree(args.baseline_ref))))
+        for label, batch_size, root in servers:
+            with served_demo(batch_size, root) as url:
+                results[label] = load(url, args.clients, args.requests, args.max_seconds)
+            print(f"== {label}: clients {args.clients}  requested {args.requests}\n{summary(results[label])}")
+    *others, batched = results.items()
+    for label, tally in others:
+        if tally.throughput:
+            print(f"batched / {label} throughput: {batched[1].throughput / tally.throughput:.2f}x")
     failed = any(tally.errors or len(tally.latencies) < args.requests for tally in results.values())
     return 1 if failed else 0
 
