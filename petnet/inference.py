@@ -33,9 +33,9 @@ DISTINCT_BREED_CONFIDENCE = 0.5
 breeds differ and each has at least this probability.
 
 The three figures were chosen on validation with the shipped weights (150 two-animal composites,
-367 single-pet photos): 1% / 5% / 0.5 counted 82.0% of the composites' animals right and gave 1.9%
-of single pets two answers, where the earlier rule (2% / 20%, every connected region of pet pixels
-an animal) gave 66.0% and 4.4%."""
+367 single-pet photos): with 1% / 5% / 0.5 the count was right for 82.0% of the composites and 1.9%
+of the single pets got two answers, where the earlier rule (2% / 20%, every connected region of pet
+pixels an animal) gave 66.0% and 4.4%."""
 
 _COMPAT_KEYS = ("species", "breed", "mask")
 
