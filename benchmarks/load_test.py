@@ -14,7 +14,7 @@ Each client is one thread with its own ``gradio_client.Client`` sending the exam
 through the ``/predict`` endpoint, as a real visitor's browser would, until ``--requests`` calls
 are done or ``--max-seconds`` have passed. All clients connect before the clock starts, and they do
 not download the answer's files: the clients share the server's cores, and fetching and hashing
-three PNGs per answer cost them more CPU than the server spends on the request. Latency includes
+three PNGs per answer cost them about as much CPU as the server spends on the request. Latency includes
 upload, queueing and the answer.
 """
 
