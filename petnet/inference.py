@@ -135,7 +135,7 @@ def pet_regions(
     location = (rows[:, None] * map_cols + cols[None, :]).ravel()
     pixels_at = np.bincount(flat * map_rows * map_cols + location, minlength=(count + 1) * map_rows * map_cols)
     pixels_at = torch.from_numpy(pixels_at.reshape(count + 1, -1)[1:]).float()
-    breeds = (pixels_at @ breed_maps.flatten(1).float().T / pixels_at.sum(dim=1, keepdim=True)).softmax(dim=1)
+    breeds = (pixels_at @ breed_maps.flatten(1).float().T / torch.from_numpy(areas[1:, None])).softmax(dim=1)
     outline_of = np.zeros(count + 1, dtype=np.int64)
     outline_of[flat] = outlines.ravel()  # every pixel of a piece lies in the same outline
     animals: list[_Animal] = []

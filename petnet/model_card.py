@@ -277,8 +277,8 @@ breeds** (among the breeds of the predicted species) and a **3-class trimap mask
 boundary). A `timm` {backbone} backbone initialised from ImageNet feeds a species head, a breed head,
 a pet-presence head and a U-Net decoder over the backbone's multi-scale features. A photo whose
 pet score is below `pet_threshold` (in `config.json`, chosen on validation) has no cat or dog; a photo
-with several animals (connected pet regions of the mask) gets one answer per animal, each from a
-crop of that animal.
+with several animals (pet regions of the mask, told apart by their outlines and by where the breed
+head sees which breed) gets one answer per animal, each from a crop of that animal.
 
 ```python
 import petnet
@@ -332,8 +332,8 @@ figures; they are used for research and not redistributed.
 - Only the 37 breeds of the dataset; a mixed breed still gets one of them.
 - "No cat or dog" is learnt from ImageNet photos of other things (464 for training); photos unlike
   both those and Oxford-IIIT Pet (drawings, toys, very dark or blurred shots) may be misjudged.
-- Several animals are told apart only when their pet regions in the mask do not touch; two animals
-  lying against each other count as one.
+- Several animals are told apart when their pet regions in the mask do not touch or the breed head
+  sees different breeds in them; two animals of one breed lying against each other count as one.
 - The boundary class (a thin band around the pet) is the hardest; its IoU is the worst-class IoU.
 - Trained on square, stretched 256x256 photos; very different framings may do worse.
 
