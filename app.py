@@ -3,8 +3,9 @@
 Serves on 127.0.0.1:7860 unless ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` say otherwise.
 """
 
-from app.demo import build_demo, launch_options
+from app.demo import build_demo, launch_options, use_serving_threads
 
+use_serving_threads()
 demo = build_demo()
 
 if __name__ == "__main__":

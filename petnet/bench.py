@@ -11,7 +11,8 @@ Figures, not assertions (tests never time anything):
 - peak resident memory of this process and of the fresh loading process;
 - with ``--compare OTHER``: the other model's single-image latency, timed in turns with this one's
   (one call each, alternately), and the ratio of the two p50s, which a shared machine's noise moves
-  far less than either figure;
+  far less than either figure; ``--compare-precision float32`` compares with the other (or the same)
+  model computing in another number format (``--precision``, :mod:`petnet.precision`);
 - the latency on a photo of two animals (two example photos side by side), which adds one pass over
   the animals' crops.
 
@@ -42,6 +43,7 @@ from petnet.hub import display_source, load_model
 from petnet.images import load_image
 from petnet.model import PetNet
 from petnet.paths import BUNDLED_MODEL_DIR, EXAMPLES_DIR
+from petnet.precision import PRECISIONS
 
 DEFAULT_IMAGE = EXAMPLES_DIR / "Abyssinian_202.jpg"
 
@@ -123,14 +125,17 @@ def run(args: argparse.Namespace) -> dict:
     }
     results["cold_load"] = fresh_process_load(args.model, args.threads) if args.load_time else None
     started = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model(args.model, precision=args.precision)
     results["warm_load_s"] = time.perf_counter() - started
     results["image_size"] = model.config.image_size
-    compared = [load_model(args.compare)] if args.compare else []
+    results["dtype"] = dtype_name(model)
+    compared = []
+    if args.compare or args.compare_precision:
+        compared = [load_model(args.compare or args.model, precision=args.compare_precision or args.precision)]
     results["latency"], *others = latency([model, *compared], jpeg, args.runs, args.warmup)
     if others:
-        results["compared"] = {"model": display_source(args.compare), "latency": others[0],
-                               "p50_ratio": results["latency"]["p50_ms"] / others[0]["p50_ms"]}  # fmt: skip
+        results["compared"] = {"model": display_source(args.compare or args.model), "dtype": dtype_name(compared[0]),
+                               "latency": others[0], "p50_ratio": results["latency"]["p50_ms"] / others[0]["p50_ms"]}  # fmt: skip
     two = two_animal_photo()
     [two_latency] = latency([model], two, args.runs, args.warmup)
     results["two_animal_latency"] = {**two_latency, "pets_found": len(model.predict(two).pets)}
@@ -139,10 +144,14 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def dtype_name(model: PetNet) -> str:
+    return str(model.inference_dtype).removeprefix("torch.")
+
+
 def table(results: dict) -> str:
     header = (
         f"PetNet {results['petnet_version']} on CPU ({results['threads']} threads of {results['cpu_count']}), "
-        f"torch {results['torch']}, input {results['image_size']} px, photo {results['image']}"
+        f"torch {results['torch']}, {results['dtype']}, input {results['image_size']} px, photo {results['image']}"
     )
     lines = [
         header,
@@ -152,7 +161,7 @@ def table(results: dict) -> str:
     if results.get("compared"):
         compared = results["compared"]
         lines += [
-            f"{'  the same for ' + compared['model']:<36} {compared['latency']['p50_ms']:9.1f} ms",
+            f"{'  the same for ' + compared['model'] + ', ' + compared['dtype']:<36} {compared['latency']['p50_ms']:9.1f} ms",
             f"{'  p50 ratio, this model / that one':<36} {compared['p50_ratio']:9.2f}",
         ]
     two = results["two_animal_latency"]
@@ -176,6 +185,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="petnet-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR), help="model folder or Hub repo id (default: bundled)")
     parser.add_argument("--compare", help="another model folder or repo id timed in turns with --model")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="what the network computes in")
+    parser.add_argument("--compare-precision", choices=PRECISIONS, help="--compare's precision (default: --precision)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="JPEG used for every run")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--runs", type=int, default=50, help="timed single-image runs")

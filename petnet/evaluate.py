@@ -54,6 +54,7 @@ from petnet.metrics import (
 )
 from petnet.model import PetNet
 from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
+from petnet.precision import PRECISIONS
 from petnet.report import (
     BASELINE,
     EVALUATION_SPLITS,
@@ -341,6 +342,7 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "backbone": model.config.backbone,
             "image_size": model.config.image_size,
             "mirror_averaged_mask": model.config.mirror_averaged_mask,
+            "precision": str(model.inference_dtype).removeprefix("torch."),
             "pet_threshold": model.config.pet_threshold,
         },
         "num_images": len(outcomes),
@@ -398,6 +400,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--single-view-mask", action="store_true",
         help="predict masks from the photo alone, not averaged with its mirror image (config.mirror_averaged_mask)",
     )
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="what the network computes in (auto: bfloat16 on CPUs that have it in hardware)")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training (--split val)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="as in training (--split val)")
     return parser.parse_args(argv)
@@ -430,7 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
     description = split_description(args.split, records, args.val_fraction, args.seed)
     if args.limit:
         description += f", limited to the first {len(records)} by --limit"
-    model = load_model(args.model, device="cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.model, device="cuda" if torch.cuda.is_available() else "cpu", precision=args.precision)
     if args.single_view_mask:
         model.config.mirror_averaged_mask = False
     check_labels(model)

@@ -40,6 +40,7 @@ from huggingface_hub.utils import validate_repo_id
 from petnet import __version__, paths
 from petnet.errors import WeightsError
 from petnet.model import PetNet
+from petnet.precision import inference_dtype
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,12 @@ _HUB_FAILURES = (OSError, httpx2.HTTPError)
 
 
 def load_model(
-    path_or_repo: str | Path | None = None, *, revision: str | None = None, device: str = "cpu", fuse: bool = True
+    path_or_repo: str | Path | None = None,
+    *,
+    revision: str | None = None,
+    device: str = "cpu",
+    fuse: bool = True,
+    precision: str = "auto",
 ) -> PetNet:
     """A ready-to-predict :class:`PetNet` in eval mode on ``device``.
 
@@ -74,9 +80,11 @@ def load_model(
     and its files are used only if their SHA-256 equals the packaged files'; else one warning and the
     packaged weights. With ``fuse`` (the default) batch norms are folded into the convolutions for speed
     (:meth:`PetNet.fuse_for_inference`); pass ``fuse=False`` for a model to fine-tune, save or
-    load a state dict into. Raises :class:`~petnet.errors.WeightsError` when no usable weights
-    can be found.
+    load a state dict into. ``precision`` is what the network computes in (``auto``, ``float32`` or
+    ``bfloat16``; ``auto`` = bfloat16 on CPUs that have it in hardware, :mod:`petnet.precision`).
+    Raises :class:`~petnet.errors.WeightsError` when no usable weights can be found.
     """
+    dtype = inference_dtype(precision, device)
     named = str(path_or_repo) if path_or_repo is not None else os.environ.get(REPO_ENV_VAR)
     source = named or DEFAULT_REPO_ID
     if Path(source).expanduser().exists() or not _is_repo_id(source):
@@ -90,6 +98,7 @@ def load_model(
             log.warning("Running on the bundled weights in %s because %s.", BUNDLED_MODEL_DIR, reason)
             model = _load_bundled(reason)
     model = model.to(device).eval()
+    model.inference_dtype = dtype
     return model.fuse_for_inference() if fuse else model
 
 

@@ -115,6 +115,9 @@ class PetNet(
         """Where the weights came from, for people (set by the loaders; shown by the apps)."""
         self.is_fused = False
         """True once :meth:`fuse_for_inference` has folded the batch norms (predict-only from then on)."""
+        self.inference_dtype = torch.float32
+        """What :meth:`infer` computes in: float32, or bfloat16 under autocast (set by
+        :func:`petnet.load_model` from its ``precision``; see :mod:`petnet.precision`)."""
         # NHWC convolutions: about 1.3x faster on CPU for this network (oneDNN), and the layout GPUs prefer.
         self.to(memory_format=torch.channels_last)
         self.eval()
@@ -153,12 +156,13 @@ class PetNet(
 
         With ``config.mirror_averaged_mask``, the images and their mirror images run as one batch
         and the mask logits are averaged (the mirrored ones flipped back); species and breed logits
-        come from the images as given (breed maps too). Training calls ``forward`` itself.
+        come from the images as given (breed maps too). The network runs in
+        :attr:`inference_dtype`; the outputs are float32. Training calls ``forward`` itself.
         """
         if not self.config.mirror_averaged_mask:
-            return self(images)
+            return self._run(images)
         both = torch.cat([images, images.flip(-1)]).contiguous(memory_format=torch.channels_last)
-        output = self(both)
+        output = self._run(both)
         count = len(images)
         return PetNetOutput(
             species_logits=output.species_logits[:count],
@@ -167,6 +171,13 @@ class PetNet(
             pet_logits=output.pet_logits[:count],
             breed_maps=output.breed_maps[:count],
         )
+
+    def _run(self, images: torch.Tensor) -> PetNetOutput:
+        """``forward`` in :attr:`inference_dtype`, with float32 outputs."""
+        low_precision = self.inference_dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=self.inference_dtype, enabled=low_precision):
+            output = self(images)
+        return PetNetOutput(*(tensor.float() for tensor in output))
 
     @property
     def device(self) -> torch.device:
@@ -267,7 +278,7 @@ class PetNet(
                 crop = item.tensor[:, top:bottom, left:right]
                 crops.append(F.interpolate(crop[None], size=item.tensor.shape[-2:], mode="bilinear", antialias=True)[0])
         batch = torch.stack(crops).to(self.device, memory_format=torch.channels_last)
-        return self(batch)
+        return self._run(batch)
 
     def _pet(self, decoded: DecodedOutput, i: int, region: torch.Tensor, size: tuple[int, int], full_mask: torch.Tensor) -> Pet:
         """Row ``i`` of ``decoded`` as one animal whose ``region`` (network size) maps onto the photo."""

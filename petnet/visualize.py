@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from petnet.inference import resize_scores
+from petnet.inference import mask_from_logits, resize_scores
 from petnet.labels import MASK_CLASSES, PET_INDEX
 
 MASK_COLORS: dict[str, tuple[int, int, int]] = {
@@ -125,7 +125,7 @@ def cutout_alpha(probabilities: torch.Tensor, size: tuple[int, int] | None = Non
         probabilities = resize_scores(probabilities, size)
     probabilities = probabilities.float()
     alpha = probabilities[PET_INDEX] + probabilities[_BOUNDARY] / 2
-    alpha = torch.where(probabilities.argmax(dim=0) == PET_INDEX, torch.ones_like(alpha), alpha)
+    alpha = torch.where(mask_from_logits(probabilities) == PET_INDEX, torch.ones_like(alpha), alpha)
     alpha = torch.where(alpha < _NOISE_ALPHA, torch.zeros_like(alpha), alpha)
     return (alpha.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 

@@ -9,6 +9,7 @@ PetNet through the same path.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -121,6 +122,13 @@ def test_interface_batches_the_public_endpoint_behind_a_concurrency_limit() -> N
     assert endpoint.batch and endpoint.max_batch_size == 4 and endpoint.concurrency_limit == 2
 
 
+def test_concurrent_batches_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    assert DemoSettings(concurrency_limit=2).torch_threads == 1
+    assert DemoSettings(concurrency_limit=1).torch_threads == 2
+    assert DemoSettings(concurrency_limit=4).torch_threads == 1  # never zero
+
+
 def test_batch_size_comes_from_the_environment() -> None:
     assert DemoSettings.from_environ({"PETNET_MAX_BATCH_SIZE": "1"}).max_batch_size == 1
     assert DemoSettings.from_environ({}).max_batch_size == DemoSettings().max_batch_size
@@ -146,7 +154,8 @@ def test_one_pet_gives_species_breeds_overlay_cutout_and_named_downloads(tmp_pat
     assert cutout.mode == "RGBA" and cutout.width < 200 and cutout.height < 120  # cropped to the pet
     alpha = np.asarray(cutout)[..., 3]
     assert alpha.max() == 255 and ((alpha > 0) & (alpha < 255)).any()  # opaque pet, feathered boundary
-    assert preview.mode == "RGB" and preview.size == cutout.size  # shown on a checkerboard
+    shown = Image.open(preview)
+    assert shown.mode == "RGB" and shown.size == cutout.size and preview not in downloads  # on a checkerboard
 
 
 def test_no_pet_says_so_and_offers_no_cutout(tmp_path: Path) -> None:
@@ -292,7 +301,7 @@ def test_large_photo_keeps_full_size_downloads_and_a_screen_size_overlay(tmp_pat
     overlay, _, _, preview, downloads = handlers.predict(_photo(tmp_path, "big.jpg", (1600, 1200)), 0.5)
     assert Image.open(downloads[-1]).size == (1600, 1200)  # the mask
     limit = handlers.settings.screen_max_side
-    assert Image.open(overlay).size == (limit, limit * 3 // 4) and max(preview.size) <= limit
+    assert Image.open(overlay).size == (limit, limit * 3 // 4) and max(Image.open(preview).size) <= limit
     with np.load(Path(downloads[-1]).parent / VIEW_FILE) as view:
         assert view["mask"].shape == view["animals"].shape == (limit * 3 // 4, limit)
 
