@@ -4,9 +4,10 @@ Against a running demo (``python app.py``)::
 
     python benchmarks/load_test.py --clients 20 --requests 100 --url http://127.0.0.1:7860
 
-or, to compare servers in one run on the same machine, let it start ``app.py`` itself on a free
-port: one photo per network pass (``PETNET_MAX_BATCH_SIZE=1``), then batched (the default), and with
-``--baseline-ref REF`` first the demo as it was at git commit ``REF`` (from a temporary worktree)::
+or, to compare servers in one run on the same machine, let it start ``app.py`` itself on free
+ports: one photo per network pass (``PETNET_MAX_BATCH_SIZE=1``), batched (the default), and with
+``--baseline-ref REF`` the demo as it was at git commit ``REF`` (from a temporary worktree), loaded
+in turn for ``--rounds`` rounds::
 
     python benchmarks/load_test.py --clients 20 --requests 100 --compare --baseline-ref 76d6e77
 
@@ -54,6 +55,12 @@ class Tally:
     max_seconds: float = math.inf
     """No call starts later than this after the start."""
 
+    def add(self, other: Tally) -> None:
+        """Count ``other``'s calls and wall time as part of this tally."""
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.elapsed += other.elapsed
+
     @property
     def throughput(self) -> float:
         """Successful requests per second of wall time."""
@@ -73,9 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="with --compare: the batched server's batch size")
     parser.add_argument("--baseline-ref", help="with --compare: also load-test the demo at this git commit, first")
+    parser.add_argument("--rounds", type=int, default=3, help="with --compare: rounds over the servers in turn")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.requests < 1:
-        parser.error("--clients and --requests must be at least 1")
+    if args.clients < 1 or args.requests < 1 or args.rounds < 1:
+        parser.error("--clients, --requests and --rounds must be at least 1")
     return args
 
 
@@ -197,21 +205,25 @@ def worktree(ref: str) -> Iterator[Path]:
 
 def compare(args: argparse.Namespace) -> int:
     """The demo at ``--baseline-ref`` (if given), unbatched, then batched serving, same clients and
-    requests; prints each and the throughput ratios."""
-    results = {}
+    requests, in ``--rounds`` rounds that visit the servers in turn (all started first), so that
+    the shared machine's drift from minute to minute falls on every server alike; prints each
+    server's totals and the throughput ratios."""
+    servers = [("unbatched (max_batch_size 1)", 1, PROJECT_ROOT), ("batched", args.batch_size, PROJECT_ROOT)]
     with ExitStack() as stack:
-        servers = [("unbatched (max_batch_size 1)", 1, PROJECT_ROOT), ("batched", args.batch_size, PROJECT_ROOT)]
         if args.baseline_ref:
             servers.insert(0, (f"demo at {args.baseline_ref}", None, stack.enter_context(worktree(args.baseline_ref))))
-        for label, batch_size, root in servers:
-            with served_demo(batch_size, root) as url:
-                results[label] = load(url, args.clients, args.requests, args.max_seconds)
-            print(f"== {label}: clients {args.clients}  requested {args.requests}\n{summary(results[label])}")
+        urls = {label: stack.enter_context(served_demo(batch_size, root)) for label, batch_size, root in servers}
+        results = {label: Tally() for label in urls}
+        for _ in range(args.rounds):
+            for label, url in urls.items():
+                results[label].add(load(url, args.clients, args.requests, args.max_seconds))
+    for label, tally in results.items():
+        print(f"== {label}: clients {args.clients}  requested {args.requests} x {args.rounds} rounds\n{summary(tally)}")
     *others, batched = results.items()
     for label, tally in others:
         if tally.throughput:
             print(f"batched / {label} throughput: {batched[1].throughput / tally.throughput:.2f}x")
-    failed = any(tally.errors or len(tally.latencies) < args.requests for tally in results.values())
+    failed = any(tally.errors or len(tally.latencies) < args.requests * args.rounds for tally in results.values())
     return 1 if failed else 0
 
 

@@ -98,13 +98,18 @@ def speed_table(bench: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_NATIVE_BFLOAT16 = "what `load_model()` picks on CPUs with bfloat16 in hardware; float32 elsewhere"
+
+
 def speed_caption(bench: Mapping[str, Any]) -> str:
     """Where and how the benchmark ran, as one sentence."""
     return (
         f"Measured with `python -m petnet.bench --threads {bench['threads']}"
-        f"{' --compare ' + bench['compared']['model'] if bench.get('compared') else ''}` on a {bench['cpu_count']}-core "
+        f"{' --compare ' + bench['compared']['model'] if bench.get('compared') else ''}"
+        f"` on a {bench['cpu_count']}-core "
         f"{bench['cpu']} CPU ({bench['threads']} threads, torch {bench['torch']}, {bench['image_size']} px input, "
-        f"photo {bench['image']})."
+        f"photo {bench['image']}), the network computing in {bench.get('dtype', 'float32')}"
+        f"{' (' + _NATIVE_BFLOAT16 + ')' if bench.get('dtype') == 'bfloat16' else ''}."
     )
 
 
