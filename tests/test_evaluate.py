@@ -55,9 +55,11 @@ def test_counts_match_the_split(test_report, tiny_pet_root):
 def test_single_view_mask_flag_is_recorded(tiny_pet_root, tiny_model_dir, tmp_path):
     out = tmp_path / "single.json"
     main(["--split", "test", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
-          "--num-workers", "0", "--limit", "2", "--single-view-mask", "--non-pet-root", ""])  # fmt: skip
+          "--num-workers", "0", "--limit", "2", "--single-view-mask", "--non-pet-root", "",
+          "--precision", "float32"])  # fmt: skip
     report = load_report(out)
     assert report["model"]["mirror_averaged_mask"] is False
+    assert report["model"]["precision"] == "float32"
     assert "detection" not in report, "no non-pet photos, no detection figures"
 
 
