@@ -144,7 +144,13 @@ def recipe(train_configs: Sequence[Mapping[str, Any]]) -> str:
         return training_command(train_configs[0])
     run_dirs = [config["output_dir"] for config in train_configs]
     commands = [f"{training_command(config)} --output-dir {config['output_dir']}" for config in train_configs]
-    return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)} --out petnet/weights"])
+    export = " --export final" if _all_averaged(train_configs) else ""
+    return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)}{export} --out petnet/weights"])
+
+
+def _all_averaged(train_configs: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every run kept a moving average of its weights, whose end-of-schedule export is what ships."""
+    return all(config.get("ema_decay") for config in train_configs)
 
 
 def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:
@@ -158,10 +164,14 @@ def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:
     elif len(train_configs) == 1:
         origin = "The exported weights are those of the epoch with the lowest validation loss."
     else:
+        exported = (
+            "each at the end of its schedule (its moving average, `final/`)" if _all_averaged(train_configs)
+            else "each exported at its epoch with the lowest validation loss"
+        )
         origin = (
             f"The weights are the mean of the weights of these {len(train_configs)} runs, fine-tuned from the same "
-            "ImageNet initialisation and each exported at its epoch with the lowest validation loss (a uniform "
-            '"model soup", Wortsman et al., ICML 2022), which costs nothing extra per image.'
+            f'ImageNet initialisation, {exported} (a uniform "model soup", Wortsman et al., ICML 2022), which '
+            "costs nothing extra per image."
         )
     runs = "\n".join(
         f"- `{config['output_dir']}`: {optimiser_sentence(config)} Loss = {loss_formula(config['loss_weights'])}."

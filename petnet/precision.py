@@ -3,9 +3,9 @@
 bfloat16 roughly halves the forward pass on CPUs that compute it natively (AVX512-BF16 or AMX:
 AMD Zen 4 and later, Intel Cooper Lake / Sapphire Rapids and later); elsewhere oneDNN would
 emulate it, slower than float32. ``"auto"`` therefore picks bfloat16 only on such CPUs. The weights
-were trained under bfloat16 autocast (``TrainConfig.amp``), and predictions in bfloat16 were checked
-against float32 on validation (README, "Speed"). Only the network runs in it: its outputs come back
-as float32 before anything else reads them.
+are trained in float32 on CPU; their predictions in bfloat16 were checked against float32 on
+validation (README, "Speed"). Only the network runs in it: its outputs come back as float32 before
+anything else reads them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Runs fine-tuned from the same ImageNet initialisation end up close enough in weight space that
 the mean of their weights predicts better than each of them, at no extra cost per image
-(Wortsman et al., "Model soups", ICML 2022). ``python -m petnet.soup RUN_DIR ... --out DIR``.
+(Wortsman et al., "Model soups", ICML 2022). ``python -m petnet.soup RUN_DIR ... --out DIR``
+averages each run's ``model/`` export (lowest validation loss); ``--export final`` the end of the
+schedule (the moving average, for runs with an EMA).
 """
 
 from __future__ import annotations
@@ -38,9 +40,15 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
     }
 
 
-def cook_soup(run_dirs: Sequence[Path]) -> PetNet:
-    """One model whose weights average the exported models (``RUN_DIR/model``) of ``run_dirs``."""
-    models = [load_model(Path(run) / "model", fuse=False) for run in run_dirs]
+EXPORTS = ("model", "final")
+"""The exports a training run writes: lowest validation loss, end of the schedule."""
+
+
+def cook_soup(run_dirs: Sequence[Path], export: str = "model") -> PetNet:
+    """One model whose weights average the exported models (``RUN_DIR/<export>``) of ``run_dirs``."""
+    if export not in EXPORTS:
+        raise ValueError(f"export must be one of {', '.join(EXPORTS)}; got {export!r}.")
+    models = [load_model(Path(run) / export, fuse=False) for run in run_dirs]
     if any(model.config != models[0].config for model in models[1:]):
         raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
     soup = models[0]
@@ -54,8 +62,10 @@ def main(argv: list[str] | None = None) -> PetNet:
     parser = argparse.ArgumentParser(prog="petnet-soup", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="output directories of python -m petnet.train")
     parser.add_argument("--out", type=Path, required=True, help="folder for config.json and model.safetensors")
+    parser.add_argument("--export", choices=EXPORTS, default="model",
+                        help="which export of each run: lowest validation loss (model) or end of schedule (final)")
     args = parser.parse_args(argv)
-    soup = cook_soup(args.runs)
+    soup = cook_soup(args.runs, args.export)
     soup.save_pretrained(args.out)
     log.info("Saved the %s to %s", soup.weights_source, args.out)
     return soup

@@ -28,10 +28,10 @@ def test_average_rejects_mismatched_tensors():
         average_state_dicts([])
 
 
-def _save_run(run_dir, config: PetNetConfig, seed: int) -> PetNet:
+def _save_run(run_dir, config: PetNetConfig, seed: int, export: str = "model") -> PetNet:
     torch.manual_seed(seed)
     model = PetNet(config)
-    model.save_pretrained(run_dir / "model")
+    model.save_pretrained(run_dir / export)
     return model
 
 
@@ -43,6 +43,16 @@ def test_main_saves_the_averaged_model(tmp_path):
     key = "breed_head.3.weight"
     expected = (first.state_dict()[key].half().float() + second.state_dict()[key].half().float()) / 2
     torch.testing.assert_close(soup[key].float(), expected, atol=1e-3, rtol=1e-3)
+
+
+def test_the_end_of_schedule_exports_can_be_averaged(tmp_path):
+    config = PetNetConfig(image_size=32)
+    first, second = _save_run(tmp_path / "a", config, 0, "final"), _save_run(tmp_path / "b", config, 1, "final")
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--export", "final", "--out", str(tmp_path / "soup")])
+    key = "species_head.3.bias"
+    expected = (first.state_dict()[key].half().float() + second.state_dict()[key].half().float()) / 2
+    torch.testing.assert_close(load_model(tmp_path / "soup", fuse=False).state_dict()[key].float(), expected,
+                               atol=1e-3, rtol=1e-3)  # fmt: skip
 
 
 def test_runs_of_different_configurations_do_not_mix(tmp_path):
