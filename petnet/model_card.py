@@ -165,12 +165,12 @@ def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:
         origin = "The exported weights are those of the epoch with the lowest validation loss."
     else:
         exported = (
-            "each at the end of its schedule (its moving average, `final/`)" if _all_averaged(train_configs)
+            "each at the end of its schedule (the moving average in `final/`)" if _all_averaged(train_configs)
             else "each exported at its epoch with the lowest validation loss"
         )
         origin = (
             f"The weights are the mean of the weights of these {len(train_configs)} runs, fine-tuned from the same "
-            f'ImageNet initialisation, {exported} (a uniform "model soup", Wortsman et al., ICML 2022), which '
+            f'ImageNet initialisation, {exported}: a uniform "model soup" (Wortsman et al., ICML 2022), which '
             "costs nothing extra per image."
         )
     runs = "\n".join(
