@@ -169,12 +169,11 @@ class PetDemo:
         shown = _for_screen(photo, prediction.full_mask.numpy(), animals, self.settings.screen_max_side)
         cutout = pet_cutout(photo, prediction.mask_probabilities) if prediction.has_pet else None
         downloads = {f"{stem}_overlay.png": _png(_draw(shown, opacity))}
-        if cutout is not None:
-            downloads[f"{stem}_cutout.png"] = _png(cutout)
-        downloads[f"{stem}_mask.png"] = _png(palette_mask(prediction.full_mask))
         shown_only = {VIEW_FILE: _npz(shown)}
         if cutout is not None:
+            downloads[f"{stem}_cutout.png"] = _png(cutout)
             shown_only[PREVIEW_FILE] = _jpeg(on_checkerboard(_fit(cutout, self.settings.screen_max_side)))
+        downloads[f"{stem}_mask.png"] = _png(palette_mask(prediction.full_mask))
         published = self._publish({**downloads, **shown_only})
         download_paths = [published[name] for name in downloads]
         return (download_paths[0], results_html.verdict(prediction), prediction.to_dict(),

@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="start app.py unbatched (PETNET_MAX_BATCH_SIZE=1) and then batched, load-test each, print both",
+        help="start app.py unbatched (PETNET_MAX_BATCH_SIZE=1) and batched (and --baseline-ref), load them in turn, print each",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="with --compare: the batched server's batch size")
     parser.add_argument("--baseline-ref", help="with --compare: also load-test the demo at this git commit, first")
@@ -111,7 +111,7 @@ def run_client(
         if ticket >= total or time.monotonic() > deadline:
             return
         image = images[ticket % len(images)]
-        start = time.perf_counter()
+        sent = time.perf_counter()
         try:
             answer = client.predict(handle_file(str(image)), 0.5, api_name="/predict")
             if not answer[0] or (isinstance(answer[2], dict) and "error" in answer[2]):
@@ -121,7 +121,7 @@ def run_client(
                 tally.errors.append(f"{image.name}: {type(error).__name__}: {error}")
             continue
         with tally.lock:
-            tally.latencies.append(time.perf_counter() - start)
+            tally.latencies.append(time.perf_counter() - sent)
 
 
 def load(url: str, clients: int, requests: int, max_seconds: float) -> Tally:

@@ -43,7 +43,7 @@ from petnet.hub import display_source, load_model
 from petnet.images import load_image
 from petnet.model import PetNet
 from petnet.paths import BUNDLED_MODEL_DIR, EXAMPLES_DIR
-from petnet.precision import PRECISIONS
+from petnet.precision import PRECISIONS, precision_name
 
 DEFAULT_IMAGE = EXAMPLES_DIR / "Abyssinian_202.jpg"
 
@@ -128,13 +128,13 @@ def run(args: argparse.Namespace) -> dict:
     model = load_model(args.model, precision=args.precision)
     results["warm_load_s"] = time.perf_counter() - started
     results["image_size"] = model.config.image_size
-    results["dtype"] = dtype_name(model)
+    results["dtype"] = precision_name(model.inference_dtype)
     compared = []
     if args.compare or args.compare_precision:
         compared = [load_model(args.compare or args.model, precision=args.compare_precision or args.precision)]
     results["latency"], *others = latency([model, *compared], jpeg, args.runs, args.warmup)
     if others:
-        results["compared"] = {"model": display_source(args.compare or args.model), "dtype": dtype_name(compared[0]),
+        results["compared"] = {"model": display_source(args.compare or args.model), "dtype": precision_name(compared[0].inference_dtype),
                                "latency": others[0], "p50_ratio": results["latency"]["p50_ms"] / others[0]["p50_ms"]}  # fmt: skip
     two = two_animal_photo()
     [two_latency] = latency([model], two, args.runs, args.warmup)
@@ -142,10 +142,6 @@ def run(args: argparse.Namespace) -> dict:
     results["throughput_images_per_s"] = {str(b): throughput(model, jpeg, b, args.batch_runs) for b in args.batch_sizes}
     results["peak_rss_mib"] = peak_rss_mib()
     return results
-
-
-def dtype_name(model: PetNet) -> str:
-    return str(model.inference_dtype).removeprefix("torch.")
 
 
 def table(results: dict) -> str:

@@ -54,7 +54,7 @@ from petnet.metrics import (
 )
 from petnet.model import PetNet
 from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
-from petnet.precision import PRECISIONS
+from petnet.precision import PRECISIONS, precision_name
 from petnet.report import (
     BASELINE,
     EVALUATION_SPLITS,
@@ -342,7 +342,7 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "backbone": model.config.backbone,
             "image_size": model.config.image_size,
             "mirror_averaged_mask": model.config.mirror_averaged_mask,
-            "precision": str(model.inference_dtype).removeprefix("torch."),
+            "precision": precision_name(model.inference_dtype),
             "pet_threshold": model.config.pet_threshold,
         },
         "num_images": len(outcomes),

@@ -230,7 +230,7 @@ class PetNet(
         batch = torch.stack([item.tensor for item in inputs]).to(self.device, memory_format=torch.channels_last)
         output = self.infer(batch)
         decoded = decode_output(output, self.breed_species_index)
-        mask_logits, breed_maps = output.mask_logits.float().cpu(), output.breed_maps.float().cpu()
+        mask_logits, breed_maps = output.mask_logits.cpu(), output.breed_maps.cpu()
         return [self._prediction(item, decoded, i, mask_logits[i], breed_maps[i]) for i, item in enumerate(inputs)]
 
     def _prediction(

@@ -21,6 +21,11 @@ def native_bfloat16_cpu() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``: how reports and benchmarks name what the network computed in."""
+    return str(dtype).removeprefix("torch.")
+
+
 def inference_dtype(precision: str, device: torch.device | str) -> torch.dtype:
     """The dtype behind ``precision`` (one of :data:`PRECISIONS`) on ``device``.
 
