@@ -1,4 +1,4 @@
-"""Load-test the PetNet demo with parallel gradio_client callers; prints throughput and latency percentiles.
+"""Load-test the PetNet demo with parallel callers; prints throughput and latency percentiles.
 
 Against a running demo (``python app.py``)::
 
@@ -11,18 +11,23 @@ in turn for ``--rounds`` rounds::
 
     python benchmarks/load_test.py --clients 20 --requests 100 --compare --baseline-ref 76d6e77
 
-Each client is one thread with its own ``gradio_client.Client`` sending the example photos in turn
-through the ``/predict`` endpoint, as a real visitor's browser would, until ``--requests`` calls
-are done or ``--max-seconds`` have passed. All clients connect before the clock starts, and they do
-not download the answer's files: the clients share the server's cores, and fetching and hashing
-three PNGs per answer cost them about as much CPU as the server spends on the request. Latency includes
-upload, queueing and the answer.
+Each caller sends the example photos in turn through the ``/predict`` endpoint until ``--requests``
+calls are done or ``--max-seconds`` have passed; all connect before the clock starts, and none
+downloads the answer's files. Latency includes upload, queueing and the answer. ``--client http``
+(the default) is what a browser does, in one thread: upload the photo, start the call, read its
+event stream (Gradio's HTTP API, ``/gradio_api/upload`` and ``/gradio_api/call/predict``), 20
+callers as asyncio tasks sharing one ``httpx`` connection pool. ``--client gradio`` gives each
+caller a thread with its own ``gradio_client.Client``, which costs the shared 2 cores about
+0.08 CPU-seconds a call: on this machine the load generator then takes a good part of the CPU the
+servers compete for, and the comparison measures the client as much as the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
+import json
 import math
 import os
 import socket
@@ -39,6 +44,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from gradio_client import Client, handle_file
 
 from petnet.paths import EXAMPLES_DIR, PROJECT_ROOT
@@ -73,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=20, help="callers running in parallel")
     parser.add_argument("--requests", type=int, default=100, help="total predictions to request")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="stop starting new calls after this")
+    parser.add_argument("--client", choices=("http", "gradio"), default="http",
+                        help="http: asyncio callers on Gradio's HTTP API in one thread; gradio: a gradio_client.Client thread per caller")  # fmt: skip
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -113,9 +121,7 @@ def run_client(
         image = images[ticket % len(images)]
         sent = time.perf_counter()
         try:
-            answer = client.predict(handle_file(str(image)), 0.5, api_name="/predict")
-            if not answer[0] or (isinstance(answer[2], dict) and "error" in answer[2]):
-                raise ValueError(f"no prediction in the answer: {answer!r}")
+            _check(client.predict(handle_file(str(image)), 0.5, api_name="/predict"))
         except Exception as error:  # noqa: BLE001 - every failed call is counted, whatever the cause
             with tally.lock:
                 tally.errors.append(f"{image.name}: {type(error).__name__}: {error}")
@@ -124,9 +130,17 @@ def run_client(
             tally.latencies.append(time.perf_counter() - sent)
 
 
-def load(url: str, clients: int, requests: int, max_seconds: float) -> Tally:
-    """Run ``clients`` visitors against ``url`` until ``requests`` calls are done or time is up."""
+def _check(answer: list) -> None:
+    """Raise unless ``answer`` (the endpoint's outputs) holds a prediction."""
+    if not answer[0] or (isinstance(answer[2], dict) and "error" in answer[2]):
+        raise ValueError(f"no prediction in the answer: {answer!r}")
+
+
+def load(url: str, clients: int, requests: int, max_seconds: float, client: str = "http") -> Tally:
+    """Run ``clients`` callers against ``url`` until ``requests`` calls are done or time is up."""
     images = sorted(EXAMPLES_DIR.glob("*.jpg"))
+    if client == "http":
+        return asyncio.run(_load_http(url, clients, requests, max_seconds, images))
     tally = Tally(max_seconds=max_seconds)
     tickets = itertools.count()  # next() on itertools.count is atomic under the GIL
     start = threading.Barrier(clients + 1)
@@ -137,6 +151,52 @@ def load(url: str, clients: int, requests: int, max_seconds: float) -> Tally:
         started = time.perf_counter()
     tally.elapsed = time.perf_counter() - started
     return tally
+
+
+async def _load_http(url: str, clients: int, requests: int, max_seconds: float, images: list[Path]) -> Tally:
+    tally = Tally(max_seconds=max_seconds)
+    photos = [(image.name, image.read_bytes()) for image in images]
+    tickets = itertools.count()
+    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+    async with httpx.AsyncClient(base_url=url, timeout=max_seconds + 60, limits=limits) as session:
+        (await session.get("/config")).raise_for_status()  # the server answers before the clock starts
+        started = time.perf_counter()
+        deadline = time.monotonic() + max_seconds
+        await asyncio.gather(*(_http_caller(session, tickets, requests, deadline, photos, tally) for _ in range(clients)))
+    tally.elapsed = time.perf_counter() - started
+    return tally
+
+
+async def _http_caller(
+    session: httpx.AsyncClient, tickets: itertools.count, total: int, deadline: float,
+    photos: list[tuple[str, bytes]], tally: Tally,
+) -> None:  # fmt: skip
+    """One visitor as a browser calls the endpoint: upload, start the call, read its event stream."""
+    for ticket in tickets:
+        if ticket >= total or time.monotonic() > deadline:
+            return
+        name, content = photos[ticket % len(photos)]
+        sent = time.perf_counter()
+        try:
+            upload = await session.post("/gradio_api/upload", files={"files": (name, content, "image/jpeg")})
+            photo = {"path": upload.raise_for_status().json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+            call = await session.post("/gradio_api/call/predict", json={"data": [photo, 0.5]})
+            event_id = call.raise_for_status().json()["event_id"]
+            event = data = None
+            async with session.stream("GET", f"/gradio_api/call/predict/{event_id}") as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line.removeprefix("event:").strip()
+                    elif line.startswith("data:") and event in ("complete", "error"):
+                        data = line.removeprefix("data:").strip()
+                        break
+            if event != "complete":
+                raise ValueError(f"{event}: {data}")
+            _check(json.loads(data))
+        except Exception as error:  # noqa: BLE001 - every failed call is counted, whatever the cause
+            tally.errors.append(f"{name}: {type(error).__name__}: {error}")
+            continue
+        tally.latencies.append(time.perf_counter() - sent)
 
 
 def summary(tally: Tally) -> str:
@@ -216,9 +276,9 @@ def compare(args: argparse.Namespace) -> int:
         results = {label: Tally() for label in urls}
         for _ in range(args.rounds):
             for label, url in urls.items():
-                results[label].add(load(url, args.clients, args.requests, args.max_seconds))
+                results[label].add(load(url, args.clients, args.requests, args.max_seconds, args.client))
     for label, tally in results.items():
-        print(f"== {label}: clients {args.clients}  requested {args.requests} x {args.rounds} rounds\n{summary(tally)}")
+        print(f"== {label}: {args.client} clients {args.clients}  requested {args.requests} x {args.rounds} rounds\n{summary(tally)}")
     *others, batched = results.items()
     for label, tally in others:
         if tally.throughput:
@@ -231,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.compare:
         return compare(args)
-    tally = load(args.url, args.clients, args.requests, args.max_seconds)
-    print(f"url {args.url}  clients {args.clients}  requested {args.requests}")
+    tally = load(args.url, args.clients, args.requests, args.max_seconds, args.client)
+    print(f"url {args.url}  {args.client} clients {args.clients}  requested {args.requests}")
     print(summary(tally))
     return 1 if tally.errors or len(tally.latencies) < args.requests else 0
 

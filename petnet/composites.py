@@ -37,7 +37,8 @@ class Composite:
 
 
 def side_by_side(first: Image.Image, second: Image.Image) -> Image.Image:
-    canvas = Image.new("RGB", (first.width + second.width, max(first.height, second.height)))
+    """``second`` to the right of ``first``, on black (or 0 for label maps, which work here too)."""
+    canvas = Image.new(first.mode, (first.width + second.width, max(first.height, second.height)))
     canvas.paste(first, (0, 0))
     canvas.paste(second, (first.width, 0))
     return canvas
@@ -51,24 +52,33 @@ def border_colour(image: Image.Image) -> tuple[int, int, int]:
     return tuple(int(c) for c in border.mean(axis=0))
 
 
-def different_sizes(first: Image.Image, second: Image.Image, scale: float = SMALLER_SCALE) -> Image.Image:
+def different_sizes(
+    first: Image.Image, second: Image.Image, scale: float = SMALLER_SCALE, labels: bool = False
+) -> Image.Image:
     """``second`` shrunk to ``scale`` of ``first``'s height, bottom-aligned on its right, on a canvas
-    filled with ``second``'s :func:`border_colour`."""
-    small = second.resize((round(first.width * scale), round(first.height * scale)), Image.Resampling.BICUBIC)
-    canvas = Image.new("RGB", (first.width + small.width, first.height), border_colour(small))
+    filled with ``second``'s :func:`border_colour`; with ``labels``, two label maps laid out the
+    same way (nearest-neighbour resampling, 0 around)."""
+    resample = Image.Resampling.NEAREST if labels else Image.Resampling.BICUBIC
+    small = second.resize((round(first.width * scale), round(first.height * scale)), resample)
+    fill = 0 if labels else border_colour(small)
+    canvas = Image.new(first.mode, (first.width + small.width, first.height), fill)
     canvas.paste(first, (0, 0))
     canvas.paste(small, (first.width, first.height - small.height))
     return canvas
 
 
-def overlapping(first: Image.Image, second: Image.Image, second_trimap: np.ndarray, overlap: float = OVERLAP) -> Image.Image:
-    """``second``'s animal (its trimap's pet and boundary pixels) pasted so that its photo covers the
-    right ``overlap`` of ``first``, on a canvas that extends ``first`` with its :func:`border_colour`.
+def overlapping(
+    first: Image.Image, second: Image.Image, second_trimap: np.ndarray, overlap: float = OVERLAP, labels: bool = False
+) -> Image.Image:
+    """``second``'s animal (its trimap's pixels other than background) pasted so that its photo
+    covers the right ``overlap`` of ``first``, on a canvas that extends ``first`` with its
+    :func:`border_colour` (0 with ``labels``, for two label maps laid out the same way).
 
     The extension is plain: an earlier version mirrored ``first`` into it, which often showed part
     of a second copy of the first animal, a third animal the answer key did not count."""
     extra = round(first.width * (1 - overlap))
-    canvas = Image.new("RGB", (first.width + extra, first.height), border_colour(first))
+    fill = 0 if labels else border_colour(first)
+    canvas = Image.new(first.mode, (first.width + extra, first.height), fill)
     canvas.paste(first, (0, 0))
     cutout = np.asarray(second_trimap != MASK_CLASSES.index("background"), dtype=np.uint8) * 255
     mask = Image.fromarray(cutout).resize(second.size, Image.Resampling.NEAREST)

@@ -38,6 +38,13 @@ class PetNetConfig:
     pet_threshold: float = 0.5
     """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
     calibration part of the non-pet photos (``python -m petnet.calibrate``), never on test."""
+    center_head: bool = False
+    """An animal-centre heatmap head (:class:`petnet.centers.CenterHead`, trained by
+    ``python -m petnet.train_centers``): one peak per animal, which is how a photo of several
+    animals gets one answer each. Without it, animals are told apart by the breed maps."""
+    center_threshold: float = 0.5
+    """Heatmap peak height at or above which a peak is an animal; chosen on validation composites
+    and single pets (``python -m petnet.train_centers`` writes it), never on test."""
 
     def __post_init__(self) -> None:
         if len(self.breed_names) != len(self.breed_species):

@@ -48,9 +48,17 @@ class UNetDecoder(nn.Module):
         )
         self.classifier = nn.Conv2d(decoder_channels[-1], num_classes, kernel_size=1)
 
-    def forward(self, features: list[torch.Tensor], output_size: tuple[int, int]) -> torch.Tensor:
-        x = features[-1]
+    def block_outputs(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The four blocks' outputs, strides 16, 8, 4, 2 (other heads read the coarser ones)."""
+        outputs, x = [], features[-1]
         for block, skip in zip(self.blocks, features[-2::-1]):
             x = block(x, skip)
-        logits = self.classifier(x)
-        return F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
+            outputs.append(x)
+        return outputs
+
+    def classify(self, finest: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        """Per-pixel logits from the stride-2 block output, upsampled to ``output_size``."""
+        return F.interpolate(self.classifier(finest), size=output_size, mode="bilinear", align_corners=False)
+
+    def forward(self, features: list[torch.Tensor], output_size: tuple[int, int]) -> torch.Tensor:
+        return self.classify(self.block_outputs(features)[-1], output_size)

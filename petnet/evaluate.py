@@ -87,6 +87,8 @@ class ImageOutcome:
     pet_score: float
     pixel_confusion: np.ndarray | None
     mask: np.ndarray | None
+    animals_found: int
+    """Animals ``predict`` would answer for, were the photo taken to hold a pet (1 = one answer)."""
 
     @property
     def predicted_species(self) -> int:
@@ -130,9 +132,9 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         if batch is None:
             continue
-        output = model.infer(batch["image"].to(model.device))
+        output = model.infer(batch["image"].to(model.device)).apply(torch.Tensor.cpu)
         decoded = decode_output(output, model.breed_species_index)
-        mask_logits = output.mask_logits.float().cpu()
+        mask_logits = output.mask_logits.float()
         for i, index in enumerate(batch["index"].tolist()):
             record = dataset.records[index]
             pixel_confusion = mask = None
@@ -150,6 +152,7 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
                     pet_score=float(decoded.pet_scores[i]),
                     pixel_confusion=pixel_confusion,
                     mask=mask,
+                    animals_found=max(1, len(model.animal_regions(mask_from_logits(mask_logits[i]), output, i))),
                 )
             )
     return outcomes, dict(dataset.failures)
@@ -377,6 +380,9 @@ def summary_table(report: dict) -> str:
     if two:
         lines.append(f"two-animal composites: count right {two['count_right']}/{two['num_images']}, "
                      f"both species right {two['both_species_right']}/{two['num_images']}")  # fmt: skip
+    single = (report.get("detection") or {}).get("single_pets_one_answer")
+    if single is not None:
+        lines.append(f"single-pet photos given one answer: {single:.1%}")
     return "\n".join(lines)
 
 
@@ -417,6 +423,7 @@ def evaluate_detection(model: PetNet, outcomes: Sequence[ImageOutcome], records:
     detection = detection_metrics([o.pet_score for o in outcomes], [p.pet_score for p in non_pet_predictions],
                                   model.config.pet_threshold)  # fmt: skip
     detection["non_pet_part"] = f"{NON_PET_PART[args.split]} part of {non_pet_root.name}/ ({len(non_pets)} photos)"
+    detection["single_pets_one_answer"] = float(np.mean([o.animals_found == 1 for o in outcomes])) if outcomes else math.nan
     if args.composites:
         composites = build_composites(records, args.composites, seed=args.seed)
         predictions = model.predict_batch([c.image for c in tqdm(composites, desc="two-animal composites")])

@@ -3,7 +3,7 @@
 :func:`decode_output` is the one place that turns a :class:`~petnet.model.PetNetOutput` into species
 probabilities, species-conditioned top-k breeds, the pet score and mask probabilities;
 ``PetNet.predict`` and ``petnet.evaluate`` both go through it. :func:`pet_regions` splits a mask
-into one region per animal.
+into one region per animal by the breed maps, :func:`center_regions` by the animal-centre heatmap.
 """
 
 from __future__ import annotations
@@ -152,14 +152,69 @@ def pet_regions(
     kept = [a.pieces for a in animals if a.area >= min_fraction * pet.size and a.area >= relative_fraction * animals[0].area]
     if len(kept) <= 1:
         return [torch.from_numpy(covered)] if kept else []
-    # Give each boundary (and dropped-speck) pixel to the nearest kept animal.
     animal_of_piece = np.zeros(count + 1, dtype=np.int32)
     for number, labels in enumerate(kept, start=1):
         animal_of_piece[labels] = number
-    animal_map = animal_of_piece[pieces]
+    return _fill_outlines(animal_of_piece[pieces], covered, len(kept))
+
+
+def _fill_outlines(animal_map: np.ndarray, covered: np.ndarray, count: int) -> list[torch.Tensor]:
+    """Regions 1..``count`` of ``animal_map`` (0 = not yet given), each ``covered`` pixel given to
+    the animal whose pixels are nearest."""
     _, (rows, cols) = ndimage.distance_transform_edt(animal_map == 0, return_indices=True)
     nearest = animal_map[rows, cols]
-    return [torch.from_numpy(covered & (nearest == number)) for number in range(1, len(kept) + 1)]
+    return [torch.from_numpy(covered & (nearest == number)) for number in range(1, count + 1)]
+
+
+def center_regions(
+    mask: torch.Tensor,
+    peaks: list[tuple[int, int, float]],
+    heatmap_size: tuple[int, int],
+    pet_index: int = 0,
+    boundary_index: int = 2,
+    min_fraction: float = MIN_ANIMAL_FRACTION,
+    relative_fraction: float = SECOND_ANIMAL_FRACTION,
+) -> list[torch.Tensor]:
+    """One boolean HxW region per animal of a label ``mask``, one animal per centre-heatmap peak
+    (:func:`petnet.centers.find_peaks` on a map of ``heatmap_size``), largest first.
+
+    A peak belongs to the outline (connected pet and boundary pixels) it falls on, or the nearest
+    one; an outline with one peak is that animal, one with several is shared among them by nearest
+    peak, and an outline without a peak joins the nearest animal. Peaks with no outline near them,
+    and animals smaller than ``min_fraction`` of the mask or ``relative_fraction`` of the largest,
+    are dropped (their pixels go to the nearest animal kept). Empty when nothing is covered or
+    there is no peak.
+    """
+    covered = ((mask == pet_index) | (mask == boundary_index)).numpy()
+    if not covered.any() or not peaks:
+        return []
+    outlines, _ = ndimage.label(covered, structure=np.ones((3, 3), dtype=bool))
+    distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    height, width = mask.shape
+    reach = max(height / heatmap_size[0], width / heatmap_size[1]) * 2  # two heatmap cells
+    points = []
+    for row, col, _ in peaks:
+        y = min(height - 1, int((row + 0.5) * height / heatmap_size[0]))
+        x = min(width - 1, int((col + 0.5) * width / heatmap_size[1]))
+        if distance[y, x] <= reach:
+            points.append((near_rows[y, x], near_cols[y, x]))
+    if not points:
+        return []
+    animal_map = np.zeros(mask.shape, dtype=np.int32)
+    for outline in {int(outlines[y, x]) for y, x in points}:
+        inside = outlines == outline
+        markers = np.zeros(mask.shape, dtype=np.int32)
+        for number, (y, x) in enumerate(points, start=1):
+            if outlines[y, x] == outline:
+                markers[y, x] = number
+        _, (rows, cols) = ndimage.distance_transform_edt(markers == 0, return_indices=True)
+        animal_map[inside] = markers[rows, cols][inside]
+    areas = np.bincount(animal_map.ravel(), minlength=len(points) + 1)[1:]
+    kept = (areas >= min_fraction * covered.size) & (areas >= relative_fraction * areas.max())
+    renumbered = np.zeros(len(points) + 1, dtype=np.int32)
+    renumbered[1:][kept] = np.arange(1, kept.sum() + 1)
+    regions = _fill_outlines(renumbered[animal_map], covered, int(kept.sum()))
+    return sorted(regions, key=lambda region: -int(region.sum()))
 
 
 @dataclass

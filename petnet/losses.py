@@ -30,7 +30,7 @@ def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def _zero(output: PetNetOutput) -> torch.Tensor:
     """A zero that keeps the graph connected, so DDP sees every parameter used."""
-    return sum(tensor.sum() for tensor in output) * 0.0
+    return sum(tensor.sum() for tensor in output if tensor is not None) * 0.0
 
 
 def multitask_loss(

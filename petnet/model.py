@@ -8,7 +8,7 @@ huggingface_hub's ``PyTorchModelHubMixin``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,12 +21,22 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
+from petnet.centers import CENTER_DECODER_BLOCK, CenterHead, find_peaks
 from petnet.config import PetNetConfig
 from petnet.decoder import UNetDecoder
 from petnet.errors import WeightsError
 from petnet.fusion import fold_batchnorm
 from petnet.images import ImageInput, load_image
-from petnet.inference import DecodedOutput, Pet, Prediction, decode_output, mask_from_logits, pet_regions, region_box
+from petnet.inference import (
+    DecodedOutput,
+    Pet,
+    Prediction,
+    center_regions,
+    decode_output,
+    mask_from_logits,
+    pet_regions,
+    region_box,
+)
 from petnet.pretrained import load_imagenet_backbone
 from petnet.transforms import eval_transform
 
@@ -65,6 +75,13 @@ class PetNetOutput(NamedTuple):
     """(B, n_breeds, h, w) breed logits of each location of the last feature map (a class activation
     map, :meth:`ClassificationHead.class_map`): where in the photo which breed is seen, which tells
     touching animals apart (:func:`petnet.inference.pet_regions`). Training does not use them."""
+    center_logits: torch.Tensor | None = None
+    """(B, h, w) animal-centre heatmap logits at stride 8 (:mod:`petnet.centers`); ``None`` for a
+    model without the head (``config.center_head``)."""
+
+    def apply(self, function: Callable[[torch.Tensor], torch.Tensor]) -> PetNetOutput:
+        """Every tensor through ``function`` (e.g. to the CPU); absent centre logits stay ``None``."""
+        return PetNetOutput(*(None if tensor is None else function(tensor) for tensor in self))
 
 
 class ClassificationHead(nn.Sequential):
@@ -104,6 +121,9 @@ class PetNet(
         self.breed_head = ClassificationHead(channels[-1], len(self.config.breed_names), self.config.dropout)
         self.pet_head = ClassificationHead(channels[-1], 1, self.config.dropout)
         self.decoder = UNetDecoder(channels, self.config.decoder_channels, len(self.config.mask_classes))
+        self.center_head = (
+            CenterHead(channels[-1], self.config.decoder_channels[CENTER_DECODER_BLOCK]) if self.config.center_head else None
+        )
         species_index = {name: i for i, name in enumerate(self.config.species_names)}
         self.register_buffer(
             "breed_species_index",
@@ -143,20 +163,22 @@ class PetNet(
 
     def forward(self, images: torch.Tensor) -> PetNetOutput:
         features = self.encoder(images)
+        blocks = self.decoder.block_outputs(features)
         return PetNetOutput(
             species_logits=self.species_head(features[-1]),
             breed_logits=self.breed_head(features[-1]),
-            mask_logits=self.decoder(features, output_size=images.shape[-2:]),
+            mask_logits=self.decoder.classify(blocks[-1], output_size=images.shape[-2:]),
             pet_logits=self.pet_head(features[-1])[:, 0],
             breed_maps=self.breed_head.class_map(features[-1]),
+            center_logits=self.center_head(features[-1], blocks[CENTER_DECODER_BLOCK]) if self.center_head else None,
         )
 
     def infer(self, images: torch.Tensor) -> PetNetOutput:
         """The forward pass behind every prediction (``predict`` and ``petnet.evaluate``).
 
         With ``config.mirror_averaged_mask``, the images and their mirror images run as one batch
-        and the mask logits are averaged (the mirrored ones flipped back); species and breed logits
-        come from the images as given (breed maps too). The network runs in
+        and the mask logits are averaged (the mirrored ones flipped back), centre heatmaps too;
+        species and breed logits come from the images as given (breed maps too). The network runs in
         :attr:`inference_dtype`; the outputs are float32. Training calls ``forward`` itself.
         """
         if not self.config.mirror_averaged_mask:
@@ -164,12 +186,14 @@ class PetNet(
         both = torch.cat([images, images.flip(-1)]).contiguous(memory_format=torch.channels_last)
         output = self._run(both)
         count = len(images)
+        centers = output.center_logits
         return PetNetOutput(
             species_logits=output.species_logits[:count],
             breed_logits=output.breed_logits[:count],
             mask_logits=(output.mask_logits[:count] + output.mask_logits[count:].flip(-1)) / 2,
             pet_logits=output.pet_logits[:count],
             breed_maps=output.breed_maps[:count],
+            center_logits=None if centers is None else (centers[:count] + centers[count:].flip(-1)) / 2,
         )
 
     def _run(self, images: torch.Tensor) -> PetNetOutput:
@@ -177,7 +201,7 @@ class PetNet(
         low_precision = self.inference_dtype != torch.float32
         with torch.autocast(self.device.type, dtype=self.inference_dtype, enabled=low_precision):
             output = self(images)
-        return PetNetOutput(*(tensor.float() for tensor in output))
+        return output.apply(torch.Tensor.float)
 
     @property
     def device(self) -> torch.device:
@@ -230,20 +254,18 @@ class PetNet(
         batch = torch.stack([item.tensor for item in inputs]).to(self.device, memory_format=torch.channels_last)
         output = self.infer(batch)
         decoded = decode_output(output, self.breed_species_index)
-        mask_logits, breed_maps = output.mask_logits.cpu(), output.breed_maps.cpu()
-        return [self._prediction(item, decoded, i, mask_logits[i], breed_maps[i]) for i, item in enumerate(inputs)]
+        output = output.apply(torch.Tensor.cpu)
+        return [self._prediction(item, decoded, i, output) for i, item in enumerate(inputs)]
 
-    def _prediction(
-        self, item: _Input, decoded: DecodedOutput, i: int, mask_logits: torch.Tensor, breed_maps: torch.Tensor
-    ) -> Prediction:
+    def _prediction(self, item: _Input, decoded: DecodedOutput, i: int, output: PetNetOutput) -> Prediction:
         """One image's result; photos with several animals get one more pass over their crops."""
         names = self.config
-        mask = mask_from_logits(mask_logits)
-        full_mask = mask_from_logits(mask_logits, item.size)
+        mask = mask_from_logits(output.mask_logits[i])
+        full_mask = mask_from_logits(output.mask_logits[i], item.size)
         pet_score = float(decoded.pet_scores[i])
         has_pet = pet_score >= names.pet_threshold
         whole_photo = torch.ones_like(mask, dtype=torch.bool)
-        regions = (pet_regions(mask, breed_maps) or [whole_photo]) if has_pet else []
+        regions = (self.animal_regions(mask, output, i) or [whole_photo]) if has_pet else []
         if len(regions) > 1:
             crops = decode_output(self._classify_crops(item, regions), self.breed_species_index)
             pets = [self._pet(crops, j, region, item.size, full_mask) for j, region in enumerate(regions)]
@@ -264,6 +286,15 @@ class PetNet(
             has_pet=has_pet,
             pets=tuple(pets),
         )
+
+    def animal_regions(self, mask: torch.Tensor, output: PetNetOutput, i: int) -> list[torch.Tensor]:
+        """One region per animal in image ``i`` of a (CPU) batch ``output`` whose label map is
+        ``mask``: from the centre heatmap's peaks when the model has the head, otherwise from the
+        breed maps. Empty when no region stands out (``predict`` then answers for the whole photo)."""
+        if output.center_logits is None:
+            return pet_regions(mask, output.breed_maps[i])
+        heatmap = output.center_logits[i].sigmoid()
+        return center_regions(mask, find_peaks(heatmap, self.config.center_threshold), tuple(heatmap.shape))
 
     def _classify_crops(self, item: _Input, regions: list[torch.Tensor]) -> PetNetOutput:
         """One forward pass over a crop around each region (the photo's pixels when there is a photo)."""

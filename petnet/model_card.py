@@ -70,6 +70,8 @@ def detection_line(report: Mapping[str, Any]) -> str:
         line += (f" Two-animal composites built from the split ({n}: side by side, a smaller second animal, an "
                  f"overlapping cut-out): the count is right for {two['count_right']} ({_percent(two['count_right'] / n)}), "
                  f"both species for {two['both_species_right']} ({_percent(two['both_species_right'] / n)}).")  # fmt: skip
+    if detection.get("single_pets_one_answer") is not None:
+        line += f" Photos of one pet given one answer: {_percent(detection['single_pets_one_answer'])}."
     return line
 
 

@@ -52,6 +52,22 @@ def train_transform(config: PetNetConfig, crop_size: int | None = None, trivial_
     ])  # fmt: skip
 
 
+def center_transform(config: PetNetConfig) -> v2.Compose:
+    """Augmentation for the animal-centre head (:mod:`petnet.center_data`): stretched to the model's
+    square input as in prediction, sometimes a random crop instead, a flip and some colour change.
+    It trains at the input size because only the head learns: the frozen network sees photos as it
+    will when predicting."""
+    size = config.image_size
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomChoice([v2.Resize((size, size), antialias=True), v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True)],
+                        p=[0.7, 0.3]),
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.3, 0.3, 0.3, 0.05)], p=0.5),
+        *_normalize(config),
+    ])  # fmt: skip
+
+
 def eval_transform(config: PetNetConfig) -> v2.Compose:
     """Deterministic preprocessing for evaluation and inference: stretch to a square, normalise.
 

@@ -81,7 +81,7 @@ def test_non_pets_train_the_pet_head_and_not_the_breed_labels() -> None:
     batch = {**_batch(torch.full((2, 8, 8), IGNORE_INDEX)), "is_pet": torch.tensor([True, False])}
     batch["breed"] = torch.tensor([0, -1])  # a non-pet has no breed; it must not reach cross-entropy
     losses = multitask_loss(output, batch, LossWeights(pet=1, outlier=1))
-    first_only = PetNetOutput(*(tensor[:1] for tensor in output))
+    first_only = output.apply(lambda tensor: tensor[:1])
     pets_only = multitask_loss(first_only, {k: v[:1] for k, v in batch.items()}, LossWeights())
     assert losses["breed"].item() == pytest.approx(pets_only["breed"].item())
     assert losses["outlier"].item() == pytest.approx(

@@ -1,0 +1,123 @@
+"""Animal centres: the heatmap head, its training target and loss, and its peaks.
+
+One peak per animal (CenterNet, Zhou et al. 2019, "Objects as Points") is what lets a photo of a
+cat and a dog that touch or overlap get two answers: the trimap mask alone shows one blob of pet
+pixels. The head reads the decoder's stride-8 features, which know where the pet pixels are, and
+the backbone's stride-32 features, which see the whole animal; it is trained on its own with the
+rest of the network frozen (``python -m petnet.train_centers``), so adding it changes no other output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from petnet.decoder import conv_bn_relu
+
+CENTER_STRIDE = 8
+"""Input pixels per heatmap cell: the stride of the decoder block the head reads."""
+CENTER_DECODER_BLOCK = 1
+"""Index of that block in :meth:`petnet.decoder.UNetDecoder.block_outputs` (strides 16, 8, 4, 2)."""
+SIGMA_SCALE = 0.1
+"""Gaussian spread of an animal's target peak as a fraction of its box's geometric mean side:
+large animals get broad peaks (their centre is less precise), small ones narrow ones."""
+MIN_SIGMA = 1.0
+"""Smallest spread, in heatmap cells."""
+PEAK_WINDOW = 5
+"""Side, in heatmap cells, of the window in which a peak must be the highest value."""
+PEAK_VALLEY = 0.6
+"""How far the heatmap must fall between two peaks, as a fraction of the lower one's height, for
+them to be two animals. Chosen on validation with the shipped head (150 two-animal composites,
+367 single pets; 0.5 to 0.9 tried, README): without it, 1 in 25 single pets got two answers."""
+_PRIOR = 0.01
+"""Initial peak probability everywhere (CenterNet's bias initialisation), so training starts stable."""
+
+
+class CenterHead(nn.Module):
+    """Heatmap logits (B, h, w) at stride 8 from the backbone's stride-32 features and the decoder's stride-8 ones."""
+
+    def __init__(self, deep_channels: int, fine_channels: int, width: int = 64) -> None:
+        super().__init__()
+        self.reduce = nn.Sequential(
+            nn.Conv2d(deep_channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+        self.body = nn.Sequential(
+            conv_bn_relu(width + fine_channels, width), conv_bn_relu(width, width), nn.Conv2d(width, 1, 1)
+        )
+        nn.init.constant_(self.body[-1].bias, math.log(_PRIOR / (1 - _PRIOR)))
+
+    def forward(self, deep: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        context = F.interpolate(self.reduce(deep), size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return self.body(torch.cat([context, fine], dim=1))[:, 0]
+
+
+def center_heatmap(instances: torch.Tensor, size: tuple[int, int], min_area: int = 1) -> torch.Tensor:
+    """Target heatmap (h, w) = ``size`` for an (H, W) map of animal ids (0 = none, 1..k one animal
+    each, other values ignored): a Gaussian at each animal's centroid, 1 exactly at its cell.
+    Animals with fewer than ``min_area`` pixels get no peak (too little of them is in view)."""
+    height, width = instances.shape
+    rows = (torch.arange(size[0], dtype=torch.float32) + 0.5) * height / size[0] - 0.5
+    cols = (torch.arange(size[1], dtype=torch.float32) + 0.5) * width / size[1] - 0.5
+    target = torch.zeros(size)
+    for animal in instances.unique().tolist():
+        if animal == 0 or animal == 255:
+            continue
+        ys, xs = torch.nonzero(instances == animal, as_tuple=True)
+        if len(ys) < min_area:
+            continue
+        cy, cx = ys.float().mean(), xs.float().mean()
+        side = math.sqrt(float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
+        sigma_y = max(MIN_SIGMA, SIGMA_SCALE * side * size[0] / height)
+        sigma_x = max(MIN_SIGMA, SIGMA_SCALE * side * size[1] / width)
+        dy = (rows - cy) * size[0] / height
+        dx = (cols - cx) * size[1] / width
+        peak = torch.exp(-(dy[:, None] / sigma_y) ** 2 / 2 - (dx[None, :] / sigma_x) ** 2 / 2)
+        peak[int(dy.abs().argmin()), int(dx.abs().argmin())] = 1.0
+        target = torch.maximum(target, peak)
+    return target
+
+
+def center_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss over (B, h, w) heatmaps, per animal in the batch.
+
+    Cells at a peak (target 1) are positives; the rest are negatives down-weighted by
+    ``(1 - target)^4`` near a peak, so a prediction a cell off is barely punished."""
+    logits, target = logits.float(), target.float()
+    probabilities = logits.sigmoid()
+    positive = target.eq(1)
+    positive_loss = F.logsigmoid(logits) * (1 - probabilities) ** 2 * positive
+    negative_loss = F.logsigmoid(-logits) * probabilities**2 * (1 - target) ** 4 * ~positive
+    return -(positive_loss.sum() + negative_loss.sum()) / positive.sum().clamp(min=1)
+
+
+def find_peaks(
+    heatmap: torch.Tensor, threshold: float, window: int = PEAK_WINDOW, valley: float = PEAK_VALLEY
+) -> list[tuple[int, int, float]]:
+    """(row, col, height) of each animal's peak in an (h, w) probability heatmap, highest first.
+
+    A peak is a local maximum within ``window`` at or above ``threshold`` that is a hill of its
+    own: the heatmap on the straight line to every higher peak dips below ``valley`` times its
+    height. Without the dip it is a second top of the same animal's hill (a long body, a head
+    apart from it), which would split one pet into two answers."""
+    pooled = F.max_pool2d(heatmap[None, None], window, stride=1, padding=window // 2)[0, 0]
+    candidates = torch.nonzero((heatmap == pooled) & (heatmap >= threshold)).tolist()
+    candidates.sort(key=lambda cell: -float(heatmap[cell[0], cell[1]]))
+    peaks: list[tuple[int, int, float]] = []
+    for row, col in candidates:
+        height = float(heatmap[row, col])
+        if all(_separate(heatmap, (row, col), (r, c), window, valley * height) for r, c, _ in peaks):
+            peaks.append((row, col, height))
+    return peaks
+
+
+def _separate(heatmap: torch.Tensor, cell: tuple[int, int], higher: tuple[int, int], window: int, floor: float) -> bool:
+    """``cell`` lies outside ``higher``'s window and the heatmap between them dips below ``floor``."""
+    steps = max(abs(cell[0] - higher[0]), abs(cell[1] - higher[1]))
+    if steps <= window // 2:
+        return False
+    rows = torch.linspace(cell[0], higher[0], 2 * steps + 1).round().long()
+    cols = torch.linspace(cell[1], higher[1], 2 * steps + 1).round().long()
+    return float(heatmap[rows, cols].min()) < floor

@@ -1,0 +1,237 @@
+"""Add the animal-centre head to a trained PetNet and train it alone: ``python -m petnet.train_centers``.
+
+The rest of the network is frozen (eval mode, no gradients), so species, breed, mask and pet-score
+outputs stay exactly those of ``--model``; only :class:`petnet.centers.CenterHead` learns, from
+single pets, photos with no pet and made-up photos of several pets (:mod:`petnet.center_data`).
+Training photos are the training part of ``trainval`` (carved as in ``petnet.train``) and the
+training part of the non-pet photos. The peak threshold is then chosen on validation: on two-animal
+composites of the validation pets and on the validation pets themselves (:func:`choose_center_threshold`),
+and written into the exported model's ``config.json``. The test split is never looked at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import constants
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from petnet.center_data import CenterTrainingSet
+from petnet.centers import CENTER_DECODER_BLOCK, center_focal_loss, find_peaks
+from petnet.composites import build_composites
+from petnet.config import TrainConfig
+from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
+from petnet.hub import load_model
+from petnet.inference import center_regions, mask_from_logits
+from petnet.model import PetNet
+from petnet.paths import NON_PET_ROOT
+from petnet.precision import inference_dtype
+from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
+from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, append_log, atomic_save, seed_everything, truncate_log, warmup_cosine
+from petnet.transforms import center_transform
+
+log = logging.getLogger("petnet.train_centers")
+
+THRESHOLDS = np.round(np.arange(0.10, 0.91, 0.05), 2)
+"""Peak thresholds tried on validation."""
+MAX_SINGLE_PETS_SPLIT = 0.02
+"""Share of single-pet validation photos that may get more than one answer: a pet split in two is
+the error users of a one-pet-per-photo dataset would see most."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="petnet-train-centers", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("petnet/weights"), help="trained model to add the head to")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/centers"))
+    parser.add_argument("--data-root", type=Path, default=Path(defaults.data_root))
+    parser.add_argument("--non-pet-root", type=Path, default=NON_PET_ROOT)
+    parser.add_argument("--pseudo-mask-dir", type=Path, help="pseudo masks of the photos without a trimap")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--samples-per-epoch", type=int, default=3000)
+    parser.add_argument("--val-samples", type=int, default=400)
+    parser.add_argument("--composites-per-layout", type=int, default=50, help="validation composites for the threshold")
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
+    return parser.parse_args(argv)
+
+
+def with_center_head(model: PetNet) -> PetNet:
+    """``model``'s weights in a PetNet that also has a (new, untrained) centre head, all other
+    tensors frozen; the trained model may already have a head, which is then kept."""
+    config = dataclasses.replace(model.config, center_head=True)
+    result = PetNet(config)
+    missing, unexpected = result.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not name.startswith("center_head.") for name in missing):
+        raise ValueError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
+    result.weights_source = model.weights_source
+    result.requires_grad_(False)
+    result.center_head.requires_grad_(True)
+    return result
+
+
+def center_logits(model: PetNet, images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The head's heatmap logits, the frozen network run without gradients in ``dtype``."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        features = model.encoder(images)
+        fine = model.decoder.block_outputs(features)[CENTER_DECODER_BLOCK]
+    return model.center_head(features[-1].float(), fine.float())
+
+
+def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequence[float]) -> np.ndarray:
+    """(len(images), len(thresholds)) animals found per photo at each peak threshold, as ``predict``
+    counts them for a photo with a pet (one when no region stands out)."""
+    counts = []
+    with torch.inference_mode():
+        for image in tqdm(images, desc="counting animals", leave=False):
+            output = model.infer(model.preprocess(image)[None].contiguous(memory_format=torch.channels_last))
+            mask, heatmap = mask_from_logits(output.mask_logits[0]), output.center_logits[0].sigmoid()
+            shape = tuple(heatmap.shape)
+            counts.append([max(1, len(center_regions(mask, find_peaks(heatmap, t), shape))) for t in thresholds])
+    return np.asarray(counts)
+
+
+def choose_center_threshold(
+    composite_counts: np.ndarray, single_counts: np.ndarray, thresholds: Sequence[float],
+    max_single_split: float = MAX_SINGLE_PETS_SPLIT,
+) -> tuple[float, dict]:
+    """The threshold with the most two-animal composites counted right among those that give at
+    most ``max_single_split`` of the single pets more than one answer (of equals, the one that
+    splits fewest, then the lowest); with none allowed, the one that splits fewest single pets.
+    Returns it and a table."""
+    right = (composite_counts == 2).mean(axis=0)
+    split = (single_counts > 1).mean(axis=0)
+    table = {f"{t:.2f}": {"composites_count_right": float(r), "single_pets_split": float(s)}
+             for t, r, s in zip(thresholds, right, split)}  # fmt: skip
+    allowed = np.flatnonzero(split <= max_single_split)
+    if len(allowed):
+        best = min(allowed, key=lambda i: (-right[i], split[i], thresholds[i]))
+    else:
+        best = int(np.argmin(split))
+    return float(thresholds[best]), table
+
+
+class CenterTrainer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.output_dir = args.output_dir
+        self.dtype = inference_dtype("auto", "cpu")
+        self.model = with_center_head(load_model(args.model, fuse=False, precision="float32"))
+        self.model.inference_dtype = self.dtype  # thresholds are chosen on what users get
+        records = read_split(args.data_root, "trainval")
+        self.train_pets, self.val_pets = train_val_split(records, args.val_fraction, args.seed)
+        non_pets = read_non_pets(args.non_pet_root) if args.non_pet_root and str(args.non_pet_root) else []
+        size = self.model.config.image_size
+        with torch.no_grad():
+            heatmap_size = tuple(self.model(torch.zeros(1, 3, size, size)).center_logits.shape[-2:])
+        transform = center_transform(self.model.config)
+        self.train_set = CenterTrainingSet(
+            self.train_pets, non_pet_split(non_pets, "train") if non_pets else [], transform, heatmap_size,
+            args.samples_per_epoch, args.pseudo_mask_dir,
+        )
+        # validation loss: the training recipe on validation pets with trimaps, drawn the same way every epoch
+        self.val_set = CenterTrainingSet(
+            self.val_pets, non_pet_split(non_pets, "calibration") if non_pets else [], transform, heatmap_size,
+            args.val_samples, fixed=True,
+        )
+        self.optimizer = torch.optim.AdamW(self.model.center_head.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        steps_per_epoch = math.ceil(args.samples_per_epoch / args.batch_size)
+        total = steps_per_epoch * args.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: warmup_cosine(s, steps_per_epoch // 2, total))
+        self.start_epoch = 0
+
+    def loader(self, dataset: CenterTrainingSet, epoch: int, train: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.args.seed * 1000 + epoch)
+        return DataLoader(dataset, batch_size=self.args.batch_size, shuffle=train, generator=generator,
+                          num_workers=self.args.num_workers)  # fmt: skip
+
+    def step(self, batch: dict, train: bool) -> float:
+        images = batch["image"].contiguous(memory_format=torch.channels_last)
+        self.model.center_head.train(train)
+        with torch.set_grad_enabled(train):
+            loss = center_focal_loss(center_logits(self.model, images, self.dtype), batch["heatmap"])
+        if train:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+        return loss.item()
+
+    def save_checkpoint(self, epoch: int) -> None:
+        atomic_save({"epoch": epoch, "center_head": self.model.center_head.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                    self.output_dir / CHECKPOINT_NAME)  # fmt: skip
+
+    def resume(self) -> None:
+        state = torch.load(self.output_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+        self.model.center_head.load_state_dict(state["center_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch = state["epoch"] + 1
+        truncate_log(self.output_dir / TRAINING_LOG_NAME, keep_epochs_below=self.start_epoch)
+        log.info("Resumed at epoch %d", self.start_epoch)
+
+    def fit(self) -> Path:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items() if k != "resume"}
+        (self.output_dir / TRAIN_CONFIG_NAME).write_text(json.dumps(settings, indent=2))
+        self.model.eval()
+        for epoch in range(self.start_epoch, self.args.epochs):
+            seed_everything(self.args.seed * 1000 + epoch)
+            started = time.time()
+            train = [self.step(b, True) for b in tqdm(self.loader(self.train_set, epoch, True), desc=f"epoch {epoch + 1}", leave=False)]
+            val = [self.step(b, False) for b in self.loader(self.val_set, 0, False)]
+            row = {"epoch": epoch + 1, "lr": self.scheduler.get_last_lr()[0], "train_center": float(np.mean(train)),
+                   "val_center": float(np.mean(val)), "seconds": round(time.time() - started, 1)}  # fmt: skip
+            append_log(self.output_dir / TRAINING_LOG_NAME, row)
+            self.save_checkpoint(epoch)
+            log.info(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        return self.export()
+
+    def export(self) -> Path:
+        """Save the model with its head, the peak threshold chosen on validation in its config."""
+        self.model.eval()
+        composites = build_composites(self.val_pets, self.args.composites_per_layout, seed=self.args.seed + 1)
+        composite_counts = animal_counts(self.model, [c.image for c in composites], THRESHOLDS)
+        single_counts = animal_counts(self.model, [r.image_path for r in self.val_pets], THRESHOLDS)
+        threshold, table = choose_center_threshold(composite_counts, single_counts, THRESHOLDS)
+        final = self.output_dir / FINAL_DIR_NAME
+        self.model.config.center_threshold = threshold
+        self.model.save_pretrained(final)
+        (self.output_dir / "center_thresholds.json").write_text(json.dumps({"chosen": threshold, "thresholds": table}, indent=2))
+        chosen = table[f"{threshold:.2f}"]
+        log.info("center_threshold %.2f: %.1f%% of %d validation composites counted right, %.1f%% of %d validation "
+                 "pets split; saved to %s", threshold, 100 * chosen["composites_count_right"], len(composites),
+                 100 * chosen["single_pets_split"], len(self.val_pets), final)  # fmt: skip
+        config_file = final / constants.CONFIG_NAME
+        config_file.write_text(json.dumps(json.loads(config_file.read_text()), indent=2, sort_keys=True) + "\n")
+        return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    trainer = CenterTrainer(args)
+    if args.resume:
+        trainer.resume()
+    trainer.fit()
+
+
+if __name__ == "__main__":
+    main()

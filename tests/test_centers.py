@@ -1,0 +1,179 @@
+"""The animal-centre head: targets, loss, peaks, regions from peaks, its training data, the head in PetNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from petnet.center_data import KINDS, CenterTrainingSet
+from petnet.centers import center_focal_loss, center_heatmap, find_peaks
+from petnet.composites import different_sizes, overlapping, side_by_side
+from petnet.config import PetNetConfig
+from petnet.data import read_split
+from petnet.inference import center_regions
+from petnet.model import PetNet
+from petnet.train_centers import choose_center_threshold, with_center_head
+from petnet.transforms import center_transform
+
+
+def _two_animals(size: int = 64) -> torch.Tensor:
+    instances = torch.zeros(size, size, dtype=torch.uint8)
+    instances[8:24, 4:20] = 1  # a 16x16 animal centred at (15.5, 11.5)
+    instances[30:62, 30:62] = 2  # a 32x32 one centred at (45.5, 45.5)
+    return instances
+
+
+def test_heatmap_has_one_peak_per_animal_at_its_centre() -> None:
+    heatmap = center_heatmap(_two_animals(), (8, 8))
+    peaks = torch.nonzero(heatmap == 1).tolist()
+    assert sorted(peaks) == [[1, 1], [5, 5]], "centroids (15.5, 11.5) and (45.5, 45.5) fall in cells 1 and 5"
+    assert heatmap.min() >= 0 and heatmap.max() == 1
+    assert center_heatmap(torch.zeros(64, 64, dtype=torch.uint8), (8, 8)).sum() == 0, "no animal, no peak"
+    assert (center_heatmap(_two_animals(), (8, 8), min_area=300) == 1).sum() == 1, "the 256-pixel animal is too small"
+
+
+def test_ignored_pixels_make_no_peak() -> None:
+    instances = torch.full((32, 32), 255, dtype=torch.uint8)
+    assert center_heatmap(instances, (4, 4)).sum() == 0
+
+
+def test_focal_loss_rewards_the_right_peaks() -> None:
+    target = center_heatmap(_two_animals(), (8, 8))[None]
+    right = torch.where(target == 1, 8.0, -8.0)
+    wrong = torch.where(target == 1, -8.0, 8.0)
+    assert center_focal_loss(right, target) < 0.01 < center_focal_loss(torch.zeros_like(target), target) < center_focal_loss(wrong, target)
+    logits = torch.zeros_like(target, requires_grad=True)
+    center_focal_loss(logits, target).backward()
+    assert torch.isfinite(logits.grad).all()
+    assert center_focal_loss(torch.full((1, 8, 8), -8.0), torch.zeros(1, 8, 8)) < 0.01, "a photo with no pet"
+
+
+def test_peaks_are_local_maxima_above_the_threshold() -> None:
+    heatmap = center_heatmap(_two_animals(), (16, 16)) * torch.tensor(0.9)
+    heatmap[2, 14] = 0.3  # a low bump
+    peaks = find_peaks(heatmap, threshold=0.5)
+    assert sorted((r, c) for r, c, _ in peaks) == [(3, 2), (11, 11)], "the centroids' cells, as in the target"
+    assert len(find_peaks(heatmap, threshold=0.2)) == 3
+    assert find_peaks(heatmap, threshold=0.95) == []
+    plateau = torch.zeros(8, 8)
+    plateau[3:5, 3:5] = 0.8
+    assert len(find_peaks(plateau, threshold=0.5)) == 1, "equal neighbours are one peak"
+
+
+def test_two_tops_of_one_hill_are_one_animal() -> None:
+    cols = torch.arange(24, dtype=torch.float32)
+    ridge = 0.8 * torch.exp(-((cols - 6) ** 2) / 8) + 0.7 * torch.exp(-((cols - 15) ** 2) / 8)
+    two_hills = ridge.repeat(8, 1)
+    assert len(find_peaks(two_hills, threshold=0.3)) == 2, "the line between them falls to ~0.03"
+    one_hill = 0.85 * (ridge + 0.6 * torch.exp(-((cols - 10.5) ** 2) / 30)).repeat(8, 1)  # the dip filled in
+    assert len(find_peaks(one_hill, threshold=0.3)) == 1
+    assert len(find_peaks(one_hill, threshold=0.3, valley=1.0)) == 2, "any dip separates at valley 1"
+
+
+def _mask_of(instances: torch.Tensor) -> torch.Tensor:
+    """Trimap labels (0 pet, 1 background) of an animal-id map."""
+    return torch.where(instances > 0, 0, 1).to(torch.uint8)
+
+
+def test_regions_split_one_outline_between_its_peaks() -> None:
+    instances = torch.zeros(64, 64, dtype=torch.uint8)
+    instances[10:50, 4:34] = 1
+    instances[10:50, 34:60] = 2  # touching: one outline of pet pixels
+    peaks = [(3, 2, 0.9), (3, 5, 0.8)]  # cells of an 8x8 heatmap over the two halves
+    regions = center_regions(_mask_of(instances), peaks, (8, 8))
+    assert len(regions) == 2
+    assert regions[0][30, 10] and regions[1][30, 55]
+    assert not (regions[0] & regions[1]).any()
+    assert int(regions[0].sum() + regions[1].sum()) == int((instances > 0).sum())
+
+
+def test_an_outline_with_one_peak_is_one_animal_and_peaks_off_the_pet_are_dropped() -> None:
+    instances = _two_animals()
+    mask = _mask_of(instances)
+    assert len(center_regions(mask, [(5, 5, 0.9)], (8, 8))) == 1, "the outline without a peak joins the animal"
+    regions = center_regions(mask, [(5, 5, 0.9), (1, 1, 0.7)], (8, 8))
+    assert [int(r.sum()) for r in regions] == [32 * 32, 16 * 16], "largest first, each its own outline"
+    assert len(center_regions(mask, [(5, 5, 0.9), (0, 7, 0.8)], (8, 8))) == 1, "nothing near (0, 7)"
+    assert center_regions(mask, [], (8, 8)) == []
+    assert center_regions(torch.ones(64, 64, dtype=torch.uint8), [(3, 3, 0.9)], (8, 8)) == []
+
+
+def test_choose_center_threshold_keeps_single_pets_whole() -> None:
+    thresholds = [0.2, 0.4, 0.6]
+    composites = np.array([[2, 2, 1], [2, 2, 1], [3, 2, 1]])
+    singles = np.array([[2, 1, 1]] * 5 + [[1, 1, 1]] * 95)
+    threshold, table = choose_center_threshold(composites, singles, thresholds, max_single_split=0.02)
+    assert threshold == 0.4, "0.2 splits 5% of single pets; 0.4 counts all composites right"
+    assert table["0.40"] == {"composites_count_right": 1.0, "single_pets_split": 0.0}
+    singles[:1, 1] = 2  # 0.4 now splits one single pet; 0.6 counts fewer composites: 0.4 stays
+    assert choose_center_threshold(composites, singles, thresholds)[0] == 0.4
+    composites[:, 2] = 2  # 0.6 counts as many and splits none
+    assert choose_center_threshold(composites, singles, thresholds)[0] == 0.6
+
+
+def test_label_maps_lay_out_like_their_photos() -> None:
+    from PIL import Image
+
+    first, second = Image.new("L", (40, 30), 1), Image.new("L", (40, 30), 2)
+    assert np.unique(np.asarray(side_by_side(first, second))).tolist() == [1, 2]
+    smaller = np.asarray(different_sizes(first, second, 0.5, labels=True))
+    assert np.unique(smaller).tolist() == [0, 1, 2], "0 around the smaller animal, no blended labels"
+    trimap = np.ones((30, 40), dtype=np.uint8)
+    trimap[5:25, 10:30] = 0
+    pasted = np.asarray(overlapping(first, second, trimap, labels=True))
+    assert np.unique(pasted).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS])
+def test_training_samples_have_a_peak_per_animal(tiny_pet_root, kind: str, monkeypatch) -> None:
+    records = read_split(tiny_pet_root, "trainval")
+    non_pets = [r for r in records[:2]]  # stand-ins: any photo, read as if it held no pet
+    config = PetNetConfig(image_size=64)
+    dataset = CenterTrainingSet(records, non_pets, center_transform(config), (8, 8), length=4, fixed=True)
+    monkeypatch.setattr("random.Random.choices", lambda self, population, weights=None: [kind])
+    sample = dataset[0]
+    assert sample["image"].shape == (3, 64, 64) and sample["heatmap"].shape == (8, 8)
+    expected = {"single": 1, "no_pet": 0, "three": 3}.get(kind, 2)
+    assert int((sample["heatmap"] == 1).sum()) <= expected, "a random crop may cut an animal out"
+    if kind in ("single", "no_pet"):
+        assert int((sample["heatmap"] == 1).sum()) == expected
+
+
+@pytest.fixture(scope="module")
+def centered() -> PetNet:
+    torch.manual_seed(0)
+    return with_center_head(PetNet(PetNetConfig(image_size=128))).eval()
+
+
+def test_adding_the_head_changes_no_other_output() -> None:
+    torch.manual_seed(0)
+    plain = PetNet(PetNetConfig(image_size=128)).eval()
+    with_head = with_center_head(plain).eval()
+    images = torch.randn(2, 3, 128, 128)
+    before, after = plain(images), with_head(images)
+    for name in ("species_logits", "breed_logits", "mask_logits", "pet_logits"):
+        assert torch.equal(getattr(before, name), getattr(after, name)), name
+    assert before.center_logits is None and after.center_logits.shape == (2, 16, 16)
+    trainable = {name for name, p in with_head.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("center_head.") for name in trainable)
+
+
+def test_predict_contract_with_the_head(centered: PetNet, tmp_path) -> None:
+    prediction = centered.predict(torch.randn(3, 128, 128))
+    assert prediction.mask.shape == (128, 128) and len(prediction.breed) == 3
+    centered.save_pretrained(tmp_path)
+    loaded = PetNet.from_pretrained(str(tmp_path))
+    assert loaded.config.center_head and loaded.center_head is not None
+    fused = PetNet.from_pretrained(str(tmp_path)).fuse_for_inference()
+    images = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        assert torch.allclose(loaded.infer(images).center_logits, fused.infer(images).center_logits, atol=1e-3)
+
+
+def test_mirrored_heatmaps_are_averaged(centered: PetNet) -> None:
+    images = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        single = centered(images).center_logits
+        mirrored = centered(images.flip(-1)).center_logits.flip(-1)
+        assert torch.allclose(centered.infer(images).center_logits, (single + mirrored) / 2, atol=1e-5)
