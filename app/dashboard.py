@@ -180,6 +180,24 @@ def baseline_line(baseline: dict) -> str:
     )
 
 
+def counting_line(detection: Mapping[str, Any]) -> str | None:
+    """One sentence on counting animals: two-animal composites counted right (per layout) and
+    single pets given one answer; ``None`` when the report has neither."""
+    parts = []
+    two = detection.get("two_animal")
+    if two and two.get("num_images"):
+        n = two["num_images"]
+        layouts = ", ".join(
+            f"{layout.replace('_', ' ')} {counts['count_right']}/{counts['num_images']}"
+            for layout, counts in (two.get("by_layout") or {}).items()
+        )
+        parts.append(f"Two-animal composites: count right {percent(two['count_right'] / n)}, both species right "
+                     f"{percent(two['both_species_right'] / n)} of {n}" + (f" ({layouts})" if layouts else ""))  # fmt: skip
+    if detection.get("single_pets_one_answer") is not None:
+        parts.append(f"single-pet photos given one answer {percent(detection['single_pets_one_answer'])}")
+    return "; ".join(parts) + "." if parts else None
+
+
 def show_headline(report: dict) -> None:
     """Our headline figures as cards, with the change against the original PetNet where it published one."""
     baseline = report.get("baseline") or BASELINE
@@ -196,6 +214,9 @@ def show_headline(report: dict) -> None:
                 description = f"vs {metric.format(theirs)}"
             column.metric(metric.label, metric.format(ours), delta, delta_description=description, border=True)
     st.caption(baseline_line(baseline))
+    counting = counting_line(report.get("detection") or {})
+    if counting:
+        st.caption(counting)
 
 
 def show_classification(report: dict, normalise: bool, species: tuple[str, ...]) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 from petnet.decoder import conv_bn_relu
@@ -121,3 +123,19 @@ def _separate(heatmap: torch.Tensor, cell: tuple[int, int], higher: tuple[int, i
     rows = torch.linspace(cell[0], higher[0], 2 * steps + 1).round().long()
     cols = torch.linspace(cell[1], higher[1], 2 * steps + 1).round().long()
     return float(heatmap[rows, cols].min()) < floor
+
+
+_HALF_HEIGHT_WIDTH = 2 * math.sqrt(2 * math.log(2)) * SIGMA_SCALE
+"""Width of a target peak at half its height, as a fraction of its animal's box side."""
+
+
+def hill_box(heatmap: torch.Tensor, peak: tuple[int, int, float]) -> tuple[float, float, float, float]:
+    """(top, left, bottom, right), in heatmap cells, of the animal whose ``peak`` this is, read from
+    the width of its hill at half height: the inverse of :func:`center_heatmap`'s spread, for an
+    animal the mask did not see."""
+    row, col, height = peak
+    hill, _ = ndimage.label((heatmap >= height / 2).numpy())
+    rows, cols = np.nonzero(hill == hill[row, col])
+    half_height = (rows.max() - rows.min() + 1) / _HALF_HEIGHT_WIDTH / 2
+    half_width = (cols.max() - cols.min() + 1) / _HALF_HEIGHT_WIDTH / 2
+    return row + 0.5 - half_height, col + 0.5 - half_width, row + 0.5 + half_height, col + 0.5 + half_width

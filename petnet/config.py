@@ -43,8 +43,11 @@ class PetNetConfig:
     ``python -m petnet.train_centers``): one peak per animal, which is how a photo of several
     animals gets one answer each. Without it, animals are told apart by the breed maps."""
     center_threshold: float = 0.5
-    """Heatmap peak height at or above which a peak is an animal; chosen on validation composites
-    and single pets (``python -m petnet.train_centers`` writes it), never on test."""
+    """Heatmap peak height at or above which a peak on the mask's pet pixels is an animal; chosen
+    on validation composites and single pets (``python -m petnet.train_centers`` writes it), never on test."""
+    center_off_mask_threshold: float = 0.5
+    """The same for a peak far from every pet pixel of the mask (an animal the mask missed), which
+    needs its own, usually higher, bar; chosen with ``center_threshold``."""
 
     def __post_init__(self) -> None:
         if len(self.breed_names) != len(self.breed_species):

@@ -347,6 +347,8 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "mirror_averaged_mask": model.config.mirror_averaged_mask,
             "precision": precision_name(model.inference_dtype),
             "pet_threshold": model.config.pet_threshold,
+            "center_threshold": model.config.center_threshold if model.config.center_head else None,
+            "center_off_mask_threshold": model.config.center_off_mask_threshold if model.config.center_head else None,
         },
         "num_images": len(outcomes),
         "num_images_with_trimap": sum(o.pixel_confusion is not None for o in outcomes),

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from petnet.centers import find_peaks, hill_box
+
 if TYPE_CHECKING:
     from petnet.model import PetNetOutput
 
@@ -168,42 +170,60 @@ def _fill_outlines(animal_map: np.ndarray, covered: np.ndarray, count: int) -> l
 
 def center_regions(
     mask: torch.Tensor,
-    peaks: list[tuple[int, int, float]],
-    heatmap_size: tuple[int, int],
+    heatmap: torch.Tensor,
+    threshold: float,
+    off_mask_threshold: float,
     pet_index: int = 0,
     boundary_index: int = 2,
     min_fraction: float = MIN_ANIMAL_FRACTION,
     relative_fraction: float = SECOND_ANIMAL_FRACTION,
 ) -> list[torch.Tensor]:
-    """One boolean HxW region per animal of a label ``mask``, one animal per centre-heatmap peak
-    (:func:`petnet.centers.find_peaks` on a map of ``heatmap_size``), largest first.
+    """One boolean HxW region per animal of a label ``mask``, one animal per peak of the (h, w)
+    centre ``heatmap`` (probabilities, :func:`petnet.centers.find_peaks`), largest first.
 
-    A peak belongs to the outline (connected pet and boundary pixels) it falls on, or the nearest
-    one; an outline with one peak is that animal, one with several is shared among them by nearest
-    peak, and an outline without a peak joins the nearest animal. Peaks with no outline near them,
-    and animals smaller than ``min_fraction`` of the mask or ``relative_fraction`` of the largest,
-    are dropped (their pixels go to the nearest animal kept). Empty when nothing is covered or
-    there is no peak.
+    A peak on or near (two cells) the mask's pet pixels counts from ``threshold`` up. It belongs to
+    the outline (connected pet and boundary pixels) it falls on, or the nearest one; an outline with
+    one peak is that animal, one with several is shared among them by nearest peak, and an outline
+    without a peak joins the nearest animal. A peak far from every pet pixel is an animal the mask
+    missed: it counts from ``off_mask_threshold`` up, and its region is the box its hill implies
+    (:func:`petnet.centers.hill_box`) minus the other animals' pixels. Animals smaller than
+    ``min_fraction`` of the mask, and outline animals smaller than ``relative_fraction`` of the
+    largest, are dropped (their pixels go to the nearest animal kept). Empty when no peak counts.
     """
     covered = ((mask == pet_index) | (mask == boundary_index)).numpy()
-    if not covered.any() or not peaks:
-        return []
-    outlines, _ = ndimage.label(covered, structure=np.ones((3, 3), dtype=bool))
-    distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
     height, width = mask.shape
-    reach = max(height / heatmap_size[0], width / heatmap_size[1]) * 2  # two heatmap cells
-    points = []
-    for row, col, _ in peaks:
-        y = min(height - 1, int((row + 0.5) * height / heatmap_size[0]))
-        x = min(width - 1, int((col + 0.5) * width / heatmap_size[1]))
-        if distance[y, x] <= reach:
-            points.append((near_rows[y, x], near_cols[y, x]))
-    if not points:
-        return []
-    animal_map = np.zeros(mask.shape, dtype=np.int32)
+    cell_rows, cell_cols = height / heatmap.shape[0], width / heatmap.shape[1]
+    distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    reach = max(cell_rows, cell_cols) * 2
+    points, missed = [], []
+    for peak in find_peaks(heatmap, min(threshold, off_mask_threshold)):
+        y = min(height - 1, int((peak[0] + 0.5) * cell_rows))
+        x = min(width - 1, int((peak[1] + 0.5) * cell_cols))
+        if covered.any() and distance[y, x] <= reach:
+            if peak[2] >= threshold:
+                points.append((near_rows[y, x], near_cols[y, x]))
+        elif peak[2] >= off_mask_threshold:
+            missed.append(peak)
+    regions = _outline_animals(covered, points, relative_fraction, min_fraction) if points else []
+    for peak in missed:
+        top, left, bottom, right = hill_box(heatmap, peak)
+        region = np.zeros_like(covered)
+        region[max(0, round(top * cell_rows)) : round(bottom * cell_rows), max(0, round(left * cell_cols)) : round(right * cell_cols)] = True
+        region &= ~covered
+        if region.sum() >= min_fraction * covered.size:
+            regions.append(torch.from_numpy(region))
+    return sorted(regions, key=lambda region: -int(region.sum()))
+
+
+def _outline_animals(
+    covered: np.ndarray, points: list[tuple[int, int]], relative_fraction: float, min_fraction: float
+) -> list[torch.Tensor]:
+    """The ``covered`` pixels shared among animals at ``points`` (pixels on it), as :func:`center_regions` says."""
+    outlines, _ = ndimage.label(covered, structure=np.ones((3, 3), dtype=bool))
+    animal_map = np.zeros(covered.shape, dtype=np.int32)
     for outline in {int(outlines[y, x]) for y, x in points}:
         inside = outlines == outline
-        markers = np.zeros(mask.shape, dtype=np.int32)
+        markers = np.zeros(covered.shape, dtype=np.int32)
         for number, (y, x) in enumerate(points, start=1):
             if outlines[y, x] == outline:
                 markers[y, x] = number
@@ -213,8 +233,7 @@ def center_regions(
     kept = (areas >= min_fraction * covered.size) & (areas >= relative_fraction * areas.max())
     renumbered = np.zeros(len(points) + 1, dtype=np.int32)
     renumbered[1:][kept] = np.arange(1, kept.sum() + 1)
-    regions = _fill_outlines(renumbered[animal_map], covered, int(kept.sum()))
-    return sorted(regions, key=lambda region: -int(region.sum()))
+    return _fill_outlines(renumbered[animal_map], covered, int(kept.sum()))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""PetNet: one backbone, three heads (species, breed, trimap segmentation).
+"""PetNet: one backbone; heads for species, breed, pet presence and the trimap mask, and optionally animal centres.
 
 The timm backbone is swappable by name; the heads only depend on the channels it reports in
 ``feature_info``. Weights and ``config.json`` (labels + preprocessing) are saved and loaded with
@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
-from petnet.centers import CENTER_DECODER_BLOCK, CenterHead, find_peaks
+from petnet.centers import CENTER_DECODER_BLOCK, CenterHead
 from petnet.config import PetNetConfig
 from petnet.decoder import UNetDecoder
 from petnet.errors import WeightsError
@@ -293,8 +293,8 @@ class PetNet(
         breed maps. Empty when no region stands out (``predict`` then answers for the whole photo)."""
         if output.center_logits is None:
             return pet_regions(mask, output.breed_maps[i])
-        heatmap = output.center_logits[i].sigmoid()
-        return center_regions(mask, find_peaks(heatmap, self.config.center_threshold), tuple(heatmap.shape))
+        config = self.config
+        return center_regions(mask, output.center_logits[i].sigmoid(), config.center_threshold, config.center_off_mask_threshold)
 
     def _classify_crops(self, item: _Input, regions: list[torch.Tensor]) -> PetNetOutput:
         """One forward pass over a crop around each region (the photo's pixels when there is a photo)."""
@@ -316,9 +316,9 @@ class PetNet(
         names = self.config
         species = int(decoded.species_index[i])
         full_region = F.interpolate(region[None, None].float(), size=size, mode="nearest")[0, 0].bool()
-        full_region &= full_mask != names.mask_classes.index("background")
-        if not full_region.any():
-            full_region = torch.ones(size, dtype=torch.bool)
+        on_pet = full_region & (full_mask != names.mask_classes.index("background"))
+        if on_pet.any():  # else an animal the mask missed (its box), or the whole photo
+            full_region = on_pet
         return Pet(
             species=names.species_names[species],
             species_confidence=float(decoded.species_probabilities[i, species]),

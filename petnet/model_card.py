@@ -239,6 +239,20 @@ def regularisation_sentence(train_config: Mapping[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+def counting_sentence(report: Mapping[str, Any]) -> str:
+    """How the evaluated model tells animals apart (reports older than the centre head: by breed maps)."""
+    threshold = report["model"].get("center_threshold")
+    if threshold is None:
+        return ("The animals are the pet regions of the mask, told apart by their outlines and by where the breed "
+                "head sees which breed.")  # fmt: skip
+    off_mask = report["model"].get("center_off_mask_threshold", threshold)
+    return (f"The animals are the peaks of an animal-centre heatmap head (CenterNet-style, stride 8): at or above "
+            f"`center_threshold` {threshold:.2f} on the mask's pet pixels, each claiming the pet pixels nearest to it, "
+            f"and at or above `center_off_mask_threshold` {off_mask:.2f} where the mask saw no pet (both chosen on "
+            "validation). The head was trained alone on the frozen network (`python -m petnet.train_centers`), so it "
+            "changes no other output.")  # fmt: skip
+
+
 def mask_method_sentence(report: Mapping[str, Any]) -> str:
     """How the report's masks were predicted (reports older than the setting are single-view)."""
     if report["model"].get("mirror_averaged_mask", False):
@@ -294,8 +308,7 @@ breeds** (among the breeds of the predicted species) and a **3-class trimap mask
 boundary). A `timm` {backbone} backbone initialised from ImageNet feeds a species head, a breed head,
 a pet-presence head and a U-Net decoder over the backbone's multi-scale features. A photo whose
 pet score is below `pet_threshold` (in `config.json`, chosen on validation) has no cat or dog; a photo
-with several animals (pet regions of the mask, told apart by their outlines and by where the breed
-head sees which breed) gets one answer per animal, each from a crop of that animal.
+with several animals gets one answer per animal, each from a crop of that animal. {counting_sentence(test)}
 
 ```python
 import petnet
@@ -349,8 +362,9 @@ figures; they are used for research and not redistributed.
 - Only the 37 breeds of the dataset; a mixed breed still gets one of them.
 - "No cat or dog" is learnt from ImageNet photos of other things (464 for training); photos unlike
   both those and Oxford-IIIT Pet (drawings, toys, very dark or blurred shots) may be misjudged.
-- Several animals are told apart when their pet regions in the mask do not touch or the breed head
-  sees different breeds in them; two animals of one breed lying against each other count as one.
+- Several animals are counted by the peaks of the animal-centre heatmap, trained on made-up photos
+  of Oxford-IIIT pets put side by side, scaled or pasted over each other; real groups (litters,
+  animals behind one another, more than three) are unlike those and may be miscounted.
 - The boundary class (a thin band around the pet) is the hardest; its IoU is the worst-class IoU.
 - Trained on square, stretched 256x256 photos; very different framings may do worse.
 

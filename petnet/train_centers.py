@@ -4,7 +4,7 @@ The rest of the network is frozen (eval mode, no gradients), so species, breed, 
 outputs stay exactly those of ``--model``; only :class:`petnet.centers.CenterHead` learns, from
 single pets, photos with no pet and made-up photos of several pets (:mod:`petnet.center_data`).
 Training photos are the training part of ``trainval`` (carved as in ``petnet.train``) and the
-training part of the non-pet photos. The peak threshold is then chosen on validation: on two-animal
+training part of the non-pet photos. The peak thresholds are then chosen on validation: on two-animal
 composites of the validation pets and on the validation pets themselves (:func:`choose_center_threshold`),
 and written into the exported model's ``config.json``. The test split is never looked at.
 """
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from petnet.center_data import CenterTrainingSet
-from petnet.centers import CENTER_DECODER_BLOCK, center_focal_loss, find_peaks
+from petnet.centers import CENTER_DECODER_BLOCK, center_focal_loss
 from petnet.composites import build_composites
 from petnet.config import TrainConfig
 from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
@@ -38,13 +38,22 @@ from petnet.model import PetNet
 from petnet.paths import NON_PET_ROOT
 from petnet.precision import inference_dtype
 from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
-from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, append_log, atomic_save, seed_everything, truncate_log, warmup_cosine
+from petnet.train import (
+    CHECKPOINT_NAME,
+    FINAL_DIR_NAME,
+    append_log,
+    atomic_save,
+    seed_everything,
+    truncate_log,
+    warmup_cosine,
+)
 from petnet.transforms import center_transform
 
 log = logging.getLogger("petnet.train_centers")
 
-THRESHOLDS = np.round(np.arange(0.10, 0.91, 0.05), 2)
-"""Peak thresholds tried on validation."""
+THRESHOLDS = [(float(on), float(off)) for on in np.round(np.arange(0.10, 0.61, 0.05), 2)
+              for off in np.round(np.arange(0.10, 0.91, 0.05), 2) if off >= on]  # fmt: skip
+"""(``center_threshold``, ``center_off_mask_threshold``) pairs tried on validation."""
 MAX_SINGLE_PETS_SPLIT = 0.02
 """Share of single-pet validation photos that may get more than one answer: a pet split in two is
 the error users of a one-pet-per-photo dataset would see most."""
@@ -94,37 +103,41 @@ def center_logits(model: PetNet, images: torch.Tensor, dtype: torch.dtype) -> to
     return model.center_head(features[-1].float(), fine.float())
 
 
-def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequence[float]) -> np.ndarray:
-    """(len(images), len(thresholds)) animals found per photo at each peak threshold, as ``predict``
-    counts them for a photo with a pet (one when no region stands out)."""
+def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequence[tuple[float, float]]) -> np.ndarray:
+    """(len(images), len(thresholds)) animals found per photo at each pair of peak thresholds, as
+    ``predict`` counts them for a photo with a pet (one when no region stands out)."""
     counts = []
     with torch.inference_mode():
         for image in tqdm(images, desc="counting animals", leave=False):
             output = model.infer(model.preprocess(image)[None].contiguous(memory_format=torch.channels_last))
             mask, heatmap = mask_from_logits(output.mask_logits[0]), output.center_logits[0].sigmoid()
-            shape = tuple(heatmap.shape)
-            counts.append([max(1, len(center_regions(mask, find_peaks(heatmap, t), shape))) for t in thresholds])
+            counts.append([max(1, len(center_regions(mask, heatmap, *pair))) for pair in thresholds])
     return np.asarray(counts)
 
 
 def choose_center_threshold(
-    composite_counts: np.ndarray, single_counts: np.ndarray, thresholds: Sequence[float],
+    composite_counts: np.ndarray, single_counts: np.ndarray, thresholds: Sequence[tuple[float, float]],
     max_single_split: float = MAX_SINGLE_PETS_SPLIT,
-) -> tuple[float, dict]:
-    """The threshold with the most two-animal composites counted right among those that give at
-    most ``max_single_split`` of the single pets more than one answer (of equals, the one that
-    splits fewest, then the lowest); with none allowed, the one that splits fewest single pets.
-    Returns it and a table."""
+) -> tuple[tuple[float, float], dict]:
+    """The thresholds with the most two-animal composites counted right among those that give at
+    most ``max_single_split`` of the single pets more than one answer (of equals, those that split
+    fewest, then the lowest); with none allowed, those that split fewest single pets. Returns the
+    pair and a table keyed ``"on/off"``."""
     right = (composite_counts == 2).mean(axis=0)
     split = (single_counts > 1).mean(axis=0)
-    table = {f"{t:.2f}": {"composites_count_right": float(r), "single_pets_split": float(s)}
+    table = {threshold_key(t): {"composites_count_right": float(r), "single_pets_split": float(s)}
              for t, r, s in zip(thresholds, right, split)}  # fmt: skip
     allowed = np.flatnonzero(split <= max_single_split)
     if len(allowed):
         best = min(allowed, key=lambda i: (-right[i], split[i], thresholds[i]))
     else:
         best = int(np.argmin(split))
-    return float(thresholds[best]), table
+    return thresholds[best], table
+
+
+def threshold_key(pair: tuple[float, float]) -> str:
+    """``"0.20/0.35"``: on-mask and off-mask peak thresholds."""
+    return f"{pair[0]:.2f}/{pair[1]:.2f}"
 
 
 class CenterTrainer:
@@ -210,15 +223,17 @@ class CenterTrainer:
         composites = build_composites(self.val_pets, self.args.composites_per_layout, seed=self.args.seed + 1)
         composite_counts = animal_counts(self.model, [c.image for c in composites], THRESHOLDS)
         single_counts = animal_counts(self.model, [r.image_path for r in self.val_pets], THRESHOLDS)
-        threshold, table = choose_center_threshold(composite_counts, single_counts, THRESHOLDS)
+        (on_mask, off_mask), table = choose_center_threshold(composite_counts, single_counts, THRESHOLDS)
         final = self.output_dir / FINAL_DIR_NAME
-        self.model.config.center_threshold = threshold
+        self.model.config.center_threshold, self.model.config.center_off_mask_threshold = on_mask, off_mask
         self.model.save_pretrained(final)
-        (self.output_dir / "center_thresholds.json").write_text(json.dumps({"chosen": threshold, "thresholds": table}, indent=2))
-        chosen = table[f"{threshold:.2f}"]
-        log.info("center_threshold %.2f: %.1f%% of %d validation composites counted right, %.1f%% of %d validation "
-                 "pets split; saved to %s", threshold, 100 * chosen["composites_count_right"], len(composites),
-                 100 * chosen["single_pets_split"], len(self.val_pets), final)  # fmt: skip
+        chosen_key = threshold_key((on_mask, off_mask))
+        (self.output_dir / "center_thresholds.json").write_text(json.dumps({"chosen": chosen_key, "thresholds": table}, indent=2))
+        chosen = table[chosen_key]
+        log.info("center_threshold %.2f, center_off_mask_threshold %.2f: %.1f%% of %d validation composites counted "
+                 "right, %.1f%% of %d validation pets split; saved to %s", on_mask, off_mask,
+                 100 * chosen["composites_count_right"], len(composites), 100 * chosen["single_pets_split"],
+                 len(self.val_pets), final)  # fmt: skip
         config_file = final / constants.CONFIG_NAME
         config_file.write_text(json.dumps(json.loads(config_file.read_text()), indent=2, sort_keys=True) + "\n")
         return final

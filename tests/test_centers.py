@@ -76,40 +76,64 @@ def _mask_of(instances: torch.Tensor) -> torch.Tensor:
     return torch.where(instances > 0, 0, 1).to(torch.uint8)
 
 
+def _heatmap(*peaks: tuple[int, int, float], size: int = 8) -> torch.Tensor:
+    """An (size, size) heatmap with a sharp peak of the given height at each (row, col)."""
+    heatmap = torch.zeros(size, size)
+    for row, col, height in peaks:
+        heatmap[row, col] = height
+    return heatmap
+
+
 def test_regions_split_one_outline_between_its_peaks() -> None:
     instances = torch.zeros(64, 64, dtype=torch.uint8)
     instances[10:50, 4:34] = 1
     instances[10:50, 34:60] = 2  # touching: one outline of pet pixels
-    peaks = [(3, 2, 0.9), (3, 5, 0.8)]  # cells of an 8x8 heatmap over the two halves
-    regions = center_regions(_mask_of(instances), peaks, (8, 8))
+    heatmap = _heatmap((3, 2, 0.9), (3, 5, 0.8))  # cells of an 8x8 heatmap over the two halves
+    regions = center_regions(_mask_of(instances), heatmap, 0.5, 0.5)
     assert len(regions) == 2
     assert regions[0][30, 10] and regions[1][30, 55]
     assert not (regions[0] & regions[1]).any()
     assert int(regions[0].sum() + regions[1].sum()) == int((instances > 0).sum())
+    assert len(center_regions(_mask_of(instances), heatmap, 0.85, 0.85)) == 1, "the 0.8 peak is below the threshold"
 
 
-def test_an_outline_with_one_peak_is_one_animal_and_peaks_off_the_pet_are_dropped() -> None:
-    instances = _two_animals()
-    mask = _mask_of(instances)
-    assert len(center_regions(mask, [(5, 5, 0.9)], (8, 8))) == 1, "the outline without a peak joins the animal"
-    regions = center_regions(mask, [(5, 5, 0.9), (1, 1, 0.7)], (8, 8))
+def test_an_outline_with_one_peak_is_one_animal() -> None:
+    mask = _mask_of(_two_animals())
+    assert len(center_regions(mask, _heatmap((5, 5, 0.9)), 0.5, 0.5)) == 1, "the outline without a peak joins the animal"
+    regions = center_regions(mask, _heatmap((5, 5, 0.9), (1, 1, 0.7)), 0.5, 0.5)
     assert [int(r.sum()) for r in regions] == [32 * 32, 16 * 16], "largest first, each its own outline"
-    assert len(center_regions(mask, [(5, 5, 0.9), (0, 7, 0.8)], (8, 8))) == 1, "nothing near (0, 7)"
-    assert center_regions(mask, [], (8, 8)) == []
-    assert center_regions(torch.ones(64, 64, dtype=torch.uint8), [(3, 3, 0.9)], (8, 8)) == []
+    assert center_regions(mask, _heatmap(), 0.5, 0.5) == []
+
+
+def test_a_peak_the_mask_missed_needs_the_higher_threshold_and_gets_its_hill_box() -> None:
+    mask = _mask_of(_two_animals())  # pet pixels at rows 8-24 x cols 4-20 and 30-62 x 30-62
+    heatmap = _heatmap((5, 5, 0.9))
+    heatmap[0:3, 5:8] = 0.2
+    heatmap[1, 6] = 0.6  # a one-cell hill on cell (1, 6), pixels 8-16 x 48-56, no pet pixel near
+    assert len(center_regions(mask, heatmap, 0.5, 0.7)) == 1, "below the off-mask threshold"
+    regions = center_regions(mask, heatmap, 0.5, 0.5)
+    assert len(regions) == 2
+    box = regions[1]
+    rows, cols = torch.nonzero(box, as_tuple=True)
+    # a hill one cell wide at half height is a target peak of an animal 1 / 0.235 = 4.2 cells across
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 28, 35, 63), "the box the hill implies"
+    assert not (box & (mask == 0)).any(), "without the other animal's pixels"
+    assert len(center_regions(torch.ones(64, 64, dtype=torch.uint8), _heatmap((3, 3, 0.9)), 0.5, 0.5)) == 1, (
+        "a mask with no pet at all: the peak's own box"
+    )
 
 
 def test_choose_center_threshold_keeps_single_pets_whole() -> None:
-    thresholds = [0.2, 0.4, 0.6]
+    thresholds = [(0.2, 0.2), (0.4, 0.5), (0.6, 0.6)]
     composites = np.array([[2, 2, 1], [2, 2, 1], [3, 2, 1]])
     singles = np.array([[2, 1, 1]] * 5 + [[1, 1, 1]] * 95)
     threshold, table = choose_center_threshold(composites, singles, thresholds, max_single_split=0.02)
-    assert threshold == 0.4, "0.2 splits 5% of single pets; 0.4 counts all composites right"
-    assert table["0.40"] == {"composites_count_right": 1.0, "single_pets_split": 0.0}
+    assert threshold == (0.4, 0.5), "0.2 splits 5% of single pets; 0.4 counts all composites right"
+    assert table["0.40/0.50"] == {"composites_count_right": 1.0, "single_pets_split": 0.0}
     singles[:1, 1] = 2  # 0.4 now splits one single pet; 0.6 counts fewer composites: 0.4 stays
-    assert choose_center_threshold(composites, singles, thresholds)[0] == 0.4
+    assert choose_center_threshold(composites, singles, thresholds)[0] == (0.4, 0.5)
     composites[:, 2] = 2  # 0.6 counts as many and splits none
-    assert choose_center_threshold(composites, singles, thresholds)[0] == 0.6
+    assert choose_center_threshold(composites, singles, thresholds)[0] == (0.6, 0.6)
 
 
 def test_label_maps_lay_out_like_their_photos() -> None:

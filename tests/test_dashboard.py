@@ -109,6 +109,7 @@ def test_new_report_sections_show_binary_iou_detection_and_the_lowest_iou_galler
     report["segmentation"]["lowest_iou"] = sorted(report["worst_cases"], key=lambda c: c["iou"])[:2]
     report["detection"] = {"pets_kept": 0.985, "non_pets_accepted": 0.031, "auroc": 0.995, "threshold": 0.5,
                            "num_pets": 400, "num_non_pets": 300,
+                           "single_pets_one_answer": 0.99,
                            "two_animal": {"num_images": 10, "count_right": 8, "both_species_right": 7}}  # fmt: skip
     path = report_path.parent / "new.json"
     path.write_text(json.dumps(report))
@@ -119,6 +120,8 @@ def test_new_report_sections_show_binary_iou_detection_and_the_lowest_iou_galler
     assert values["Pet photos recognised"] == "98.5%" and values["Non-pet photos accepted"] == "3.1%"
     assert any("binary pet IoU" in c.value and "0.912" in c.value for c in app.caption)
     assert any(c.value.startswith("Lowest per-image IoU of the split") for c in app.caption)
+    assert any(c.value == "Two-animal composites: count right 80.0%, both species right 70.0% of 10; "
+               "single-pet photos given one answer 99.0%." for c in app.caption)  # fmt: skip
     assert len(app.get("image")) == 3 * len(report["worst_cases"]) + 2 * 2
 
 

@@ -69,6 +69,7 @@ def test_detection_figures_score_the_held_out_non_pets_and_two_animal_composites
     assert detection["num_pets"] == 12
     assert detection["num_non_pets"] == len(non_pet_split(read_non_pets(non_pet_root), "holdout")) == 2
     assert detection["threshold"] == report["model"]["pet_threshold"] == 0.5
+    assert report["model"]["center_threshold"] is report["model"]["center_off_mask_threshold"] is None, "no centre head"
     for key in ("pets_kept", "non_pets_accepted", "auroc", "single_pets_one_answer"):
         assert 0.0 <= detection[key] <= 1.0
     two = detection["two_animal"]

@@ -108,3 +108,10 @@ def test_main_writes_card_and_readme(tmp_path):
     assert "| Species accuracy |" in readme.read_text()
     for config_file in (reports / model_card.TRAINING_RUNS_DIR).glob("*/train_config.json"):
         assert json.loads(config_file.read_text())["output_dir"] in (tmp_path / "card.md").read_text()
+
+
+def test_counting_sentence_names_the_centre_head_when_the_model_has_one():
+    with_head = model_card.counting_sentence({"model": {"center_threshold": 0.2, "center_off_mask_threshold": 0.3}})
+    assert "centre heatmap" in with_head and "0.20" in with_head and "0.30" in with_head
+    assert "breed" in model_card.counting_sentence({"model": {"center_threshold": None}})
+    assert "breed" in model_card.counting_sentence({"model": {}}), "reports older than the head"
