@@ -19,10 +19,9 @@ from torch import nn
 
 from petnet.decoder import conv_bn_relu
 
-CENTER_STRIDE = 8
-"""Input pixels per heatmap cell: the stride of the decoder block the head reads."""
 CENTER_DECODER_BLOCK = 1
-"""Index of that block in :meth:`petnet.decoder.UNetDecoder.block_outputs` (strides 16, 8, 4, 2)."""
+"""The decoder block the head reads, in :meth:`petnet.decoder.UNetDecoder.block_outputs` (strides 16,
+8, 4, 2): stride 8, so a heatmap cell is 8x8 input pixels."""
 SIGMA_SCALE = 0.1
 """Gaussian spread of an animal's target peak as a fraction of its box's geometric mean side:
 large animals get broad peaks (their centre is less precise), small ones narrow ones."""

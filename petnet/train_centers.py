@@ -149,7 +149,7 @@ class CenterTrainer:
         self.model.inference_dtype = self.dtype  # thresholds are chosen on what users get
         records = read_split(args.data_root, "trainval")
         self.train_pets, self.val_pets = train_val_split(records, args.val_fraction, args.seed)
-        non_pets = read_non_pets(args.non_pet_root) if args.non_pet_root and str(args.non_pet_root) else []
+        non_pets = read_non_pets(args.non_pet_root) if args.non_pet_root.name else []  # --non-pet-root '': none
         size = self.model.config.image_size
         with torch.no_grad():
             heatmap_size = tuple(self.model(torch.zeros(1, 3, size, size)).center_logits.shape[-2:])

@@ -201,3 +201,26 @@ def test_mirrored_heatmaps_are_averaged(centered: PetNet) -> None:
         single = centered(images).center_logits
         mirrored = centered(images.flip(-1)).center_logits.flip(-1)
         assert torch.allclose(centered.infer(images).center_logits, (single + mirrored) / 2, atol=1e-5)
+
+
+def test_train_centers_adds_a_trained_head_and_writes_thresholds(tiny_pet_root, tmp_path) -> None:
+    import json
+
+    from petnet.train_centers import main
+
+    start = tmp_path / "start"
+    torch.manual_seed(0)
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(start)
+    out = tmp_path / "centers"
+    main(["--model", str(start), "--output-dir", str(out), "--data-root", str(tiny_pet_root), "--non-pet-root", "",
+          "--epochs", "1", "--samples-per-epoch", "8", "--val-samples", "4", "--batch-size", "4",
+          "--composites-per-layout", "2", "--val-fraction", "0.25", "--num-workers", "0"])  # fmt: skip
+    exported = PetNet.from_pretrained(str(out / "final"))
+    assert exported.config.center_head and exported.center_head is not None
+    chosen = json.loads((out / "center_thresholds.json").read_text())["chosen"]
+    assert chosen == f"{exported.config.center_threshold:.2f}/{exported.config.center_off_mask_threshold:.2f}"
+    assert (out / "training_log.csv").read_text().count("\n") == 2, "a header and one epoch"
+    original = PetNet.from_pretrained(str(start))
+    images = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(original(images).mask_logits, exported(images).mask_logits), "the rest is frozen"
