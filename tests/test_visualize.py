@@ -129,3 +129,12 @@ def test_overlay_colours_each_animal_on_its_own() -> None:
     assert tuple(pixels[0, 3]) == animal_color(0) == MASK_COLORS["pet"]
     assert tuple(pixels[0, 0]) == animal_color(1) != animal_color(0)
     assert tuple(pixels[0, 5]) == MASK_COLORS["boundary"] and tuple(pixels[0, 2]) == MASK_COLORS["background"]
+
+
+def test_an_animal_the_mask_missed_is_tinted_over_its_box() -> None:
+    mask = np.array([[0, 0, 1, 1, 1, 1]] * 2, dtype=np.uint8)  # the mask sees only the first animal
+    regions = [torch.tensor([[True, True, False, False, False, False]] * 2),
+               torch.tensor([[False, False, False, True, True, False]] * 2)]  # fmt: skip
+    pixels = np.asarray(overlay_mask(Image.new("RGB", (6, 2)), mask, alpha=1.0, animals=animal_map(regions, mask.shape)))
+    assert tuple(pixels[0, 3]) == tuple(pixels[0, 4]) == animal_color(1), "its box, in its colour"
+    assert tuple(pixels[0, 2]) == tuple(pixels[0, 5]) == MASK_COLORS["background"]
