@@ -15,11 +15,12 @@ Each caller sends the example photos in turn through the ``/predict`` endpoint u
 calls are done or ``--max-seconds`` have passed; all connect before the clock starts, and none
 downloads the answer's files. Latency includes upload, queueing and the answer. ``--client http``
 (the default) is what a browser does, in one thread: upload the photo, start the call, read its
-event stream (Gradio's HTTP API, ``/gradio_api/upload`` and ``/gradio_api/call/predict``), 20
+event stream (Gradio's HTTP API, ``/gradio_api/upload`` and ``/gradio_api/call/predict``), the
 callers as asyncio tasks sharing one ``httpx`` connection pool. ``--client gradio`` gives each
-caller a thread with its own ``gradio_client.Client``, which costs the shared 2 cores about
-0.08 CPU-seconds a call: on this machine the load generator then takes a good part of the CPU the
-servers compete for, and the comparison measures the client as much as the server.
+caller a thread with its own ``gradio_client.Client``, many times the client CPU per call (the
+README's serving section gives the figures): on a small machine the load generator then takes a
+good part of the CPU the servers compete for, and a comparison measures the client as much as the
+server.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from petnet.data import PetRecord, read_trimap
 from petnet.errors import InvalidImageError
 from petnet.images import load_image
 from petnet.inference import MIN_ANIMAL_FRACTION
-from petnet.labels import BACKGROUND_INDEX
+from petnet.labels import ANIMAL_INDICES
 
 log = logging.getLogger("petnet.center_data")
 
@@ -39,6 +39,8 @@ KINDS = {
     "three": 0.05,
 }
 """What a training photo is, and how often: mostly the single pets the app mostly sees."""
+MAX_ATTEMPTS = 10
+"""Draws of other photos when one is unreadable, before the error is raised."""
 
 
 class CenterTrainingSet(Dataset):
@@ -74,12 +76,14 @@ class CenterTrainingSet(Dataset):
         rng = random.Random(index if self.fixed else int(torch.randint(2**62, ())))
         kinds = [k for k in KINDS if k != "no_pet" or self.non_pets]
         kind = rng.choices(kinds, weights=[KINDS[k] for k in kinds])[0]
-        while True:
+        for attempt in range(MAX_ATTEMPTS):
             try:
                 image, animals = self._compose(kind, rng)
                 break
             except (InvalidImageError, OSError) as error:  # one unreadable photo should not end a run
                 log.warning("Skipping a %s sample: %s", kind, error)
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
         image_tensor, animal_tensor = self.transform(image, tv_tensors.Mask(torch.from_numpy(np.array(animals))))
         animal_tensor = animal_tensor.as_subclass(torch.Tensor)
         min_area = round(MIN_ANIMAL_FRACTION * animal_tensor.numel())
@@ -124,7 +128,7 @@ class CenterTrainingSet(Dataset):
         trimap = read_trimap(record.trimap_path) if record.trimap_path else np.array(Image.open(self._mask_path(record)))
         if trimap.shape != (photo.height, photo.width):
             raise InvalidImageError(f"mask of {record.name} {trimap.shape} does not match its photo")
-        animal_map = Image.fromarray(np.where(trimap != BACKGROUND_INDEX, number, 0).astype(np.uint8))
+        animal_map = Image.fromarray(np.where(np.isin(trimap, ANIMAL_INDICES), number, 0).astype(np.uint8))
         return photo, animal_map, trimap
 
     def _mask_path(self, record: PetRecord) -> Path | None:

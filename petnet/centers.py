@@ -57,14 +57,14 @@ class CenterHead(nn.Module):
 
 def center_heatmap(instances: torch.Tensor, size: tuple[int, int], min_area: int = 1) -> torch.Tensor:
     """Target heatmap (h, w) = ``size`` for an (H, W) map of animal ids (0 = none, 1..k one animal
-    each, other values ignored): a Gaussian at each animal's centroid, 1 exactly at its cell.
+    each): a Gaussian at each animal's centroid, 1 exactly at its cell.
     Animals with fewer than ``min_area`` pixels get no peak (too little of them is in view)."""
     height, width = instances.shape
     rows = (torch.arange(size[0], dtype=torch.float32) + 0.5) * height / size[0] - 0.5
     cols = (torch.arange(size[1], dtype=torch.float32) + 0.5) * width / size[1] - 0.5
     target = torch.zeros(size)
     for animal in instances.unique().tolist():
-        if animal == 0 or animal == 255:
+        if animal == 0:
             continue
         ys, xs = torch.nonzero(instances == animal, as_tuple=True)
         if len(ys) < min_area:
@@ -124,17 +124,20 @@ def _separate(heatmap: torch.Tensor, cell: tuple[int, int], higher: tuple[int, i
     return float(heatmap[rows, cols].min()) < floor
 
 
-_HALF_HEIGHT_WIDTH = 2 * math.sqrt(2 * math.log(2)) * SIGMA_SCALE
-"""Width of a target peak at half its height, as a fraction of its animal's box side."""
+_WIDTH_AT_VALLEY = 2 * math.sqrt(2 * math.log(1 / PEAK_VALLEY)) * SIGMA_SCALE
+"""Width of a target peak where it falls to ``PEAK_VALLEY`` of its height, as a fraction of its
+animal's box side (a Gaussian's width at level f is 2 sigma sqrt(2 ln(1/f)))."""
 
 
 def hill_box(heatmap: torch.Tensor, peak: tuple[int, int, float]) -> tuple[float, float, float, float]:
-    """(top, left, bottom, right), in heatmap cells, of the animal whose ``peak`` this is, read from
-    the width of its hill at half height: the inverse of :func:`center_heatmap`'s spread, for an
-    animal the mask did not see."""
+    """(top, left, bottom, right), in heatmap cells, of a square-ish box for the animal whose
+    ``peak`` this is, read from the width of its hill at ``PEAK_VALLEY`` of its height, for an
+    animal the mask did not see: :func:`center_heatmap`'s spread undone, so the box's sides are
+    about the animal's geometric-mean side (larger for small animals, whose spread is
+    ``MIN_SIGMA``). At that level two peaks :func:`find_peaks` keeps never share a hill."""
     row, col, height = peak
-    hill, _ = ndimage.label((heatmap >= height / 2).numpy())
+    hill, _ = ndimage.label((heatmap >= PEAK_VALLEY * height).numpy())
     rows, cols = np.nonzero(hill == hill[row, col])
-    half_height = (rows.max() - rows.min() + 1) / _HALF_HEIGHT_WIDTH / 2
-    half_width = (cols.max() - cols.min() + 1) / _HALF_HEIGHT_WIDTH / 2
+    half_height = (rows.max() - rows.min() + 1) / _WIDTH_AT_VALLEY / 2
+    half_width = (cols.max() - cols.min() + 1) / _WIDTH_AT_VALLEY / 2
     return row + 0.5 - half_height, col + 0.5 - half_width, row + 0.5 + half_height, col + 0.5 + half_width

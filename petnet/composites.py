@@ -17,7 +17,7 @@ from PIL import Image
 
 from petnet.data import PetRecord, read_trimap
 from petnet.images import load_image
-from petnet.labels import MASK_CLASSES, SPECIES
+from petnet.labels import ANIMAL_INDICES, SPECIES
 
 LAYOUTS = ("side_by_side", "different_sizes", "overlapping")
 SMALLER_SCALE = 0.6
@@ -70,7 +70,7 @@ def different_sizes(
 def overlapping(
     first: Image.Image, second: Image.Image, second_trimap: np.ndarray, overlap: float = OVERLAP, labels: bool = False
 ) -> Image.Image:
-    """``second``'s animal (its trimap's pixels other than background) pasted so that its photo
+    """``second``'s animal (its trimap's pet and boundary pixels) pasted so that its photo
     covers the right ``overlap`` of ``first``, on a canvas that extends ``first`` with its
     :func:`border_colour` (0 with ``labels``, for two label maps laid out the same way).
 
@@ -80,7 +80,7 @@ def overlapping(
     fill = 0 if labels else border_colour(first)
     canvas = Image.new(first.mode, (first.width + extra, first.height), fill)
     canvas.paste(first, (0, 0))
-    cutout = np.asarray(second_trimap != MASK_CLASSES.index("background"), dtype=np.uint8) * 255
+    cutout = np.asarray(np.isin(second_trimap, ANIMAL_INDICES), dtype=np.uint8) * 255
     mask = Image.fromarray(cutout).resize(second.size, Image.Resampling.NEAREST)
     canvas.paste(second, (canvas.width - second.width, canvas.height - second.height), mask)
     return canvas

@@ -134,7 +134,7 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
             continue
         output = model.infer(batch["image"].to(model.device)).apply(torch.Tensor.cpu)
         decoded = decode_output(output, model.breed_species_index)
-        mask_logits = output.mask_logits.float()
+        mask_logits = output.mask_logits
         for i, index in enumerate(batch["index"].tolist()):
             record = dataset.records[index]
             pixel_confusion = mask = None
@@ -146,13 +146,13 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
                 ImageOutcome(
                     record=record,
                     species_probabilities=decoded.species_probabilities[i].numpy(),
-                    breed_logits=output.breed_logits[i].float().cpu().numpy(),
+                    breed_logits=output.breed_logits[i].numpy(),
                     conditioned_breed_logits=decoded.conditioned_breed_logits[i].numpy(),
                     predicted_breeds=tuple(decoded.top_breeds[i].tolist()),
                     pet_score=float(decoded.pet_scores[i]),
                     pixel_confusion=pixel_confusion,
                     mask=mask,
-                    animals_found=max(1, len(model.animal_regions(mask_from_logits(mask_logits[i]), output, i))),
+                    animals_found=model.answer_count(mask_from_logits(mask_logits[i]), output, i),
                 )
             )
     return outcomes, dict(dataset.failures)

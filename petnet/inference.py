@@ -193,13 +193,16 @@ def center_regions(
     covered = ((mask == pet_index) | (mask == boundary_index)).numpy()
     height, width = mask.shape
     cell_rows, cell_cols = height / heatmap.shape[0], width / heatmap.shape[1]
-    distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    if covered.any():
+        distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    else:
+        distance = np.full(covered.shape, np.inf)
     reach = max(cell_rows, cell_cols) * 2
     points, missed = [], []
     for peak in find_peaks(heatmap, min(threshold, off_mask_threshold)):
         y = min(height - 1, int((peak[0] + 0.5) * cell_rows))
         x = min(width - 1, int((peak[1] + 0.5) * cell_cols))
-        if covered.any() and distance[y, x] <= reach:
+        if distance[y, x] <= reach:
             if peak[2] >= threshold:
                 points.append((near_rows[y, x], near_cols[y, x]))
         elif peak[2] >= off_mask_threshold:

@@ -16,6 +16,9 @@ MASK_CLASSES: tuple[str, ...] = ("pet", "background", "boundary")
 
 BACKGROUND_INDEX = MASK_CLASSES.index("background")
 PET_INDEX = MASK_CLASSES.index("pet")
+BOUNDARY_INDEX = MASK_CLASSES.index("boundary")
+ANIMAL_INDICES = (PET_INDEX, BOUNDARY_INDEX)
+"""Mask values that are part of an animal (a pseudo mask's unsure pixels, ``IGNORE_INDEX``, are not)."""
 
 IGNORE_INDEX = 255
 """Mask value for pixels without ground truth (images without a trimap)."""

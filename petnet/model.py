@@ -170,8 +170,14 @@ class PetNet(
             mask_logits=self.decoder.classify(blocks[-1], output_size=images.shape[-2:]),
             pet_logits=self.pet_head(features[-1])[:, 0],
             breed_maps=self.breed_head.class_map(features[-1]),
-            center_logits=self.center_head(features[-1], blocks[CENTER_DECODER_BLOCK]) if self.center_head else None,
+            center_logits=self.center_logits(features, blocks) if self.center_head else None,
         )
+
+    def center_logits(self, features: list[torch.Tensor], blocks: list[torch.Tensor]) -> torch.Tensor:
+        """The centre head on the encoder's ``features`` and the decoder's ``blocks``
+        (:meth:`~petnet.decoder.UNetDecoder.block_outputs`); ``petnet.train_centers`` calls it with
+        the rest of the network run without gradients."""
+        return self.center_head(features[-1].float(), blocks[CENTER_DECODER_BLOCK].float())
 
     def infer(self, images: torch.Tensor) -> PetNetOutput:
         """The forward pass behind every prediction (``predict`` and ``petnet.evaluate``).
@@ -268,10 +274,10 @@ class PetNet(
         regions = (self.animal_regions(mask, output, i) or [whole_photo]) if has_pet else []
         if len(regions) > 1:
             crops = decode_output(self._classify_crops(item, regions), self.breed_species_index)
-            pets = [self._pet(crops, j, region, item.size, full_mask) for j, region in enumerate(regions)]
+            pets = [self._pet(crops, j, region, mask, item.size, full_mask) for j, region in enumerate(regions)]
         else:
-            pets = [self._pet(decoded, i, region, item.size, full_mask) for region in regions]
-        first = pets[0] if pets else self._pet(decoded, i, whole_photo, item.size, full_mask)
+            pets = [self._pet(decoded, i, region, mask, item.size, full_mask) for region in regions]
+        first = pets[0] if pets else self._pet(decoded, i, whole_photo, mask, item.size, full_mask)
         return Prediction(
             species=first.species,
             breed=first.breed,
@@ -287,14 +293,23 @@ class PetNet(
             pets=tuple(pets),
         )
 
-    def animal_regions(self, mask: torch.Tensor, output: PetNetOutput, i: int) -> list[torch.Tensor]:
+    def animal_regions(
+        self, mask: torch.Tensor, output: PetNetOutput, i: int, thresholds: tuple[float, float] | None = None
+    ) -> list[torch.Tensor]:
         """One region per animal in image ``i`` of a (CPU) batch ``output`` whose label map is
-        ``mask``: from the centre heatmap's peaks when the model has the head, otherwise from the
-        breed maps. Empty when no region stands out (``predict`` then answers for the whole photo)."""
+        ``mask``: from the centre heatmap's peaks when the model has the head (at ``thresholds``,
+        on and off the mask, default the config's), otherwise from the breed maps. Empty when no
+        region stands out (``predict`` then answers for the whole photo)."""
         if output.center_logits is None:
             return pet_regions(mask, output.breed_maps[i])
-        config = self.config
-        return center_regions(mask, output.center_logits[i].sigmoid(), config.center_threshold, config.center_off_mask_threshold)
+        on_mask, off_mask = thresholds or (self.config.center_threshold, self.config.center_off_mask_threshold)
+        return center_regions(mask, output.center_logits[i].sigmoid(), on_mask, off_mask)
+
+    def answer_count(
+        self, mask: torch.Tensor, output: PetNetOutput, i: int, thresholds: tuple[float, float] | None = None
+    ) -> int:
+        """How many animals ``predict`` answers for in image ``i``, were it taken to hold a pet."""
+        return max(1, len(self.animal_regions(mask, output, i, thresholds)))
 
     def _classify_crops(self, item: _Input, regions: list[torch.Tensor]) -> PetNetOutput:
         """One forward pass over a crop around each region (the photo's pixels when there is a photo)."""
@@ -311,14 +326,21 @@ class PetNet(
         batch = torch.stack(crops).to(self.device, memory_format=torch.channels_last)
         return self._run(batch)
 
-    def _pet(self, decoded: DecodedOutput, i: int, region: torch.Tensor, size: tuple[int, int], full_mask: torch.Tensor) -> Pet:
-        """Row ``i`` of ``decoded`` as one animal whose ``region`` (network size) maps onto the photo."""
-        names = self.config
+    def _pet(
+        self, decoded: DecodedOutput, i: int, region: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],
+        full_mask: torch.Tensor,
+    ) -> Pet:  # fmt: skip
+        """Row ``i`` of ``decoded`` as one animal whose ``region`` (network size, on the label ``mask``)
+        maps onto the photo: onto ``full_mask``'s pet and boundary pixels when the region holds pet
+        pixels, else (an animal the mask missed, or no pet pixels anywhere) onto its background ones."""
+        background = self.config.mask_classes.index("background")
         species = int(decoded.species_index[i])
-        full_region = F.interpolate(region[None, None].float(), size=size, mode="nearest")[0, 0].bool()
-        on_pet = full_region & (full_mask != names.mask_classes.index("background"))
-        if on_pet.any():  # else an animal the mask missed (its box), or the whole photo
-            full_region = on_pet
+        stretched = F.interpolate(region[None, None].float(), size=size, mode="nearest")[0, 0].bool()
+        on_mask = bool((region & (mask != background)).any())
+        full_region = stretched & ((full_mask != background) if on_mask else (full_mask == background))
+        if not full_region.any():
+            full_region = stretched
+        names = self.config
         return Pet(
             species=names.species_names[species],
             species_confidence=float(decoded.species_probabilities[i, species]),

@@ -246,11 +246,12 @@ def counting_sentence(report: Mapping[str, Any]) -> str:
         return ("The animals are the pet regions of the mask, told apart by their outlines and by where the breed "
                 "head sees which breed.")  # fmt: skip
     off_mask = report["model"].get("center_off_mask_threshold", threshold)
-    return (f"The animals are the peaks of an animal-centre heatmap head (CenterNet-style, stride 8): at or above "
-            f"`center_threshold` {threshold:.2f} on the mask's pet pixels, each claiming the pet pixels nearest to it, "
-            f"and at or above `center_off_mask_threshold` {off_mask:.2f} where the mask saw no pet (both chosen on "
-            "validation). The head was trained alone on the frozen network (`python -m petnet.train_centers`), so it "
-            "changes no other output.")  # fmt: skip
+    return (f"The animals are the peaks of an animal-centre heatmap head (CenterNet-style, stride 8): a peak at or "
+            f"above `center_threshold` {threshold:.2f} on the mask's pet pixels claims the outline it falls on (an "
+            "outline with several peaks is shared by nearest peak), and one at or above `center_off_mask_threshold` "
+            f"{off_mask:.2f} where the mask saw no pet is an animal the mask missed, given the box its peak implies "
+            "(both thresholds chosen on validation). The head was trained alone on the frozen network "
+            "(`python -m petnet.train_centers`), so it changes no other output.")  # fmt: skip
 
 
 def mask_method_sentence(report: Mapping[str, Any]) -> str:

@@ -28,12 +28,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from petnet.center_data import CenterTrainingSet
-from petnet.centers import CENTER_DECODER_BLOCK, center_focal_loss
+from petnet.centers import center_focal_loss
 from petnet.composites import build_composites
 from petnet.config import TrainConfig
 from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
 from petnet.hub import load_model
-from petnet.inference import center_regions, mask_from_logits
+from petnet.inference import mask_from_logits
 from petnet.model import PetNet
 from petnet.paths import NON_PET_ROOT
 from petnet.precision import inference_dtype
@@ -60,6 +60,8 @@ the error users of a one-pet-per-photo dataset would see most."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; data defaults and the validation carve are ``petnet.train``'s, so the
+    photos the thresholds are chosen on are the ones training held out."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="petnet-train-centers", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("petnet/weights"), help="trained model to add the head to")
@@ -99,8 +101,8 @@ def center_logits(model: PetNet, images: torch.Tensor, dtype: torch.dtype) -> to
     """The head's heatmap logits, the frozen network run without gradients in ``dtype``."""
     with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         features = model.encoder(images)
-        fine = model.decoder.block_outputs(features)[CENTER_DECODER_BLOCK]
-    return model.center_head(features[-1].float(), fine.float())
+        blocks = model.decoder.block_outputs(features)
+    return model.center_logits(features, blocks)
 
 
 def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequence[tuple[float, float]]) -> np.ndarray:
@@ -110,8 +112,8 @@ def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequ
     with torch.inference_mode():
         for image in tqdm(images, desc="counting animals", leave=False):
             output = model.infer(model.preprocess(image)[None].contiguous(memory_format=torch.channels_last))
-            mask, heatmap = mask_from_logits(output.mask_logits[0]), output.center_logits[0].sigmoid()
-            counts.append([max(1, len(center_regions(mask, heatmap, *pair))) for pair in thresholds])
+            mask = mask_from_logits(output.mask_logits[0])
+            counts.append([model.answer_count(mask, output, 0, pair) for pair in thresholds])
     return np.asarray(counts)
 
 
@@ -141,6 +143,8 @@ def threshold_key(pair: tuple[float, float]) -> str:
 
 
 class CenterTrainer:
+    """Trains the centre head of ``args.model`` (the rest frozen), checkpoints every epoch, exports."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.output_dir = args.output_dir
@@ -170,11 +174,13 @@ class CenterTrainer:
         self.start_epoch = 0
 
     def loader(self, dataset: CenterTrainingSet, epoch: int, train: bool) -> DataLoader:
+        """Batches of ``dataset``; the generator seeded per epoch makes a resumed run draw the same photos."""
         generator = torch.Generator().manual_seed(self.args.seed * 1000 + epoch)
         return DataLoader(dataset, batch_size=self.args.batch_size, shuffle=train, generator=generator,
                           num_workers=self.args.num_workers)  # fmt: skip
 
     def step(self, batch: dict, train: bool) -> float:
+        """The focal loss of one batch, and with ``train`` one optimiser step on the head."""
         images = batch["image"].contiguous(memory_format=torch.channels_last)
         self.model.center_head.train(train)
         with torch.set_grad_enabled(train):

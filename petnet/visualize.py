@@ -97,9 +97,10 @@ def overlay_mask(
 
     A mask of another size (e.g. ``Prediction.mask``) is stretched to the image with nearest
     neighbour, matching how the model stretched the photo to a square. With ``animals`` (see
-    :func:`animal_map`, same size as ``mask``) the pixels of each animal other than its boundary
-    band get its own :func:`animal_color`, so two pets in one photo are told apart: its pet pixels,
-    or for an animal the mask missed (a box from the centre heatmap) the whole box.
+    :func:`animal_map`, same size as ``mask``) the pet pixels of each animal get its own
+    :func:`animal_color`, so two pets in one photo are told apart; an animal without pet pixels
+    (one the mask missed: its region is the box the centre heatmap implies) is tinted over its
+    region, unless that is the whole photo (an answer for the photo, not for a place in it).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}.")
@@ -111,7 +112,11 @@ def overlay_mask(
             Image.fromarray(np.asarray(animals, dtype=np.uint8)).resize(photo.size, Image.Resampling.NEAREST)
         )
         for number in np.unique(numbers[numbers > 0]):
-            colours[(numbers == number) & (labels != _BOUNDARY)] = animal_color(int(number) - 1)
+            animal = numbers == number
+            on_pet = animal & (labels == PET_INDEX)
+            if not on_pet.any() and not animal.all():
+                on_pet = animal & (labels != _BOUNDARY)
+            colours[on_pet] = animal_color(int(number) - 1)
     return Image.blend(photo, Image.fromarray(colours), alpha)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from petnet.center_data import KINDS, CenterTrainingSet
-from petnet.centers import center_focal_loss, center_heatmap, find_peaks
+from petnet.centers import center_focal_loss, center_heatmap, find_peaks, hill_box
 from petnet.composites import different_sizes, overlapping, side_by_side
 from petnet.config import PetNetConfig
 from petnet.data import read_split
@@ -31,11 +31,6 @@ def test_heatmap_has_one_peak_per_animal_at_its_centre() -> None:
     assert heatmap.min() >= 0 and heatmap.max() == 1
     assert center_heatmap(torch.zeros(64, 64, dtype=torch.uint8), (8, 8)).sum() == 0, "no animal, no peak"
     assert (center_heatmap(_two_animals(), (8, 8), min_area=300) == 1).sum() == 1, "the 256-pixel animal is too small"
-
-
-def test_ignored_pixels_make_no_peak() -> None:
-    instances = torch.full((32, 32), 255, dtype=torch.uint8)
-    assert center_heatmap(instances, (4, 4)).sum() == 0
 
 
 def test_focal_loss_rewards_the_right_peaks() -> None:
@@ -115,8 +110,8 @@ def test_a_peak_the_mask_missed_needs_the_higher_threshold_and_gets_its_hill_box
     assert len(regions) == 2
     box = regions[1]
     rows, cols = torch.nonzero(box, as_tuple=True)
-    # a hill one cell wide at half height is a target peak of an animal 1 / 0.235 = 4.2 cells across
-    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 28, 35, 63), "the box the hill implies"
+    # a hill one cell wide at 60% of its height is the target peak of an animal 1 / 0.202 = 4.9 cells across
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 31, 32, 63), "the box the hill implies"
     assert not (box & (mask == 0)).any(), "without the other animal's pixels"
     assert len(center_regions(torch.ones(64, 64, dtype=torch.uint8), _heatmap((3, 3, 0.9)), 0.5, 0.5)) == 1, (
         "a mask with no pet at all: the peak's own box"
@@ -224,3 +219,33 @@ def test_train_centers_adds_a_trained_head_and_writes_thresholds(tiny_pet_root, 
     images = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(original(images).mask_logits, exported(images).mask_logits), "the rest is frozen"
+
+
+def test_the_box_of_a_peak_stops_at_the_dip_to_its_neighbour() -> None:
+    cols = torch.arange(30, dtype=torch.float32)
+    ridge = 0.8 * (torch.exp(-((cols - 8) ** 2) / 8) + 0.9 * torch.exp(-((cols - 14.5) ** 2) / 8))
+    heatmap = ridge.repeat(30, 1) * torch.exp(-((torch.arange(30.0) - 15) ** 2) / 8)[:, None]
+    peaks = find_peaks(heatmap, 0.3)
+    assert len(peaks) == 2, "the dip falls to 0.56 of the lower peak: two animals"
+    _, left, _, right = hill_box(heatmap, peaks[1])
+    # its hill at 60% of its height is cells 12-16 (a box 5 / 0.202 = 25 cells wide); shared with the
+    # higher peak's it would be cells 6-16 and the box 54 cells wide
+    assert 20 < right - left < 30
+
+
+def test_an_animal_the_mask_missed_keeps_its_box_at_the_photo_size(centered: PetNet) -> None:
+    from petnet.inference import decode_output
+
+    output = centered.infer(torch.randn(1, 3, 128, 128))
+    decoded = decode_output(output, centered.breed_species_index)
+    mask = torch.ones(128, 128, dtype=torch.uint8)  # background at network size ...
+    mask[:, :40] = 0  # ... but for the first animal
+    box = torch.zeros(128, 128, dtype=torch.bool)
+    box[20:100, 60:120] = True
+    full_mask = torch.ones(300, 500, dtype=torch.uint8)
+    full_mask[:, :160] = 0
+    full_mask[100:105, 240:245] = 0  # a few pet pixels the bilinear upsampling put inside the box
+    pet = centered._pet(decoded, 0, box, mask, (300, 500), full_mask)
+    left, top, right, bottom = pet.box
+    assert (left, top, right, bottom) == (235, 47, 469, 235), "the whole box, not the few pet pixels"
+    assert not pet.region[100:105, 240:245].any()

@@ -138,3 +138,10 @@ def test_an_animal_the_mask_missed_is_tinted_over_its_box() -> None:
     pixels = np.asarray(overlay_mask(Image.new("RGB", (6, 2)), mask, alpha=1.0, animals=animal_map(regions, mask.shape)))
     assert tuple(pixels[0, 3]) == tuple(pixels[0, 4]) == animal_color(1), "its box, in its colour"
     assert tuple(pixels[0, 2]) == tuple(pixels[0, 5]) == MASK_COLORS["background"]
+
+
+def test_an_answer_for_the_whole_photo_tints_nothing() -> None:
+    mask = np.ones((2, 6), dtype=np.uint8)  # no pet pixels; the one answer's region is the whole photo
+    animals = animal_map([torch.ones(2, 6, dtype=torch.bool)], mask.shape)
+    pixels = np.asarray(overlay_mask(Image.new("RGB", (6, 2)), mask, alpha=1.0, animals=animals))
+    assert all(tuple(pixel) == MASK_COLORS["background"] for pixel in pixels.reshape(-1, 3))
