@@ -274,7 +274,8 @@ class Pet:
     box: tuple[int, int, int, int]
     """(left, top, right, bottom) in photo pixels, right and bottom exclusive."""
     region: torch.Tensor
-    """HxW bool at the photo's size: this animal's pet and boundary pixels."""
+    """HxW bool at the photo's size: this animal's pet and boundary pixels, or for an animal the mask
+    missed (found by the centre head away from any pet pixel) the box its heatmap peak implies."""
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no region)."""
