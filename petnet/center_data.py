@@ -22,7 +22,7 @@ from torchvision import tv_tensors
 
 from petnet.centers import center_heatmap
 from petnet.composites import different_sizes, overlapping, side_by_side
-from petnet.data import PetRecord, read_trimap
+from petnet.data import PetRecord, pseudo_mask_path, read_pseudo_mask, read_trimap
 from petnet.errors import InvalidImageError
 from petnet.images import load_image
 from petnet.inference import MIN_ANIMAL_FRACTION
@@ -125,7 +125,7 @@ class CenterTrainingSet(Dataset):
     def _animal(self, record: PetRecord, number: int) -> tuple[Image.Image, Image.Image, np.ndarray]:
         """The photo, its animal map with the animal's pixels at ``number``, and its trimap."""
         photo = load_image(record.image_path)
-        trimap = read_trimap(record.trimap_path) if record.trimap_path else np.array(Image.open(self._mask_path(record)))
+        trimap = read_trimap(record.trimap_path) if record.trimap_path else read_pseudo_mask(self._mask_path(record))
         if trimap.shape != (photo.height, photo.width):
             raise InvalidImageError(f"mask of {record.name} {trimap.shape} does not match its photo")
         animal_map = Image.fromarray(np.where(np.isin(trimap, ANIMAL_INDICES), number, 0).astype(np.uint8))
@@ -134,5 +134,5 @@ class CenterTrainingSet(Dataset):
     def _mask_path(self, record: PetRecord) -> Path | None:
         if record.trimap_path is not None:
             return record.trimap_path
-        path = self.pseudo_mask_dir / f"{record.name}.png" if self.pseudo_mask_dir else None
+        path = pseudo_mask_path(self.pseudo_mask_dir, record.name) if self.pseudo_mask_dir else None
         return path if path is not None and path.is_file() else None

@@ -136,6 +136,16 @@ def non_pet_split(records: Sequence[PetRecord], part: str, seed: int = 0) -> lis
     raise AssertionError("unreachable")
 
 
+def pseudo_mask_path(directory: Path, name: str) -> Path:
+    """Where ``python -m petnet.pseudolabel`` writes, and training reads, the pseudo mask of photo ``name``."""
+    return directory / f"{name}.png"
+
+
+def read_pseudo_mask(path: Path) -> np.ndarray:
+    """Pseudo mask as a uint8 array: 0 = pet, 1 = background, 2 = boundary, ``IGNORE_INDEX`` = unsure."""
+    return np.array(Image.open(path), dtype=np.uint8)
+
+
 def read_trimap(path: Path) -> np.ndarray:
     """Trimap as a uint8 array of 0 = pet, 1 = background, 2 = boundary (file values 1/2/3)."""
     trimap = np.asarray(Image.open(path).convert("L"), dtype=np.uint8)
@@ -201,10 +211,10 @@ class OxfordPetDataset(Dataset):
         return mask
 
     def _pseudo_mask(self, record: PetRecord, shape: tuple[int, int]) -> np.ndarray:
-        path = self.pseudo_mask_dir / f"{record.name}.png" if self.pseudo_mask_dir else None
+        path = pseudo_mask_path(self.pseudo_mask_dir, record.name) if self.pseudo_mask_dir else None
         if record.has_trimap or path is None or not path.is_file():
             return np.full(shape, IGNORE_INDEX, dtype=np.uint8)
-        mask = np.array(Image.open(path), dtype=np.uint8)
+        mask = read_pseudo_mask(path)
         if mask.shape != shape:
             raise InvalidImageError(f"pseudo mask {mask.shape} does not match image {shape}")
         return mask

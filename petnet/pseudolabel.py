@@ -20,7 +20,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from petnet.config import TrainConfig
-from petnet.data import read_split, train_val_split
+from petnet.data import pseudo_mask_path, read_split, train_val_split
 from petnet.errors import WeightsError
 from petnet.images import load_image
 from petnet.inference import resize_scores
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             photo = load_image(record.image_path)
             output = model.infer(model.preprocess(photo)[None].contiguous(memory_format=torch.channels_last))
             labels = pseudo_mask(output.mask_logits[0], (photo.height, photo.width), args.min_confidence)
-            Image.fromarray(labels).save(args.out / f"{record.name}.png")
+            Image.fromarray(labels).save(pseudo_mask_path(args.out, record.name))
             kept += float((labels != IGNORE_INDEX).mean())
     log.info("Wrote %d pseudo masks to %s; %.1f%% of their pixels are labelled (confidence >= %.2f)",
              len(unlabelled), args.out, 100 * kept / max(1, len(unlabelled)), args.min_confidence)
