@@ -113,6 +113,10 @@ class TrainConfig:
     patience: int = 6
     val_fraction: float = 0.1
     seed: int = 0
+    """Seeds the initial heads, the shuffling and the augmentation of a run."""
+    split_seed: int = 0
+    """Seeds the validation split alone, so runs with different ``seed`` validate on the same photos
+    (and can be compared, or averaged, on them)."""
     num_workers: int = 1
     amp: bool = True
     pretrained: bool = True

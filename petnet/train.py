@@ -198,7 +198,7 @@ class Trainer:
         records = read_split(config.data_root, "trainval")
         if config.limit:
             records = records[: config.limit]
-        train_records, val_records = train_val_split(records, config.val_fraction, config.seed)
+        train_records, val_records = train_val_split(records, config.val_fraction, config.split_seed)
         if config.non_pet_root:  # photos with no pet: trained on, and validated on the calibration part
             non_pets = read_non_pets(config.non_pet_root)
             train_records += non_pet_split(non_pets, "train")

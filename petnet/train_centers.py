@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="petnet-train-centers", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("petnet/weights"), help="trained model to add the head to")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/centers"))
+    parser.add_argument("--head-from", type=Path, help="start from this model's centre head (after a change of "
+                        "the rest of the network, a fine-tune instead of a head from scratch)")  # fmt: skip
     parser.add_argument("--data-root", type=Path, default=Path(defaults.data_root))
     parser.add_argument("--non-pet-root", type=Path, default=NON_PET_ROOT)
     parser.add_argument("--pseudo-mask-dir", type=Path, help="pseudo masks of the photos without a trimap")
@@ -95,6 +97,13 @@ def with_center_head(model: PetNet) -> PetNet:
     result.requires_grad_(False)
     result.center_head.requires_grad_(True)
     return result
+
+
+def trained_center_head(model: PetNet) -> torch.nn.Module:
+    """``model``'s centre head; a clear error for a model trained without one."""
+    if model.center_head is None:
+        raise ValueError(f"{model.weights_source} has no centre head to start from")
+    return model.center_head
 
 
 def center_logits(model: PetNet, images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -150,6 +159,8 @@ class CenterTrainer:
         self.output_dir = args.output_dir
         self.dtype = inference_dtype("auto", "cpu")
         self.model = with_center_head(load_model(args.model, fuse=False, precision="float32"))
+        if args.head_from:
+            self.model.center_head.load_state_dict(trained_center_head(load_model(args.head_from, fuse=False)).state_dict())
         self.model.inference_dtype = self.dtype  # thresholds are chosen on what users get
         records = read_split(args.data_root, "trainval")
         self.train_pets, self.val_pets = train_val_split(records, args.val_fraction, args.seed)

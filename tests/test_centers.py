@@ -221,6 +221,24 @@ def test_train_centers_adds_a_trained_head_and_writes_thresholds(tiny_pet_root, 
         assert torch.equal(original(images).mask_logits, exported(images).mask_logits), "the rest is frozen"
 
 
+def test_train_centers_can_start_from_another_models_head(tiny_pet_root, tmp_path) -> None:
+    from petnet.train_centers import CenterTrainer, parse_args
+
+    start, donor = tmp_path / "start", tmp_path / "donor"
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(start)
+    PetNet(PetNetConfig(image_size=64, center_head=True)).save_pretrained(donor)
+
+    def trainer(head_from) -> CenterTrainer:
+        return CenterTrainer(parse_args(["--model", str(start), "--head-from", str(head_from), "--data-root",
+                                         str(tiny_pet_root), "--non-pet-root", "", "--val-fraction", "0.25"]))  # fmt: skip
+
+    started = trainer(donor).model.center_head.state_dict()
+    for name, tensor in PetNet.from_pretrained(str(donor)).center_head.state_dict().items():
+        assert torch.equal(started[name], tensor), name
+    with pytest.raises(ValueError, match="no centre head"):
+        trainer(start)
+
+
 def test_the_box_of_a_peak_stops_at_the_dip_to_its_neighbour() -> None:
     cols = torch.arange(30, dtype=torch.float32)
     ridge = 0.8 * (torch.exp(-((cols - 8) ** 2) / 8) + 0.9 * torch.exp(-((cols - 14.5) ** 2) / 8))

@@ -155,6 +155,15 @@ def test_resume_warns_about_changed_settings(straight_run, tiny_pet_root, tmp_pa
     assert len(read_log(output_dir)) == 2
 
 
+def test_the_training_seed_leaves_the_validation_split_alone(tiny_pet_root, tmp_path):
+    def val_names(*flags: str) -> list[str]:
+        config, _ = parse_args(tiny_args(tiny_pet_root, tmp_path, *flags))
+        return [record.name for record in Trainer(config, train.Distributed()).val_set.records]
+
+    assert val_names("--seed", "1") == val_names("--seed", "0"), "runs to compare or average validate alike"
+    assert val_names("--split-seed", "1") != val_names(), "the split has its own seed"
+
+
 def test_resume_without_checkpoint_fails_clearly(tiny_pet_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train.main([*tiny_args(tiny_pet_root, tmp_path), "--resume"])
