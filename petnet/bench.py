@@ -6,8 +6,9 @@ Figures, not assertions (tests never time anything):
   forward, species-conditioned top-3 and the mask upsampled to the photo's full size
   (``model.predict(jpeg_bytes)``), p50/p90 over ``--runs`` after ``--warmup`` runs;
 - batch throughput of ``model.predict_batch`` on already preprocessed tensors (network + outputs);
-- model load time: a fresh ``python -c "import petnet; petnet.load_model(...)"`` process (what a
-  cold start costs, interpreter start-up included) and a second load inside this warm process;
+- model load time: fresh ``python -c "import petnet; petnet.load_model(...)"`` processes (what a
+  cold start costs, interpreter start-up included; the median of ``--load-runs``) and a second load
+  inside this warm process;
 - peak resident memory of this process and of the fresh loading process;
 - with ``--compare OTHER``: the other model's single-image latency, timed in turns with this one's
   (one call each, alternately), and the ratio of the two p50s, which a shared machine's noise moves
@@ -105,6 +106,18 @@ def fresh_process_load(model_source: str, threads: int) -> dict[str, float]:
     return {"process_wall_s": wall, "import_and_load_s": float(import_and_load), "peak_rss_mib": int(max_rss_kib) / 1024}
 
 
+def cold_load(model_source: str, threads: int, runs: int) -> dict:
+    """:func:`fresh_process_load` ``runs`` times in a row, the median of each time (one process alone
+    swings by a few tenths of a second here) and every run's import-and-load time."""
+    loads = [fresh_process_load(model_source, threads) for _ in range(runs)]
+    return {
+        "process_wall_s": float(np.median([load["process_wall_s"] for load in loads])),
+        "import_and_load_s": float(np.median([load["import_and_load_s"] for load in loads])),
+        "import_and_load_runs_s": [load["import_and_load_s"] for load in loads],
+        "peak_rss_mib": max(load["peak_rss_mib"] for load in loads),
+    }
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -123,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": display_source(args.model),
         "image": f"{Path(args.image).name} ({photo.width}x{photo.height})",
     }
-    results["cold_load"] = fresh_process_load(args.model, args.threads) if args.load_time else None
+    results["cold_load"] = cold_load(args.model, args.threads, args.load_runs) if args.load_runs else None
     started = time.perf_counter()
     model = load_model(args.model, precision=args.precision)
     results["warm_load_s"] = time.perf_counter() - started
@@ -165,9 +178,10 @@ def table(results: dict) -> str:
     lines += [f"{f'throughput at batch {b}':<36} {v:9.1f} images/s" for b, v in results["throughput_images_per_s"].items()]
     if results["cold_load"]:
         cold = results["cold_load"]
+        runs = ", ".join(f"{seconds:.2f}" for seconds in cold["import_and_load_runs_s"])
         lines += [
             f"{'cold start: new process, total':<36} {cold['process_wall_s']:9.2f} s",
-            f"{'cold start: import torch/petnet, load':<36} {cold['import_and_load_s']:9.2f} s",
+            f"{'cold start: import torch/petnet, load':<36} {cold['import_and_load_s']:9.2f} s (median of {runs})",
             f"{'cold start: peak memory':<36} {cold['peak_rss_mib']:9.0f} MiB",
         ]
     lines += [
@@ -189,7 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 2, 4, 8])
     parser.add_argument("--batch-runs", type=int, default=5, help="timed runs per batch size")
-    parser.add_argument("--no-load-time", dest="load_time", action="store_false", help="skip the fresh-process load")
+    parser.add_argument("--load-runs", type=int, default=3, help="fresh processes timed loading the model (0: none)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 

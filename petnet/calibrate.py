@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--data-root", type=Path, default=Path(defaults.data_root))
     parser.add_argument("--non-pet-root", type=Path, default=NON_PET_ROOT)
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="as in training")
+    parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed")
     args = parser.parse_args(argv)
     model = load_model(args.model)
     pets, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)

@@ -411,7 +411,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="what the network computes in (auto: bfloat16 on CPUs that have it in hardware)")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training (--split val)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="as in training (--split val)")
+    parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed (--split val); also seeds the composites")
     return parser.parse_args(argv)
 
 

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", type=Path, default=Path(defaults.data_root))
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="as in training")
+    parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed")
     args = parser.parse_args(argv)
     train_records, _ = train_val_split(read_split(args.data_root, "trainval"), args.val_fraction, args.seed)
     unlabelled = [record for record in train_records if not record.has_trimap]

@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--val-samples", type=int, default=400)
     parser.add_argument("--composites-per-layout", type=int, default=50, help="validation composites for the threshold")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed; also seeds this run")
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
     return parser.parse_args(argv)

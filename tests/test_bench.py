@@ -14,13 +14,14 @@ def test_bench_writes_all_figures(tmp_path, real_image_path):
     PetNet(PetNetConfig(image_size=64)).save_pretrained(model_dir)
     out = tmp_path / "bench.json"
     results = main(["--model", str(model_dir), "--image", str(real_image_path), "--runs", "3", "--warmup", "1",
-                    "--batch-sizes", "2", "--batch-runs", "1", "--threads", "1", "--json", str(out)])  # fmt: skip
+                    "--batch-sizes", "2", "--batch-runs", "1", "--threads", "1", "--load-runs", "2", "--json", str(out)])  # fmt: skip
     assert json.loads(out.read_text()) == results
     assert results["image_size"] == 64 and results["threads"] == 1
     assert 0 < results["latency"]["p50_ms"] <= results["latency"]["p90_ms"]
     assert results["throughput_images_per_s"]["2"] > 0
     cold = results["cold_load"]
     assert 0 < cold["import_and_load_s"] < cold["process_wall_s"] and cold["peak_rss_mib"] > 0
+    assert len(cold["import_and_load_runs_s"]) == 2
     assert "throughput at batch 2" in table(results) and "cold start" in table(results)
 
 
@@ -29,7 +30,7 @@ def test_bench_compares_two_models_in_turns(tmp_path, real_image_path):
         PetNet(PetNetConfig(image_size=size)).save_pretrained(tmp_path / name)
     results = main(["--model", str(tmp_path / "new"), "--compare", str(tmp_path / "old"), "--image", str(real_image_path),
                     "--runs", "2", "--warmup", "0", "--batch-sizes", "1", "--batch-runs", "1", "--threads", "1",
-                    "--no-load-time"])  # fmt: skip
+                    "--load-runs", "0"])  # fmt: skip
     compared = results["compared"]
     assert compared["latency"]["runs"] == results["latency"]["runs"] == 2
     assert compared["p50_ratio"] == results["latency"]["p50_ms"] / compared["latency"]["p50_ms"]
