@@ -1,14 +1,14 @@
 """Fold batch normalisation into the preceding convolution for faster CPU inference.
 
 In eval mode a BatchNorm is a fixed per-channel affine map, so it can be multiplied into the
-convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``). On CPU that removes about a
+convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_weights``). On CPU that removes about a
 fifth of PetNet's forward time and changes outputs only by float rounding.
 """
 
 from __future__ import annotations
 
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 
 def fold_batchnorm(module: nn.Module) -> int:
@@ -22,16 +22,24 @@ def fold_batchnorm(module: nn.Module) -> int:
     if module.training:
         raise RuntimeError("fold_batchnorm needs a module in eval mode (call .eval() first).")
     folded = 0
-    previous_name, previous = None, None
+    previous = None
     for name, child in list(module.named_children()):
         if isinstance(child, nn.BatchNorm2d) and isinstance(previous, nn.Conv2d):
-            setattr(module, previous_name, fuse_conv_bn_eval(previous, child))
+            _fold_into(previous, child)
             setattr(module, name, _activation_after(child))
             folded += 1
         else:
             folded += fold_batchnorm(child)
-        previous_name, previous = name, child
+        previous = child
     return folded
+
+
+def _fold_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
+    """Give ``conv`` the weights of ``conv`` then ``norm``, in place (``fuse_conv_bn_eval`` would
+    first deep-copy every convolution, which a model load would wait for)."""
+    conv.weight, conv.bias = fuse_conv_bn_weights(
+        conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
+    )
 
 
 def _activation_after(norm: nn.BatchNorm2d) -> nn.Module:
