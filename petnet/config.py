@@ -113,7 +113,10 @@ class TrainConfig:
     patience: int = 6
     val_fraction: float = 0.1
     seed: int = 0
-    """Seeds the initial heads, the shuffling and the augmentation of a run."""
+    """Seeds the shuffling and the augmentation of a run."""
+    init_seed: int = 0
+    """Seeds the random initial weights of the decoder and heads. Runs that share it start from the
+    same weights, which is what lets ``petnet.soup`` average their decoders."""
     split_seed: int = 0
     """Seeds the validation split alone, so runs with different ``seed`` validate on the same photos
     (and can be compared, or averaged, on them)."""

@@ -5,6 +5,13 @@ the mean of their weights predicts better than each of them, at no extra cost pe
 (Wortsman et al., "Model soups", ICML 2022). ``python -m petnet.soup RUN_DIR ... --out DIR``
 averages each run's ``model/`` export (lowest validation loss); ``--export final`` the end of the
 schedule (the moving average, for runs with an EMA).
+
+That closeness holds for weights that started from the same place. The backbone always does
+(ImageNet); the mask decoder starts from random weights drawn with ``TrainConfig.init_seed``, and
+two decoders drawn differently cannot be averaged (their channels do not line up: the mean of two
+such decoders marks no boundary at all). ``--decoder-from RUN`` then takes the decoder from one run
+and averages the rest. The classification heads are linear on the pooled backbone features, so
+their mean is the mean of their logits, an ensemble, whatever their starting weights.
 """
 
 from __future__ import annotations
@@ -44,16 +51,28 @@ EXPORTS = ("model", "final")
 """The exports a training run writes: lowest validation loss, end of the schedule."""
 
 
-def cook_soup(run_dirs: Sequence[Path], export: str = "model") -> PetNet:
-    """One model whose weights average the exported models (``RUN_DIR/<export>``) of ``run_dirs``."""
+DECODER_PREFIX = "decoder."
+
+
+def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Path | None = None) -> PetNet:
+    """One model whose weights average the exported models (``RUN_DIR/<export>``) of ``run_dirs``;
+    with ``decoder_from`` (one of ``run_dirs``) the mask decoder is that run's alone."""
     if export not in EXPORTS:
         raise ValueError(f"export must be one of {', '.join(EXPORTS)}; got {export!r}.")
     models = [load_model(Path(run) / export, fuse=False) for run in run_dirs]
     if any(model.config != models[0].config for model in models[1:]):
         raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
     soup = models[0]
-    soup.load_state_dict(average_state_dicts([model.state_dict() for model in models]))
-    soup.weights_source = "average of " + ", ".join(str(run) for run in run_dirs)
+    weights = average_state_dicts([model.state_dict() for model in models])
+    source = "average of " + ", ".join(str(run) for run in run_dirs)
+    if decoder_from is not None:
+        if Path(decoder_from) not in map(Path, run_dirs):
+            raise ValueError(f"--decoder-from {decoder_from} is not one of the runs averaged.")
+        decoder = models[list(map(Path, run_dirs)).index(Path(decoder_from))].state_dict()
+        weights.update({key: tensor for key, tensor in decoder.items() if key.startswith(DECODER_PREFIX)})
+        source += f", the decoder of {decoder_from} alone"
+    soup.load_state_dict(weights)
+    soup.weights_source = source
     return soup
 
 
@@ -64,8 +83,10 @@ def main(argv: list[str] | None = None) -> PetNet:
     parser.add_argument("--out", type=Path, required=True, help="folder for config.json and model.safetensors")
     parser.add_argument("--export", choices=EXPORTS, default="model",
                         help="which export of each run: lowest validation loss (model) or end of schedule (final)")
+    parser.add_argument("--decoder-from", type=Path, help="one of the runs: its mask decoder, not the mean of theirs "
+                        "(for runs whose decoders started from different random weights)")  # fmt: skip
     args = parser.parse_args(argv)
-    soup = cook_soup(args.runs, args.export)
+    soup = cook_soup(args.runs, args.export, args.decoder_from)
     soup.save_pretrained(args.out)
     log.info("Saved the %s to %s", soup.weights_source, args.out)
     return soup

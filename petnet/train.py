@@ -207,7 +207,7 @@ class Trainer:
         augment = train_transform(model_config, config.crop_size, config.trivial_augment)
         self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None)
         self.val_set = OxfordPetDataset(val_records, eval_transform(model_config))
-        seed_everything(config.seed)  # same initial heads/decoder on every run and rank with this seed
+        seed_everything(config.init_seed)  # the same initial decoder and heads on every rank and run
         self.model = (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
         # channels_last: ~1.8x faster convolutions on CPU (oneDNN) and on GPU tensor cores
         self.model.to(distributed.device, memory_format=torch.channels_last)

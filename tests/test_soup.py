@@ -60,3 +60,17 @@ def test_runs_of_different_configurations_do_not_mix(tmp_path):
     _save_run(tmp_path / "b", PetNetConfig(image_size=64), 0)
     with pytest.raises(WeightsError, match="different model configurations"):
         main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "soup")])
+
+
+def test_the_decoder_can_come_from_one_run_alone(tmp_path):
+    config = PetNetConfig(image_size=32)
+    first, second = _save_run(tmp_path / "a", config, 0), _save_run(tmp_path / "b", config, 1)
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--decoder-from", str(tmp_path / "b"), "--out", str(tmp_path / "soup")])
+    soup = load_model(tmp_path / "soup", fuse=False).state_dict()
+    decoder = [key for key in soup if key.startswith("decoder.") and soup[key].is_floating_point()]
+    assert decoder and all(torch.equal(soup[key], second.state_dict()[key].half().float()) for key in decoder)
+    key = "breed_head.3.weight"
+    expected = (first.state_dict()[key].half().float() + second.state_dict()[key].half().float()) / 2
+    torch.testing.assert_close(soup[key].float(), expected, atol=1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="not one of the runs"):
+        main([str(tmp_path / "a"), "--decoder-from", str(tmp_path / "b"), "--out", str(tmp_path / "other")])

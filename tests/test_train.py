@@ -155,13 +155,21 @@ def test_resume_warns_about_changed_settings(straight_run, tiny_pet_root, tmp_pa
     assert len(read_log(output_dir)) == 2
 
 
-def test_the_training_seed_leaves_the_validation_split_alone(tiny_pet_root, tmp_path):
-    def val_names(*flags: str) -> list[str]:
+def test_the_training_seed_leaves_the_validation_split_and_initial_weights_alone(tiny_pet_root, tmp_path):
+    def trainer(*flags: str) -> Trainer:
         config, _ = parse_args(tiny_args(tiny_pet_root, tmp_path, *flags))
-        return [record.name for record in Trainer(config, train.Distributed()).val_set.records]
+        return Trainer(config, train.Distributed())
+
+    def val_names(*flags: str) -> list[str]:
+        return [record.name for record in trainer(*flags).val_set.records]
+
+    def decoder_weight(*flags: str) -> torch.Tensor:
+        return trainer(*flags).model.decoder.state_dict()["classifier.weight"]
 
     assert val_names("--seed", "1") == val_names("--seed", "0"), "runs to compare or average validate alike"
     assert val_names("--split-seed", "1") != val_names(), "the split has its own seed"
+    assert torch.equal(decoder_weight("--seed", "1"), decoder_weight()), "runs to average start alike"
+    assert not torch.equal(decoder_weight("--init-seed", "1"), decoder_weight())
 
 
 def test_resume_without_checkpoint_fails_clearly(tiny_pet_root, tmp_path):
