@@ -142,14 +142,16 @@ def training_command(train_config: Mapping[str, Any]) -> str:
     return " ".join(["python -m petnet.train", *flags])
 
 
-def recipe(train_configs: Sequence[Mapping[str, Any]]) -> str:
-    """Commands that rebuild the weights: one training run, or several and ``petnet.soup`` over them."""
+def recipe(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[str, Any] | None = None) -> str:
+    """Commands that rebuild the weights: one training run, or several and ``petnet.soup`` over them
+    (``soup``: its options beyond the runs, as in :data:`SOUP_RECIPE_NAME`)."""
     if len(train_configs) == 1:
         return training_command(train_configs[0])
     run_dirs = [config["output_dir"] for config in train_configs]
     commands = [f"{training_command(config)} --output-dir {config['output_dir']}" for config in train_configs]
     export = " --export final" if _all_averaged(train_configs) else ""
-    return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)}{export} --out petnet/weights"])
+    decoder = f" --decoder-from {soup['decoder_from']}" if soup and soup.get("decoder_from") else ""
+    return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)}{export}{decoder} --out petnet/weights"])
 
 
 def _all_averaged(train_configs: Sequence[Mapping[str, Any]]) -> bool:
@@ -157,7 +159,7 @@ def _all_averaged(train_configs: Sequence[Mapping[str, Any]]) -> bool:
     return all(config.get("ema_decay") for config in train_configs)
 
 
-def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:
+def training_section(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[str, Any] | None = None) -> str:
     """The card's training section: the commands, how each run optimised, and where the weights come from."""
     first = train_configs[0]
     if len(train_configs) == 1 and first.get("ema_decay"):
@@ -177,12 +179,17 @@ def training_section(train_configs: Sequence[Mapping[str, Any]]) -> str:
             f'ImageNet initialisation, {exported}: a uniform "model soup" (Wortsman et al., ICML 2022), which '
             "costs nothing extra per image."
         )
+        if soup and soup.get("decoder_from"):
+            origin += (
+                f" The mask decoder is that of `{soup['decoder_from']}` alone: its run drew other random initial "
+                "decoder weights, and decoders that start apart do not average."
+            )
     runs = "\n".join(
         f"- `{config['output_dir']}`: {optimiser_sentence(config)} Loss = {loss_formula(config['loss_weights'])}."
         for config in train_configs
     )
     return f"""```bash
-{recipe(train_configs)}
+{recipe(train_configs, soup)}
 ```
 
 {runs}
@@ -286,7 +293,7 @@ Speed. {speed_caption(bench)}
 
 
 def model_card(test: Mapping[str, Any], val: Mapping[str, Any], bench: Mapping[str, Any],
-               train_configs: Sequence[Mapping[str, Any]]) -> str:  # fmt: skip
+               train_configs: Sequence[Mapping[str, Any]], soup: Mapping[str, Any] | None = None) -> str:  # fmt: skip
     """The Hub model card (``petnet/weights/README.md``): metadata, results, training, data and licences."""
     backbone, size = test["model"]["backbone"], test["model"]["image_size"]
     return f"""---
@@ -347,7 +354,7 @@ IoU per class (test): {iou_line(test)}. {detection_line(test)}
 
 ## Training
 
-{training_section(train_configs)}
+{training_section(train_configs, soup)}
 
 ## Data
 
@@ -387,8 +394,13 @@ def replace_results_block(readme: str, block: str) -> str:
     return readme[:start] + block + readme[end + len(RESULTS_END) :]
 
 
-def load_inputs(reports_dir: Path = REPORTS_DIR) -> tuple[dict, dict, dict, list[dict]]:
-    """(test report, val report, bench figures, train configs of the runs) as shipped in ``reports_dir``."""
+SOUP_RECIPE_NAME = "soup.json"
+"""In ``reports/runs/``: the ``petnet.soup`` options beyond the runs (``{"decoder_from": RUN}``), when any."""
+
+
+def load_inputs(reports_dir: Path = REPORTS_DIR) -> tuple[dict, dict, dict, list[dict], dict]:
+    """(test report, val report, bench figures, train configs of the runs, soup options) as shipped
+    in ``reports_dir``."""
     test, val = (load_report(reports_dir / f"{split}.json") for split in ("test", "val"))
     bench = json.loads((reports_dir / "bench.json").read_text())
     config_files = sorted((reports_dir / TRAINING_RUNS_DIR).glob(f"*/{TRAIN_CONFIG_NAME}"))
@@ -396,7 +408,9 @@ def load_inputs(reports_dir: Path = REPORTS_DIR) -> tuple[dict, dict, dict, list
         raise FileNotFoundError(
             f"No {TRAINING_RUNS_DIR}/<run>/{TRAIN_CONFIG_NAME} in {reports_dir}; copy the training runs' configs there."
         )
-    return test, val, bench, [json.loads(path.read_text()) for path in config_files]
+    soup_file = reports_dir / TRAINING_RUNS_DIR / SOUP_RECIPE_NAME
+    soup = json.loads(soup_file.read_text()) if soup_file.is_file() else {}
+    return test, val, bench, [json.loads(path.read_text()) for path in config_files], soup
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -405,8 +419,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--card", type=Path, default=BUNDLED_MODEL_DIR / "README.md")
     parser.add_argument("--readme", type=Path, default=PROJECT_README)
     args = parser.parse_args(argv)
-    test, val, bench, train_configs = load_inputs(args.reports)
-    args.card.write_text(model_card(test, val, bench, train_configs))
+    test, val, bench, train_configs, soup = load_inputs(args.reports)
+    args.card.write_text(model_card(test, val, bench, train_configs, soup))
     args.readme.write_text(replace_results_block(args.readme.read_text(), readme_results(test, val, bench)))
     print(f"Wrote {args.card} and the results in {args.readme}")
 

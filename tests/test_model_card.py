@@ -16,10 +16,10 @@ from petnet.train import parse_args
 
 
 def test_shipped_card_and_readme_match_the_shipped_reports():
-    test, val, bench, train_config = model_card.load_inputs()
+    test, val, bench, train_config, soup = model_card.load_inputs()
     card = (BUNDLED_MODEL_DIR / "README.md").read_text()
     readme = (PROJECT_ROOT / "README.md").read_text()
-    assert card == model_card.model_card(test, val, bench, train_config), "run python -m petnet.model_card"
+    assert card == model_card.model_card(test, val, bench, train_config, soup), "run python -m petnet.model_card"
     assert model_card.readme_results(test, val, bench) in readme, "run python -m petnet.model_card"
 
 
@@ -75,6 +75,9 @@ def test_recipe_of_several_runs_trains_each_then_averages_them():
     assert lines[2] == "python -m petnet.soup runs/a runs/b --out petnet/weights"
     section = model_card.training_section(configs)
     assert "mean of the weights of these 2 runs" in section and "- `runs/b`: AdamW (peak learning rate 0.001" in section
+    soup = {"decoder_from": "runs/b"}
+    assert model_card.recipe(configs, soup).endswith("python -m petnet.soup runs/a runs/b --decoder-from runs/b --out petnet/weights")
+    assert "mask decoder is that of `runs/b` alone" in model_card.training_section(configs, soup)
 
 
 def test_loss_formula_shows_weights_other_than_one_and_drops_unused_terms():
