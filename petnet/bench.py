@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": display_source(args.model),
         "image": f"{Path(args.image).name} ({photo.width}x{photo.height})",
     }
-    results["cold_load"] = cold_load(args.model, args.threads, args.load_runs) if args.load_runs else None
+    results["cold_load"] = cold_load(args.model, args.threads, args.load_runs) if args.load_runs > 0 else None
     started = time.perf_counter()
     model = load_model(args.model, precision=args.precision)
     results["warm_load_s"] = time.perf_counter() - started

@@ -140,5 +140,7 @@ class TrainConfig:
                 model[name] = values.pop(name)
         values["model"] = PetNetConfig(**model)
         values["loss_weights"] = LossWeights(**values.get("loss_weights", {}))
+        for name in ("split_seed", "init_seed"):  # files from before these existed: ``seed`` seeded both
+            values.setdefault(name, values.get("seed", 0))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})

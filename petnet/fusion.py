@@ -7,6 +7,7 @@ fifth of PetNet's forward time and changes outputs only by float rounding.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
@@ -37,9 +38,10 @@ def fold_batchnorm(module: nn.Module) -> int:
 def _fold_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     """Give ``conv`` the weights of ``conv`` then ``norm``, in place (``fuse_conv_bn_eval`` would
     first deep-copy every convolution, which a model load would wait for)."""
-    conv.weight, conv.bias = fuse_conv_bn_weights(
-        conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
-    )
+    with torch.no_grad():
+        conv.weight, conv.bias = fuse_conv_bn_weights(
+            conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
+        )
 
 
 def _activation_after(norm: nn.BatchNorm2d) -> nn.Module:

@@ -176,7 +176,7 @@ def training_section(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[s
         )
         origin = (
             f"The weights are the mean of the weights of these {len(train_configs)} runs, fine-tuned from the same "
-            f'ImageNet initialisation, {exported}: a uniform "model soup" (Wortsman et al., ICML 2022), which '
+            f'ImageNet initialisation, {exported}: a "model soup" (Wortsman et al., ICML 2022), which '
             "costs nothing extra per image."
         )
         if soup and soup.get("decoder_from"):

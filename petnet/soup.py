@@ -10,8 +10,9 @@ That closeness holds for weights that started from the same place. The backbone 
 (ImageNet); the mask decoder starts from random weights drawn with ``TrainConfig.init_seed``, and
 two decoders drawn differently cannot be averaged (their channels do not line up: the mean of two
 such decoders marks no boundary at all). ``--decoder-from RUN`` then takes the decoder from one run
-and averages the rest. The classification heads are linear on the pooled backbone features, so
-their mean is the mean of their logits, an ensemble, whatever their starting weights.
+and averages the rest. The classification heads are linear on the pooled backbone features, so on
+the same features their mean is the mean of their logits, whatever their starting weights (here the
+features are the averaged backbone's).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ EXPORTS = ("model", "final")
 """The exports a training run writes: lowest validation loss, end of the schedule."""
 
 
-DECODER_PREFIX = "decoder."
+ONE_RUN_PREFIXES = ("decoder.", "center_head.")
+"""What ``--decoder-from`` takes from one run: the decoder and the centre head that reads its features."""
 
 
 def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Path | None = None) -> PetNet:
@@ -66,10 +68,11 @@ def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Pat
     weights = average_state_dicts([model.state_dict() for model in models])
     source = "average of " + ", ".join(str(run) for run in run_dirs)
     if decoder_from is not None:
-        if Path(decoder_from) not in map(Path, run_dirs):
+        runs = [Path(run).resolve() for run in run_dirs]
+        if Path(decoder_from).resolve() not in runs:
             raise ValueError(f"--decoder-from {decoder_from} is not one of the runs averaged.")
-        decoder = models[list(map(Path, run_dirs)).index(Path(decoder_from))].state_dict()
-        weights.update({key: tensor for key, tensor in decoder.items() if key.startswith(DECODER_PREFIX)})
+        decoder = models[runs.index(Path(decoder_from).resolve())].state_dict()
+        weights.update({key: tensor for key, tensor in decoder.items() if key.startswith(ONE_RUN_PREFIXES)})
         source += f", the decoder of {decoder_from} alone"
     soup.load_state_dict(weights)
     soup.weights_source = source

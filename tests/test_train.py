@@ -222,3 +222,11 @@ def test_ddp_on_cpu_with_gloo(tiny_pet_root, tmp_path):
     assert [row["epoch"] for row in read_log(tmp_path)] == ["1", "2"]  # written by rank 0 only
     assert PetNet.from_pretrained(tmp_path / MODEL_DIR_NAME).config.image_size == 64
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_configs_from_before_the_split_and_init_seeds_keep_their_seed_for_both():
+    from petnet.config import TrainConfig
+
+    old = TrainConfig.from_dict({"seed": 3})
+    assert (old.seed, old.split_seed, old.init_seed) == (3, 3, 3), "a resumed old run validates on its own photos"
+    assert TrainConfig.from_dict({"seed": 3, "split_seed": 0}).split_seed == 0
