@@ -21,6 +21,7 @@ from huggingface_hub import constants
 from petnet.config import TrainConfig
 from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
 from petnet.hub import load_model
+from petnet.model import write_config_file
 from petnet.paths import NON_PET_ROOT
 
 log = logging.getLogger("petnet.calibrate")
@@ -91,10 +92,9 @@ def main(argv: list[str] | None = None) -> float:
     threshold = choose_threshold(pet_scores, non_pet_scores)
     kept = np.mean(np.asarray(pet_scores) >= threshold)
     accepted = np.mean(np.asarray(non_pet_scores) >= threshold)
-    config_file = args.model / constants.CONFIG_NAME
-    config = json.loads(config_file.read_text())
+    config = json.loads((args.model / constants.CONFIG_NAME).read_text())
     config["pet_threshold"] = threshold
-    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    config_file = write_config_file(args.model, config)
     log.info("pet_threshold %.4f: keeps %.1f%% of %d validation pets, accepts %.1f%% of %d calibration non-pets; "
              "written to %s", threshold, 100 * kept, len(pet_scores), 100 * accepted, len(non_pet_scores), config_file)  # fmt: skip
     return threshold

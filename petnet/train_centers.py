@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import constants
 from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -251,8 +250,6 @@ class CenterTrainer:
                  "right, %.1f%% of %d validation pets split; saved to %s", on_mask, off_mask,
                  100 * chosen["composites_count_right"], len(composites), 100 * chosen["single_pets_split"],
                  len(self.val_pets), final)  # fmt: skip
-        config_file = final / constants.CONFIG_NAME
-        config_file.write_text(json.dumps(json.loads(config_file.read_text()), indent=2, sort_keys=True) + "\n")
         return final
 
 
