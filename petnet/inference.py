@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from petnet.centers import find_peaks, hill_box
+from petnet.labels import ANIMAL_INDICES, BOUNDARY_INDEX, PET_INDEX
 
 if TYPE_CHECKING:
     from petnet.model import PetNetOutput
@@ -104,8 +105,8 @@ def mask_from_logits(mask_logits: torch.Tensor, size: tuple[int, int] | None = N
 def pet_regions(
     mask: torch.Tensor,
     breed_maps: torch.Tensor,
-    pet_index: int = 0,
-    boundary_index: int = 2,
+    pet_index: int = PET_INDEX,
+    boundary_index: int = BOUNDARY_INDEX,
     min_fraction: float = MIN_ANIMAL_FRACTION,
     relative_fraction: float = SECOND_ANIMAL_FRACTION,
     distinct_confidence: float = DISTINCT_BREED_CONFIDENCE,
@@ -173,8 +174,6 @@ def center_regions(
     heatmap: torch.Tensor,
     threshold: float,
     off_mask_threshold: float,
-    pet_index: int = 0,
-    boundary_index: int = 2,
     min_fraction: float = MIN_ANIMAL_FRACTION,
     relative_fraction: float = SECOND_ANIMAL_FRACTION,
 ) -> list[torch.Tensor]:
@@ -190,7 +189,7 @@ def center_regions(
     ``min_fraction`` of the mask, and outline animals smaller than ``relative_fraction`` of the
     largest, are dropped (their pixels go to the nearest animal kept). Empty when no peak counts.
     """
-    covered = ((mask == pet_index) | (mask == boundary_index)).numpy()
+    covered = np.isin(mask.numpy(), ANIMAL_INDICES)
     height, width = mask.shape
     cell_rows, cell_cols = height / heatmap.shape[0], width / heatmap.shape[1]
     if covered.any():

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from petnet.inference import mask_from_logits, resize_scores
-from petnet.labels import MASK_CLASSES, PET_INDEX
+from petnet.labels import BOUNDARY_INDEX, MASK_CLASSES, PET_INDEX
 
 MASK_COLORS: dict[str, tuple[int, int, int]] = {
     "pet": (255, 140, 0),  # orange
@@ -32,7 +32,6 @@ ANIMAL_COLORS: tuple[tuple[int, int, int], ...] = (
 pet colour of :data:`MASK_COLORS`, so a photo with one animal looks the same either way."""
 
 _PALETTE = np.array([MASK_COLORS[name] for name in MASK_CLASSES], dtype=np.uint8)
-_BOUNDARY = MASK_CLASSES.index("boundary")
 _NOISE_ALPHA = 0.1
 """Cut-out opacity below which a pixel is treated as background: keeps faint probability noise
 from leaving a haze around the pet and from widening the crop."""
@@ -115,7 +114,7 @@ def overlay_mask(
             animal = numbers == number
             on_pet = animal & (labels == PET_INDEX)
             if not on_pet.any() and not animal.all():
-                on_pet = animal & (labels != _BOUNDARY)
+                on_pet = animal & (labels != BOUNDARY_INDEX)
             colours[on_pet] = animal_color(int(number) - 1)
     return Image.blend(photo, Image.fromarray(colours), alpha)
 
@@ -130,7 +129,7 @@ def cutout_alpha(probabilities: torch.Tensor, size: tuple[int, int] | None = Non
     if size is not None:
         probabilities = resize_scores(probabilities, size)
     probabilities = probabilities.float()
-    alpha = probabilities[PET_INDEX] + probabilities[_BOUNDARY] / 2
+    alpha = probabilities[PET_INDEX] + probabilities[BOUNDARY_INDEX] / 2
     alpha = torch.where(mask_from_logits(probabilities) == PET_INDEX, torch.ones_like(alpha), alpha)
     alpha = torch.where(alpha < _NOISE_ALPHA, torch.zeros_like(alpha), alpha)
     return (alpha.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
