@@ -32,6 +32,9 @@ TRAIN_CONFIG_NAME = "train_config.json"
 TRAINING_RUNS_DIR = "runs"
 """Sub-folder of a reports folder with one ``<run>/`` (the run's log and config, copied) per
 training run behind the evaluated weights: several when they average runs (``petnet.soup``)."""
+SOUP_RECIPE_NAME = "soup.json"
+"""What ``petnet.soup`` writes beside a soup's weights: the runs, export and ``--decoder-from`` it
+was made with. The shipped soup's is copied into ``TRAINING_RUNS_DIR``, where the model card reads it."""
 
 BASELINE: dict[str, Any] = {
     "name": "original PetNet (from-scratch CNN, 128x128)",

@@ -18,6 +18,7 @@ features are the averaged backbone's).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 from petnet.errors import WeightsError
 from petnet.hub import load_model
 from petnet.model import PetNet
+from petnet.report import SOUP_RECIPE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> PetNet:
     args = parser.parse_args(argv)
     soup = cook_soup(args.runs, args.export, args.decoder_from)
     soup.save_pretrained(args.out)
+    recipe = {"runs": [str(run) for run in args.runs], "export": args.export,
+              "decoder_from": str(args.decoder_from) if args.decoder_from else None}  # fmt: skip
+    (args.out / SOUP_RECIPE_NAME).write_text(json.dumps(recipe, indent=2) + "\n")
     log.info("Saved the %s to %s", soup.weights_source, args.out)
     return soup
 

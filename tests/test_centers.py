@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from petnet.center_data import KINDS, CenterTrainingSet
 from petnet.centers import center_focal_loss, center_heatmap, find_peaks, hill_box
 from petnet.composites import different_sizes, overlapping, side_by_side
 from petnet.config import PetNetConfig
 from petnet.data import read_split
-from petnet.inference import center_regions
+from petnet.inference import center_regions, mask_from_logits
 from petnet.model import PetNet
-from petnet.train_centers import choose_center_threshold, with_center_head
+from petnet.train_centers import THRESHOLDS, animal_counts, choose_center_threshold, with_center_head
 from petnet.transforms import center_transform
 
 
@@ -188,6 +189,23 @@ def test_predict_contract_with_the_head(centered: PetNet, tmp_path) -> None:
     images = torch.randn(1, 3, 128, 128)
     with torch.inference_mode():
         assert torch.allclose(loaded.infer(images).center_logits, fused.infer(images).center_logits, atol=1e-3)
+
+
+def test_animal_counts_equal_the_region_rule_at_every_threshold_pair() -> None:
+    torch.manual_seed(0)
+    model = with_center_head(PetNet(PetNetConfig(image_size=128))).eval()
+    with torch.no_grad():  # steep random heatmaps: peaks of many heights, so the pairs count differently
+        model.center_head.body[-1].bias.zero_()
+        model.center_head.body[-1].weight.mul_(10)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for _ in range(4)]
+    counts = animal_counts(model, images, THRESHOLDS)
+    with torch.inference_mode():
+        for image, row in zip(images, counts):
+            output = model.infer(model.preprocess(image)[None])
+            mask = mask_from_logits(output.mask_logits[0])
+            assert row.tolist() == [model.answer_count(mask, output, 0, pair) for pair in THRESHOLDS]
+    assert len(set(counts.ravel().tolist())) > 2
 
 
 def test_mirrored_heatmaps_are_averaged(centered: PetNet) -> None:

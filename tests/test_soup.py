@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
 from petnet.hub import load_model
 from petnet.model import PetNet
+from petnet.report import SOUP_RECIPE_NAME
 from petnet.soup import average_state_dicts, main
 
 
@@ -72,5 +75,7 @@ def test_the_decoder_can_come_from_one_run_alone(tmp_path):
     key = "breed_head.3.weight"
     expected = (first.state_dict()[key].half().float() + second.state_dict()[key].half().float()) / 2
     torch.testing.assert_close(soup[key].float(), expected, atol=1e-3, rtol=1e-3)
+    recipe = json.loads((tmp_path / "soup" / SOUP_RECIPE_NAME).read_text())
+    assert recipe == {"runs": [str(tmp_path / "a"), str(tmp_path / "b")], "export": "model", "decoder_from": str(tmp_path / "b")}
     with pytest.raises(ValueError, match="not one of the runs"):
         main([str(tmp_path / "a"), "--decoder-from", str(tmp_path / "b"), "--out", str(tmp_path / "other")])
