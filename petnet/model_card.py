@@ -157,8 +157,13 @@ def recipe(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[str, Any] |
     run_dirs = [config["output_dir"] for config in train_configs]
     commands = [f"{training_command(config)} --output-dir {config['output_dir']}" for config in train_configs]
     export = " --export final" if _all_averaged(train_configs) else ""
-    decoder = f" --decoder-from {soup['decoder_from']}" if soup and soup.get("decoder_from") else ""
+    decoder = f" --decoder-from {' '.join(_decoder_runs(soup))}" if _decoder_runs(soup) else ""
     return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)}{export}{decoder} --out petnet/weights"])
+
+
+def _decoder_runs(soup: Mapping[str, Any] | None) -> list[str]:
+    """The runs whose decoder the soup took (``--decoder-from``), none when it averaged all of them."""
+    return list((soup or {}).get("decoder_from") or [])
 
 
 def _all_averaged(train_configs: Sequence[Mapping[str, Any]]) -> bool:
@@ -186,10 +191,17 @@ def training_section(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[s
             f'ImageNet initialisation, {exported}: a "model soup" (Wortsman et al., ICML 2022), which '
             "costs nothing extra per image."
         )
-        if soup and soup.get("decoder_from"):
+        decoder_runs = _decoder_runs(soup)
+        if len(decoder_runs) == 1:
             origin += (
-                f" The mask decoder is that of `{soup['decoder_from']}` alone: its run drew other random initial "
+                f" The mask decoder is that of `{decoder_runs[0]}` alone: its run drew other random initial "
                 "decoder weights, and decoders that start apart do not average."
+            )
+        elif decoder_runs:
+            named = ", ".join(f"`{run}`" for run in decoder_runs)
+            origin += (
+                f" The mask decoder is the mean of those of {named} alone: these runs drew the same random initial "
+                "decoder weights, the others other ones, and decoders that start apart do not average."
             )
     runs = "\n".join(
         f"- `{config['output_dir']}`: {optimiser_sentence(config)} Loss = {loss_formula(config['loss_weights'])}."

@@ -9,8 +9,8 @@ schedule (the moving average, for runs with an EMA).
 That closeness holds for weights that started from the same place. The backbone always does
 (ImageNet); the mask decoder starts from random weights drawn with ``TrainConfig.init_seed``, and
 two decoders drawn differently cannot be averaged (their channels do not line up: the mean of two
-such decoders marks no boundary at all). ``--decoder-from RUN`` then takes the decoder from one run
-and averages the rest. The classification heads are linear on the pooled backbone features, so on
+such decoders marks no boundary at all). ``--decoder-from RUN ...`` then takes the decoder from the
+runs named (its mean over them, when they drew the same initial decoder) and averages the rest. The classification heads are linear on the pooled backbone features, so on
 the same features their mean is the mean of their logits, whatever their starting weights (here the
 features are the averaged backbone's).
 """
@@ -54,13 +54,13 @@ EXPORTS = ("model", "final")
 """The exports a training run writes: lowest validation loss, end of the schedule."""
 
 
-ONE_RUN_PREFIXES = ("decoder.", "center_head.")
-"""What ``--decoder-from`` takes from one run: the decoder and the centre head that reads its features."""
+DECODER_PREFIXES = ("decoder.", "center_head.")
+"""What ``--decoder-from`` takes from its runs alone: the decoder and the centre head that reads its features."""
 
 
-def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Path | None = None) -> PetNet:
+def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Sequence[Path] = ()) -> PetNet:
     """One model whose weights average the exported models (``RUN_DIR/<export>``) of ``run_dirs``;
-    with ``decoder_from`` (one of ``run_dirs``) the mask decoder is that run's alone."""
+    with ``decoder_from`` (some of ``run_dirs``) the mask decoder is the mean of those runs' alone."""
     if export not in EXPORTS:
         raise ValueError(f"export must be one of {', '.join(EXPORTS)}; got {export!r}.")
     models = [load_model(Path(run) / export, fuse=False) for run in run_dirs]
@@ -69,13 +69,15 @@ def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Pat
     soup = models[0]
     weights = average_state_dicts([model.state_dict() for model in models])
     source = "average of " + ", ".join(str(run) for run in run_dirs)
-    if decoder_from is not None:
+    if decoder_from:
         runs = [Path(run).resolve() for run in run_dirs]
-        if Path(decoder_from).resolve() not in runs:
-            raise ValueError(f"--decoder-from {decoder_from} is not one of the runs averaged.")
-        decoder = models[runs.index(Path(decoder_from).resolve())].state_dict()
-        weights.update({key: tensor for key, tensor in decoder.items() if key.startswith(ONE_RUN_PREFIXES)})
-        source += f", the decoder of {decoder_from} alone"
+        outside = [str(run) for run in decoder_from if Path(run).resolve() not in runs]
+        if outside:
+            raise ValueError(f"--decoder-from {' '.join(outside)} is not one of the runs averaged.")
+        chosen = [models[runs.index(Path(run).resolve())].state_dict() for run in decoder_from]
+        decoder = average_state_dicts([{k: v for k, v in state.items() if k.startswith(DECODER_PREFIXES)} for state in chosen])
+        weights.update(decoder)
+        source += f", the decoder of {', '.join(str(run) for run in decoder_from)} alone"
     soup.load_state_dict(weights)
     soup.weights_source = source
     return soup
@@ -88,13 +90,14 @@ def main(argv: list[str] | None = None) -> PetNet:
     parser.add_argument("--out", type=Path, required=True, help="folder for config.json and model.safetensors")
     parser.add_argument("--export", choices=EXPORTS, default="model",
                         help="which export of each run: lowest validation loss (model) or end of schedule (final)")
-    parser.add_argument("--decoder-from", type=Path, help="one of the runs: its mask decoder, not the mean of theirs "
-                        "(for runs whose decoders started from different random weights)")  # fmt: skip
+    parser.add_argument("--decoder-from", type=Path, nargs="+", default=[],
+                        help="some of the runs: the mask decoder is the mean of theirs alone (for runs whose decoders "
+                        "started from different random weights; name runs that drew the same ones)")  # fmt: skip
     args = parser.parse_args(argv)
     soup = cook_soup(args.runs, args.export, args.decoder_from)
     soup.save_pretrained(args.out)
     recipe = {"runs": [str(run) for run in args.runs], "export": args.export,
-              "decoder_from": str(args.decoder_from) if args.decoder_from else None}  # fmt: skip
+              "decoder_from": [str(run) for run in args.decoder_from]}  # fmt: skip
     (args.out / SOUP_RECIPE_NAME).write_text(json.dumps(recipe, indent=2) + "\n")
     log.info("Saved the %s to %s", soup.weights_source, args.out)
     return soup

@@ -75,9 +75,12 @@ def test_recipe_of_several_runs_trains_each_then_averages_them():
     assert lines[2] == "python -m petnet.soup runs/a runs/b --out petnet/weights"
     section = model_card.training_section(configs)
     assert "mean of the weights of these 2 runs" in section and "- `runs/b`: AdamW (peak learning rate 0.001" in section
-    soup = {"decoder_from": "runs/b"}
+    soup = {"runs": ["runs/a", "runs/b"], "export": "model", "decoder_from": ["runs/b"]}
     assert model_card.recipe(configs, soup).endswith("python -m petnet.soup runs/a runs/b --decoder-from runs/b --out petnet/weights")
     assert "mask decoder is that of `runs/b` alone" in model_card.training_section(configs, soup)
+    soup["decoder_from"] = ["runs/a", "runs/b"]
+    assert "--decoder-from runs/a runs/b --out" in model_card.recipe(configs, soup)
+    assert "mean of those of `runs/a`, `runs/b` alone" in model_card.training_section(configs, soup)
 
 
 def test_loss_formula_shows_weights_other_than_one_and_drops_unused_terms():

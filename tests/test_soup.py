@@ -76,6 +76,20 @@ def test_the_decoder_can_come_from_one_run_alone(tmp_path):
     expected = (first.state_dict()[key].half().float() + second.state_dict()[key].half().float()) / 2
     torch.testing.assert_close(soup[key].float(), expected, atol=1e-3, rtol=1e-3)
     recipe = json.loads((tmp_path / "soup" / SOUP_RECIPE_NAME).read_text())
-    assert recipe == {"runs": [str(tmp_path / "a"), str(tmp_path / "b")], "export": "model", "decoder_from": str(tmp_path / "b")}
+    assert recipe == {"runs": [str(tmp_path / "a"), str(tmp_path / "b")], "export": "model", "decoder_from": [str(tmp_path / "b")]}
     with pytest.raises(ValueError, match="not one of the runs"):
         main([str(tmp_path / "a"), "--decoder-from", str(tmp_path / "b"), "--out", str(tmp_path / "other")])
+
+
+def test_the_decoder_can_be_the_mean_of_some_runs(tmp_path):
+    config = PetNetConfig(image_size=32)
+    runs = [_save_run(tmp_path / name, config, seed) for name, seed in (("a", 0), ("b", 1), ("c", 2))]
+    main([*(str(tmp_path / name) for name in "abc"), "--decoder-from", str(tmp_path / "b"), str(tmp_path / "c"),
+          "--out", str(tmp_path / "soup")])  # fmt: skip
+    soup = load_model(tmp_path / "soup", fuse=False).state_dict()
+    key = "decoder.classifier.weight"
+    halves = [run.state_dict()[key].half().float() for run in runs]
+    torch.testing.assert_close(soup[key].float(), (halves[1] + halves[2]) / 2, atol=1e-3, rtol=1e-3)
+    key = "breed_head.3.weight"
+    halves = [run.state_dict()[key].half().float() for run in runs]
+    torch.testing.assert_close(soup[key].float(), sum(halves) / 3, atol=1e-3, rtol=1e-3)
