@@ -47,6 +47,7 @@ from petnet.metrics import (
     confusion_matrix,
     dice_per_class,
     iou_per_class,
+    log_loss,
     most_confused_pairs,
     precision_recall_f1,
     top_k_accuracy,
@@ -291,6 +292,7 @@ def classification_metrics(outcomes: Sequence[ImageOutcome]) -> tuple[dict, dict
         "top3_accuracy": top_k_accuracy(conditioned, breed_truth, TOP_K_BREEDS),
         "top1_accuracy_all_breeds": top_k_accuracy(unconditioned, breed_truth, 1),
         "top3_accuracy_all_breeds": top_k_accuracy(unconditioned, breed_truth, TOP_K_BREEDS),
+        "log_loss_all_breeds": log_loss(unconditioned, breed_truth),
         "weighted_f1": weighted_f1(breed_confusion),
         "confusion": breed_confusion,
         "per_class": [

@@ -86,6 +86,18 @@ def top_k_accuracy(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(top_k == np.asarray(truth)[:, None], axis=1)))
 
 
+def log_loss(logits: np.ndarray, truth: np.ndarray) -> float:
+    """Mean negative log softmax probability of the true class, in nats (NaN when there are no rows):
+    how much probability a model puts on the right answer, which accuracy does not see; what breaks a
+    tie between models of equal accuracy."""
+    if len(truth) == 0:
+        return float("nan")
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_probabilities[np.arange(len(truth)), np.asarray(truth)]))
+
+
 def most_confused_pairs(confusion: np.ndarray, top: int = 10) -> list[tuple[int, int, int]]:
     """Off-diagonal (truth, predicted, count) cells with the largest counts, largest first."""
     off_diagonal = confusion.copy()

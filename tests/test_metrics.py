@@ -12,6 +12,7 @@ from petnet.metrics import (
     confusion_matrix,
     dice_per_class,
     iou_per_class,
+    log_loss,
     most_confused_pairs,
     precision_recall_f1,
     top_k_accuracy,
@@ -162,3 +163,10 @@ def test_most_confused_pairs_empty_for_perfect_predictions_and_leaves_input_alon
     confusion = np.diag([3, 4])
     assert most_confused_pairs(confusion) == []
     np.testing.assert_array_equal(confusion, np.diag([3, 4]))
+
+
+def test_log_loss_by_hand():
+    logits = np.array([[0.0, 0.0], [np.log(3.0), 0.0]])
+    assert log_loss(logits, np.array([0, 0])) == pytest.approx((np.log(2) + np.log(4 / 3)) / 2)
+    assert log_loss(logits + 1000, np.array([0, 0])) == pytest.approx((np.log(2) + np.log(4 / 3)) / 2)
+    assert np.isnan(log_loss(np.zeros((0, 2)), np.array([], dtype=int)))
