@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from petnet.bench import main, table
 from petnet.config import PetNetConfig
 from petnet.model import PetNet
+from petnet.paths import PROJECT_ROOT
 
 
 def test_bench_writes_all_figures(tmp_path, real_image_path):
@@ -35,3 +38,13 @@ def test_bench_compares_two_models_in_turns(tmp_path, real_image_path):
     assert compared["latency"]["runs"] == results["latency"]["runs"] == 2
     assert compared["p50_ratio"] == results["latency"]["p50_ms"] / compared["latency"]["p50_ms"]
     assert "p50 ratio" in table(results) and "two animals side by side" in table(results)
+
+
+def test_load_breakdown_times_every_import_stage_and_the_load(tmp_path):
+    model_dir = tmp_path / "model"
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(model_dir)
+    script = PROJECT_ROOT / "benchmarks" / "load_breakdown.py"
+    result = subprocess.run([sys.executable, str(script), "--runs", "1", "--model", str(model_dir)],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    stages = [line.split()[0] for line in result.stdout.splitlines()]
+    assert stages == ["torch", "torch._dynamo", "torchvision", "timm", "petnet.hub", "load_model", "total"]
