@@ -97,8 +97,8 @@ class ImageOutcome:
 
     @property
     def true_breed_probability(self) -> float:
-        logits = self.breed_logits - self.breed_logits.max()
-        return float(np.exp(logits[self.record.breed_index]) / np.exp(logits).sum())
+        """Softmax probability of the true breed over all 37 breed logits (what the log loss averages)."""
+        return math.exp(-log_loss(self.breed_logits[None], np.array([self.record.breed_index])))
 
     @property
     def iou(self) -> float:

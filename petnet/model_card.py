@@ -154,16 +154,19 @@ def recipe(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[str, Any] |
     (``soup``: the record ``petnet.soup`` wrote beside them, :data:`~petnet.report.SOUP_RECIPE_NAME`)."""
     if len(train_configs) == 1:
         return training_command(train_configs[0])
-    run_dirs = [config["output_dir"] for config in train_configs]
+    run_dirs = (soup or {}).get("runs") or [config["output_dir"] for config in train_configs]
     commands = [f"{training_command(config)} --output-dir {config['output_dir']}" for config in train_configs]
-    export = " --export final" if _all_averaged(train_configs) else ""
+    exported = (soup or {}).get("export") or ("final" if _all_averaged(train_configs) else "model")
+    export = " --export final" if exported == "final" else ""
     decoder = f" --decoder-from {' '.join(_decoder_runs(soup))}" if _decoder_runs(soup) else ""
     return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)}{export}{decoder} --out petnet/weights"])
 
 
 def _decoder_runs(soup: Mapping[str, Any] | None) -> list[str]:
-    """The runs whose decoder the soup took (``--decoder-from``), none when it averaged all of them."""
-    return list((soup or {}).get("decoder_from") or [])
+    """The runs whose decoder the soup took (``--decoder-from``), none when it averaged all of them
+    (a single name, as records from before several were allowed held it, is one run)."""
+    named = (soup or {}).get("decoder_from") or []
+    return [named] if isinstance(named, str) else list(named)
 
 
 def _all_averaged(train_configs: Sequence[Mapping[str, Any]]) -> bool:
@@ -200,8 +203,8 @@ def training_section(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[s
         elif decoder_runs:
             named = ", ".join(f"`{run}`" for run in decoder_runs)
             origin += (
-                f" The mask decoder is the mean of those of {named} alone: these runs drew the same random initial "
-                "decoder weights, the others other ones, and decoders that start apart do not average."
+                f" The mask decoder is the mean of the decoders of {named} only, runs that started from the same "
+                "random decoder weights: decoders that start apart do not average."
             )
     runs = "\n".join(
         f"- `{config['output_dir']}`: {optimiser_sentence(config)} Loss = {loss_formula(config['loss_weights'])}."
@@ -414,8 +417,8 @@ def replace_results_block(readme: str, block: str) -> str:
 
 
 def load_inputs(reports_dir: Path = REPORTS_DIR) -> tuple[dict, dict, dict, list[dict], dict]:
-    """(test report, val report, bench figures, train configs of the runs, soup options) as shipped
-    in ``reports_dir``."""
+    """(test report, val report, bench figures, train configs of the runs, the soup's record
+    (:data:`~petnet.report.SOUP_RECIPE_NAME`; ``{}`` without one)) as shipped in ``reports_dir``."""
     test, val = (load_report(reports_dir / f"{split}.json") for split in ("test", "val"))
     bench = json.loads((reports_dir / "bench.json").read_text())
     config_files = sorted((reports_dir / TRAINING_RUNS_DIR).glob(f"*/{TRAIN_CONFIG_NAME}"))

@@ -10,8 +10,8 @@ That closeness holds for weights that started from the same place. The backbone 
 (ImageNet); the mask decoder starts from random weights drawn with ``TrainConfig.init_seed``, and
 two decoders drawn differently cannot be averaged (their channels do not line up: the mean of two
 such decoders marks no boundary at all). ``--decoder-from RUN ...`` then takes the decoder from the
-runs named (its mean over them, when they drew the same initial decoder) and averages the rest. The classification heads are linear on the pooled backbone features, so on
-the same features their mean is the mean of their logits, whatever their starting weights (here the
+runs named (its mean over them; they must have drawn the same initial decoder) and averages the
+rest. The classification heads are linear on the pooled backbone features, so on the same features their mean is the mean of their logits, whatever their starting weights (here the
 features are the averaged backbone's).
 """
 
@@ -25,10 +25,11 @@ from pathlib import Path
 
 import torch
 
+from petnet.config import TrainConfig
 from petnet.errors import WeightsError
 from petnet.hub import load_model
 from petnet.model import PetNet
-from petnet.report import SOUP_RECIPE_NAME
+from petnet.report import SOUP_RECIPE_NAME, TRAIN_CONFIG_NAME
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Seq
         outside = [str(run) for run in decoder_from if Path(run).resolve() not in runs]
         if outside:
             raise ValueError(f"--decoder-from {' '.join(outside)} is not one of the runs averaged.")
+        if len({Path(run).resolve() for run in decoder_from}) < len(decoder_from):
+            raise ValueError("--decoder-from names a run twice.")
+        seeds = {str(run): _initial_weights_seed(Path(run)) for run in decoder_from}
+        if len({seed for seed in seeds.values() if seed is not None}) > 1:
+            raise ValueError(f"--decoder-from runs drew different initial decoders (init_seed {seeds}); their mean is no decoder.")
         chosen = [models[runs.index(Path(run).resolve())].state_dict() for run in decoder_from]
         decoder = average_state_dicts([{k: v for k, v in state.items() if k.startswith(DECODER_PREFIXES)} for state in chosen])
         weights.update(decoder)
@@ -81,6 +87,12 @@ def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Seq
     soup.load_state_dict(weights)
     soup.weights_source = source
     return soup
+
+
+def _initial_weights_seed(run_dir: Path) -> int | None:
+    """The ``init_seed`` a run drew its decoder with, from its ``train_config.json``; None without one."""
+    path = run_dir / TRAIN_CONFIG_NAME
+    return TrainConfig.from_dict(json.loads(path.read_text())).init_seed if path.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> PetNet:

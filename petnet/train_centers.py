@@ -117,10 +117,11 @@ def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequ
     """(len(images), len(thresholds)) animals found per photo at each pair of peak thresholds, as
     ``predict`` counts them for a photo with a pet (one when no region stands out).
 
-    A pair's answer depends only on which of the photo's peaks reach each of its two thresholds:
+    A pair's answer depends only on how many of the photo's peaks reach each of its two thresholds:
     :func:`~petnet.centers.find_peaks` at a threshold keeps exactly the peaks it keeps at a lower one
-    that are that high (higher peaks are settled first). So each photo's peaks are found once and
-    the region rule runs once per distinct pair of peak counts, not once per pair (~150)."""
+    that are that high (higher peaks are settled first). So the peak heights are read once per photo
+    at the lowest threshold, and the region rule runs once per distinct pair of counts rather than
+    for each of the pairs (132 in :data:`THRESHOLDS`). ``model`` has the centre head."""
     lowest = min(min(pair) for pair in thresholds)
     counts = []
     with torch.inference_mode():

@@ -202,7 +202,7 @@ def test_animal_counts_equal_the_region_rule_at_every_threshold_pair() -> None:
     counts = animal_counts(model, images, THRESHOLDS)
     with torch.inference_mode():
         for image, row in zip(images, counts):
-            output = model.infer(model.preprocess(image)[None])
+            output = model.infer(model.preprocess(image)[None].contiguous(memory_format=torch.channels_last))
             mask = mask_from_logits(output.mask_logits[0])
             assert row.tolist() == [model.answer_count(mask, output, 0, pair) for pair in THRESHOLDS]
     assert len(set(counts.ravel().tolist())) > 2

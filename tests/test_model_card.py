@@ -80,7 +80,8 @@ def test_recipe_of_several_runs_trains_each_then_averages_them():
     assert "mask decoder is that of `runs/b` alone" in model_card.training_section(configs, soup)
     soup["decoder_from"] = ["runs/a", "runs/b"]
     assert "--decoder-from runs/a runs/b --out" in model_card.recipe(configs, soup)
-    assert "mean of those of `runs/a`, `runs/b` alone" in model_card.training_section(configs, soup)
+    assert "mean of the decoders of `runs/a`, `runs/b` only" in model_card.training_section(configs, soup)
+    assert "--decoder-from runs/b --out" in model_card.recipe(configs, {"decoder_from": "runs/b"})
 
 
 def test_loss_formula_shows_weights_other_than_one_and_drops_unused_terms():

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from petnet.config import PetNetConfig
+from petnet.config import PetNetConfig, TrainConfig
 from petnet.errors import WeightsError
 from petnet.hub import load_model
 from petnet.model import PetNet
-from petnet.report import SOUP_RECIPE_NAME
+from petnet.report import SOUP_RECIPE_NAME, TRAIN_CONFIG_NAME
 from petnet.soup import average_state_dicts, main
 
 
@@ -93,3 +94,16 @@ def test_the_decoder_can_be_the_mean_of_some_runs(tmp_path):
     key = "breed_head.3.weight"
     halves = [run.state_dict()[key].half().float() for run in runs]
     torch.testing.assert_close(soup[key].float(), sum(halves) / 3, atol=1e-3, rtol=1e-3)
+
+
+def test_decoders_of_different_initial_weights_are_not_averaged(tmp_path):
+    config = PetNetConfig(image_size=32)
+    for name, seed in (("a", 0), ("b", 1)):
+        _save_run(tmp_path / name, config, seed)
+        train_config = dataclasses.asdict(dataclasses.replace(TrainConfig(), init_seed=seed))
+        (tmp_path / name / TRAIN_CONFIG_NAME).write_text(json.dumps(train_config))
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    with pytest.raises(ValueError, match="different initial decoders"):
+        main([*runs, "--decoder-from", *runs, "--out", str(tmp_path / "soup")])
+    with pytest.raises(ValueError, match="twice"):
+        main([*runs, "--decoder-from", runs[0], runs[0], "--out", str(tmp_path / "soup")])
