@@ -11,8 +11,9 @@ That closeness holds for weights that started from the same place. The backbone 
 two decoders drawn differently cannot be averaged (their channels do not line up: the mean of two
 such decoders marks no boundary at all). ``--decoder-from RUN ...`` then takes the decoder from the
 runs named (its mean over them; they must have drawn the same initial decoder) and averages the
-rest. The classification heads are linear on the pooled backbone features, so on the same features their mean is the mean of their logits, whatever their starting weights (here the
-features are the averaged backbone's).
+rest. The classification heads are linear on the pooled backbone features, so on the same features
+their mean is the mean of their logits, whatever their starting weights (here the features are the
+averaged backbone's).
 """
 
 from __future__ import annotations
