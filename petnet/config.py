@@ -123,6 +123,13 @@ class TrainConfig:
     num_workers: int = 1
     amp: bool = True
     pretrained: bool = True
+    init_from: str = ""
+    """A PetNet folder (``save_pretrained``: config.json + weights) to start from instead of
+    ImageNet; its model configuration replaces ``model``. For re-fitting parts of a finished model."""
+    train_only: str = ""
+    """Comma-separated parameter-name prefixes (``decoder.blocks.3.,decoder.classifier.``) that train;
+    every other module is frozen: no gradients, and in eval mode (batch-norm statistics, dropout and
+    stochastic depth as at inference). Empty: everything trains."""
     limit: int = 0
     loss_weights: LossWeights = field(default_factory=LossWeights)
 

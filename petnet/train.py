@@ -17,6 +17,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -190,6 +191,21 @@ def set_backbone_frozen(model: PetNet, frozen: bool) -> None:
     model.encoder.train(not frozen)
 
 
+def train_only(model: PetNet, prefixes: Sequence[str]) -> None:
+    """Freeze every parameter whose name starts with none of ``prefixes``, and put every module
+    without a trainable parameter in eval mode, so the frozen part computes what it does at inference."""
+    matched = set()
+    for name, parameter in model.named_parameters():
+        trainable = name.startswith(tuple(prefixes))
+        parameter.requires_grad_(trainable)
+        matched.update(prefix for prefix in prefixes if name.startswith(prefix))
+    if unmatched := [prefix for prefix in prefixes if prefix not in matched]:
+        raise ValueError(f"--train-only {','.join(unmatched)} names no parameter of the model.")
+    for module in model.modules():
+        if not any(parameter.requires_grad for parameter in module.parameters()):
+            module.eval()
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, distributed: Distributed) -> None:
         self.config = config
@@ -203,12 +219,15 @@ class Trainer:
             non_pets = read_non_pets(config.non_pet_root)
             train_records += non_pet_split(non_pets, "train")
             val_records += non_pet_split(non_pets, "calibration")
+        start = PetNet.from_pretrained(config.init_from) if config.init_from else None
+        if start is not None:  # a finished model to re-fit parts of: its weights and its model configuration
+            config = self.config = dataclasses.replace(config, model=start.config)
         model_config = config.model
         augment = train_transform(model_config, config.crop_size, config.trivial_augment)
         self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None)
         self.val_set = OxfordPetDataset(val_records, eval_transform(model_config))
         seed_everything(config.init_seed)  # the same initial decoder and heads on every rank and run
-        self.model = (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
+        self.model = start if start is not None else (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
         # channels_last: ~1.8x faster convolutions on CPU (oneDNN) and on GPU tensor cores
         self.model.to(distributed.device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config)
@@ -281,9 +300,15 @@ class Trainer:
             drop_last=train and len(dataset) > self.config.batch_size * self.dist.world_size,
         )
 
+    def set_trainable(self, frozen: bool) -> None:
+        """The backbone frozen or not (``freeze_epochs``), then everything but ``train_only`` frozen."""
+        set_backbone_frozen(self.model, frozen)
+        if self.config.train_only:
+            train_only(self.model, self.config.train_only.split(","))
+
     def wrapped_model(self, frozen: bool) -> torch.nn.Module:
         """The model to train this epoch: DDP is rebuilt when the set of trainable tensors changes."""
-        set_backbone_frozen(self.model, frozen)
+        self.set_trainable(frozen)
         if not self.dist.enabled:
             return self.model
         device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
@@ -388,7 +413,7 @@ class Trainer:
                 frozen = epoch < self.config.freeze_epochs
                 model = self.wrapped_model(frozen)
             self.model.train()
-            set_backbone_frozen(self.model, frozen)
+            self.set_trainable(frozen)
             started = time.time()
             row = {"epoch": epoch + 1, "lr": self.scheduler.get_last_lr()[0], "frozen_backbone": frozen}
             row.update(self.train_epoch(epoch, model))

@@ -230,3 +230,20 @@ def test_configs_from_before_the_split_and_init_seeds_keep_their_seed_for_both()
     old = TrainConfig.from_dict({"seed": 3})
     assert (old.seed, old.split_seed, old.init_seed) == (3, 3, 3), "a resumed old run validates on its own photos"
     assert TrainConfig.from_dict({"seed": 3, "split_seed": 0}).split_seed == 0
+
+
+def test_a_finished_model_can_be_refit_in_part(straight_run, tiny_pet_root, tmp_path):
+    start = PetNet.from_pretrained(str(straight_run / FINAL_DIR_NAME))
+    start.config.pet_threshold = 0.7  # inference settings of the start travel with the re-fit
+    start.save_pretrained(tmp_path / "start")
+    trained = ("decoder.blocks.3.", "decoder.classifier.")
+    train.main([*tiny_args(tiny_pet_root, tmp_path / "refit", "--epochs", "1"), "--init-from", str(tmp_path / "start"),
+                "--train-only", ",".join(trained), "--image-size", "32"])  # fmt: skip
+    refit = PetNet.from_pretrained(str(tmp_path / "refit" / FINAL_DIR_NAME))
+    assert refit.config == start.config  # the start's model configuration, not the --image-size flag
+    before, after = start.state_dict(), refit.state_dict()
+    changed = {key for key in before if not torch.equal(before[key].half(), after[key].half())}
+    assert changed and all(key.startswith(trained) for key in changed)  # frozen batch norms kept their statistics
+    with pytest.raises(ValueError, match="names no parameter"):
+        train.main([*tiny_args(tiny_pet_root, tmp_path / "bad"), "--init-from", str(tmp_path / "start"),
+                    "--train-only", "decoder.nothing"])  # fmt: skip
