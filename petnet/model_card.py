@@ -158,7 +158,8 @@ def recipe(train_configs: Sequence[Mapping[str, Any]], soup: Mapping[str, Any] |
     commands = [f"{training_command(config)} --output-dir {config['output_dir']}" for config in train_configs]
     exported = (soup or {}).get("export") or ("final" if _all_averaged(train_configs) else "model")
     export = " --export final" if exported == "final" else ""
-    decoder = f" --decoder-from {' '.join(_decoder_runs(soup))}" if _decoder_runs(soup) else ""
+    decoder_runs = _decoder_runs(soup)
+    decoder = f" --decoder-from {' '.join(decoder_runs)}" if decoder_runs else ""
     return "\n".join([*commands, f"python -m petnet.soup {' '.join(run_dirs)}{export}{decoder} --out petnet/weights"])
 
 

@@ -43,6 +43,7 @@ from petnet.train import (
     append_log,
     atomic_save,
     seed_everything,
+    train_only,
     truncate_log,
     warmup_cosine,
 )
@@ -93,8 +94,7 @@ def with_center_head(model: PetNet) -> PetNet:
     if unexpected or any(not name.startswith("center_head.") for name in missing):
         raise ValueError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
     result.weights_source = model.weights_source
-    result.requires_grad_(False)
-    result.center_head.requires_grad_(True)
+    train_only(result, ["center_head."])
     return result
 
 
