@@ -71,6 +71,9 @@ class LossWeights:
     breed: float = 1.0
     segmentation: float = 1.0
     dice: float = 0.5
+    lovasz: float = 0.0
+    """Lovász-softmax on the trimap pixels (:func:`petnet.losses.lovasz_softmax_loss`): a surrogate of
+    per-class IoU, the figure masks are scored by."""
     pseudo_mask: float = 0.0
     """Cross-entropy on pseudo-labelled pixels of photos without a trimap (a training aid only)."""
     pet: float = 0.0
@@ -78,6 +81,9 @@ class LossWeights:
     outlier: float = 0.0
     """Cross-entropy of non-pet photos' species and breed logits to the uniform distribution
     (outlier exposure, Hendrycks et al., ICLR 2019)."""
+    distill: float = 0.0
+    """KL divergence to the teacher's species and breed probabilities on the same augmented batch
+    (``TrainConfig.teacher``; :func:`petnet.losses.distillation_loss`)."""
 
 
 @dataclass
@@ -130,6 +136,11 @@ class TrainConfig:
     """Comma-separated parameter-name prefixes (``decoder.blocks.3.,decoder.classifier.``) that train;
     every other module is frozen: no gradients, and in eval mode (batch-norm statistics, dropout and
     stochastic depth as at inference). Empty: everything trains."""
+    teacher: str = ""
+    """A PetNet folder (``save_pretrained``) whose species and breed probabilities on each training
+    batch the run also learns (the ``distill`` loss): a soup of finished runs taught to one network."""
+    distill_temperature: float = 2.0
+    """Softens both sides of the distillation loss; above 1 the teacher's runner-up breeds weigh more."""
     limit: int = 0
     loss_weights: LossWeights = field(default_factory=LossWeights)
 

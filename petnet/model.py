@@ -190,9 +190,9 @@ class PetNet(
         :attr:`inference_dtype`; the outputs are float32. Training calls ``forward`` itself.
         """
         if not self.config.mirror_averaged_mask:
-            return self._run(images)
+            return self.infer_single_view(images)
         both = torch.cat([images, images.flip(-1)]).contiguous(memory_format=torch.channels_last)
-        output = self._run(both)
+        output = self.infer_single_view(both)
         count = len(images)
         centers = output.center_logits
         return PetNetOutput(
@@ -204,8 +204,10 @@ class PetNet(
             center_logits=None if centers is None else (centers[:count] + centers[count:].flip(-1)) / 2,
         )
 
-    def _run(self, images: torch.Tensor) -> PetNetOutput:
-        """``forward`` in :attr:`inference_dtype`, with float32 outputs."""
+    def infer_single_view(self, images: torch.Tensor) -> PetNetOutput:
+        """``forward`` in :attr:`inference_dtype`, with float32 outputs and no mirror image: for crops
+        of one photo's animals, and for a distillation teacher (``petnet.train --teacher``), which
+        needs only the classification logits of the training batch."""
         low_precision = self.inference_dtype != torch.float32
         with torch.autocast(self.device.type, dtype=self.inference_dtype, enabled=low_precision):
             output = self(images)
@@ -326,7 +328,7 @@ class PetNet(
                 crop = item.tensor[:, top:bottom, left:right]
                 crops.append(F.interpolate(crop[None], size=item.tensor.shape[-2:], mode="bilinear", antialias=True)[0])
         batch = torch.stack(crops).to(self.device, memory_format=torch.channels_last)
-        return self._run(batch)
+        return self.infer_single_view(batch)
 
     def _pet(
         self, decoded: DecodedOutput, i: int, region: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],

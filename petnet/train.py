@@ -38,10 +38,11 @@ from petnet.data import (
     read_split,
     train_val_split,
 )
+from petnet.hub import load_model
 from petnet.labels import IGNORE_INDEX
 from petnet.losses import LOSS_NAMES, multitask_loss
 from petnet.metrics import accuracy, binary_auroc, confusion_matrix, iou_per_class, top_k_accuracy
-from petnet.model import PetNet
+from petnet.model import PetNet, PetNetOutput
 from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.transforms import eval_transform, train_transform
 
@@ -231,6 +232,10 @@ class Trainer:
         # channels_last: ~1.8x faster convolutions on CPU (oneDNN) and on GPU tensor cores
         self.model.to(distributed.device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config)
+        # predict-only (batch norms folded, bfloat16 where the CPU has it): the teacher never trains
+        self.teacher = load_model(config.teacher, device=str(distributed.device)) if config.teacher else None
+        if self.teacher is not None and not config.loss_weights.distill:
+            raise ValueError("--teacher needs a --distill-weight above 0 to be learnt from.")
         # warm-up (decay 1 - (1 + step)^-0.75, capped at ema_decay) lets the average forget the untrained
         # heads within the first epochs of a ~100-step epoch, and reach the full decay by the end
         self.ema = ModelEmaV3(self.model, decay=config.ema_decay, use_warmup=True, warmup_power=0.75) if config.ema_decay else None
@@ -323,8 +328,10 @@ class Trainer:
             if batch is None:
                 continue
             batch = to_device(batch, self.dist.device)
+            teacher = self.teacher_output(batch["image"])
             with autocast(self.dist.device, self.config.amp):
-                losses = multitask_loss(model(batch["image"]), batch, self.config.loss_weights, self.config.label_smoothing)
+                losses = multitask_loss(model(batch["image"]), batch, self.config.loss_weights,
+                                        self.config.label_smoothing, teacher, self.config.distill_temperature)
             self.optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -338,6 +345,11 @@ class Trainer:
             progress.set_postfix({k: f"{v / batches:.3f}" for k, v in sums.items()})
         totals = self.dist.all_reduce(torch.tensor([batches, *sums.values()], dtype=torch.float64))
         return {f"train_{name}": float(v / max(1, totals[0])) for name, v in zip(sums, totals[1:])}
+
+    @torch.no_grad()
+    def teacher_output(self, images: torch.Tensor) -> PetNetOutput | None:
+        """The teacher's logits on the very batch the student sees (augmentation included), or None."""
+        return self.teacher.infer_single_view(images) if self.teacher is not None else None
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

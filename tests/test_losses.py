@@ -1,5 +1,5 @@
 """Multi-task loss: unlabelled pixels are ignored, a batch without trimaps still trains, gradients flow;
-non-pet photos teach the pet head and flatten the classifiers; pseudo masks add their own term."""
+non-pet photos teach the pet head and flatten the classifiers; pseudo masks, a teacher and Lovász-softmax add their own terms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from petnet.config import LossWeights, PetNetConfig
 from petnet.labels import IGNORE_INDEX
-from petnet.losses import multitask_loss, soft_dice_loss, uniform_cross_entropy
+from petnet.losses import distillation_loss, lovasz_softmax_loss, multitask_loss, soft_dice_loss, uniform_cross_entropy
 from petnet.model import PetNet, PetNetOutput
 
 
@@ -115,3 +115,44 @@ def test_label_smoothing_raises_the_loss_of_a_confident_right_answer() -> None:
     sharp = multitask_loss(output, batch, LossWeights())["species"]
     smoothed = multitask_loss(output, batch, LossWeights(), label_smoothing=0.1)["species"]
     assert smoothed > sharp
+
+
+def test_distillation_is_zero_at_the_teacher_and_scaled_by_the_temperature_squared() -> None:
+    student, teacher = torch.randn(4, 37), torch.randn(4, 37)
+    assert distillation_loss(teacher, teacher, 2.0).item() == pytest.approx(0, abs=1e-6)
+    softened = torch.nn.functional.kl_div((student / 3).log_softmax(1), (teacher / 3).softmax(1), reduction="batchmean")
+    assert distillation_loss(student, teacher, 3.0).item() == pytest.approx(9 * softened.item(), rel=1e-5)
+
+
+def test_a_teacher_adds_a_distillation_term_over_the_pets_only() -> None:
+    output, teacher = _output(), _output(seed=1)
+    batch = {**_batch(torch.full((2, 8, 8), IGNORE_INDEX)), "is_pet": torch.tensor([True, False])}
+    without = multitask_loss(output, batch, LossWeights(distill=1))
+    losses = multitask_loss(output, batch, LossWeights(distill=1), teacher=teacher, temperature=2.0)
+    expected = (distillation_loss(output.species_logits[:1], teacher.species_logits[:1], 2.0)
+                + distillation_loss(output.breed_logits[:1], teacher.breed_logits[:1], 2.0)) / 2  # fmt: skip
+    assert without["distill"].item() == 0
+    assert losses["distill"].item() == pytest.approx(expected.item())
+    assert (losses["total"] - without["total"]).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_lovasz_softmax_is_one_minus_mean_iou_on_hard_predictions() -> None:
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 3, (2, 8, 8), generator=generator)
+    target[0, :2] = IGNORE_INDEX
+    predicted = torch.randint(0, 3, (2, 8, 8), generator=generator)
+    logits = torch.nn.functional.one_hot(predicted, 3).permute(0, 3, 1, 2).float() * 1e4  # softmax = one-hot
+    valid = target != IGNORE_INDEX
+    ious = [((predicted == c) & (target == c) & valid).sum() / (((predicted == c) | (target == c)) & valid).sum()
+            for c in range(3)]  # fmt: skip
+    assert lovasz_softmax_loss(logits, target).item() == pytest.approx(1 - torch.stack(ious).mean().item(), abs=1e-6)
+    assert lovasz_softmax_loss(logits, torch.full_like(target, IGNORE_INDEX)).item() == 0
+
+
+def test_lovasz_term_only_when_weighted_and_its_gradient_reaches_the_logits() -> None:
+    output, mask = _output(), torch.randint(0, 3, (2, 8, 8))
+    assert multitask_loss(output, _batch(mask), LossWeights())["lovasz"].item() == 0
+    losses = multitask_loss(output, _batch(mask), LossWeights(lovasz=1))
+    assert losses["lovasz"].item() > 0
+    losses["lovasz"].backward()
+    assert output.mask_logits.grad.abs().sum() > 0

@@ -22,7 +22,7 @@ from petnet.model import PetNet
 from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
 
-LOSSES = ["total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier"]
+LOSSES = ["total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier", "distill", "lovasz"]
 LOG_COLUMNS = [
     "epoch", "lr", "frozen_backbone", *(f"train_{name}" for name in LOSSES), *(f"val_{name}" for name in LOSSES),
     "val_species_accuracy", "val_breed_top1", "val_breed_top3", "val_mean_iou", "val_min_iou", "val_pet_auroc",
@@ -247,3 +247,15 @@ def test_a_finished_model_can_be_refit_in_part(straight_run, tiny_pet_root, tmp_
     with pytest.raises(ValueError, match="names no parameter"):
         train.main([*tiny_args(tiny_pet_root, tmp_path / "bad"), "--init-from", str(tmp_path / "start"),
                     "--train-only", "decoder.nothing"])  # fmt: skip
+
+
+def test_a_teacher_is_distilled_on_the_training_batches(straight_run, tiny_pet_root, tmp_path):
+    teacher = str(straight_run / FINAL_DIR_NAME)
+    train.main([*tiny_args(tiny_pet_root, tmp_path / "student", "--epochs", "1"), "--teacher", teacher,
+                "--distill-weight", "1", "--distill-temperature", "2"])  # fmt: skip
+    row = read_log(tmp_path / "student")[0]
+    assert float(row["train_distill"]) > 0  # the student starts far from the teacher
+    assert float(row["val_distill"]) == 0  # validation scores the student alone
+    assert json.loads((tmp_path / "student" / TRAIN_CONFIG_NAME).read_text())["teacher"] == teacher
+    with pytest.raises(ValueError, match="distill-weight"):
+        train.main([*tiny_args(tiny_pet_root, tmp_path / "unweighted"), "--teacher", teacher])
