@@ -72,8 +72,9 @@ class LossWeights:
     segmentation: float = 1.0
     dice: float = 0.5
     lovasz: float = 0.0
-    """Lovász-softmax on the trimap pixels (:func:`petnet.losses.lovasz_softmax_loss`): a surrogate of
-    per-class IoU, the figure masks are scored by."""
+    """Lovász-softmax on the labelled mask pixels (trimaps, and the all-background masks of non-pet
+    photos; :func:`petnet.losses.lovasz_softmax_loss`): a surrogate of per-class IoU, the figure masks
+    are scored by. Like every weighted term it counts in the validation loss that picks ``model/``."""
     pseudo_mask: float = 0.0
     """Cross-entropy on pseudo-labelled pixels of photos without a trimap (a training aid only)."""
     pet: float = 0.0
@@ -137,8 +138,9 @@ class TrainConfig:
     every other module is frozen: no gradients, and in eval mode (batch-norm statistics, dropout and
     stochastic depth as at inference). Empty: everything trains."""
     teacher: str = ""
-    """A PetNet folder (``save_pretrained``) whose species and breed probabilities on each training
-    batch the run also learns (the ``distill`` loss): a soup of finished runs taught to one network."""
+    """A local PetNet folder (``save_pretrained``) whose species and breed probabilities on each
+    training batch the run also learns (the ``distill`` loss; validation scores the student alone):
+    a soup of finished runs taught to one network. Needs ``loss_weights.distill`` above 0."""
     distill_temperature: float = 2.0
     """Softens both sides of the distillation loss; above 1 the teacher's runner-up breeds weigh more."""
     limit: int = 0

@@ -61,8 +61,8 @@ def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL divergence of the student's softened class probabilities from the teacher's, times the
-    temperature squared (Hinton et al., 2015) so that its gradients keep their scale at any temperature."""
+    """KL(teacher || student) of the class probabilities softened by ``temperature``, times its square
+    (Hinton et al., 2015) so that the gradients keep their scale at any temperature."""
     student = (student_logits.float() / temperature).log_softmax(dim=1)
     teacher = (teacher_logits.float() / temperature).log_softmax(dim=1)
     return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2

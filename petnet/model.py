@@ -187,7 +187,8 @@ class PetNet(
         With ``config.mirror_averaged_mask``, the images and their mirror images run as one batch
         and the mask logits are averaged (the mirrored ones flipped back), centre heatmaps too;
         species and breed logits come from the images as given (breed maps too). The network runs in
-        :attr:`inference_dtype`; the outputs are float32. Training calls ``forward`` itself.
+        :attr:`inference_dtype`; the outputs are float32. Training calls ``forward`` itself (and a
+        distillation teacher :meth:`infer_single_view`).
         """
         if not self.config.mirror_averaged_mask:
             return self.infer_single_view(images)

@@ -207,6 +207,33 @@ def train_only(model: PetNet, prefixes: Sequence[str]) -> None:
             module.eval()
 
 
+TEACHER_MUST_MATCH = ("species_names", "breed_names", "mean", "std")
+"""Model settings a distillation teacher shares with its student: its logits are the student's targets
+class by class, computed on the student's normalised input."""
+
+
+def load_teacher(config: TrainConfig, device: torch.device) -> PetNet | None:
+    """The distillation teacher of ``config`` (``--teacher``), or None for a run without one.
+
+    Only a local folder: ``petnet.load_model`` would fall back to the bundled weights for a path it
+    cannot find, and a mistyped path must fail rather than teach another model. The teacher predicts
+    as shipped models do (batch norms folded; bfloat16 on CPUs that compute it natively,
+    :mod:`petnet.precision`), which is how ``lite1-240-kd`` was trained.
+    """
+    weight = config.loss_weights.distill
+    if bool(config.teacher) != (weight > 0):
+        raise ValueError(f"--teacher and a --distill-weight above 0 go together; got teacher {config.teacher!r}, "
+                         f"distill weight {weight}.")  # fmt: skip
+    if not config.teacher:
+        return None
+    if not Path(config.teacher).is_dir():
+        raise FileNotFoundError(f"--teacher {config.teacher} is not a model folder (config.json + model.safetensors).")
+    teacher = load_model(config.teacher, device=str(device))
+    if differing := [name for name in TEACHER_MUST_MATCH if getattr(teacher.config, name) != getattr(config.model, name)]:
+        raise ValueError(f"--teacher {config.teacher} differs from the model it would teach in {', '.join(differing)}.")
+    return teacher
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, distributed: Distributed) -> None:
         self.config = config
@@ -223,6 +250,7 @@ class Trainer:
         start = PetNet.from_pretrained(config.init_from) if config.init_from else None
         if start is not None:  # a finished model to re-fit parts of: its weights and its model configuration
             config = self.config = dataclasses.replace(config, model=start.config)
+        self.teacher = load_teacher(config, distributed.device)
         model_config = config.model
         augment = train_transform(model_config, config.crop_size, config.trivial_augment)
         self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None)
@@ -232,10 +260,6 @@ class Trainer:
         # channels_last: ~1.8x faster convolutions on CPU (oneDNN) and on GPU tensor cores
         self.model.to(distributed.device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config)
-        # predict-only (batch norms folded, bfloat16 where the CPU has it): the teacher never trains
-        self.teacher = load_model(config.teacher, device=str(distributed.device)) if config.teacher else None
-        if self.teacher is not None and not config.loss_weights.distill:
-            raise ValueError("--teacher needs a --distill-weight above 0 to be learnt from.")
         # warm-up (decay 1 - (1 + step)^-0.75, capped at ema_decay) lets the average forget the untrained
         # heads within the first epochs of a ~100-step epoch, and reach the full decay by the end
         self.ema = ModelEmaV3(self.model, decay=config.ema_decay, use_warmup=True, warmup_power=0.75) if config.ema_decay else None

@@ -257,5 +257,18 @@ def test_a_teacher_is_distilled_on_the_training_batches(straight_run, tiny_pet_r
     assert float(row["train_distill"]) > 0  # the student starts far from the teacher
     assert float(row["val_distill"]) == 0  # validation scores the student alone
     assert json.loads((tmp_path / "student" / TRAIN_CONFIG_NAME).read_text())["teacher"] == teacher
-    with pytest.raises(ValueError, match="distill-weight"):
+    with pytest.raises(ValueError, match="go together"):
         train.main([*tiny_args(tiny_pet_root, tmp_path / "unweighted"), "--teacher", teacher])
+    with pytest.raises(ValueError, match="go together"):
+        train.main([*tiny_args(tiny_pet_root, tmp_path / "teacherless"), "--distill-weight", "1"])
+
+
+def test_a_teacher_must_be_a_local_folder_with_the_students_labels(straight_run, tiny_pet_root, tmp_path):
+    distill = ["--distill-weight", "1"]
+    with pytest.raises(FileNotFoundError, match="not a model folder"):  # never the bundled weights instead
+        train.main([*tiny_args(tiny_pet_root, tmp_path / "a"), "--teacher", "runs/no-such-soup", *distill])
+    teacher = PetNet.from_pretrained(str(straight_run / FINAL_DIR_NAME))
+    teacher.config.breed_names = [*reversed(teacher.config.breed_names)]
+    teacher.save_pretrained(tmp_path / "reordered")
+    with pytest.raises(ValueError, match="breed_names"):
+        train.main([*tiny_args(tiny_pet_root, tmp_path / "b"), "--teacher", str(tmp_path / "reordered"), *distill])
