@@ -218,7 +218,7 @@ def load_teacher(config: TrainConfig, device: torch.device) -> PetNet | None:
     Only a local folder: ``petnet.load_model`` would fall back to the bundled weights for a path it
     cannot find, and a mistyped path must fail rather than teach another model. The teacher predicts
     as shipped models do (batch norms folded; bfloat16 on CPUs that compute it natively,
-    :mod:`petnet.precision`), which is how ``lite1-240-kd`` was trained.
+    :mod:`petnet.precision`), as for the README's distilled run.
     """
     weight = config.loss_weights.distill
     if bool(config.teacher) != (weight > 0):
