@@ -1,0 +1,61 @@
+"""Which rule should name the species? Prints, on validation, how many photos each rule gets right.
+
+``python benchmarks/species_rules.py [--model DIR]`` runs the model on the validation pets (carved
+from ``trainval`` as in training) and compares four ways of naming the species: the species head
+(what ``predict`` does), the species whose breeds hold the most breed probability, the mean of those
+two distributions, and the species of the single most likely breed. For each it prints the species
+right and the breed top-1 when the breeds are ranked among that species' (as ``predict`` ranks them).
+Validation data only: a rule chosen here is reported on test by ``petnet.evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from petnet.config import TrainConfig
+from petnet.data import OxfordPetDataset, read_split, train_val_split
+from petnet.hub import load_model
+from petnet.paths import BUNDLED_MODEL_DIR
+from petnet.transforms import eval_transform
+
+BATCH_SIZE = 32
+
+
+def main() -> None:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR))
+    args = parser.parse_args()
+    model = load_model(args.model)
+    _, records = train_val_split(read_split(Path(defaults.data_root), "trainval"), defaults.val_fraction, defaults.split_seed)
+    photos = OxfordPetDataset(records, eval_transform(model.config))
+    species_probabilities, breed_probabilities = [], []
+    with torch.no_grad():
+        for start in range(0, len(photos), BATCH_SIZE):
+            images = torch.stack([photos[i]["image"] for i in range(start, min(start + BATCH_SIZE, len(photos)))])
+            output = model.infer_single_view(images.contiguous(memory_format=torch.channels_last))
+            species_probabilities.append(output.species_logits.softmax(dim=1))
+            breed_probabilities.append(output.breed_logits.softmax(dim=1))
+    species, breeds = torch.cat(species_probabilities), torch.cat(breed_probabilities)
+    true_species = torch.tensor([r.species_index for r in records])
+    true_breed = torch.tensor([r.breed_index for r in records])
+    breed_species = model.breed_species_index.cpu()
+    species_of_breeds = torch.stack([breeds[:, breed_species == s].sum(dim=1) for s in range(species.shape[1])], dim=1)
+    rules = {
+        "species head (predict today)": species.argmax(dim=1),
+        "most breed probability": species_of_breeds.argmax(dim=1),
+        "mean of the two": (species + species_of_breeds).argmax(dim=1),
+        "species of the top breed": breed_species[breeds.argmax(dim=1)],
+    }
+    print(f"{len(records)} validation pets; breed top-1 over all 37 breeds: {int((breeds.argmax(1) == true_breed).sum())}")
+    print(f"{'rule':<30} {'species right':>14} {'breed top-1 within it':>22}")
+    for name, named in rules.items():
+        ranked = breeds.masked_fill(breed_species[None] != named[:, None], -1).argmax(dim=1)
+        print(f"{name:<30} {int((named == true_species).sum()):>14} {int((ranked == true_breed).sum()):>22}")
+
+
+if __name__ == "__main__":
+    main()
