@@ -11,17 +11,14 @@ Validation data only: a rule chosen here is reported on test by ``petnet.evaluat
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+import numpy as np
 import torch
 
 from petnet.config import TrainConfig
-from petnet.data import OxfordPetDataset, read_split, train_val_split
+from petnet.evaluate import run_model, split_records
 from petnet.hub import load_model
 from petnet.paths import BUNDLED_MODEL_DIR
-from petnet.transforms import eval_transform
-
-BATCH_SIZE = 32
 
 
 def main() -> None:
@@ -30,18 +27,12 @@ def main() -> None:
     parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR))
     args = parser.parse_args()
     model = load_model(args.model)
-    _, records = train_val_split(read_split(Path(defaults.data_root), "trainval"), defaults.val_fraction, defaults.split_seed)
-    photos = OxfordPetDataset(records, eval_transform(model.config))
-    species_probabilities, breed_probabilities = [], []
-    with torch.no_grad():
-        for start in range(0, len(photos), BATCH_SIZE):
-            images = torch.stack([photos[i]["image"] for i in range(start, min(start + BATCH_SIZE, len(photos)))])
-            output = model.infer_single_view(images.contiguous(memory_format=torch.channels_last))
-            species_probabilities.append(output.species_logits.softmax(dim=1))
-            breed_probabilities.append(output.breed_logits.softmax(dim=1))
-    species, breeds = torch.cat(species_probabilities), torch.cat(breed_probabilities)
-    true_species = torch.tensor([r.species_index for r in records])
-    true_breed = torch.tensor([r.breed_index for r in records])
+    records = split_records(defaults.data_root, "val", defaults.val_fraction, defaults.split_seed)
+    outcomes, _ = run_model(model, records)  # what petnet.evaluate scores: the same pass, the same logits
+    species = torch.from_numpy(np.stack([o.species_probabilities for o in outcomes]))
+    breeds = torch.from_numpy(np.stack([o.breed_logits for o in outcomes])).softmax(dim=1)
+    true_species = torch.tensor([o.record.species_index for o in outcomes])
+    true_breed = torch.tensor([o.record.breed_index for o in outcomes])
     breed_species = model.breed_species_index.cpu()
     species_of_breeds = torch.stack([breeds[:, breed_species == s].sum(dim=1) for s in range(species.shape[1])], dim=1)
     rules = {
@@ -50,7 +41,7 @@ def main() -> None:
         "mean of the two": (species + species_of_breeds).argmax(dim=1),
         "species of the top breed": breed_species[breeds.argmax(dim=1)],
     }
-    print(f"{len(records)} validation pets; breed top-1 over all 37 breeds: {int((breeds.argmax(1) == true_breed).sum())}")
+    print(f"{len(outcomes)} validation pets; breed top-1 over all 37 breeds: {int((breeds.argmax(1) == true_breed).sum())}")
     print(f"{'rule':<30} {'species right':>14} {'breed top-1 within it':>22}")
     for name, named in rules.items():
         ranked = breeds.masked_fill(breed_species[None] != named[:, None], -1).argmax(dim=1)
