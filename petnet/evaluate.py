@@ -81,7 +81,10 @@ class ImageOutcome:
     """What the model did on one image (``pixel_confusion`` and ``mask`` only with a trimap)."""
 
     record: PetRecord
+    predicted_species: int
     species_probabilities: np.ndarray
+    species_logits: np.ndarray
+    """The species head's (a training aid: ``predict`` names the species of the top breed)."""
     breed_logits: np.ndarray
     conditioned_breed_logits: np.ndarray
     predicted_breeds: tuple[int, ...]
@@ -90,10 +93,6 @@ class ImageOutcome:
     mask: np.ndarray | None
     animals_found: int
     """Animals ``predict`` would answer for, were the photo taken to hold a pet (1 = one answer)."""
-
-    @property
-    def predicted_species(self) -> int:
-        return int(self.species_probabilities.argmax())
 
     @property
     def true_breed_probability(self) -> float:
@@ -146,7 +145,9 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
             outcomes.append(
                 ImageOutcome(
                     record=record,
+                    predicted_species=int(decoded.species_index[i]),
                     species_probabilities=decoded.species_probabilities[i].numpy(),
+                    species_logits=output.species_logits[i].numpy(),
                     breed_logits=output.breed_logits[i].numpy(),
                     conditioned_breed_logits=decoded.conditioned_breed_logits[i].numpy(),
                     predicted_breeds=tuple(decoded.top_breeds[i].tolist()),
@@ -232,7 +233,7 @@ def worst_case_entry(outcome: ImageOutcome, data_root: Path, mask_path: str | No
         "predicted_mask": mask_path,
         "true_species": SPECIES[record.species_index],
         "predicted_species": SPECIES[outcome.predicted_species],
-        "species_confidence": float(outcome.species_probabilities.max()),
+        "species_confidence": float(outcome.species_probabilities[outcome.predicted_species]),
         "true_breed": BREEDS[record.breed_index].name,
         "predicted_breeds": [BREEDS[i].name for i in outcome.predicted_breeds],
         "true_breed_probability": outcome.true_breed_probability,
@@ -285,7 +286,8 @@ def classification_metrics(outcomes: Sequence[ImageOutcome]) -> tuple[dict, dict
     conditioned = np.stack([o.conditioned_breed_logits for o in outcomes]) if outcomes else np.zeros((0, len(BREEDS)))
     unconditioned = np.stack([o.breed_logits for o in outcomes]) if outcomes else np.zeros((0, len(BREEDS)))
     precision, recall, f1 = precision_recall_f1(breed_confusion)
-    species = {"accuracy": accuracy(species_confusion), "confusion": species_confusion}
+    species = {"rule": "species of the most likely breed, as PetNet.predict names it",
+               "accuracy": accuracy(species_confusion), "confusion": species_confusion}  # fmt: skip
     breed = {
         "ranking": "breeds of the predicted species only, as PetNet.predict returns them",
         "top1_accuracy": top_k_accuracy(conditioned, breed_truth, 1),

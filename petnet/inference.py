@@ -48,9 +48,9 @@ class DecodedOutput:
     """Batched, decoded network output (all on the CPU, float32)."""
 
     species_probabilities: torch.Tensor
-    """(B, n_species)."""
+    """(B, n_species) breed probabilities summed per species."""
     species_index: torch.Tensor
-    """(B,) most likely species."""
+    """(B,) species of the most likely breed."""
     breed_probabilities: torch.Tensor
     """(B, n_breeds), unconditional."""
     top_breeds: torch.Tensor
@@ -66,17 +66,29 @@ class DecodedOutput:
 
 
 def decode_output(output: PetNetOutput, breed_species_index: torch.Tensor, k: int = TOP_K_BREEDS) -> DecodedOutput:
-    """Probabilities, species-conditioned top-``k`` breeds, pet scores and mask probabilities."""
-    species_probabilities = output.species_logits.float().softmax(dim=1).cpu()
-    species_index = species_probabilities.argmax(dim=1)
+    """Probabilities, species-conditioned top-``k`` breeds, pet scores and mask probabilities.
+
+    The species named is the one of the most likely breed, and the species probabilities are the
+    breed probabilities summed per species, so species and breeds always tell one story. The
+    species head is a training aid only: on validation (``python benchmarks/species_rules.py``)
+    its argmax named 365 of 367 species and the summed breed probability 363, against 367 for the
+    species of the top breed. Summing favours dogs on an unsure photo, whose probability spreads
+    over 25 dog breeds against 12 cat breeds; the single most likely breed does not.
+    """
     breed_logits = output.breed_logits.float().cpu()
-    allowed = breed_species_index.cpu().unsqueeze(0) == species_index.unsqueeze(1)
+    breed_probabilities = breed_logits.softmax(dim=1)
+    breed_species_index = breed_species_index.cpu()
+    species_index = breed_species_index[breed_probabilities.argmax(dim=1)]
+    species_probabilities = torch.zeros(len(breed_logits), output.species_logits.shape[1]).index_add_(
+        1, breed_species_index, breed_probabilities
+    )
+    allowed = breed_species_index.unsqueeze(0) == species_index.unsqueeze(1)
     conditioned = breed_logits.masked_fill(~allowed, float("-inf"))
     top_confidences, top_breeds = conditioned.softmax(dim=1).topk(k, dim=1)
     return DecodedOutput(
         species_probabilities=species_probabilities,
         species_index=species_index,
-        breed_probabilities=breed_logits.softmax(dim=1),
+        breed_probabilities=breed_probabilities,
         top_breeds=top_breeds,
         top_breed_confidences=top_confidences,
         conditioned_breed_logits=conditioned,
@@ -305,11 +317,12 @@ class Prediction(Mapping):
     mask: torch.Tensor
     """HxW uint8 mask at the network's input size: 0 = pet, 1 = background, 2 = boundary."""
     species_confidence: float
-    """Probability of the predicted species."""
+    """Probability of the predicted species: its breeds' summed probability (under one half only
+    when the single most likely breed belongs to the species whose breeds hold less in all)."""
     breed_confidences: tuple[float, ...]
     """Probability of each top-3 breed given the predicted species (sums to <= 1)."""
     species_probabilities: dict[str, float]
-    """Probability of every species."""
+    """Probability of every species: its breeds' summed probability."""
     breed_probabilities: dict[str, float]
     """Unconditional probability of every breed, in label order."""
     full_mask: torch.Tensor

@@ -339,7 +339,8 @@ metrics:
 One network, three answers from a photo of a pet: **cat or dog**, the **top-3 of the 37 Oxford-IIIT Pet
 breeds** (among the breeds of the predicted species) and a **3-class trimap mask** (pet, background,
 boundary). A `timm` {backbone} backbone initialised from ImageNet feeds a species head, a breed head,
-a pet-presence head and a U-Net decoder over the backbone's multi-scale features. A photo whose
+a pet-presence head and a U-Net decoder over the backbone's multi-scale features. The species named
+is the one of the most likely breed (the species head helps training only). A photo whose
 pet score is below `pet_threshold` (in `config.json`, chosen on validation) has no cat or dog; a photo
 with several animals gets one answer per animal, each from a crop of that animal. {counting_sentence(test)}
 

@@ -25,18 +25,39 @@ def _mask_with_blobs(*boxes: tuple[int, int, int, int], size: int = SIZE) -> tor
     return mask
 
 
-def test_decode_output_ranks_only_breeds_of_the_predicted_species() -> None:
-    breed_species = torch.tensor([0 if s == "cat" else 1 for s in BREED_SPECIES])
-    breed_logits = torch.zeros(1, 37)
-    breed_logits[0, 1] = 9  # a dog breed scores highest, but the photo is called a cat
-    output = PetNetOutput(torch.tensor([[2.0, 0.0]]), breed_logits, torch.zeros(1, 3, 4, 4), torch.tensor([3.0]),
-                          torch.zeros(1, 37, 1, 1))  # fmt: skip
-    decoded = decode_output(output, breed_species)
-    assert decoded.species_index.tolist() == [0]
-    assert all(BREED_SPECIES[i] == "cat" for i in decoded.top_breeds[0].tolist())
+def _output(species_logits: list[float], breed_logits: torch.Tensor) -> PetNetOutput:
+    return PetNetOutput(torch.tensor([species_logits]), breed_logits[None], torch.zeros(1, 3, 4, 4), torch.tensor([3.0]),
+                        torch.zeros(1, 37, 1, 1))  # fmt: skip
+
+
+BREED_SPECIES_INDEX = torch.tensor([0 if s == "cat" else 1 for s in BREED_SPECIES])
+CAT_BREEDS = [i for i, s in enumerate(BREED_SPECIES) if s == "cat"]
+DOG_BREEDS = [i for i, s in enumerate(BREED_SPECIES) if s == "dog"]
+
+
+def test_decode_output_names_the_species_of_the_top_breed_and_ranks_only_its_breeds() -> None:
+    breed_logits = torch.zeros(37)
+    breed_logits[DOG_BREEDS[0]] = 9  # a dog breed scores highest; the species head says cat
+    breed_logits[CAT_BREEDS[:2]] = 8  # the next two are cats', yet only dog breeds are ranked
+    decoded = decode_output(_output([2.0, 0.0], breed_logits), BREED_SPECIES_INDEX)
+    assert decoded.species_index.tolist() == [1]
+    assert decoded.top_breeds[0, 0].item() == DOG_BREEDS[0]
+    assert all(BREED_SPECIES[i] == "dog" for i in decoded.top_breeds[0].tolist())
     assert decoded.top_breed_confidences[0].sum() <= 1 + 1e-6
     assert decoded.pet_scores.item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
     assert decoded.mask_probabilities.sum(dim=1).allclose(torch.ones(1, 4, 4))
+
+
+def test_species_probabilities_sum_each_species_breeds_even_when_the_top_breed_is_of_the_other() -> None:
+    breed_logits = torch.zeros(37)
+    breed_logits[CAT_BREEDS[0]] = 2.0  # the likeliest single breed is a cat's, but 25 dog breeds hold more in all
+    decoded = decode_output(_output([0.0, 2.0], breed_logits), BREED_SPECIES_INDEX)
+    probabilities = breed_logits.softmax(dim=0)
+    assert decoded.species_index.tolist() == [0]
+    assert decoded.species_probabilities[0].tolist() == pytest.approx(
+        [probabilities[CAT_BREEDS].sum().item(), probabilities[DOG_BREEDS].sum().item()]
+    )
+    assert decoded.species_probabilities[0, 0] < 0.5
 
 
 NO_BREED_EVIDENCE = torch.zeros(37, 2, 2)
