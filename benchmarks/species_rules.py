@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from petnet.config import TrainConfig
-from petnet.evaluate import run_model, split_records
+from petnet.data import split_records
+from petnet.evaluate import run_model
 from petnet.hub import load_model
 from petnet.paths import BUNDLED_MODEL_DIR
 

@@ -19,7 +19,7 @@ import numpy as np
 from huggingface_hub import constants
 
 from petnet.config import TrainConfig
-from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
+from petnet.data import non_pet_split, read_non_pets, split_records
 from petnet.hub import load_model
 from petnet.model import write_config_file
 from petnet.paths import NON_PET_ROOT
@@ -46,7 +46,7 @@ def threshold_keeping(pet_scores: Sequence[float], fraction: float) -> float:
 def validation_photos(data_root: Path, non_pet_root: Path, val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
     """The photos thresholds are chosen on: the validation pets (carved from ``trainval`` as in
     training) and the calibration part of the non-pet photos."""
-    _, val_pets = train_val_split(read_split(data_root, "trainval"), val_fraction, seed)
+    val_pets = split_records(data_root, "val", val_fraction, seed)
     non_pets = non_pet_split(read_non_pets(non_pet_root), "calibration")
     return [r.image_path for r in val_pets], [r.image_path for r in non_pets]
 

@@ -107,6 +107,15 @@ def train_val_split(records: Sequence[PetRecord], val_fraction: float, seed: int
     return sorted(train, key=lambda r: r.name), sorted(val, key=lambda r: r.name)
 
 
+def split_records(root: str | Path, split: str, val_fraction: float, seed: int) -> list[PetRecord]:
+    """Records of ``split``: an official list (``trainval``, ``test``), or the ``train`` or ``val``
+    part of ``trainval`` carved by :func:`train_val_split` exactly as training carves it."""
+    if split not in ("train", "val"):
+        return read_split(root, split)
+    train, val = train_val_split(read_split(root, "trainval"), val_fraction, seed)
+    return val if split == "val" else train
+
+
 def read_non_pets(root: str | Path) -> list[PetRecord]:
     """Records of the non-pet photos listed in ``root/list.tsv`` (file, WordNet id, class name)."""
     root = Path(root)

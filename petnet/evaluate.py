@@ -32,9 +32,8 @@ from petnet.data import (
     collate_skipping_failures,
     non_pet_split,
     read_non_pets,
-    read_split,
     read_trimap,
-    train_val_split,
+    split_records,
 )
 from petnet.errors import WeightsError
 from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
@@ -103,13 +102,6 @@ class ImageOutcome:
     def iou(self) -> float:
         """Mean IoU over the classes present in this image's truth or prediction (NaN without a trimap)."""
         return float(np.nanmean(iou_per_class(self.pixel_confusion))) if self.pixel_confusion is not None else math.nan
-
-
-def split_records(data_root: str | Path, split: str, val_fraction: float, seed: int) -> list[PetRecord]:
-    """Records of ``split``; ``val`` is re-carved from ``trainval`` exactly as training did."""
-    if split == "val":
-        return train_val_split(read_split(data_root, "trainval"), val_fraction, seed)[1]
-    return read_split(data_root, split)
 
 
 def split_description(split: str, records: Sequence[PetRecord], val_fraction: float, seed: int) -> str:

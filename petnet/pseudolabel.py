@@ -20,7 +20,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from petnet.config import TrainConfig
-from petnet.data import pseudo_mask_path, read_split, train_val_split
+from petnet.data import pseudo_mask_path, split_records
 from petnet.errors import WeightsError
 from petnet.images import load_image
 from petnet.inference import resize_scores
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
     parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed")
     args = parser.parse_args(argv)
-    train_records, _ = train_val_split(read_split(args.data_root, "trainval"), args.val_fraction, args.seed)
+    train_records = split_records(args.data_root, "train", args.val_fraction, args.seed)
     unlabelled = [record for record in train_records if not record.has_trimap]
     model = load_mask_teacher(args.model)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from petnet.data import (
     read_non_pets,
     read_split,
     read_trimap,
+    split_records,
     train_val_split,
 )
 from petnet.errors import DatasetError, InvalidImageError
@@ -93,6 +94,13 @@ def test_train_val_split_is_deterministic_disjoint_and_stratified(tiny_pet_root:
         assert sorted(r.has_trimap for r in in_val) == [False, True]
     other_seeds = {tuple(r.name for r in train_val_split(records, 0.34, seed)[1]) for seed in range(5)}
     assert len(other_seeds) > 1, "the seed decides which images are held out"
+
+
+def test_split_records_carves_train_and_val_as_training_does(tiny_pet_root: Path) -> None:
+    train, val = train_val_split(read_split(tiny_pet_root, "trainval"), val_fraction=0.34, seed=7)
+    assert split_records(tiny_pet_root, "train", 0.34, 7) == train
+    assert split_records(tiny_pet_root, "val", 0.34, 7) == val
+    assert split_records(tiny_pet_root, "test", 0.34, 7) == read_split(tiny_pet_root, "test")
 
 
 def test_trimap_values_map_to_mask_classes(tmp_path: Path) -> None:
