@@ -345,7 +345,8 @@ def show_training(report_path: Path) -> None:
     right.plotly_chart(validation_curves_figure(log), key="validation_curves")
     st.caption(
         "Training validation ranks breeds over all 37 classes; the headline cards rank only the breeds of "
-        "the predicted species, as `predict` does, so their top-1/top-3 can differ slightly."
+        "the predicted species, as `predict` does, so their top-3 can differ slightly (top-1 is the same "
+        "for reports since the species is named by the top breed)."
     )
 
 

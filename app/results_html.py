@@ -54,8 +54,10 @@ def verdict(prediction: Prediction) -> str:
 
 
 def species_text(pet: Pet) -> str:
-    """E.g. ``Dog · 95% sure``."""
-    return f"{pet.species.capitalize()} · {pet.species_confidence:.0%} sure"
+    """E.g. ``Dog · 95% sure``; ``Cat? · 42% sure`` when the likeliest breed is a cat's but the dog
+    breeds hold more probability in all (the named species is the top breed's)."""
+    doubt = "?" if pet.species_confidence < 0.5 else ""
+    return f"{pet.species.capitalize()}{doubt} · {pet.species_confidence:.0%} sure"
 
 
 def _card(pet: Pet, index: int, several: bool) -> str:

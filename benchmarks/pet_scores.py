@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.model)
     pet_photos, non_pet_photos = validation_photos(Path(defaults.data_root), NON_PET_ROOT, defaults.val_fraction,
-                                                   defaults.seed)  # fmt: skip
+                                                   defaults.split_seed)  # fmt: skip
     pets = [signals(p) for p in model.predict_batch(pet_photos)]
     others = [signals(p) for p in model.predict_batch(non_pet_photos)]
     print(f"{len(pets)} validation pets, {len(others)} calibration non-pet photos")

@@ -3,8 +3,9 @@
 ``python benchmarks/species_rules.py [--model DIR]`` runs the model on the validation pets (carved
 from ``trainval`` as in training) and compares four ways of naming the species: the species head,
 the species whose breeds hold the most breed probability, the mean of those two distributions, and
-the species of the single most likely breed (what ``predict`` does, chosen by this script). For each it prints the species
-right and the breed top-1 when the breeds are ranked among that species' (as ``predict`` ranks them).
+the species of the single most likely breed (what ``predict`` does, chosen by this script). For
+each it prints the species right and the breed top-1 when the breeds are ranked among that
+species' (as ``predict`` ranks them).
 Validation data only: a rule chosen here is reported on test by ``petnet.evaluate``.
 """
 

@@ -80,10 +80,10 @@ class ImageOutcome:
     """What the model did on one image (``pixel_confusion`` and ``mask`` only with a trimap)."""
 
     record: PetRecord
-    predicted_species: int
     species_probabilities: np.ndarray
     species_logits: np.ndarray
-    """The species head's (a training aid: ``predict`` names the species of the top breed)."""
+    """The species head's, kept for ``benchmarks/species_rules.py`` (``predict`` names the species
+    of the top breed; the head is a training aid)."""
     breed_logits: np.ndarray
     conditioned_breed_logits: np.ndarray
     predicted_breeds: tuple[int, ...]
@@ -92,6 +92,11 @@ class ImageOutcome:
     mask: np.ndarray | None
     animals_found: int
     """Animals ``predict`` would answer for, were the photo taken to hold a pet (1 = one answer)."""
+
+    @property
+    def predicted_species(self) -> int:
+        """The first breed's species: ``predict`` ranks breeds within the species it names."""
+        return SPECIES.index(BREEDS[self.predicted_breeds[0]].species)
 
     @property
     def true_breed_probability(self) -> float:
@@ -137,7 +142,6 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
             outcomes.append(
                 ImageOutcome(
                     record=record,
-                    predicted_species=int(decoded.species_index[i]),
                     species_probabilities=decoded.species_probabilities[i].numpy(),
                     species_logits=output.species_logits[i].numpy(),
                     breed_logits=output.breed_logits[i].numpy(),

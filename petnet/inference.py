@@ -70,19 +70,18 @@ def decode_output(output: PetNetOutput, breed_species_index: torch.Tensor, k: in
 
     The species named is the one of the most likely breed, and the species probabilities are the
     breed probabilities summed per species, so species and breeds always tell one story. The
-    species head is a training aid only: on validation (``python benchmarks/species_rules.py``)
-    its argmax named 365 of 367 species and the summed breed probability 363, against 367 for the
-    species of the top breed. Summing favours dogs on an unsure photo, whose probability spreads
+    species head is a training aid only: on the validation pets (``python
+    benchmarks/species_rules.py``, the shipped weights of December 2026) its argmax named 365 of 367
+    species and the summed breed probability 363, against 367 for the species of the top breed. Summing favours dogs on an unsure photo, whose probability spreads
     over 25 dog breeds against 12 cat breeds; the single most likely breed does not.
     """
     breed_logits = output.breed_logits.float().cpu()
     breed_probabilities = breed_logits.softmax(dim=1)
-    breed_species_index = breed_species_index.cpu()
-    species_index = breed_species_index[breed_probabilities.argmax(dim=1)]
-    species_probabilities = torch.zeros(len(breed_logits), output.species_logits.shape[1]).index_add_(
-        1, breed_species_index, breed_probabilities
-    )
-    allowed = breed_species_index.unsqueeze(0) == species_index.unsqueeze(1)
+    species_of_breed = breed_species_index.cpu()
+    species_index = species_of_breed[breed_probabilities.argmax(dim=1)]
+    species_count = output.species_logits.shape[1]
+    species_probabilities = torch.zeros(len(breed_logits), species_count).index_add_(1, species_of_breed, breed_probabilities)
+    allowed = species_of_breed.unsqueeze(0) == species_index.unsqueeze(1)
     conditioned = breed_logits.masked_fill(~allowed, float("-inf"))
     top_confidences, top_breeds = conditioned.softmax(dim=1).topk(k, dim=1)
     return DecodedOutput(
@@ -306,8 +305,8 @@ class Prediction(Mapping):
 
     Reads like the original PetNet result dict (``result["species"]``, ``result["breed"]``,
     ``result["mask"]``) and carries the probabilities, a full-size mask for overlays, whether there
-    is a pet at all and one entry per animal. The top-level species and breeds describe the
-    largest animal (the whole photo when there is at most one).
+    is a pet at all and one entry per animal. The top-level species and breeds, and their
+    probabilities, describe the largest animal (the whole photo when there is at most one).
     """
 
     species: str

@@ -277,9 +277,10 @@ class PetNet(
         has_pet = pet_score >= names.pet_threshold
         whole_photo = torch.ones_like(mask, dtype=torch.bool)
         regions = (self.animal_regions(mask, output, i) or [whole_photo]) if has_pet else []
+        classified, row = decoded, i  # what the top-level fields read: the largest animal's crop, or the photo
         if len(regions) > 1:
-            crops = decode_output(self._classify_crops(item, regions), self.breed_species_index)
-            pets = [self._pet(crops, j, region, mask, item.size, full_mask) for j, region in enumerate(regions)]
+            classified, row = decode_output(self._classify_crops(item, regions), self.breed_species_index), 0
+            pets = [self._pet(classified, j, region, mask, item.size, full_mask) for j, region in enumerate(regions)]
         else:
             pets = [self._pet(decoded, i, region, mask, item.size, full_mask) for region in regions]
         first = pets[0] if pets else self._pet(decoded, i, whole_photo, mask, item.size, full_mask)
@@ -289,8 +290,8 @@ class PetNet(
             mask=mask,
             species_confidence=first.species_confidence,
             breed_confidences=first.breed_confidences,
-            species_probabilities=dict(zip(names.species_names, decoded.species_probabilities[i].tolist())),
-            breed_probabilities=dict(zip(names.breed_names, decoded.breed_probabilities[i].tolist())),
+            species_probabilities=dict(zip(names.species_names, classified.species_probabilities[row].tolist())),
+            breed_probabilities=dict(zip(names.breed_names, classified.breed_probabilities[row].tolist())),
             full_mask=full_mask,
             mask_probabilities=decoded.mask_probabilities[i],
             pet_score=pet_score,

@@ -361,8 +361,8 @@ uses its files only if their SHA-256 equals the packaged files'.
 
 Test: the {test["split_description"]}; the rest is withheld for independent checking.
 Validation: the {val["split_description"]}.
-Breed accuracy ranks the breeds of the predicted species; over all 37 breeds, top-1 is
-{_percent(test["breed"]["top1_accuracy_all_breeds"])} and top-3 {_percent(test["breed"]["top3_accuracy_all_breeds"])}.
+Breed accuracy ranks the breeds of the predicted species, the species of the most likely breed (so
+top-1 is the same over all 37 breeds); over all 37, top-3 is {_percent(test["breed"]["top3_accuracy_all_breeds"])}.
 {mask_method_sentence(test)} They are scored at the trimap's resolution (256x256) over images with a
 trimap. The original PetNet is a from-scratch CNN at 128x128.
 

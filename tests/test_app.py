@@ -129,6 +129,14 @@ def test_concurrent_batches_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> 
     assert DemoSettings(concurrency_limit=4).torch_threads == 1  # never zero
 
 
+def test_species_text_marks_a_species_that_holds_under_half() -> None:
+    region = torch.ones(4, 4, dtype=torch.bool)
+    sure = Pet("dog", 0.9, ("pug", "boxer", "beagle"), (0.6, 0.2, 0.1), (0, 0, 4, 4), region)
+    unsure = Pet("cat", 0.42, ("Bengal", "Birman", "Bombay"), (0.2, 0.1, 0.1), (0, 0, 4, 4), region)
+    assert results_html.species_text(sure) == "Dog · 90% sure"
+    assert results_html.species_text(unsure) == "Cat? · 42% sure"
+
+
 def test_batch_size_comes_from_the_environment() -> None:
     assert DemoSettings.from_environ({"PETNET_MAX_BATCH_SIZE": "1"}).max_batch_size == 1
     assert DemoSettings.from_environ({}).max_batch_size == DemoSettings().max_batch_size

@@ -25,14 +25,14 @@ def _mask_with_blobs(*boxes: tuple[int, int, int, int], size: int = SIZE) -> tor
     return mask
 
 
-def _output(species_logits: list[float], breed_logits: torch.Tensor) -> PetNetOutput:
-    return PetNetOutput(torch.tensor([species_logits]), breed_logits[None], torch.zeros(1, 3, 4, 4), torch.tensor([3.0]),
-                        torch.zeros(1, 37, 1, 1))  # fmt: skip
-
-
 BREED_SPECIES_INDEX = torch.tensor([0 if s == "cat" else 1 for s in BREED_SPECIES])
 CAT_BREEDS = [i for i, s in enumerate(BREED_SPECIES) if s == "cat"]
 DOG_BREEDS = [i for i, s in enumerate(BREED_SPECIES) if s == "dog"]
+
+
+def _output(species_logits: list[float], breed_logits: torch.Tensor) -> PetNetOutput:
+    return PetNetOutput(torch.tensor([species_logits]), breed_logits[None], torch.zeros(1, 3, 4, 4),
+                        torch.tensor([3.0]), torch.zeros(1, 37, 1, 1))  # fmt: skip
 
 
 def test_decode_output_names_the_species_of_the_top_breed_and_ranks_only_its_breeds() -> None:
