@@ -346,7 +346,7 @@ def show_training(report_path: Path) -> None:
     st.caption(
         "Training validation ranks breeds over all 37 classes; the headline cards rank only the breeds of "
         "the predicted species, as `predict` does, so their top-3 can differ slightly (top-1 is the same "
-        "for reports since the species is named by the top breed)."
+        "in reports written since the top breed names the species)."
     )
 
 

@@ -71,9 +71,10 @@ def decode_output(output: PetNetOutput, breed_species_index: torch.Tensor, k: in
     The species named is the one of the most likely breed, and the species probabilities are the
     breed probabilities summed per species, so species and breeds always tell one story. The
     species head is a training aid only: on the validation pets (``python
-    benchmarks/species_rules.py``, the shipped weights of December 2026) its argmax named 365 of 367
-    species and the summed breed probability 363, against 367 for the species of the top breed. Summing favours dogs on an unsure photo, whose probability spreads
-    over 25 dog breeds against 12 cat breeds; the single most likely breed does not.
+    benchmarks/species_rules.py``, the shipped weights of December 2026) its argmax named 365 of
+    367 species and the summed breed probability 363, against 367 for the species of the top
+    breed. Summing favours dogs on an unsure photo, whose probability spreads over 25 dog breeds
+    against 12 cat breeds; the single most likely breed does not.
     """
     breed_logits = output.breed_logits.float().cpu()
     breed_probabilities = breed_logits.softmax(dim=1)
