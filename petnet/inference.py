@@ -8,7 +8,8 @@ into one region per animal by the breed maps, :func:`center_regions` by the anim
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -176,6 +177,8 @@ def pet_regions(
 def _fill_outlines(animal_map: np.ndarray, covered: np.ndarray, count: int) -> list[torch.Tensor]:
     """Regions 1..``count`` of ``animal_map`` (0 = not yet given), each ``covered`` pixel given to
     the animal whose pixels are nearest."""
+    if count == 1:  # every pixel's nearest animal is the only one (the distance transform is a third of the regions' time)
+        return [torch.from_numpy(covered.copy())]
     _, (rows, cols) = ndimage.distance_transform_edt(animal_map == 0, return_indices=True)
     nearest = animal_map[rows, cols]
     return [torch.from_numpy(covered & (nearest == number)) for number in range(1, count + 1)]
@@ -204,18 +207,18 @@ def center_regions(
     covered = np.isin(mask.numpy(), ANIMAL_INDICES)
     height, width = mask.shape
     cell_rows, cell_cols = height / heatmap.shape[0], width / heatmap.shape[1]
-    if covered.any():
-        distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
-    else:
-        distance = np.full(covered.shape, np.inf)
+    peaks = [
+        (peak, min(height - 1, int((peak[0] + 0.5) * cell_rows)), min(width - 1, int((peak[1] + 0.5) * cell_cols)))
+        for peak in find_peaks(heatmap, min(threshold, off_mask_threshold))
+    ]
+    nearest = _nearest_covered(covered) if any(not covered[y, x] for _, y, x in peaks) else None
     reach = max(cell_rows, cell_cols) * 2
     points, missed = [], []
-    for peak in find_peaks(heatmap, min(threshold, off_mask_threshold)):
-        y = min(height - 1, int((peak[0] + 0.5) * cell_rows))
-        x = min(width - 1, int((peak[1] + 0.5) * cell_cols))
-        if distance[y, x] <= reach:
+    for peak, y, x in peaks:
+        distance, near = (0.0, (y, x)) if covered[y, x] else nearest(y, x)
+        if distance <= reach:
             if peak[2] >= threshold:
-                points.append((near_rows[y, x], near_cols[y, x]))
+                points.append(near)
         elif peak[2] >= off_mask_threshold:
             missed.append(peak)
     regions = _outline_animals(covered, points, relative_fraction, min_fraction) if points else []
@@ -229,6 +232,15 @@ def center_regions(
     return sorted(regions, key=lambda region: -int(region.sum()))
 
 
+def _nearest_covered(covered: np.ndarray) -> Callable[[int, int], tuple[float, tuple[int, int]]]:
+    """For a pixel (row, col): the distance to the nearest ``covered`` pixel and that pixel
+    (infinite and itself when nothing is covered). Only needed for peaks off the mask."""
+    if not covered.any():
+        return lambda y, x: (math.inf, (y, x))
+    distance, (rows, cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    return lambda y, x: (float(distance[y, x]), (int(rows[y, x]), int(cols[y, x])))
+
+
 def _outline_animals(
     covered: np.ndarray, points: list[tuple[int, int]], relative_fraction: float, min_fraction: float
 ) -> list[torch.Tensor]:
@@ -237,10 +249,13 @@ def _outline_animals(
     animal_map = np.zeros(covered.shape, dtype=np.int32)
     for outline in {int(outlines[y, x]) for y, x in points}:
         inside = outlines == outline
+        numbers = [number for number, (y, x) in enumerate(points, start=1) if outlines[y, x] == outline]
+        if len(numbers) == 1:  # the outline's only peak takes all of it
+            animal_map[inside] = numbers[0]
+            continue
         markers = np.zeros(covered.shape, dtype=np.int32)
-        for number, (y, x) in enumerate(points, start=1):
-            if outlines[y, x] == outline:
-                markers[y, x] = number
+        for number in numbers:
+            markers[points[number - 1]] = number
         _, (rows, cols) = ndimage.distance_transform_edt(markers == 0, return_indices=True)
         animal_map[inside] = markers[rows, cols][inside]
     areas = np.bincount(animal_map.ravel(), minlength=len(points) + 1)[1:]

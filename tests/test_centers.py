@@ -13,6 +13,7 @@ from petnet.composites import different_sizes, overlapping, side_by_side
 from petnet.config import PetNetConfig
 from petnet.data import read_split
 from petnet.inference import center_regions, mask_from_logits
+from petnet.labels import BACKGROUND_INDEX
 from petnet.model import PetNet
 from petnet.train_centers import THRESHOLDS, animal_counts, choose_center_threshold, with_center_head
 from petnet.transforms import center_transform
@@ -95,7 +96,8 @@ def test_regions_split_one_outline_between_its_peaks() -> None:
 
 def test_an_outline_with_one_peak_is_one_animal() -> None:
     mask = _mask_of(_two_animals())
-    assert len(center_regions(mask, _heatmap((5, 5, 0.9)), 0.5, 0.5)) == 1, "the outline without a peak joins the animal"
+    [alone] = center_regions(mask, _heatmap((5, 5, 0.9)), 0.5, 0.5)
+    assert torch.equal(alone, mask != BACKGROUND_INDEX), "the outline without a peak joins the animal"
     regions = center_regions(mask, _heatmap((5, 5, 0.9), (1, 1, 0.7)), 0.5, 0.5)
     assert [int(r.sum()) for r in regions] == [32 * 32, 16 * 16], "largest first, each its own outline"
     assert center_regions(mask, _heatmap(), 0.5, 0.5) == []
