@@ -114,6 +114,11 @@ class TrainConfig:
     trivial_augment: bool = False
     """Photometric TrivialAugmentWide on top of the random crop and flip (geometric ops left out:
     they would move the photo without its mask)."""
+    cutmix_probability: float = 0.0
+    """Share of training batches in which each pet photo gets a box of another pet photo pasted in,
+    its mask targets along with it, the labels mixed by area (:func:`petnet.cutmix.cutmix_pets`)."""
+    cutmix_alpha: float = 1.0
+    """The box's area is drawn from Beta(alpha, alpha): 1 is uniform, as in the CutMix paper."""
     ema_decay: float = 0.0
     """Decay of an exponential moving average of the weights, validated and exported instead of the
     raw weights; 0 turns it off."""

@@ -73,6 +73,21 @@ def _zero(output: PetNetOutput) -> torch.Tensor:
     return sum(tensor.sum() for tensor in output if tensor is not None) * 0.0
 
 
+def _label_loss(
+    logits: torch.Tensor, labels: torch.Tensor, batch: dict, is_pet: torch.Tensor, label_smoothing: float
+) -> torch.Tensor:
+    """Cross-entropy over the pets; on a CutMix batch (:func:`petnet.cutmix.cutmix_pets`) each photo's
+    own label and its partner's, weighted by the share of the photo each holds."""
+    logits = logits[is_pet].float()
+    own = F.cross_entropy(logits, labels[is_pet], label_smoothing=label_smoothing, reduction="none")
+    if "mix_partner" not in batch:
+        return own.mean()
+    partner_labels = labels[batch["mix_partner"]][is_pet]
+    partner = F.cross_entropy(logits, partner_labels, label_smoothing=label_smoothing, reduction="none")
+    weight = batch["mix_weight"][is_pet]
+    return (weight * own + (1 - weight) * partner).mean()
+
+
 def multitask_loss(
     output: PetNetOutput,
     batch: dict,
@@ -93,12 +108,8 @@ def multitask_loss(
     zero = _zero(output)
     losses = dict.fromkeys(LOSS_NAMES[1:], zero)
     if is_pet.any():
-        losses["species"] = F.cross_entropy(
-            output.species_logits[is_pet].float(), batch["species"][is_pet], label_smoothing=label_smoothing
-        )
-        losses["breed"] = F.cross_entropy(
-            output.breed_logits[is_pet].float(), batch["breed"][is_pet], label_smoothing=label_smoothing
-        )
+        losses["species"] = _label_loss(output.species_logits, batch["species"], batch, is_pet, label_smoothing)
+        losses["breed"] = _label_loss(output.breed_logits, batch["breed"], batch, is_pet, label_smoothing)
         if teacher is not None:
             losses["distill"] = (
                 distillation_loss(output.species_logits[is_pet], teacher.species_logits[is_pet], temperature)

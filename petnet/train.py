@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from tqdm.auto import tqdm
 
 from petnet.config import MODEL_FLAGS, LossWeights, PetNetConfig, TrainConfig
+from petnet.cutmix import cutmix_pets
 from petnet.data import (
     OxfordPetDataset,
     collate_skipping_failures,
@@ -348,10 +349,13 @@ class Trainer:
         batches = 0
         progress = tqdm(self.loader(self.train_set, True, epoch), desc=f"epoch {epoch + 1}/{self.config.epochs}",
                         disable=not self.dist.is_main, leave=False)
+        mixing = np.random.default_rng([self.config.seed, epoch, self.dist.rank])
         for batch in progress:
             if batch is None:
                 continue
             batch = to_device(batch, self.dist.device)
+            if mixing.random() < self.config.cutmix_probability:
+                batch = cutmix_pets(batch, self.config.cutmix_alpha, mixing)
             teacher = self.teacher_output(batch["image"])
             with autocast(self.dist.device, self.config.amp):
                 losses = multitask_loss(model(batch["image"]), batch, self.config.loss_weights,
