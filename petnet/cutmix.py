@@ -18,7 +18,8 @@ import torch
 def random_box(height: int, width: int, area_fraction: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)`` of a box of about ``area_fraction`` of the image, centred at a
     uniform random pixel and clipped to the image (so it may cover less)."""
-    box_height, box_width = round(height * math.sqrt(area_fraction)), round(width * math.sqrt(area_fraction))
+    side_fraction = math.sqrt(area_fraction)
+    box_height, box_width = round(height * side_fraction), round(width * side_fraction)
     centre_y, centre_x = int(rng.integers(height)), int(rng.integers(width))
     top, bottom = max(0, centre_y - box_height // 2), min(height, centre_y + (box_height + 1) // 2)
     left, right = max(0, centre_x - box_width // 2), min(width, centre_x + (box_width + 1) // 2)
@@ -37,7 +38,8 @@ def cutmix_pets(batch: dict, alpha: float, rng: np.random.Generator) -> dict:
     pets = is_pet.nonzero().flatten()
     if len(pets) < 2:
         return batch
-    partner = torch.arange(len(is_pet), device=is_pet.device)
+    itself = torch.arange(len(is_pet), device=is_pet.device)
+    partner = itself.clone()
     partner[pets] = pets[torch.from_numpy(rng.permutation(len(pets))).to(pets.device)]
     area = float(rng.beta(alpha, alpha))
     height, width = batch["image"].shape[-2:]
@@ -50,5 +52,5 @@ def cutmix_pets(batch: dict, alpha: float, rng: np.random.Generator) -> dict:
             mixed[key] = tensor
     own_share = 1 - (bottom - top) * (right - left) / (height * width)
     mixed["mix_partner"] = partner
-    mixed["mix_weight"] = torch.where(partner == torch.arange(len(partner), device=partner.device), 1.0, own_share)
+    mixed["mix_weight"] = torch.where(partner == itself, 1.0, own_share)
     return mixed
