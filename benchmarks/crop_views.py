@@ -4,8 +4,9 @@
 from ``trainval`` as in training) through the network as a photo and as its mirror image, then as a
 crop to the box of the pet and boundary pixels predicted (plus ``--margin`` of the box on each
 side, stretched to the input square; the box from the photo's mask alone, and from the mean of the
-photo's and the mirror's). It prints breed top-1 / top-3 / log loss of the photo alone and of the
-mean of the photo's and the crop's breed probabilities, and the mask IoUs (validation trimaps) of
+photo's and the mirror's). It prints breed top-1 / top-3 / log loss of the photo alone (what
+``predict`` does), of the mean of the photo's and the mirror's breed probabilities (the mirror view
+``predict`` already computes for the mask) and of the mean of the photo's and the crop's, and the mask IoUs (validation trimaps) of
 the photo alone, photo + mirror (what ``predict`` does), photo + crop (the crop's mask pasted back
 into its box; the same compute as the mirror, but two passes one after the other instead of one
 batch of two) and all three.
@@ -77,7 +78,7 @@ def main() -> None:
     model = load_model(args.model)
     records = split_records(defaults.data_root, "val", defaults.val_fraction, defaults.split_seed)
     truth = torch.tensor([r.breed_index for r in records])
-    breed_ways = ("photo", "photo + crop, box from the photo", "photo + crop, box from photo + mirror")
+    breed_ways = ("photo", "photo + mirror", "photo + crop, box from the photo", "photo + crop, box from photo + mirror")
     mask_ways = ("photo", "photo + mirror", "photo + crop, box from the photo", "photo + mirror + crop")
     breeds = {way: [] for way in breed_ways}
     confusions = {way: np.zeros((len(MASK_CLASSES),) * 2, dtype=np.int64) for way in mask_ways}
@@ -93,7 +94,8 @@ def main() -> None:
             alone = crop_view(model, photo, pet_box(photo_scores.argmax(0), args.margin), size, photo_scores, photo_breeds)
             mirrored = crop_view(model, photo, pet_box((photo_scores + mirror_scores).argmax(0), args.margin), size,
                                  photo_scores, photo_breeds)  # fmt: skip
-            for way, probabilities in zip(breed_ways, (photo_breeds, alone[0], mirrored[0])):
+            mirror_breeds = (photo_breeds + views.breed_logits[1].softmax(0)) / 2
+            for way, probabilities in zip(breed_ways, (photo_breeds, mirror_breeds, alone[0], mirrored[0])):
                 breeds[way].append(probabilities.cpu())
             if record.trimap_path is None:
                 continue
