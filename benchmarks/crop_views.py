@@ -6,10 +6,10 @@ crop to the box of the pet and boundary pixels predicted (plus ``--margin`` of t
 side, stretched to the input square; the box from the photo's mask alone, and from the mean of the
 photo's and the mirror's). It prints breed top-1 / top-3 / log loss of the photo alone (what
 ``predict`` does), of the mean of the photo's and the mirror's breed probabilities (the mirror view
-``predict`` already computes for the mask) and of the mean of the photo's and the crop's, and the mask IoUs (validation trimaps) of
-the photo alone, photo + mirror (what ``predict`` does), photo + crop (the crop's mask pasted back
-into its box; the same compute as the mirror, but two passes one after the other instead of one
-batch of two) and all three.
+``predict`` already computes for the mask) and of the mean of the photo's and the crop's, and the
+mask IoUs (validation trimaps) of the photo alone, photo + mirror (what ``predict`` does), photo +
+crop (the crop's mask pasted back into its box; the same compute as the mirror, but two passes one
+after the other instead of one batch of two) and all three.
 Validation data only: a rule chosen here is reported on test by ``petnet.evaluate``.
 """
 
