@@ -4,7 +4,10 @@ Runs fine-tuned from the same ImageNet initialisation end up close enough in wei
 the mean of their weights predicts better than each of them, at no extra cost per image
 (Wortsman et al., "Model soups", ICML 2022). ``python -m petnet.soup RUN_DIR ... --out DIR``
 averages each run's ``model/`` export (lowest validation loss); ``--export final`` the end of the
-schedule (the moving average, for runs with an EMA).
+schedule (the moving average, for runs with an EMA). An ingredient can also be a model folder
+(``config.json`` + ``model.safetensors``, such as an earlier soup), and ``--weights`` weighs the
+ingredients: a soup of three runs grows by a fourth as ``SOUP RUN --weights 3 1``, without the three
+runs' folders.
 
 That closeness holds for weights that started from the same place. The backbone always does
 (ImageNet); the mask decoder starts from random weights drawn with ``TrainConfig.init_seed``, and
@@ -25,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants
 
 from petnet.config import TrainConfig
 from petnet.errors import WeightsError
@@ -35,21 +39,35 @@ from petnet.report import SOUP_RECIPE_NAME, TRAIN_CONFIG_NAME
 log = logging.getLogger(__name__)
 
 
-def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of floating-point tensors (computed in float32, stored in the first state's
-    dtype); integer tensors, the batch norms' step counters, are taken from the first state."""
+def average_state_dicts(
+    states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float] | None = None
+) -> dict[str, torch.Tensor]:
+    """Element-wise mean of floating-point tensors, weighted by ``weights`` (default: uniform;
+    computed in float32, stored in the first state's dtype); integer tensors, the batch norms' step
+    counters, are taken from the first state."""
     if not states:
         raise ValueError("average_state_dicts needs at least one state dict")
+    shares = _shares(len(states), weights)
     first = states[0]
     for index, state in enumerate(states[1:], start=2):
         if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
             raise WeightsError(f"State dict {index} does not have the tensors of state dict 1; only one architecture mixes.")
     return {
-        key: torch.stack([state[key].float() for state in states]).mean(dim=0).to(tensor.dtype)
+        key: torch.einsum("n,n...->...", shares, torch.stack([state[key].float() for state in states])).to(tensor.dtype)
         if tensor.is_floating_point()
         else tensor.clone()
         for key, tensor in first.items()
     }
+
+
+def _shares(count: int, weights: Sequence[float] | None) -> torch.Tensor:
+    """Each state's share of the mean: ``weights`` normalised to sum to one (uniform without them)."""
+    if weights is None:
+        return torch.full((count,), 1.0 / count)
+    if len(weights) != count or any(weight < 0 for weight in weights) or sum(weights) <= 0:
+        raise ValueError(f"Give one non-negative weight per state dict ({count}), not all zero; got {list(weights)}.")
+    shares = torch.tensor(weights, dtype=torch.float32)
+    return shares / shares.sum()
 
 
 EXPORTS = ("model", "final")
@@ -60,17 +78,26 @@ DECODER_PREFIXES = ("decoder.", "center_head.")
 """What ``--decoder-from`` takes from its runs alone: the decoder and the centre head that reads its features."""
 
 
-def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Sequence[Path] = ()) -> PetNet:
-    """One model whose weights average the exported models (``RUN_DIR/<export>``) of ``run_dirs``;
+def cook_soup(
+    run_dirs: Sequence[Path],
+    export: str = "model",
+    decoder_from: Sequence[Path] = (),
+    weights: Sequence[float] | None = None,
+) -> PetNet:
+    """One model whose weights average the exported models (``RUN_DIR/<export>``, or ``RUN_DIR``
+    itself when it is a model folder) of ``run_dirs``, weighted by ``weights`` (default uniform);
     with ``decoder_from`` (some of ``run_dirs``) the mask decoder is the mean of those runs' alone."""
     if export not in EXPORTS:
         raise ValueError(f"export must be one of {', '.join(EXPORTS)}; got {export!r}.")
-    models = [load_model(Path(run) / export, fuse=False) for run in run_dirs]
+    shares = _shares(len(run_dirs), weights).tolist()
+    models = [load_model(_model_dir(Path(run), export), fuse=False) for run in run_dirs]
     if any(model.config != models[0].config for model in models[1:]):
         raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
     soup = models[0]
-    weights = average_state_dicts([model.state_dict() for model in models])
+    averaged = average_state_dicts([model.state_dict() for model in models], shares)
     source = "average of " + ", ".join(str(run) for run in run_dirs)
+    if weights is not None:
+        source += " weighted " + ":".join(f"{weight:g}" for weight in weights)
     if decoder_from:
         runs = [Path(run).resolve() for run in run_dirs]
         outside = [str(run) for run in decoder_from if Path(run).resolve() not in runs]
@@ -81,13 +108,18 @@ def cook_soup(run_dirs: Sequence[Path], export: str = "model", decoder_from: Seq
         seeds = {str(run): _initial_weights_seed(Path(run)) for run in decoder_from}
         if len({seed for seed in seeds.values() if seed is not None}) > 1:
             raise ValueError(f"--decoder-from runs drew different initial decoders (init_seed {seeds}); their mean is no decoder.")
-        chosen = [models[runs.index(Path(run).resolve())].state_dict() for run in decoder_from]
-        decoder = average_state_dicts([{k: v for k, v in state.items() if k.startswith(DECODER_PREFIXES)} for state in chosen])
-        weights.update(decoder)
+        chosen = [runs.index(Path(run).resolve()) for run in decoder_from]
+        decoders = [{k: v for k, v in models[i].state_dict().items() if k.startswith(DECODER_PREFIXES)} for i in chosen]
+        averaged.update(average_state_dicts(decoders, [shares[i] for i in chosen]))
         source += f", the decoder of {', '.join(str(run) for run in decoder_from)} alone"
-    soup.load_state_dict(weights)
+    soup.load_state_dict(averaged)
     soup.weights_source = source
     return soup
+
+
+def _model_dir(run_dir: Path, export: str) -> Path:
+    """Where an ingredient's weights are: ``run_dir`` itself if it is a model folder, else its export."""
+    return run_dir if (run_dir / constants.CONFIG_NAME).is_file() else run_dir / export
 
 
 def _initial_weights_seed(run_dir: Path) -> int | None:
@@ -99,18 +131,23 @@ def _initial_weights_seed(run_dir: Path) -> int | None:
 def main(argv: list[str] | None = None) -> PetNet:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="petnet-soup", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="output directories of python -m petnet.train")
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="output directories of python -m petnet.train, or model folders (an earlier soup)")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="folder for config.json and model.safetensors")
     parser.add_argument("--export", choices=EXPORTS, default="model",
                         help="which export of each run: lowest validation loss (model) or end of schedule (final)")
     parser.add_argument("--decoder-from", type=Path, nargs="+", default=[],
                         help="some of the runs: the mask decoder is the mean of theirs alone (for runs whose decoders "
                         "started from different random weights; name runs that drew the same ones)")  # fmt: skip
+    parser.add_argument("--weights", type=float, nargs="+",
+                        help="one weight per run, in their order (default: all equal)")  # fmt: skip
     args = parser.parse_args(argv)
-    soup = cook_soup(args.runs, args.export, args.decoder_from)
+    soup = cook_soup(args.runs, args.export, args.decoder_from, args.weights)
     soup.save_pretrained(args.out)
     recipe = {"runs": [str(run) for run in args.runs], "export": args.export,
               "decoder_from": [str(run) for run in args.decoder_from]}  # fmt: skip
+    if args.weights:
+        recipe["weights"] = args.weights
     (args.out / SOUP_RECIPE_NAME).write_text(json.dumps(recipe, indent=2) + "\n")
     log.info("Saved the %s to %s", soup.weights_source, args.out)
     return soup

@@ -107,3 +107,27 @@ def test_decoders_of_different_initial_weights_are_not_averaged(tmp_path):
         main([*runs, "--decoder-from", *runs, "--out", str(tmp_path / "soup")])
     with pytest.raises(ValueError, match="twice"):
         main([*runs, "--decoder-from", runs[0], runs[0], "--out", str(tmp_path / "soup")])
+
+
+def test_a_soup_grows_by_a_weighted_ingredient(tmp_path):
+    config = PetNetConfig(image_size=32)
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        _save_run(tmp_path / name, config, seed)
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")])
+    main([str(tmp_path / "ab"), str(tmp_path / "c"), "--weights", "2", "1", "--out", str(tmp_path / "grown")])
+    main([*(str(tmp_path / name) for name in "abc"), "--out", str(tmp_path / "abc")])
+    grown = load_model(tmp_path / "grown", fuse=False).state_dict()
+    uniform = load_model(tmp_path / "abc", fuse=False).state_dict()
+    for key in ("breed_head.3.weight", "encoder.conv_stem.weight"):
+        torch.testing.assert_close(grown[key].float(), uniform[key].float(), atol=2e-3, rtol=2e-3)
+    assert json.loads((tmp_path / "grown" / SOUP_RECIPE_NAME).read_text())["weights"] == [2.0, 1.0]
+
+
+def test_weights_must_be_one_per_run_and_not_all_zero(tmp_path):
+    config = PetNetConfig(image_size=32)
+    runs = [str(tmp_path / name) for name in "ab"]
+    for run, seed in zip(runs, (0, 1)):
+        _save_run(tmp_path / run, config, seed)
+    for weights in (["1"], ["0", "0"], ["-1", "2"]):
+        with pytest.raises(ValueError, match="one non-negative weight"):
+            main([*runs, "--weights", *weights, "--out", str(tmp_path / "soup")])
