@@ -89,12 +89,11 @@ def cook_soup(
     with ``decoder_from`` (some of ``run_dirs``) the mask decoder is the mean of those runs' alone."""
     if export not in EXPORTS:
         raise ValueError(f"export must be one of {', '.join(EXPORTS)}; got {export!r}.")
-    shares = _shares(len(run_dirs), weights).tolist()
     models = [load_model(_model_dir(Path(run), export), fuse=False) for run in run_dirs]
     if any(model.config != models[0].config for model in models[1:]):
         raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
     soup = models[0]
-    averaged = average_state_dicts([model.state_dict() for model in models], shares)
+    averaged = average_state_dicts([model.state_dict() for model in models], weights)
     source = "average of " + ", ".join(str(run) for run in run_dirs)
     if weights is not None:
         source += " weighted " + ":".join(f"{weight:g}" for weight in weights)
@@ -110,7 +109,7 @@ def cook_soup(
             raise ValueError(f"--decoder-from runs drew different initial decoders (init_seed {seeds}); their mean is no decoder.")
         chosen = [runs.index(Path(run).resolve()) for run in decoder_from]
         decoders = [{k: v for k, v in models[i].state_dict().items() if k.startswith(DECODER_PREFIXES)} for i in chosen]
-        averaged.update(average_state_dicts(decoders, [shares[i] for i in chosen]))
+        averaged.update(average_state_dicts(decoders, None if weights is None else [weights[i] for i in chosen]))
         source += f", the decoder of {', '.join(str(run) for run in decoder_from)} alone"
     soup.load_state_dict(averaged)
     soup.weights_source = source
