@@ -1,4 +1,5 @@
-"""petnet.bench runs end to end and reports every figure (values are not asserted: benchmarks print)."""
+"""petnet.bench and the benchmark scripts run and report every figure (timings are not asserted: benchmarks
+print); the scripts' computations are checked on tiny inputs."""
 
 from __future__ import annotations
 
