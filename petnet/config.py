@@ -119,6 +119,9 @@ class TrainConfig:
     its mask targets along with it, the labels mixed by area (:func:`petnet.cutmix.cutmix_pets`)."""
     cutmix_alpha: float = 1.0
     """The box's area is drawn from Beta(alpha, alpha): 1 is uniform, as in the CutMix paper."""
+    copy_paste_probability: float = 0.0
+    """Share of the other training batches (those CutMix left alone) in which each pet photo gets
+    another pet of the batch pasted onto it along its mask (:func:`petnet.cutmix.copy_paste_pets`)."""
     ema_decay: float = 0.0
     """Decay of an exponential moving average of the weights, validated and exported instead of the
     raw weights; 0 turns it off."""

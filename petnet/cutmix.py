@@ -1,10 +1,14 @@
-"""CutMix for the multi-task batch: a box of one pet photo pasted into another, masks included.
+"""Mixing the pets of a multi-task batch: CutMix (a box of one photo pasted into another) and
+Copy-Paste (one photo's animal pasted onto another), masks included.
 
 Yun et al. (ICCV 2019) regularise a classifier by pasting a random box of one training photo into
 another and mixing the two labels by area; on fine-grained sets it keeps the network from
 memorising a few telling patches. Here the trimap and pseudo-mask pixels travel with the box, so
 the mask targets stay true pixel for pixel, and pets are mixed only with pets, so the photos with
-no pet keep teaching the pet head and the outlier loss as they are.
+no pet keep teaching the pet head and the outlier loss as they are. Copy-Paste (Ghiasi et al., CVPR
+2021) pastes only the partner's animal, cut out along its mask pixels (its trimap's, or its pseudo
+mask's confident ones), at a random shift: photos of two animals that overlap, the kind the
+animal-centre head must count, with a true mask for both.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import math
 
 import numpy as np
 import torch
+
+from petnet.labels import ANIMAL_INDICES, IGNORE_INDEX
 
 
 def random_box(height: int, width: int, area_fraction: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -34,13 +40,9 @@ def cutmix_pets(batch: dict, alpha: float, rng: np.random.Generator) -> dict:
     (the share of the photo that is still its own, which weighs its own labels against the
     partner's: :func:`petnet.losses.multitask_loss`). Fewer than two pets: the batch unchanged.
     """
-    is_pet = batch["is_pet"].bool()
-    pets = is_pet.nonzero().flatten()
+    pets, partner = _pet_partners(batch, rng)
     if len(pets) < 2:
         return batch
-    itself = torch.arange(len(is_pet), device=is_pet.device)
-    partner = itself.clone()
-    partner[pets] = pets[torch.from_numpy(rng.permutation(len(pets))).to(pets.device)]
     area = float(rng.beta(alpha, alpha))
     height, width = batch["image"].shape[-2:]
     top, bottom, left, right = random_box(height, width, area, rng)
@@ -52,5 +54,59 @@ def cutmix_pets(batch: dict, alpha: float, rng: np.random.Generator) -> dict:
             mixed[key] = tensor
     own_share = 1 - (bottom - top) * (right - left) / (height * width)
     mixed["mix_partner"] = partner
-    mixed["mix_weight"] = torch.where(partner == itself, 1.0, own_share)
+    mixed["mix_weight"] = torch.where(partner == _itself(partner), 1.0, own_share)
     return mixed
+
+
+def copy_paste_pets(batch: dict, rng: np.random.Generator) -> dict:
+    """A copy of ``batch`` in which every pet photo has another pet of the batch pasted onto it.
+
+    The partner's animal pixels (pet or boundary in its trimap, else in its pseudo mask) are shifted
+    by one random offset per batch (up to half the image each way, what leaves the frame is lost)
+    and replace the photo's pixels and mask targets there. ``mix_weight`` is the photo's own animal
+    pixels left visible over those plus the pasted ones: a hidden pet keeps little of its label. Adds
+    ``mix_partner`` and ``mix_weight`` as :func:`cutmix_pets` does; fewer than two pets: unchanged.
+    """
+    pets, partner = _pet_partners(batch, rng)
+    if len(pets) < 2:
+        return batch
+    height, width = batch["image"].shape[-2:]
+    shift = (int(rng.integers(-(height // 2), height // 2 + 1)), int(rng.integers(-(width // 2), width // 2 + 1)))
+    labels = torch.where(batch["mask"] != IGNORE_INDEX, batch["mask"], batch["pseudo_mask"])
+    is_animal = torch.isin(labels, torch.tensor(ANIMAL_INDICES, device=labels.device))
+    pasted = _shifted(is_animal[partner], shift, fill=False)
+    pasted[partner == _itself(partner)] = False
+    mixed = dict(batch)
+    for key in ("image", "mask", "pseudo_mask"):
+        source = _shifted(batch[key][partner], shift, fill=0)
+        where = pasted[:, None] if batch[key].dim() == 4 else pasted
+        mixed[key] = torch.where(where, source, batch[key])
+    own_visible = (is_animal & ~pasted).flatten(1).sum(1)
+    total = own_visible + pasted.flatten(1).sum(1)
+    mixed["mix_partner"] = partner
+    mixed["mix_weight"] = torch.where(total > 0, own_visible / total.clamp(min=1), 1.0)
+    return mixed
+
+
+def _pet_partners(batch: dict, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pets' indices, and each photo's partner: a random permutation of the pets; itself for the others."""
+    is_pet = batch["is_pet"].bool()
+    pets = is_pet.nonzero().flatten()
+    partner = _itself(is_pet)
+    partner[pets] = pets[torch.from_numpy(rng.permutation(len(pets))).to(pets.device)]
+    return pets, partner
+
+
+def _itself(like: torch.Tensor) -> torch.Tensor:
+    return torch.arange(len(like), device=like.device)
+
+
+def _shifted(tensor: torch.Tensor, shift: tuple[int, int], fill: float | bool) -> torch.Tensor:
+    """``tensor`` (..., H, W) moved by ``shift`` = (down, right) pixels, ``fill`` where nothing moved in."""
+    down, right = shift
+    height, width = tensor.shape[-2:]
+    moved = torch.full_like(tensor, fill)
+    moved[..., max(0, down) : height + min(0, down), max(0, right) : width + min(0, right)] = tensor[
+        ..., max(0, -down) : height + min(0, -down), max(0, -right) : width + min(0, -right)
+    ]
+    return moved

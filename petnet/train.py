@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from tqdm.auto import tqdm
 
 from petnet.config import MODEL_FLAGS, LossWeights, PetNetConfig, TrainConfig
-from petnet.cutmix import cutmix_pets
+from petnet.cutmix import copy_paste_pets, cutmix_pets
 from petnet.data import (
     OxfordPetDataset,
     collate_skipping_failures,
@@ -356,6 +356,8 @@ class Trainer:
             batch = to_device(batch, self.dist.device)
             if mixing.random() < self.config.cutmix_probability:
                 batch = cutmix_pets(batch, self.config.cutmix_alpha, mixing)
+            elif self.config.copy_paste_probability and mixing.random() < self.config.copy_paste_probability:
+                batch = copy_paste_pets(batch, mixing)
             teacher = self.teacher_output(batch["image"])
             with autocast(self.dist.device, self.config.amp):
                 losses = multitask_loss(model(batch["image"]), batch, self.config.loss_weights,
