@@ -17,6 +17,7 @@ size). The centre head keeps its statistics: it was trained on photos of several
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -32,8 +33,8 @@ from petnet.paths import BUNDLED_MODEL_DIR, NON_PET_ROOT
 from petnet.transforms import eval_transform, train_transform
 
 
-def accumulate_statistics(model: PetNet, loader: DataLoader) -> PetNet:
-    """``model`` with its backbone's and decoder's batch-norm statistics replaced by their mean over ``loader``."""
+def accumulate_statistics(model: PetNet, batches: Iterable[dict]) -> PetNet:
+    """``model`` with its backbone's and decoder's batch-norm statistics replaced by their mean over ``batches``."""
     model.eval()
     norms = [m for part in (model.encoder, model.decoder) for m in part.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for norm in norms:
@@ -41,7 +42,7 @@ def accumulate_statistics(model: PetNet, loader: DataLoader) -> PetNet:
         norm.momentum = None  # a cumulative mean over every batch, not an EMA
         norm.train()
     with torch.inference_mode():
-        for batch in tqdm(loader, desc="batch-norm statistics"):
+        for batch in tqdm(batches, desc="batch-norm statistics"):
             model(batch["image"].contiguous(memory_format=torch.channels_last))
     return model.eval()
 

@@ -76,8 +76,9 @@ def _zero(output: PetNetOutput) -> torch.Tensor:
 def _label_loss(
     logits: torch.Tensor, labels: torch.Tensor, batch: dict, is_pet: torch.Tensor, label_smoothing: float
 ) -> torch.Tensor:
-    """Cross-entropy over the pets; on a CutMix batch (:func:`petnet.cutmix.cutmix_pets`) each photo's
-    own label and its partner's, weighted by the share of the photo each holds."""
+    """Cross-entropy over the pets; on a mixed batch (:func:`petnet.cutmix.cutmix_pets`,
+    :func:`~petnet.cutmix.copy_paste_pets`) each photo's own label and its partner's, weighted by
+    the share of the photo each holds."""
     logits = logits[is_pet].float()
     own = F.cross_entropy(logits, labels[is_pet], label_smoothing=label_smoothing, reduction="none")
     if "mix_partner" not in batch:
