@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from petnet.config import TrainConfig
 from petnet.data import OxfordPetDataset, collate_skipping_failures, read_trimap, split_records
 from petnet.hub import load_model
-from petnet.inference import resize_scores
+from petnet.inference import mask_from_logits, resize_scores
 from petnet.labels import BACKGROUND_INDEX, BOUNDARY_INDEX, MASK_CLASSES, PET_INDEX
 from petnet.metrics import binary_pet_iou, confusion_matrix, iou_per_class
 from petnet.paths import BUNDLED_MODEL_DIR
@@ -49,7 +49,7 @@ def validation_logits(model_dir: str) -> tuple[list[torch.Tensor], list[np.ndarr
 def scores(logits: list[torch.Tensor], trimaps: list[np.ndarray], bias: torch.Tensor) -> tuple[float, float, float]:
     """Mean, worst-class and binary pet IoU of the argmax of ``logits + bias`` over all pixels."""
     confusion = sum(
-        confusion_matrix(trimap, (class_logits.float() + bias[:, None, None]).max(dim=0).indices.numpy(), len(MASK_CLASSES))
+        confusion_matrix(trimap, mask_from_logits(class_logits.float() + bias[:, None, None]).numpy(), len(MASK_CLASSES))
         for class_logits, trimap in zip(logits, trimaps)
     )
     iou = iou_per_class(confusion)
