@@ -10,6 +10,9 @@ photo's and the mirror's). It prints breed top-1 / top-3 / log loss of the photo
 mask IoUs (validation trimaps) of the photo alone, photo + mirror (what ``predict`` does), photo +
 crop (the crop's mask pasted back into its box; the same compute as the mirror, but two passes one
 after the other instead of one batch of two) and all three.
+``predict`` now takes the second look for breeds when the model's config says ``closer_look``
+(:meth:`petnet.model.PetNet.look_closer`: the box from its network-size photo + mirror mask, the crop
+through the backbone and heads only); ``python -m petnet.evaluate --split val`` scores that rule.
 Validation data only: a rule chosen here is reported on test by ``petnet.evaluate``.
 """
 
@@ -25,22 +28,16 @@ from tqdm import tqdm
 from petnet.config import TrainConfig
 from petnet.data import read_trimap, split_records
 from petnet.hub import load_model
-from petnet.inference import region_box, resize_scores
+from petnet.inference import crop_box, resize_scores
 from petnet.labels import BACKGROUND_INDEX, MASK_CLASSES
 from petnet.metrics import binary_pet_iou, confusion_matrix, iou_per_class
 from petnet.paths import BUNDLED_MODEL_DIR
 
 
 def pet_box(mask: torch.Tensor, margin: float) -> tuple[int, int, int, int] | None:
-    """Box (left, top, right, bottom) around the non-background pixels of ``mask``, widened by
-    ``margin`` of its size on each side; None when there are none."""
+    """:func:`~petnet.inference.crop_box` of the non-background pixels of ``mask``; None when there are none."""
     pet = mask != BACKGROUND_INDEX
-    if not pet.any():
-        return None
-    left, top, right, bottom = region_box(pet)
-    grow_x, grow_y = round(margin * (right - left)), round(margin * (bottom - top))
-    height, width = mask.shape
-    return max(0, left - grow_x), max(0, top - grow_y), min(width, right + grow_x), min(height, bottom + grow_y)
+    return crop_box(pet, margin) if pet.any() else None
 
 
 def classification(probabilities: torch.Tensor, truth: torch.Tensor) -> str:

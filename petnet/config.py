@@ -35,6 +35,9 @@ class PetNetConfig:
     """Predict masks from the mean of the photo's and its mirror image's mask logits. On validation
     it raised mean and worst-class IoU for all seven models we trained (+0.001 to +0.013), for twice
     the compute; averaging the classification logits as well did not help, so they stay single-view."""
+    closer_look: bool = False
+    """Classify a photo's pet a second time, cropped to the box of its mask (:meth:`PetNet.look_closer`),
+    and average the two views' species and breed probabilities. Off for models saved before it."""
     pet_threshold: float = 0.5
     """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
     calibration part of the non-pet photos (``python -m petnet.calibrate``), never on test."""

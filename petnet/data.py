@@ -145,6 +145,12 @@ def non_pet_split(records: Sequence[PetRecord], part: str, seed: int = 0) -> lis
     raise AssertionError("unreachable")
 
 
+def load_record_image(record: PetRecord) -> Image.Image:
+    """The photo of ``record``, a photo with no pet stretched to :data:`STRETCHED_SIZE` like the pets."""
+    image = load_image(record.image_path)
+    return image if record.is_pet else image.resize(STRETCHED_SIZE, Image.Resampling.BICUBIC)
+
+
 def pseudo_mask_path(directory: Path, name: str) -> Path:
     """Where ``python -m petnet.pseudolabel`` writes, and training reads, the pseudo mask of photo ``name``."""
     return directory / f"{name}.png"
@@ -184,9 +190,7 @@ class OxfordPetDataset(Dataset):
     def __getitem__(self, index: int) -> dict | None:
         record = self.records[index]
         try:
-            image = load_image(record.image_path)
-            if not record.is_pet:
-                image = image.resize(STRETCHED_SIZE, Image.Resampling.BICUBIC)
+            image = load_record_image(record)
             shape = (image.height, image.width)
             mask = self._real_mask(record, shape)
             pseudo = self._pseudo_mask(record, shape)

@@ -30,6 +30,7 @@ from petnet.data import (
     OxfordPetDataset,
     PetRecord,
     collate_skipping_failures,
+    load_record_image,
     non_pet_split,
     read_non_pets,
     read_trimap,
@@ -129,7 +130,11 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         if batch is None:
             continue
-        output = model.infer(batch["image"].to(model.device)).apply(torch.Tensor.cpu)
+        output = model.infer(batch["image"].to(model.device))
+        if model.config.closer_look:
+            photos = [load_record_image(dataset.records[index]) for index in batch["index"].tolist()]
+            output = model.look_closer(output, list(batch["image"]), photos)
+        output = output.apply(torch.Tensor.cpu)
         decoded = decode_output(output, model.breed_species_index)
         mask_logits = output.mask_logits
         for i, index in enumerate(batch["index"].tolist()):
@@ -345,6 +350,7 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "backbone": model.config.backbone,
             "image_size": model.config.image_size,
             "mirror_averaged_mask": model.config.mirror_averaged_mask,
+            "closer_look": model.config.closer_look,
             "precision": precision_name(model.inference_dtype),
             "pet_threshold": model.config.pet_threshold,
             "center_threshold": model.config.center_threshold if model.config.center_head else None,

@@ -32,6 +32,8 @@ animal that small could not be told apart anyway."""
 SECOND_ANIMAL_FRACTION = 0.05
 """A further animal counts only if it is at least this fraction of the largest one, so a paw or
 tail cut off by an occluding object is not reported as a second pet."""
+CROP_MARGIN = 0.1
+"""Margin added on each side of an animal's box before it is cropped and looked at on its own."""
 DISTINCT_BREED_CONFIDENCE = 0.5
 """Pieces of pet pixels within one outline are told apart as two animals when their most likely
 breeds differ and each has at least this probability.
@@ -286,6 +288,15 @@ def region_box(region: torch.Tensor) -> tuple[int, int, int, int]:
     rows = torch.nonzero(region.any(dim=1)).flatten()
     cols = torch.nonzero(region.any(dim=0)).flatten()
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def crop_box(region: torch.Tensor, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
+    """:func:`region_box` widened by ``margin`` of its size on each side, within the region's image:
+    the box an animal is cropped to when the network looks at it on its own."""
+    left, top, right, bottom = region_box(region)
+    grow_x, grow_y = round((right - left) * margin), round((bottom - top) * margin)
+    height, width = region.shape
+    return max(0, left - grow_x), max(0, top - grow_y), min(width, right + grow_x), min(height, bottom + grow_y)
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,6 +34,7 @@ from petnet.inference import (
     Pet,
     Prediction,
     center_regions,
+    crop_box,
     decode_output,
     mask_from_logits,
     pet_regions,
@@ -47,22 +48,12 @@ PREDICT_BATCH_SIZE = 2
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``)."""
 
 
-CROP_MARGIN = 0.1
-"""Margin added on each side of an animal's box before it is cropped and classified on its own."""
-
-
 class _Input(NamedTuple):
     """One image ready for the network: input tensor, original (H, W), and the photo when there is one."""
 
     tensor: torch.Tensor
     size: tuple[int, int]
     photo: Image.Image | None
-
-
-def _with_margin(box: tuple[int, int, int, int], shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
-    left, top, right, bottom = box
-    dx, dy = round((right - left) * margin), round((bottom - top) * margin)
-    return max(0, left - dx), max(0, top - dy), min(shape[1], right + dx), min(shape[0], bottom + dy)
 
 
 class PetNetOutput(NamedTuple):
@@ -214,6 +205,52 @@ class PetNet(
             output = self(images)
         return output.apply(torch.Tensor.float)
 
+    def infer_classification(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Species and breed logits alone (float32): the backbone and the two heads in
+        :attr:`inference_dtype`, without the decoder, which costs the network as much again."""
+        low_precision = self.inference_dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=self.inference_dtype, enabled=low_precision):
+            features = self.encoder(images)[-1]
+            return self.species_head(features).float(), self.breed_head(features).float()
+
+    def look_closer(
+        self, output: PetNetOutput, tensors: Sequence[torch.Tensor], photos: Sequence[Image.Image | None]
+    ) -> PetNetOutput:
+        """``output`` of :meth:`infer` with a second look at the pet (``config.closer_look``).
+
+        Each image that holds a pet (pet score at the threshold, pet or boundary pixels on its mask)
+        is cropped to the box of those pixels (:func:`~petnet.inference.crop_box`), from the photo
+        when there is one, and classified again at the input size, so a small pet is seen with more
+        pixels; its species and breed logits become the log of the mean of the photo's and the
+        crop's probabilities, which :func:`~petnet.inference.decode_output` turns back into that mean.
+        A box covering the whole image would show the photo again and is skipped. Masks, pet scores
+        and maps stay the photo's. ``tensors`` are the network inputs of ``output`` (network size),
+        ``photos`` the photos they came from (or ``None``).
+        """
+        background = self.config.mask_classes.index("background")
+        holds_pet = output.pet_logits.float().sigmoid() >= self.config.pet_threshold
+        looks: list[tuple[int, tuple[int, int, int, int]]] = []
+        for i, tensor in enumerate(tensors):
+            animal = mask_from_logits(output.mask_logits[i]) != background
+            if not holds_pet[i] or not animal.any():
+                continue
+            box = crop_box(animal.cpu())
+            if box != (0, 0, tensor.shape[-1], tensor.shape[-2]):
+                looks.append((i, box))
+        if not looks:
+            return output
+        crops = torch.stack([self._crop(tensors[i], photos[i], box) for i, box in looks])
+        species, breeds = self.infer_classification(crops.to(self.device, memory_format=torch.channels_last))
+        rows = torch.tensor([i for i, _ in looks], device=output.breed_logits.device)
+
+        def averaged(photo_logits: torch.Tensor, crop_logits: torch.Tensor) -> torch.Tensor:
+            mean = photo_logits.float().softmax(1).index_select(0, rows) + crop_logits.to(photo_logits.device).softmax(1)
+            return photo_logits.float().index_copy(0, rows, (mean / 2).log())
+
+        return output._replace(
+            species_logits=averaged(output.species_logits, species), breed_logits=averaged(output.breed_logits, breeds)
+        )
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -264,6 +301,8 @@ class PetNet(
             return [prediction for item in inputs for prediction in self._predict_inputs([item])]
         batch = torch.stack([item.tensor for item in inputs]).to(self.device, memory_format=torch.channels_last)
         output = self.infer(batch)
+        if self.config.closer_look:
+            output = self.look_closer(output, [item.tensor for item in inputs], [item.photo for item in inputs])
         decoded = decode_output(output, self.breed_species_index)
         output = output.apply(torch.Tensor.cpu)
         return [self._prediction(item, decoded, i, output) for i, item in enumerate(inputs)]
@@ -318,19 +357,21 @@ class PetNet(
         return max(1, len(self.animal_regions(mask, output, i, thresholds)))
 
     def _classify_crops(self, item: _Input, regions: list[torch.Tensor]) -> PetNetOutput:
-        """One forward pass over a crop around each region (the photo's pixels when there is a photo)."""
-        crops = []
-        for region in regions:
-            left, top, right, bottom = _with_margin(region_box(region), region.shape, CROP_MARGIN)
-            if item.photo is not None:
-                scale_y, scale_x = item.photo.height / region.shape[0], item.photo.width / region.shape[1]
-                box = (round(left * scale_x), round(top * scale_y), round(right * scale_x), round(bottom * scale_y))
-                crops.append(self._preprocess(item.photo.crop(box)))
-            else:
-                crop = item.tensor[:, top:bottom, left:right]
-                crops.append(F.interpolate(crop[None], size=item.tensor.shape[-2:], mode="bilinear", antialias=True)[0])
-        batch = torch.stack(crops).to(self.device, memory_format=torch.channels_last)
-        return self.infer_single_view(batch)
+        """One forward pass over a crop around each region."""
+        crops = [self._crop(item.tensor, item.photo, crop_box(region)) for region in regions]
+        return self.infer_single_view(torch.stack(crops).to(self.device, memory_format=torch.channels_last))
+
+    def _crop(self, tensor: torch.Tensor, photo: Image.Image | None, box: tuple[int, int, int, int]) -> torch.Tensor:
+        """The network input showing ``box`` (pixels of the network-size ``tensor``), cut from the
+        photo's own pixels when there is a photo (a large photo has more detail than the tensor)."""
+        left, top, right, bottom = box
+        if photo is None:
+            crop = tensor[:, top:bottom, left:right]
+            return F.interpolate(crop[None], size=tensor.shape[-2:], mode="bilinear", antialias=True)[0]
+        scale_y, scale_x = photo.height / tensor.shape[-2], photo.width / tensor.shape[-1]
+        return self._preprocess(
+            photo.crop((round(left * scale_x), round(top * scale_y), round(right * scale_x), round(bottom * scale_y)))
+        )
 
     def _pet(
         self, decoded: DecodedOutput, i: int, region: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],

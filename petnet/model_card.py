@@ -286,6 +286,14 @@ def counting_sentence(report: Mapping[str, Any]) -> str:
             "(`python -m petnet.train_centers`), so it changes no other output.")  # fmt: skip
 
 
+def classification_method_sentence(report: Mapping[str, Any]) -> str:
+    """How the report's species and breeds were predicted (reports older than the setting: the photo alone)."""
+    if report["model"].get("closer_look", False):
+        return ("Species and breeds come from the mean of two looks' probabilities: the photo, and a crop to the "
+                "box of its predicted pet (a second, classification-only pass).")  # fmt: skip
+    return "Species and breeds come from the photo alone."
+
+
 def mask_method_sentence(report: Mapping[str, Any]) -> str:
     """How the report's masks were predicted (reports older than the setting are single-view)."""
     if report["model"].get("mirror_averaged_mask", False):
@@ -299,7 +307,8 @@ def readme_results(test: Mapping[str, Any], val: Mapping[str, Any], bench: Mappi
 Measured with `python -m petnet.evaluate --split test` on the shipped weights ({test["model"]["backbone"]},
 {test["model"]["image_size"]} px input) over the {test["split_description"]}: part of the official test split
 is withheld for independent checking, so these are figures on the part we have. Breed accuracy ranks the
-breeds of the predicted species, as `predict` returns them. {mask_method_sentence(test)} They are scored
+breeds of the predicted species, as `predict` returns them. {classification_method_sentence(test)}
+{mask_method_sentence(test)} They are scored
 at the trimap's 256x256 resolution over images that have a trimap. Validation is the 10% of `trainval`
 held out from training.
 
@@ -363,7 +372,7 @@ Test: the {test["split_description"]}; the rest is withheld for independent chec
 Validation: the {val["split_description"]}.
 Breed accuracy ranks the breeds of the predicted species, the species of the most likely breed (so
 top-1 is the same over all 37 breeds); over all 37, top-3 is {_percent(test["breed"]["top3_accuracy_all_breeds"])}.
-{mask_method_sentence(test)} They are scored at the trimap's resolution (256x256) over images with a
+{classification_method_sentence(test)} {mask_method_sentence(test)} They are scored at the trimap's resolution (256x256) over images with a
 trimap. The original PetNet is a from-scratch CNN at 128x128.
 
 {results_table(test, val)}

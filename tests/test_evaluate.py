@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from non_pet_factory import make_non_pets
 from PIL import Image
 
@@ -165,3 +166,28 @@ def test_segmentation_is_undefined_without_trimaps(tiny_pet_root, tiny_model_dir
     assert segmentation["resolution"] == "none (no trimaps)"
     assert all(math.isnan(segmentation[k]) for k in ("mean_iou", "min_iou", "mean_dice", "pixel_accuracy"))
     assert split_description("trainval", records, 0.1, 0).endswith("2 images (0 with trimaps)")
+
+
+def test_the_closer_look_scores_what_predict_returns(tiny_pet_root, monkeypatch):
+    model = PetNet(PetNetConfig(image_size=64, closer_look=True, pet_threshold=0.0))
+    forward = model.forward
+
+    def pet_in_the_middle(images):  # a random network's mask, with a pet where the crop will look
+        output = forward(images)
+        mask_logits = torch.zeros_like(output.mask_logits)
+        mask_logits[:, 1] = 1.0
+        mask_logits[:, 0, 20:40, 16:36] = 2.0
+        return output._replace(mask_logits=mask_logits)
+
+    monkeypatch.setattr(model, "forward", pet_in_the_middle)
+    records = read_split(tiny_pet_root, "test")[:4]
+    outcomes, _ = run_model(model, records, batch_size=2)
+    model.config.closer_look = False
+    photo_only, _ = run_model(model, records, batch_size=2)
+    model.config.closer_look = True
+    looked_closer = [not np.allclose(a.breed_logits, b.breed_logits) for a, b in zip(outcomes, photo_only)]
+    assert any(looked_closer)
+    for record, outcome in zip(records, outcomes, strict=True):
+        prediction = model.predict(record.image_path)
+        evaluated = np.exp(outcome.breed_logits - outcome.breed_logits.max())
+        assert list(prediction.breed_probabilities.values()) == pytest.approx(evaluated / evaluated.sum(), abs=1e-5)

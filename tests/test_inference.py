@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from petnet.config import PetNetConfig
-from petnet.inference import decode_output, pet_regions, region_box
+from petnet.inference import crop_box, decode_output, pet_regions, region_box
 from petnet.labels import BREED_SPECIES
 from petnet.model import PetNet, PetNetOutput
 
@@ -168,3 +168,57 @@ def test_threshold_travels_in_the_config(model: PetNet, monkeypatch, tmp_path) -
     prediction = lenient.predict(torch.randn(3, 128, 128))
     assert prediction.has_pet and len(prediction.pets) == 1
     assert prediction["mask"].shape == (128, 128)
+
+
+def test_crop_box_widens_the_region_by_the_margin_within_the_image() -> None:
+    region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    region[10:30, 20:40] = True
+    assert crop_box(region, margin=0.1) == (18, 8, 42, 32)
+    region[0:50, 2:62] = True
+    assert crop_box(region, margin=0.1) == (0, 0, SIZE, 55), "clipped to the image"
+
+
+def test_infer_classification_is_the_forward_pass_without_the_decoder(model: PetNet) -> None:
+    images = torch.randn(2, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        full, (species, breeds) = model(images), model.infer_classification(images)
+    torch.testing.assert_close(species, full.species_logits)
+    torch.testing.assert_close(breeds, full.breed_logits)
+
+
+@pytest.fixture
+def closer_model(model: PetNet) -> PetNet:
+    closer = PetNet(dataclasses.replace(model.config, closer_look=True))
+    closer.load_state_dict(model.state_dict())
+    return closer
+
+
+def test_a_closer_look_averages_the_photo_and_the_crop_probabilities(closer_model: PetNet, monkeypatch) -> None:
+    mask = _mask_with_blobs((4, 8, 28, 56))  # pet and boundary pixels span (3, 7, 29, 57)
+    stub = _StubNetwork(closer_model, mask, pet_logit=5.0)
+    monkeypatch.setattr(closer_model, "forward", stub)
+    photo = Image.fromarray(torch.randint(0, 256, (SIZE, SIZE, 3), dtype=torch.uint8).numpy())
+    prediction = closer_model.predict(photo)
+    assert stub.images_seen == [1], "the crop skips the decoder"
+    with torch.inference_mode():
+        photo_breeds = stub.forward(closer_model.preprocess(photo)[None]).breed_logits.softmax(1)
+        crop = closer_model.preprocess(photo.crop(crop_box(mask != 1)))  # (0, 2, 32, 62)
+        crop_breeds = closer_model.infer_classification(crop[None])[1].softmax(1)
+    expected = ((photo_breeds + crop_breeds) / 2)[0]
+    assert list(prediction.breed_probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_no_closer_look_without_a_pet_or_when_the_pet_fills_the_photo(closer_model: PetNet) -> None:
+    def output(mask: torch.Tensor, pet_logit: float) -> PetNetOutput:
+        mask_logits = torch.nn.functional.one_hot(mask.long(), 3).permute(2, 0, 1).float()[None]
+        return PetNetOutput(torch.randn(1, 2), torch.randn(1, 37), mask_logits, torch.tensor([pet_logit]),
+                            torch.zeros(1, 37, 1, 1))  # fmt: skip
+
+    tensors = [torch.randn(3, SIZE, SIZE)]
+    for unchanged in (
+        output(_mask_with_blobs((4, 8, 28, 56)), pet_logit=-5.0),  # no pet by the pet score
+        output(torch.ones(SIZE, SIZE, dtype=torch.uint8), pet_logit=5.0),  # no pet pixels
+        output(torch.zeros(SIZE, SIZE, dtype=torch.uint8), pet_logit=5.0),  # the pet fills the photo
+    ):
+        looked = closer_model.look_closer(unchanged, tensors, [None])
+        assert looked.breed_logits is unchanged.breed_logits and looked.species_logits is unchanged.species_logits

@@ -41,6 +41,15 @@ def test_mask_method_sentence_follows_the_report(model_section, expected):
     assert expected in model_card.mask_method_sentence({"model": model_section})
 
 
+@pytest.mark.parametrize(
+    ("model_section", "expected"),
+    [({"closer_look": True}, "crop to the box of its predicted pet"), ({"closer_look": False}, "photo alone"),
+     ({}, "photo alone")],
+)
+def test_classification_method_sentence_follows_the_report(model_section, expected):
+    assert expected in model_card.classification_method_sentence({"model": model_section})
+
+
 def test_training_command_reproduces_the_config():
     config = dataclasses.replace(
         TrainConfig(), epochs=14, lr=5e-4, amp=False, warmup_epochs=0.5, ema_decay=0.998, trivial_augment=True,
