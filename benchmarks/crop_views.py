@@ -10,9 +10,10 @@ photo's and the mirror's). It prints breed top-1 / top-3 / log loss of the photo
 mask IoUs (validation trimaps) of the photo alone, photo + mirror (what ``predict`` does), photo +
 crop (the crop's mask pasted back into its box; the same compute as the mirror, but two passes one
 after the other instead of one batch of two) and all three.
-``predict`` now takes the second look for breeds when the model's config says ``closer_look``
-(:meth:`petnet.model.PetNet.look_closer`: the box from its network-size photo + mirror mask, the crop
-through the backbone and heads only); ``python -m petnet.evaluate --split val`` scores that rule.
+``predict`` takes such a second look for species and breeds when the model's config says
+``closer_look`` (:meth:`petnet.model.PetNet.look_closer`: the box of the one animal it answers for,
+on the network-size photo + mirror mask, the crop through the backbone and heads only);
+``python -m petnet.evaluate --split val`` scores that rule.
 Validation data only: a rule chosen here is reported on test by ``petnet.evaluate``.
 """
 

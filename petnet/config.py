@@ -34,10 +34,14 @@ class PetNetConfig:
     mirror_averaged_mask: bool = True
     """Predict masks from the mean of the photo's and its mirror image's mask logits. On validation
     it raised mean and worst-class IoU for all seven models we trained (+0.001 to +0.013), for twice
-    the compute; averaging the classification logits as well did not help, so they stay single-view."""
+    the compute; averaging the classification logits as well did not help (the mirror shows nothing
+    new), so classification takes its second view from a crop instead (``closer_look``)."""
     closer_look: bool = False
-    """Classify a photo's pet a second time, cropped to the box of its mask (:meth:`PetNet.look_closer`),
-    and average the two views' species and breed probabilities. Off for models saved before it."""
+    """Classify a photo's lone pet a second time, cropped to its box (:meth:`PetNet.look_closer`), and
+    average the two views' species and breed probabilities: a fine-grained look at more of the pet's
+    pixels for one more pass of the backbone (no decoder), under half a network pass. On validation
+    with the shipped soup's weights: breed top-1 344 of 367 against 341, top-3 362 either way, breed
+    log loss 0.758 against 0.775 nats, species 366 against 367. Off for models saved before it."""
     pet_threshold: float = 0.5
     """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
     calibration part of the non-pet photos (``python -m petnet.calibrate``), never on test."""

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,10 @@ def split_description(split: str, records: Sequence[PetRecord], val_fraction: fl
 
 @torch.inference_mode()
 def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32, num_workers: int = 0) -> tuple[list[ImageOutcome], dict[str, str]]:
-    """Predict every record with the evaluation preprocessing; returns outcomes and unreadable images."""
+    """Predict every record with the evaluation preprocessing; returns outcomes and unreadable images.
+
+    Species and breeds are what ``predict`` returns for a photo of one animal (the closer look
+    included); for a photo it splits into several, the whole photo's, as for one animal."""
     dataset = OxfordPetDataset(records, eval_transform(model.config))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping_failures)
     outcomes: list[ImageOutcome] = []
@@ -130,14 +134,18 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         if batch is None:
             continue
-        output = model.infer(batch["image"].to(model.device))
+        output = model.infer(batch["image"].to(model.device)).apply(torch.Tensor.cpu)
+        indices = batch["index"].tolist()
+        masks = [mask_from_logits(logits) for logits in output.mask_logits]
+        found = [model.animal_regions(mask, output, i) for i, mask in enumerate(masks)]  # were it taken to hold a pet
         if model.config.closer_look:
-            photos = [load_record_image(dataset.records[index]) for index in batch["index"].tolist()]
-            output = model.look_closer(output, list(batch["image"]), photos)
-        output = output.apply(torch.Tensor.cpu)
+            holds_pet = model.holds_pet(output).tolist()
+            animals = [regions if pet else [] for regions, pet in zip(found, holds_pet)]
+            photo_of = partial(_photo_of, dataset.records, indices)
+            output = model.look_closer(output, animals, list(batch["image"]), photo_of)
         decoded = decode_output(output, model.breed_species_index)
         mask_logits = output.mask_logits
-        for i, index in enumerate(batch["index"].tolist()):
+        for i, index in enumerate(indices):
             record = dataset.records[index]
             pixel_confusion = mask = None
             if record.trimap_path is not None:
@@ -155,10 +163,14 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
                     pet_score=float(decoded.pet_scores[i]),
                     pixel_confusion=pixel_confusion,
                     mask=mask,
-                    animals_found=model.answer_count(mask_from_logits(mask_logits[i]), output, i),
+                    animals_found=max(1, len(found[i])),
                 )
             )
     return outcomes, dict(dataset.failures)
+
+
+def _photo_of(records: Sequence[PetRecord], indices: Sequence[int], row: int) -> Image.Image:
+    return load_record_image(records[indices[row]])
 
 
 def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[float], threshold: float) -> dict:

@@ -100,6 +100,12 @@ def decode_output(output: PetNetOutput, breed_species_index: torch.Tensor, k: in
     )
 
 
+def mean_probability_logits(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Log of the mean of two views' softmax probabilities (rows of (B, C) logits), computed in log
+    space so that it stays finite: logits whose softmax is that mean."""
+    return torch.logaddexp(first.float().log_softmax(dim=1), second.float().log_softmax(dim=1)) - math.log(2)
+
+
 def resize_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(C, h, w) per-pixel class scores (logits or probabilities) resampled bilinearly to ``size`` =
     (H, W), as float: the one way masks are brought to a photo's or trimap's size."""

@@ -37,6 +37,7 @@ from petnet.inference import (
     crop_box,
     decode_output,
     mask_from_logits,
+    mean_probability_logits,
     pet_regions,
     region_box,
 )
@@ -45,7 +46,8 @@ from petnet.transforms import eval_transform
 
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
-4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``)."""
+4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
+the closer look's crops follow as one more batch through the backbone."""
 
 
 class _Input(NamedTuple):
@@ -196,56 +198,64 @@ class PetNet(
             center_logits=None if centers is None else (centers[:count] + centers[count:].flip(-1)) / 2,
         )
 
+    def _autocast(self) -> torch.autocast:
+        """Autocast to :attr:`inference_dtype` (disabled for float32): how every inference pass runs."""
+        low_precision = self.inference_dtype != torch.float32
+        return torch.autocast(self.device.type, dtype=self.inference_dtype, enabled=low_precision)
+
     def infer_single_view(self, images: torch.Tensor) -> PetNetOutput:
         """``forward`` in :attr:`inference_dtype`, with float32 outputs and no mirror image: for crops
         of one photo's animals, and for a distillation teacher (``petnet.train --teacher``), which
         needs only the classification logits of the training batch."""
-        low_precision = self.inference_dtype != torch.float32
-        with torch.autocast(self.device.type, dtype=self.inference_dtype, enabled=low_precision):
+        with self._autocast():
             output = self(images)
         return output.apply(torch.Tensor.float)
 
     def infer_classification(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Species and breed logits alone (float32): the backbone and the two heads in
         :attr:`inference_dtype`, without the decoder, which costs the network as much again."""
-        low_precision = self.inference_dtype != torch.float32
-        with torch.autocast(self.device.type, dtype=self.inference_dtype, enabled=low_precision):
+        with self._autocast():
             features = self.encoder(images)[-1]
             return self.species_head(features).float(), self.breed_head(features).float()
 
-    def look_closer(
-        self, output: PetNetOutput, tensors: Sequence[torch.Tensor], photos: Sequence[Image.Image | None]
-    ) -> PetNetOutput:
-        """``output`` of :meth:`infer` with a second look at the pet (``config.closer_look``).
+    def holds_pet(self, output: PetNetOutput) -> torch.Tensor:
+        """(B,) bool: the pet score is at or above ``config.pet_threshold``."""
+        return output.pet_logits.float().sigmoid() >= self.config.pet_threshold
 
-        Each image that holds a pet (pet score at the threshold, pet or boundary pixels on its mask)
-        is cropped to the box of those pixels (:func:`~petnet.inference.crop_box`), from the photo
-        when there is one, and classified again at the input size, so a small pet is seen with more
-        pixels; its species and breed logits become the log of the mean of the photo's and the
-        crop's probabilities, which :func:`~petnet.inference.decode_output` turns back into that mean.
-        A box covering the whole image would show the photo again and is skipped. Masks, pet scores
-        and maps stay the photo's. ``tensors`` are the network inputs of ``output`` (network size),
-        ``photos`` the photos they came from (or ``None``).
+    @torch.inference_mode()
+    def look_closer(
+        self,
+        output: PetNetOutput,
+        animals: Sequence[Sequence[torch.Tensor]],
+        tensors: Sequence[torch.Tensor],
+        photo_of: Callable[[int], Image.Image | None],
+    ) -> PetNetOutput:
+        """``output`` of :meth:`infer` (on the CPU) with a second look at each lone pet (``config.closer_look``).
+
+        ``animals`` are the regions ``predict`` answers for in each image (:meth:`animal_regions` of
+        an image that holds a pet, none otherwise). An image with exactly one is cropped to that
+        animal's box (:func:`~petnet.inference.crop_box`), from its photo (``photo_of(i)``, called
+        only for those images) when there is one, else from its network input ``tensors[i]``, and
+        classified again at the input size: the pet is seen with more pixels. Its species and breed
+        logits become the log of the mean of the photo's and the crop's probabilities
+        (:func:`~petnet.inference.mean_probability_logits`), which :func:`decode_output` turns back
+        into that mean. A box covering the whole image would show the photo again and is skipped;
+        an image with several animals has each cropped anyway (``predict``). Masks, pet scores and
+        maps stay the photo's.
         """
-        background = self.config.mask_classes.index("background")
-        holds_pet = output.pet_logits.float().sigmoid() >= self.config.pet_threshold
-        looks: list[tuple[int, tuple[int, int, int, int]]] = []
-        for i, tensor in enumerate(tensors):
-            animal = mask_from_logits(output.mask_logits[i]) != background
-            if not holds_pet[i] or not animal.any():
-                continue
-            box = crop_box(animal.cpu())
-            if box != (0, 0, tensor.shape[-1], tensor.shape[-2]):
+        looks = []
+        for i, (regions, tensor) in enumerate(zip(animals, tensors, strict=True)):
+            if len(regions) == 1 and (box := crop_box(regions[0])) != (0, 0, tensor.shape[-1], tensor.shape[-2]):
                 looks.append((i, box))
         if not looks:
             return output
-        crops = torch.stack([self._crop(tensors[i], photos[i], box) for i, box in looks])
+        crops = torch.stack([self._crop(tensors[i], photo_of(i), box) for i, box in looks])
         species, breeds = self.infer_classification(crops.to(self.device, memory_format=torch.channels_last))
-        rows = torch.tensor([i for i, _ in looks], device=output.breed_logits.device)
+        rows = torch.tensor([i for i, _ in looks])
 
         def averaged(photo_logits: torch.Tensor, crop_logits: torch.Tensor) -> torch.Tensor:
-            mean = photo_logits.float().softmax(1).index_select(0, rows) + crop_logits.to(photo_logits.device).softmax(1)
-            return photo_logits.float().index_copy(0, rows, (mean / 2).log())
+            mean = mean_probability_logits(photo_logits.index_select(0, rows), crop_logits.cpu())
+            return photo_logits.float().index_copy(0, rows, mean)
 
         return output._replace(
             species_logits=averaged(output.species_logits, species), breed_logits=averaged(output.breed_logits, breeds)
@@ -300,22 +310,29 @@ class PetNet(
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
             return [prediction for item in inputs for prediction in self._predict_inputs([item])]
         batch = torch.stack([item.tensor for item in inputs]).to(self.device, memory_format=torch.channels_last)
-        output = self.infer(batch)
+        output = self.infer(batch).apply(torch.Tensor.cpu)
+        masks = [mask_from_logits(logits) for logits in output.mask_logits]
+        holds_pet = self.holds_pet(output).tolist()
+        animals = [self.animal_regions(mask, output, i) if holds_pet[i] else [] for i, mask in enumerate(masks)]
         if self.config.closer_look:
-            output = self.look_closer(output, [item.tensor for item in inputs], [item.photo for item in inputs])
+            output = self.look_closer(output, animals, [item.tensor for item in inputs], lambda i: inputs[i].photo)
         decoded = decode_output(output, self.breed_species_index)
-        output = output.apply(torch.Tensor.cpu)
-        return [self._prediction(item, decoded, i, output) for i, item in enumerate(inputs)]
+        return [
+            self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
+            for i, item in enumerate(inputs)
+        ]
 
-    def _prediction(self, item: _Input, decoded: DecodedOutput, i: int, output: PetNetOutput) -> Prediction:
-        """One image's result; photos with several animals get one more pass over their crops."""
+    def _prediction(
+        self, item: _Input, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: torch.Tensor, has_pet: bool,
+        animals: list[torch.Tensor],
+    ) -> Prediction:  # fmt: skip
+        """One image's result (``mask`` its label map, ``animals`` its :meth:`animal_regions` when it
+        holds a pet); photos with several animals get one more pass over their crops."""
         names = self.config
-        mask = mask_from_logits(output.mask_logits[i])
         full_mask = mask_from_logits(output.mask_logits[i], item.size)
         pet_score = float(decoded.pet_scores[i])
-        has_pet = pet_score >= names.pet_threshold
         whole_photo = torch.ones_like(mask, dtype=torch.bool)
-        regions = (self.animal_regions(mask, output, i) or [whole_photo]) if has_pet else []
+        regions = (animals or [whole_photo]) if has_pet else []
         classified, row = decoded, i  # what the top-level fields read: the largest animal's crop, or the photo
         if len(regions) > 1:
             classified, row = decode_output(self._classify_crops(item, regions), self.breed_species_index), 0
@@ -369,9 +386,9 @@ class PetNet(
             crop = tensor[:, top:bottom, left:right]
             return F.interpolate(crop[None], size=tensor.shape[-2:], mode="bilinear", antialias=True)[0]
         scale_y, scale_x = photo.height / tensor.shape[-2], photo.width / tensor.shape[-1]
-        return self._preprocess(
-            photo.crop((round(left * scale_x), round(top * scale_y), round(right * scale_x), round(bottom * scale_y)))
-        )
+        left, top = round(left * scale_x), round(top * scale_y)
+        right, bottom = max(left + 1, round(right * scale_x)), max(top + 1, round(bottom * scale_y))  # a small photo
+        return self._preprocess(photo.crop((left, top, right, bottom)))
 
     def _pet(
         self, decoded: DecodedOutput, i: int, region: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from petnet.config import PetNetConfig
-from petnet.inference import crop_box, decode_output, pet_regions, region_box
+from petnet.inference import crop_box, decode_output, mean_probability_logits, pet_regions, region_box
 from petnet.labels import BREED_SPECIES
 from petnet.model import PetNet, PetNetOutput
 
@@ -194,31 +194,60 @@ def closer_model(model: PetNet) -> PetNet:
 
 
 def test_a_closer_look_averages_the_photo_and_the_crop_probabilities(closer_model: PetNet, monkeypatch) -> None:
-    mask = _mask_with_blobs((4, 8, 28, 56))  # pet and boundary pixels span (3, 7, 29, 57)
+    mask = _mask_with_blobs((4, 8, 28, 56))  # pet and boundary pixels span (3, 7, 29, 57) of the 64 px input
     stub = _StubNetwork(closer_model, mask, pet_logit=5.0)
     monkeypatch.setattr(closer_model, "forward", stub)
-    photo = Image.fromarray(torch.randint(0, 256, (SIZE, SIZE, 3), dtype=torch.uint8).numpy())
+    photo = Image.fromarray(torch.randint(0, 256, (100, 200, 3), dtype=torch.uint8).numpy())
     prediction = closer_model.predict(photo)
     assert stub.images_seen == [1], "the crop skips the decoder"
+    left, top, right, bottom = crop_box(mask != 1)  # (0, 2, 32, 62), in input pixels; the photo is 200x100
+    assert (left, top, right, bottom) == (0, 2, 32, 62)
     with torch.inference_mode():
         photo_breeds = stub.forward(closer_model.preprocess(photo)[None]).breed_logits.softmax(1)
-        crop = closer_model.preprocess(photo.crop(crop_box(mask != 1)))  # (0, 2, 32, 62)
+        crop = closer_model.preprocess(photo.crop((0, 3, 100, 97)))  # scaled by 200/64 and 100/64
         crop_breeds = closer_model.infer_classification(crop[None])[1].softmax(1)
     expected = ((photo_breeds + crop_breeds) / 2)[0]
     assert list(prediction.breed_probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
 
 
-def test_no_closer_look_without_a_pet_or_when_the_pet_fills_the_photo(closer_model: PetNet) -> None:
-    def output(mask: torch.Tensor, pet_logit: float) -> PetNetOutput:
-        mask_logits = torch.nn.functional.one_hot(mask.long(), 3).permute(2, 0, 1).float()[None]
-        return PetNetOutput(torch.randn(1, 2), torch.randn(1, 37), mask_logits, torch.tensor([pet_logit]),
-                            torch.zeros(1, 37, 1, 1))  # fmt: skip
+def _region(left: int, top: int, right: int, bottom: int) -> torch.Tensor:
+    region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    region[top:bottom, left:right] = True
+    return region
 
-    tensors = [torch.randn(3, SIZE, SIZE)]
-    for unchanged in (
-        output(_mask_with_blobs((4, 8, 28, 56)), pet_logit=-5.0),  # no pet by the pet score
-        output(torch.ones(SIZE, SIZE, dtype=torch.uint8), pet_logit=5.0),  # no pet pixels
-        output(torch.zeros(SIZE, SIZE, dtype=torch.uint8), pet_logit=5.0),  # the pet fills the photo
-    ):
-        looked = closer_model.look_closer(unchanged, tensors, [None])
-        assert looked.breed_logits is unchanged.breed_logits and looked.species_logits is unchanged.species_logits
+
+def test_a_closer_look_only_at_lone_animals_that_do_not_fill_the_image(closer_model: PetNet) -> None:
+    tensors = [torch.randn(3, SIZE, SIZE) for _ in range(4)]
+    output = PetNetOutput(torch.randn(4, 2), torch.randn(4, 37), torch.zeros(4, 3, SIZE, SIZE), torch.zeros(4),
+                          torch.zeros(4, 37, 1, 1))  # fmt: skip
+    lone, whole = _region(10, 12, 40, 50), _region(0, 0, SIZE, SIZE)
+    animals = [[lone], [], [lone, _region(44, 4, 60, 20)], [whole]]  # looked at: row 0 only
+    photos_asked: list[int] = []
+    looked = closer_model.look_closer(output, animals, tensors, lambda i: photos_asked.append(i))
+    assert photos_asked == [0], "a photo is fetched only for a crop"
+    torch.testing.assert_close(looked.breed_logits[1:], output.breed_logits[1:])
+    torch.testing.assert_close(looked.species_logits[1:], output.species_logits[1:])
+    crop = torch.nn.functional.interpolate(tensors[0][None, :, 8:54, 7:43], size=(SIZE, SIZE), mode="bilinear",
+                                           antialias=True)  # crop_box(lone): (7, 8, 43, 54)  # fmt: skip
+    species, breeds = closer_model.infer_classification(crop)
+    expected = ((output.breed_logits[:1].softmax(1) + breeds.softmax(1)) / 2).log()
+    torch.testing.assert_close(looked.breed_logits[:1].softmax(1), expected.softmax(1))
+    torch.testing.assert_close(
+        looked.species_logits[:1].softmax(1), (output.species_logits[:1].softmax(1) + species.softmax(1)) / 2
+    )
+
+
+def test_a_closer_look_at_a_speck_of_a_small_photo_still_crops_a_pixel(closer_model: PetNet) -> None:
+    output = PetNetOutput(torch.randn(1, 2), torch.randn(1, 37), torch.zeros(1, 3, SIZE, SIZE), torch.zeros(1),
+                          torch.zeros(1, 37, 1, 1))  # fmt: skip
+    photo = Image.new("RGB", (20, 20), (120, 80, 40))
+    looked = closer_model.look_closer(output, [[_region(7, 7, 8, 8)]], [torch.randn(3, SIZE, SIZE)], lambda i: photo)
+    assert torch.isfinite(looked.breed_logits).all()
+
+
+def test_mean_probability_logits_stay_finite_where_both_views_are_sure() -> None:
+    first = torch.tensor([[0.0, 200.0, -200.0], [1.0, 2.0, 3.0]])
+    second = torch.tensor([[0.0, 150.0, -300.0], [3.0, 2.0, 1.0]])
+    mean = mean_probability_logits(first, second)
+    assert torch.isfinite(mean).all()
+    torch.testing.assert_close(mean.softmax(1), (first.softmax(1) + second.softmax(1)) / 2)
