@@ -11,9 +11,13 @@ in turn for ``--rounds`` rounds::
 
     python benchmarks/load_test.py --clients 20 --requests 100 --compare --baseline-ref 76d6e77
 
-Each caller sends the example photos in turn through the ``/predict`` endpoint until ``--requests``
+Each caller sends the photos of ``--photos`` (default: the six examples, which repeat and so hit
+the demo's output cache; pass a folder of varied photos, subfolders included, for a fair figure) in
+turn through the ``/predict`` endpoint until ``--requests``
 calls are done or ``--max-seconds`` have passed; all connect before the clock starts, and none
-downloads the answer's files. Latency includes upload, queueing and the answer. ``--client http``
+downloads the answer's files. The server's resident memory is sampled while it works (``--server-pid``
+for a running demo; the servers it starts itself with ``--compare``): after the first tenth of the
+calls (warm-up), at the end and at its peak, which tells whether it stays flat. Latency includes upload, queueing and the answer. ``--client http``
 (the default) is what a browser does, in one thread: upload the photo, start the call, read its
 event stream (Gradio's HTTP API, ``/gradio_api/upload`` and ``/gradio_api/call/predict``), the
 callers as asyncio tasks sharing one ``httpx`` connection pool. ``--client gradio`` gives each
@@ -30,6 +34,7 @@ import asyncio
 import itertools
 import json
 import math
+import mimetypes
 import os
 import socket
 import statistics
@@ -39,7 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +54,7 @@ import httpx
 from gradio_client import Client, handle_file
 
 from petnet.paths import EXAMPLES_DIR, PROJECT_ROOT
+from petnet.predict import IMAGE_SUFFIXES
 
 
 @dataclass
@@ -61,12 +67,15 @@ class Tally:
     elapsed: float = 0.0
     max_seconds: float = math.inf
     """No call starts later than this after the start."""
+    rss: list[float] = field(default_factory=list)
+    """The server's resident memory (MB), sampled every half second while it is loaded."""
 
     def add(self, other: Tally) -> None:
         """Count ``other``'s calls and wall time as part of this tally."""
         self.latencies += other.latencies
         self.errors += other.errors
         self.elapsed += other.elapsed
+        self.rss += other.rss
 
     @property
     def throughput(self) -> float:
@@ -77,6 +86,8 @@ class Tally:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:7860", help="address of the running demo")
+    parser.add_argument("--photos", type=Path, default=EXAMPLES_DIR, help="folder of photos to send (subfolders too)")
+    parser.add_argument("--server-pid", type=int, help="pid of the running demo, to sample its memory")
     parser.add_argument("--clients", type=int, default=20, help="callers running in parallel")
     parser.add_argument("--requests", type=int, default=100, help="total predictions to request")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="stop starting new calls after this")
@@ -137,15 +148,60 @@ def _check(answer: list) -> None:
         raise ValueError(f"no prediction in the answer: {answer!r}")
 
 
-def load(url: str, clients: int, requests: int, max_seconds: float, client: str = "http") -> Tally:
-    """Run ``clients`` callers against ``url`` until ``requests`` calls are done or time is up."""
-    images = sorted(EXAMPLES_DIR.glob("*.jpg"))
+def find_photos(folder: Path) -> list[Path]:
+    """The image files (by suffix) in ``folder`` and its subfolders, sorted."""
+    photos = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise SystemExit(f"No photos in {folder}.")
+    return photos
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+@contextmanager
+def sampling_rss(pid: int | None, tally: Tally, every: float = 0.5) -> Iterator[None]:
+    """Append the resident memory of ``pid`` to ``tally.rss`` every ``every`` seconds meanwhile."""
+    if pid is None:
+        yield
+        return
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every):
+            tally.rss.append(resident_mb(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield
+    finally:
+        done.set()
+        sampler.join()
+        tally.rss.append(resident_mb(pid))
+
+
+def load(
+    url: str, clients: int, requests: int, max_seconds: float, client: str = "http",
+    photos: Sequence[Path] = (), server_pid: int | None = None,
+) -> Tally:  # fmt: skip
+    """Run ``clients`` callers against ``url`` until ``requests`` calls are done or time is up,
+    sending ``photos`` in turn (default: the examples); samples the memory of ``server_pid``."""
+    images = list(photos) or find_photos(EXAMPLES_DIR)
     if client == "http":
-        return asyncio.run(_load_http(url, clients, requests, max_seconds, images))
+        tally = Tally(max_seconds=max_seconds)
+        with sampling_rss(server_pid, tally):
+            asyncio.run(_load_http(url, clients, requests, images, tally))
+        return tally
     tally = Tally(max_seconds=max_seconds)
     tickets = itertools.count()  # next() on itertools.count is atomic under the GIL
     start = threading.Barrier(clients + 1)
-    with ThreadPoolExecutor(max_workers=clients) as pool:
+    with ThreadPoolExecutor(max_workers=clients) as pool, sampling_rss(server_pid, tally):
         for _ in range(clients):
             pool.submit(run_client, url, tickets, requests, start, images, tally)
         start.wait()  # every client has connected (or failed to)
@@ -154,8 +210,8 @@ def load(url: str, clients: int, requests: int, max_seconds: float, client: str 
     return tally
 
 
-async def _load_http(url: str, clients: int, requests: int, max_seconds: float, images: list[Path]) -> Tally:
-    tally = Tally(max_seconds=max_seconds)
+async def _load_http(url: str, clients: int, requests: int, images: list[Path], tally: Tally) -> None:
+    max_seconds = tally.max_seconds
     photos = [(image.name, image.read_bytes()) for image in images]
     tickets = itertools.count()
     limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
@@ -165,7 +221,6 @@ async def _load_http(url: str, clients: int, requests: int, max_seconds: float, 
         deadline = time.monotonic() + max_seconds
         await asyncio.gather(*(_http_caller(session, tickets, requests, deadline, photos, tally) for _ in range(clients)))
     tally.elapsed = time.perf_counter() - started
-    return tally
 
 
 async def _http_caller(
@@ -179,7 +234,8 @@ async def _http_caller(
         name, content = photos[ticket % len(photos)]
         sent = time.perf_counter()
         try:
-            upload = await session.post("/gradio_api/upload", files={"files": (name, content, "image/jpeg")})
+            kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            upload = await session.post("/gradio_api/upload", files={"files": (name, content, kind)})
             photo = {"path": upload.raise_for_status().json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
             call = await session.post("/gradio_api/call/predict", json={"data": [photo, 0.5]})
             event_id = call.raise_for_status().json()["event_id"]
@@ -209,9 +265,12 @@ def summary(tally: Tally) -> str:
     if done:
         lines.append(
             "latency s: "
-            + "  ".join(f"p{q} {percentile(tally.latencies, q):.2f}" for q in (50, 90, 99))
+            + "  ".join(f"p{q} {percentile(tally.latencies, q):.2f}" for q in (50, 90, 95, 99))
             + f"  mean {statistics.fmean(tally.latencies):.2f}  max {max(tally.latencies):.2f}"
         )
+    if tally.rss:
+        warm = tally.rss[min(len(tally.rss) - 1, len(tally.rss) // 10)]
+        lines.append(f"server RSS MB: after warm-up {warm:.0f}  end {tally.rss[-1]:.0f}  peak {max(tally.rss):.0f}")
     lines += [f"error: {message}" for message in tally.errors[:10]]
     return "\n".join(lines)
 
@@ -223,9 +282,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def served_demo(max_batch_size: int | None, root: Path = PROJECT_ROOT, timeout: float = 180.0) -> Iterator[str]:
+def served_demo(
+    max_batch_size: int | None, root: Path = PROJECT_ROOT, timeout: float = 180.0
+) -> Iterator[tuple[str, int]]:
     """``python app.py`` of the project at ``root`` on a free loopback port with the given batch
-    size (None = the default)."""
+    size (None = the default); yields its address and process id."""
     port = _free_port()
     environ = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
     environ.pop("PETNET_MAX_BATCH_SIZE", None)
@@ -245,7 +306,7 @@ def served_demo(max_batch_size: int | None, root: Path = PROJECT_ROOT, timeout: 
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"app.py did not serve {url} (exit status {server.poll()})") from None
                 time.sleep(0.5)
-        yield url
+        yield url, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -273,11 +334,12 @@ def compare(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if args.baseline_ref:
             servers.insert(0, (f"demo at {args.baseline_ref}", None, stack.enter_context(worktree(args.baseline_ref))))
-        urls = {label: stack.enter_context(served_demo(batch_size, root)) for label, batch_size, root in servers}
-        results = {label: Tally() for label in urls}
+        served = {label: stack.enter_context(served_demo(batch_size, root)) for label, batch_size, root in servers}
+        results = {label: Tally() for label in served}
+        photos = find_photos(args.photos)
         for _ in range(args.rounds):
-            for label, url in urls.items():
-                results[label].add(load(url, args.clients, args.requests, args.max_seconds, args.client))
+            for label, (url, pid) in served.items():
+                results[label].add(load(url, args.clients, args.requests, args.max_seconds, args.client, photos, pid))
     for label, tally in results.items():
         print(f"== {label}: {args.client} clients {args.clients}  requested {args.requests} x {args.rounds} rounds\n{summary(tally)}")
     *others, batched = results.items()
@@ -292,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.compare:
         return compare(args)
-    tally = load(args.url, args.clients, args.requests, args.max_seconds, args.client)
-    print(f"url {args.url}  {args.client} clients {args.clients}  requested {args.requests}")
+    photos = find_photos(args.photos)
+    tally = load(args.url, args.clients, args.requests, args.max_seconds, args.client, photos, args.server_pid)
+    print(f"url {args.url}  {args.client} clients {args.clients}  requested {args.requests}  photos {len(photos)} from {args.photos}")
     print(summary(tally))
     return 1 if tally.errors or len(tally.latencies) < args.requests else 0
 

@@ -20,14 +20,22 @@ from petnet.errors import InvalidImageError
 
 pillow_heif.register_heif_opener()  # iPhone photos (HEIC/HEIF) open like any other Pillow format
 
-MAX_IMAGE_PIXELS = 40_000_000
-"""Largest accepted image (width x height): about a 40-megapixel photo. Larger inputs are refused
-before decoding so a small compressed file cannot expand into gigabytes (decompression bomb)."""
+MAX_IMAGE_PIXELS = 64_000_000
+"""Largest accepted image (width x height): 64 megapixels, above today's 48-50 MP phone photos
+(8160x6120). Larger inputs are refused from their header, before decoding, so a small compressed
+file cannot expand into gigabytes (decompression bomb)."""
+MAX_SIDE = 2048
+"""Longest side an image is read at. Larger photos are decoded reduced (JPEG's DCT scaling through
+``Image.draft``, then ``Image.reduce`` and a resample, as ``Image.thumbnail`` does): a 50 MP JPEG
+then costs tens of megabytes, not gigabytes, to predict, and masks, boxes and overlays are at this
+size. It leaves the closer look (:mod:`petnet.inference`) 8x the network's input size to crop a
+small pet from."""
 
 READABLE_FORMATS = "JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF"
 """The photo formats people send, all read by Pillow (HEIC/HEIF through pillow-heif)."""
 
 EMPTY_FILE = "This file is empty."
+UNREADABLE = "This file could not be read."
 NOT_A_PICTURE = f"This file isn't a picture we can read ({READABLE_FORMATS})."
 PARTLY_THERE = "This photo is only partly there; try saving it again."
 TOO_LARGE = f"This picture is too large (at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels)."
@@ -40,27 +48,33 @@ _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"II*\0", b"MM\0*")
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
-def load_image(source: ImageInput) -> Image.Image:
-    """Read ``source`` (path, encoded bytes, PIL image or HxW[xC] uint8 array) as upright RGB."""
+def load_image(source: ImageInput, max_side: int | None = MAX_SIDE) -> Image.Image:
+    """Read ``source`` (path, encoded bytes, PIL image or HxW[xC] uint8 array) as upright RGB, at
+    most ``max_side`` pixels on its longer side (``None``: as large as it is)."""
     if isinstance(source, np.ndarray):
-        return _from_array(source)
+        return _fit(_from_array(source), max_side)
     if isinstance(source, Image.Image):
-        return _to_rgb(_check_size(source))
+        return _fit(_to_rgb(_check_size(source)), max_side)
     if isinstance(source, (bytes, bytearray)):
-        return _decode(bytes(source))
+        return _decode(bytes(source), max_side)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise InvalidImageError(f"No image file at {path}.")
-        return _decode(path.read_bytes())
+        try:
+            data = path.read_bytes()
+        except OSError as error:  # permissions, a device or /proc file, an I/O error: one plain message
+            raise InvalidImageError(UNREADABLE) from error
+        return _decode(data, max_side)
     raise InvalidImageError(
         f"Unsupported image input of type {type(source).__name__}; "
         "pass a file path, encoded bytes, a PIL image or an HxWx3 uint8 array."
     )
 
 
-def _decode(data: bytes) -> Image.Image:
-    """Decode an encoded file; every failure becomes one of the plain messages above."""
+def _decode(data: bytes, max_side: int | None) -> Image.Image:
+    """Decode an encoded file, reduced to ``max_side`` while decoding where the format allows (JPEG);
+    every failure becomes one of the plain messages above."""
     if not data:
         raise InvalidImageError(EMPTY_FILE)
     try:
@@ -69,6 +83,8 @@ def _decode(data: bytes) -> Image.Image:
             with Image.open(io.BytesIO(data)) as image:
                 _check_size(image)
                 image.seek(0)  # first frame of animated GIF/WebP/TIFF
+                if max_side is not None and max(image.size) > max_side:
+                    image.thumbnail((max_side, max_side))  # draft (JPEG), reduce, resample: see MAX_SIDE
                 image.load()
                 upright = ImageOps.exif_transpose(image)
                 return _to_rgb(upright)
@@ -96,6 +112,15 @@ def _check_size(image: Image.Image) -> Image.Image:
     if width * height > MAX_IMAGE_PIXELS:
         raise InvalidImageError(TOO_LARGE)
     return image
+
+
+def _fit(image: Image.Image, max_side: int | None) -> Image.Image:
+    """``image`` itself, or a copy at most ``max_side`` pixels on its longer side."""
+    if max_side is None or max(image.size) <= max_side:
+        return image
+    small = image.copy()
+    small.thumbnail((max_side, max_side))
+    return small
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -382,16 +382,22 @@ class Prediction(Mapping):
         return len(_COMPAT_KEYS)
 
     def to_dict(self) -> dict:
-        """JSON-ready summary (no masks)."""
+        """JSON-ready summary (no masks). Without a pet there is no species or breed to tell: those
+        fields are null (or empty), not the guess the attributes keep for the original contract.
+        ``image_size`` is the (width, height) the boxes and masks refer to: the photo as read, at
+        most :data:`petnet.images.MAX_SIDE` on its longer side."""
+        found = self.has_pet
+        height, width = self.full_mask.shape
         return {
-            "has_pet": self.has_pet,
+            "has_pet": found,
             "pet_score": self.pet_score,
-            "species": self.species,
-            "species_confidence": self.species_confidence,
-            "breed": list(self.breed),
-            "breed_confidences": list(self.breed_confidences),
-            "species_probabilities": self.species_probabilities,
+            "species": self.species if found else None,
+            "species_confidence": self.species_confidence if found else None,
+            "breed": list(self.breed) if found else [],
+            "breed_confidences": list(self.breed_confidences) if found else [],
+            "species_probabilities": self.species_probabilities if found else None,
             "pet_fraction": float((self.full_mask == 0).float().mean()),
+            "image_size": [width, height],
             "pets": [pet.to_dict() for pet in self.pets],
         }
 

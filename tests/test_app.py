@@ -22,9 +22,9 @@ from PIL import Image, ImageDraw
 
 import petnet
 from app import results_html
-from app.demo import API_NAME, VIEW_FILE, DemoSettings, PetDemo, build_demo, example_paths
+from app.demo import API_NAME, FAILED, MISSING_UPLOAD, VIEW_FILE, DemoSettings, PetDemo, build_demo, example_paths
 from petnet.config import PetNetConfig
-from petnet.images import NOT_A_PICTURE, load_image
+from petnet.images import MAX_SIDE, NOT_A_PICTURE, load_image
 from petnet.inference import Pet, Prediction
 from petnet.labels import BREED_NAMES, BREEDS, MASK_CLASSES, display_name
 from petnet.visualize import MASK_COLORS, animal_color
@@ -93,7 +93,9 @@ class StubModel:
 
 
 def _handlers(tmp_path: Path, animals: int = 1) -> PetDemo:
-    return PetDemo(StubModel(animals), output_dir=tmp_path)  # type: ignore[arg-type]
+    """Handlers writing into ``tmp_path`` that take the photos of ``tmp_path.parent`` as uploads
+    (the tests' photos sit there or in ``tmp_path`` itself)."""
+    return PetDemo(StubModel(animals), output_dir=tmp_path, upload_dir=tmp_path.parent)  # type: ignore[arg-type]
 
 
 def _photo(tmp_path: Path, name: str = "my cat.jpg", size: tuple[int, int] = (200, 120)) -> str:
@@ -145,11 +147,11 @@ def test_batch_size_comes_from_the_environment() -> None:
 def test_one_pet_gives_species_breeds_overlay_cutout_and_named_downloads(tmp_path: Path) -> None:
     overlay, verdict, details, preview, downloads = _handlers(tmp_path).predict(_photo(tmp_path), 0.5)
 
-    assert Path(overlay).name == "my_cat_overlay.png" and Image.open(overlay).size == (200, 120)
+    assert Path(overlay).name == "overlay-my_cat.png" and Image.open(overlay).size == (200, 120)
     assert "Dog · 90% sure" in verdict and verdict.count('class="breed"') == 3
     assert "Beagle" in verdict and "60%" in verdict and results_html.NO_PET not in verdict
     assert details["has_pet"] is True and len(details["pets"]) == 1 and details["pets"][0]["breed"][0] == "beagle"
-    assert [Path(p).name for p in downloads] == ["my_cat_overlay.png", "my_cat_cutout.png", "my_cat_mask.png"]
+    assert [Path(p).name for p in downloads] == ["overlay-my_cat.png", "cutout-my_cat.png", "mask-my_cat.png"]
 
     mask = Image.open(downloads[2])
     assert mask.mode == "P" and mask.size == (200, 120)
@@ -171,7 +173,7 @@ def test_no_pet_says_so_and_offers_no_cutout(tmp_path: Path) -> None:
     assert results_html.NO_PET == "No cat or dog found in this photo."
     assert results_html.NO_PET in verdict and "sure" not in verdict
     assert details["has_pet"] is False and details["pets"] == []
-    assert preview is None and [Path(p).name for p in downloads] == ["my_cat_overlay.png", "my_cat_mask.png"]
+    assert preview is None and [Path(p).name for p in downloads] == ["overlay-my_cat.png", "mask-my_cat.png"]
     assert overlay == downloads[0]
 
 
@@ -194,7 +196,7 @@ def test_concurrent_visitors_share_one_network_pass_and_a_bad_file_stays_theirs(
     assert handlers.model.batches == [2]  # the two usable photos went through the network together
     assert len(columns) == 5 and all(len(column) == 3 for column in columns)
     overlays, verdicts, details, _, downloads = columns
-    assert Path(overlays[0]).name == "a_overlay.png" and Path(overlays[2]).name == "b_overlay.png"
+    assert Path(overlays[0]).name == "overlay-a.png" and Path(overlays[2]).name == "overlay-b.png"
     assert overlays[1] is None and downloads[1] is None and details[1] == {"error": NOT_A_PICTURE}
     assert "notes.jpg" in verdicts[1] and "Dog · 90% sure" in verdicts[0] + verdicts[2]
 
@@ -214,7 +216,7 @@ def test_opacity_redraws_from_the_stored_view_without_the_model(
     assert (
         clear_downloads[0] == clear
         and clear_downloads[1:] == downloads[1:]
-        and Path(clear).name == "my_cat_overlay.png"
+        and Path(clear).name == "overlay-my_cat.png"
     )
     opaque, _ = handlers.redraw(clear_downloads, 1.0)  # works again from the redrawn list
     assert tuple(np.asarray(Image.open(opaque))[60, 150]) == animal_color(1)
@@ -223,7 +225,7 @@ def test_opacity_redraws_from_the_stored_view_without_the_model(
 
 def test_redraw_ignores_files_outside_its_results_folder(tmp_path: Path) -> None:
     handlers = _handlers(tmp_path / "results")
-    foreign = tmp_path / "elsewhere" / "x_mask.png"
+    foreign = tmp_path / "elsewhere" / "mask-x.png"
     foreign.parent.mkdir()
     foreign.write_bytes(b"")
     (foreign.parent / VIEW_FILE).write_bytes(b"")
@@ -266,7 +268,7 @@ def _bad_file(kind: str, directory: Path) -> Path:
     [
         ("text-renamed-jpg", "This file isn't a picture we can read (JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF)."),
         ("truncated-jpeg", "This photo is only partly there; try saving it again."),
-        ("20000x20000", "This picture is too large (at most 40 megapixels)."),
+        ("20000x20000", "This picture is too large (at most 64 megapixels)."),
         ("empty-file", "This file is empty."),
     ],
 )
@@ -314,10 +316,74 @@ def test_large_photo_keeps_full_size_downloads_and_a_screen_size_overlay(tmp_pat
         assert view["mask"].shape == view["animals"].shape == (limit * 3 // 4, limit)
 
 
+def test_only_uploads_and_examples_are_opened_and_refusals_do_not_tell_what_exists(tmp_path: Path) -> None:
+    """A raw API call can name any server path (the event skips Gradio's preprocessing): a photo
+    elsewhere on the server, a non-image, a missing path and a symlink from the upload folder to
+    outside get the same words, and nothing is opened; uploads and the bundled examples work."""
+    uploads, outside = tmp_path / "uploads", tmp_path / "server"
+    uploads.mkdir()
+    outside.mkdir()
+    handlers = PetDemo(StubModel(), output_dir=uploads, upload_dir=uploads)  # type: ignore[arg-type]
+    server_photo = _photo(outside, "secret.jpg")
+    link = uploads / "link.jpg"
+    link.symlink_to(server_photo)
+    hostile = [server_photo, "/etc/hostname", str(outside / "missing.jpg"), str(link), "/proc/self/mem", str(uploads)]
+    for path in hostile:
+        overlay, verdict, details, preview, downloads = handlers.predict({"path": path}, 0.5)
+        assert details == {"error": MISSING_UPLOAD} and overlay is preview is downloads is None
+        assert str(tmp_path) not in verdict
+    assert handlers.model.batches == []  # nothing reached the network
+    ours = handlers.predict({"path": _photo(uploads, "mine.jpg")}, 0.5)
+    assert ours[2]["has_pet"] and handlers.predict(example_paths()[0], 0.5)[2]["has_pet"]
+    assert handlers.predict({"path": ours[4][0]}, 0.5)[2] == {"error": MISSING_UPLOAD}  # not our own outputs
+
+
+class FailingModel(StubModel):
+    """A stub whose network fails on any batch that holds a photo of ``bad_width`` pixels."""
+
+    def __init__(self, bad_width: int):
+        super().__init__()
+        self.bad_width = bad_width
+
+    def predict_batch(self, images: list[Image.Image]) -> list[Prediction]:
+        if any(image.width == self.bad_width for image in images):
+            raise RuntimeError("the network fell over")
+        return super().predict_batch(images)
+
+
+def test_one_failing_photo_fails_alone_and_its_batch_mates_are_answered(tmp_path: Path) -> None:
+    handlers = PetDemo(FailingModel(bad_width=77), output_dir=tmp_path, upload_dir=tmp_path)  # type: ignore[arg-type]
+    uploads = [_photo(tmp_path, "a.jpg"), _photo(tmp_path, "bad.jpg", (77, 50)), _photo(tmp_path, "b.jpg"), "/proc/self/mem"]
+    overlays, _, details, _, _ = handlers.predict_batch(uploads, [0.5] * 4)
+    assert details[1] == {"error": FAILED} and details[3] == {"error": MISSING_UPLOAD}
+    assert details[0]["has_pet"] and details[2]["has_pet"] and overlays[0] and overlays[2]
+    assert handlers.model.batches == [1, 1]  # the failed batch of three, then one by one
+
+
+def test_a_50_megapixel_photo_is_answered_at_working_size(tmp_path: Path) -> None:
+    path = tmp_path / "phone.jpg"
+    Image.new("RGB", (8160, 6120), (120, 160, 90)).save(path, quality=80)
+    _, verdict, details, _, downloads = _handlers(tmp_path / "out").predict(str(path), 0.5)
+    assert "sure" in verdict and details["image_size"] == [MAX_SIDE, MAX_SIDE * 6120 // 8160]
+    assert Image.open(downloads[-1]).size == (MAX_SIDE, MAX_SIDE * 6120 // 8160)  # the mask
+
+
+def test_old_result_folders_are_swept(tmp_path: Path) -> None:
+    handlers = _handlers(tmp_path / "out")
+    downloads = handlers.predict(_photo(tmp_path), 0.5)[-1]
+    folder = Path(downloads[0]).parent
+    frequency, age = handlers.settings.delete_cache
+    written = folder.stat().st_mtime
+    assert handlers.sweep(now=written + frequency + 1) == 0 and folder.is_dir()  # still fresh
+    assert handlers.sweep(now=written + age + 1) == 1 and not folder.exists()
+    handlers.predict(_photo(tmp_path), 0.5)
+    assert handlers.sweep(now=written + age + 2) == 0 and folder.is_dir()  # too soon after the last sweep
+
+
 def test_photo_names_become_safe_download_names(tmp_path: Path) -> None:
     path = _photo(tmp_path, "upload.jpg")
     downloads = _handlers(tmp_path / "out").predict({"path": path, "orig_name": "../My cat (1).HEIC"}, 0.5)[-1]
-    assert Path(downloads[0]).name == "My_cat_1_overlay.png"
+    assert Path(downloads[0]).name == "overlay-My_cat_1.png"
 
 
 def test_a_real_network_goes_through_the_same_path(tmp_path: Path) -> None:

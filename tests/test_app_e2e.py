@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app.demo import build_demo, example_paths, launch_options
+from app.demo import MISSING_UPLOAD, build_demo, example_paths, launch_options
 from petnet.images import NOT_A_PICTURE
 from petnet.paths import BUNDLED_MODEL_DIR, PROJECT_ROOT
 
@@ -46,13 +48,13 @@ def test_predict_endpoint_returns_results(client: Client) -> None:
     overlay, verdict, details, preview, downloads = client.predict(
         handle_file(example_paths()[0]), 0.5, api_name="/predict"
     )
-    assert Image.open(overlay).size == (256, 256) and Path(overlay).name == "Abyssinian_202_overlay.png"
+    assert Image.open(overlay).size == (256, 256) and Path(overlay).name == "overlay-Abyssinian_202.png"
     assert set(details) >= {"has_pet", "pet_score", "pets", "species", "breed"}
     assert len(details["pets"]) >= 1 if details["has_pet"] else details["pets"] == []
     for pet in details["pets"]:
         assert pet["species"] in {"cat", "dog"} and len(pet["breed"]) == 3 and len(pet["box"]) == 4
     names = [Path(path).name for path in downloads]
-    assert names[0] == "Abyssinian_202_overlay.png" and names[-1] == "Abyssinian_202_mask.png"
+    assert names[0] == "overlay-Abyssinian_202.png" and names[-1] == "mask-Abyssinian_202.png"
     mask = Image.open(downloads[-1])
     assert mask.mode == "P" and set(np.unique(np.asarray(mask))) <= {0, 1, 2}
     assert ("sure" in verdict) == details["has_pet"] == (preview is not None)
@@ -89,3 +91,35 @@ def test_uploads_over_the_size_limit_are_refused(server_url: str) -> None:
         f"{server_url}/gradio_api/upload", files={"files": ("big.jpg", too_big, "image/jpeg")}, timeout=30
     )
     assert response.status_code == 413
+
+
+def _raw_call(server_url: str, path: str) -> list:
+    """POST /gradio_api/call/predict with a bare ``{"path": ...}`` (no upload, no meta), as a
+    hostile script would; returns the outputs of the ``complete`` event."""
+    posted = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [{"path": path}, 0.5]}, timeout=30)
+    event_id = posted.json()["event_id"]
+    with httpx.stream("GET", f"{server_url}/gradio_api/call/predict/{event_id}", timeout=120) as stream:
+        lines = list(stream.iter_lines())
+    event = next(i for i, line in enumerate(lines) if line.startswith("event:"))
+    assert lines[event] == "event: complete", lines
+    return json.loads(lines[event + 1].removeprefix("data:"))
+
+
+def test_raw_api_calls_cannot_read_server_files(server_url: str, tmp_path: Path) -> None:
+    server_photo = tmp_path / "server_photo.jpg"
+    Image.open(example_paths()[0]).save(server_photo)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(server_photo)
+    for path in (server_photo, "/etc/hostname", tmp_path / "missing.jpg", link, "/proc/self/mem"):
+        overlay, _, details, preview, downloads = _raw_call(server_url, str(path))
+        assert details == {"error": MISSING_UPLOAD} and overlay is preview is downloads is None
+    assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # the bundled examples stay open
+
+
+def test_a_hostile_request_fails_alone_in_a_batch(server_url: str) -> None:
+    hostile = ("/proc/self/mem", "/etc/hostname")
+    paths = [*example_paths()[:3], hostile[0], *example_paths()[3:6], hostile[1]]
+    with ThreadPoolExecutor(len(paths)) as pool:
+        answers = list(pool.map(lambda path: _raw_call(server_url, path)[2], paths))
+    for path, details in zip(paths, answers, strict=True):
+        assert details == {"error": MISSING_UPLOAD} if path in hostile else "has_pet" in details

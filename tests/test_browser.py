@@ -153,7 +153,7 @@ def test_slider_redraws_and_bad_file_leaves_a_plain_message(server_url: str, bro
         before = overlay.get_attribute("src")
         page.locator("#opacity input[type=range]").fill("1")  # redrawn from the stored view
         expect(overlay).not_to_have_attribute("src", before, timeout=20_000)
-        expect(page.locator("#downloads").get_by_role("cell", name="Abyssinian_202_mask.png")).to_be_visible()
+        expect(page.locator("#downloads").get_by_role("cell", name="mask-Abyssinian_202.png")).to_be_visible()
 
         fake = tmp_path / "holiday.jpg"
         fake.write_text("this is a text file, not a photo")

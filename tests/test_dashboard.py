@@ -276,3 +276,12 @@ def test_command_line_flags_win_over_environment() -> None:
     assert options.images_root == Path("/env/images")
     assert options.reports_dir == REPORTS_DIR
     assert parse_options([], {}).report is None
+
+
+def test_the_dashboard_listens_on_loopback_unless_told_otherwise() -> None:
+    """``streamlit run app/dashboard.py`` from the project root reads ``.streamlit/config.toml``:
+    the report browser is not put on every interface by default."""
+    import tomllib
+
+    config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"

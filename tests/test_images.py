@@ -14,7 +14,16 @@ from PIL import Image
 
 from petnet.config import PetNetConfig
 from petnet.errors import InvalidImageError
-from petnet.images import EMPTY_FILE, MAX_IMAGE_PIXELS, NOT_A_PICTURE, PARTLY_THERE, TOO_LARGE, load_image
+from petnet.images import (
+    EMPTY_FILE,
+    MAX_IMAGE_PIXELS,
+    MAX_SIDE,
+    NOT_A_PICTURE,
+    PARTLY_THERE,
+    TOO_LARGE,
+    UNREADABLE,
+    load_image,
+)
 from petnet.model import PetNet
 
 
@@ -60,12 +69,12 @@ def test_unusable_inputs_raise_invalid_image_error(source: object) -> None:
         load_image(source)
 
 
-@pytest.mark.parametrize("size", [(20_000, 20_000), (8_000, 6_000)], ids=["over-pillow-limit", "over-petnet-limit"])
+@pytest.mark.parametrize("size", [(20_000, 20_000), (10_000, 7_000)], ids=["over-pillow-limit", "over-petnet-limit"])
 def test_huge_image_is_refused_before_decoding_with_one_limit(size: tuple[int, int]) -> None:
     assert size[0] * size[1] > MAX_IMAGE_PIXELS
     with pytest.raises(InvalidImageError) as raised:
         load_image(_png_header_only(*size))
-    assert str(raised.value) == "This picture is too large (at most 40 megapixels)." == TOO_LARGE
+    assert str(raised.value) == "This picture is too large (at most 64 megapixels)." == TOO_LARGE
 
 
 def _truncated(fmt: str) -> bytes:
@@ -178,6 +187,31 @@ def test_exif_orientation_is_applied() -> None:
     top, bottom = image.getpixel((10, 5)), image.getpixel((10, 35))
     assert top[0] > 200 and top[2] < 60, "the left (red) half ends up on top"
     assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_a_50_megapixel_phone_photo_is_read_reduced_and_upright() -> None:
+    """8160x6120 (a 50 MP phone camera), stored on its side with Orientation=6: decoded at most
+    MAX_SIDE on its longer side (JPEG draft scaling, then a resample), rotated upright."""
+    stored = Image.new("RGB", (8160, 6120), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 4080, 6120))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(stored, "JPEG", quality=80, exif=exif.tobytes())
+    del stored
+    image = load_image(data)
+    assert image.size == (MAX_SIDE * 6120 // 8160, MAX_SIDE)
+    top, bottom = image.getpixel((700, 100)), image.getpixel((700, MAX_SIDE - 100))
+    assert top[0] > 200 and top[2] < 60 and bottom[2] > 200 and bottom[0] < 60
+    assert load_image(_encode(Image.new("RGB", (3000, 1000)), "PNG"), max_side=None).size == (3000, 1000)
+    assert load_image(Image.new("RGB", (3000, 1000))).size == (MAX_SIDE, round(MAX_SIDE / 3))
+    assert load_image(np.zeros((100, 4100), np.uint8)).size == (MAX_SIDE, 50)
+
+
+def test_a_file_that_cannot_be_read_is_one_plain_message() -> None:
+    """A device or /proc file: ``is_file`` says yes, reading fails (EIO); never an OSError upward."""
+    with pytest.raises(InvalidImageError) as raised:
+        load_image("/proc/self/mem")
+    assert str(raised.value) == UNREADABLE
 
 
 def test_animated_gif_gives_the_first_frame() -> None:
