@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -33,7 +34,7 @@ from PIL import Image
 
 from app import results_html
 from petnet import InvalidImageError, PetNet, load_model
-from petnet.images import load_image
+from petnet.images import MAX_IMAGE_PIXELS, TOO_LARGE, load_image
 from petnet.inference import Prediction
 from petnet.paths import EXAMPLES_DIR, PROJECT_ROOT
 from petnet.visualize import animal_map, on_checkerboard, overlay_mask, palette_mask, pet_cutout
@@ -50,6 +51,8 @@ PREVIEW_FILE = "cutout_preview.jpg"
 otherwise encode and hash a PIL image on every request)."""
 MISSING_UPLOAD = "The upload did not arrive. Please add the photo again."
 FAILED = "Something went wrong with this photo. Please try another one."
+TOO_BIG = "This file is larger than {size}; please send a smaller photo."
+"""Refusal of an upload over :attr:`DemoSettings.max_file_size`, given in the page before any upload."""
 
 
 @dataclass(frozen=True)
@@ -386,6 +389,97 @@ SCROLL_TO_RESULTS = """() => {
 """After each prediction: bring the results panel to the top of the screen unless it is already in
 its upper part (phones stack it 1.5-2 screens below the upload; desktops show it beside it)."""
 
+REFUSED_BUTTON = "refused"
+"""``elem_id`` of the hidden button whose click event puts a refusal made in the page on screen."""
+
+UPLOAD_CHECK = """() => {
+  const check = __CHECK__;
+  if (window.petnetUploadCheck) return;  // installed once per page
+  window.petnetUploadCheck = check;
+  const passed = new WeakSet();  // the events re-sent to Gradio after the check
+  const escape = (text) => text.replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})[c]);
+  const pixels = (file) => new Promise((resolve) => {
+    // The browser reads the size from the header; a detached image is never decoded.
+    if (file.type === "image/svg+xml") return resolve(0);
+    const url = URL.createObjectURL(file);
+    const image = new Image();
+    const done = (count) => { URL.revokeObjectURL(url); resolve(count); };
+    image.onload = () => done(image.naturalWidth * image.naturalHeight);
+    image.onerror = () => done(0);  // not a picture the browser reads (HEIC, TIFF, text): the server says
+    image.src = url;
+  });
+  const refusal = async (file) => {
+    if (file.size > check.max_bytes) return check.too_big;
+    if ((await pixels(file)) > check.max_pixels) return check.too_large;
+    return null;
+  };
+  const show = (file, [panel, message]) => {
+    const button = document.getElementById(check.button);
+    if (!button) return false;
+    window.petnetRefusal = [null, panel.replace("{name}", () => escape(file.name || "your photo")), {error: message}, null, null];
+    button.click();
+    return true;
+  };
+  const vet = (event, files, resend) => {
+    if (passed.has(event) || !files?.length || !event.target?.closest?.("#photo")) return false;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    const file = files[0];  // the one Gradio takes
+    refusal(file).then((found) => (found && show(file, found)) || resend(), () => resend());
+    return true;
+  };
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file") return;
+    vet(event, input.files, () => {
+      const again = new Event("change", {bubbles: true});
+      passed.add(again);
+      input.dispatchEvent(again);
+    });
+  }, true);
+  document.addEventListener("drop", (event) => {
+    const files = Array.from(event.dataTransfer?.files || []);
+    const held = vet(event, files, () => {
+      const transfer = new DataTransfer();
+      files.forEach((file) => transfer.items.add(file));
+      const again = new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: transfer});
+      passed.add(again);
+      event.target.dispatchEvent(again);
+    });
+    // The drag is over either way: let the upload area drop its highlight (its own drop never came).
+    if (held) document.querySelector("#photo input[type=file]")?.dispatchEvent(new DragEvent("dragleave", {bubbles: true}));
+  }, true);
+}"""
+"""Installed on page load: a photo chosen or dropped on the upload is checked in the browser first.
+A file over the upload limit, or a picture whose header claims more than
+:data:`petnet.images.MAX_IMAGE_PIXELS`, is refused there, in the results panel like the server's
+refusals, and never reaches Gradio: no upload, no error toast, and no preview for the browser to
+decode: the server refuses a 20000x20000 picture from its header at once, but Chromium then spent
+1.5-3 s drawing the preview of a header-only PNG of 54 bytes, 6-10 s for a real 20000x20000 JPEG,
+before the refusal reached the screen (0.1 s now). Other files go on to Gradio unchanged, a few
+milliseconds later; the server's checks stay the authority."""
+
+
+def _size_text(max_file_size: str) -> str:
+    """Gradio's size setting as people write it: ``"10mb"`` -> ``"10 MB"``."""
+    compact = max_file_size.replace(" ", "")
+    number = compact.rstrip("bBkKmMgGtT")
+    return f"{number} {compact[len(number) :].upper()}"
+
+
+def upload_check_js(settings: DemoSettings) -> str:
+    """:data:`UPLOAD_CHECK` with its limits and refusals: the panel HTML comes from
+    :func:`results_html.refusal` with ``{name}`` standing for the file name (escaped in the page)."""
+    too_big = TOO_BIG.format(size=_size_text(settings.max_file_size))
+    check = {
+        "max_bytes": gr.utils._parse_file_size(settings.max_file_size),  # as Gradio counts the limit
+        "max_pixels": MAX_IMAGE_PIXELS,
+        "too_big": [results_html.refusal("{name}", too_big), too_big],
+        "too_large": [results_html.refusal("{name}", TOO_LARGE), TOO_LARGE],
+        "button": REFUSED_BUTTON,
+    }
+    return UPLOAD_CHECK.replace("__CHECK__", json.dumps(check))
+
 
 def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None) -> gr.Blocks:
     """The demo's interface with its queue configured; loads the model (once) unless given one."""
@@ -449,6 +543,15 @@ def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None
             max_batch_size=settings.max_batch_size,
             concurrency_limit=settings.concurrency_limit,
         ).then(None, js=SCROLL_TO_RESULTS)
+        refused = gr.Button("Refused upload", visible="hidden", elem_id=REFUSED_BUTTON)
+        refused.click(  # in the page only: outputs as the server's refusals give them (_refusal)
+            None,
+            outputs=[overlay, verdict, details, cutout, downloads],
+            js="() => window.petnetRefusal",
+            api_visibility="private",
+            queue=False,
+        ).then(None, js=SCROLL_TO_RESULTS)
+        demo.load(None, js=upload_check_js(settings), api_visibility="private", queue=False)
         opacity.change(
             handlers.redraw,
             inputs=[downloads, opacity],

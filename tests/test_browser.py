@@ -2,7 +2,9 @@
 
 Headless Chromium uploads a photo and checks that the results are on screen without scrolling by
 hand (all three breeds above the fold on the desktop), that the opacity slider redraws, that an
-unusable file leaves one plain message in the page and that a photo without a pet says so.
+unusable file leaves one plain message in the page and that a photo without a pet says so; that a
+file over the upload limit and a picture whose header claims 400 megapixels are refused in the
+results panel (by the page, before any upload or preview), chosen or dropped.
 
 Set ``PETNET_SCREENSHOTS=1`` to refresh the README screenshots ``docs/images/app.png`` (desktop) and
 ``docs/images/app_phone.png``; otherwise they go to pytest's temporary directory.
@@ -10,21 +12,26 @@ Set ``PETNET_SCREENSHOTS=1`` to refresh the README screenshots ``docs/images/app
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
+import struct
+import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.demo import build_demo, example_paths, launch_options
+from app.demo import DemoSettings, build_demo, example_paths, launch_options
 from app.results_html import NO_PET
 from petnet import PetNet, load_model
-from petnet.images import NOT_A_PICTURE
+from petnet.images import NOT_A_PICTURE, TOO_LARGE
 from petnet.inference import Prediction
 from petnet.paths import PROJECT_ROOT
 
@@ -116,6 +123,33 @@ def _upload(page, path: str) -> None:
     page.locator("#photo input[type=file]").set_input_files(path)
 
 
+def _drop(page, path: Path, name: str) -> None:
+    """Drag the file at ``path`` onto the photo's upload area as ``name`` (the events a browser sends)."""
+    transfer = page.evaluate_handle(
+        """([name, data]) => {
+            const transfer = new DataTransfer();
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            transfer.items.add(new File([bytes], name, {type: "image/png"}));
+            return transfer;
+        }""",
+        [name, base64.b64encode(path.read_bytes()).decode()],
+    )
+    area = page.locator("#photo .upload-container").first
+    for kind in ("dragenter", "dragover", "drop"):
+        area.dispatch_event(kind, {"dataTransfer": transfer})
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` with almost no data: a decompression-bomb shape."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")))
+    return path
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop-1280x900", "phone-390x844"])
 def test_results_are_in_view_after_an_upload(server_url: str, browser, viewport: dict, tmp_path: Path) -> None:
     from playwright.sync_api import expect
@@ -184,5 +218,66 @@ def test_photo_without_a_pet_says_so(server_url: str, browser, tmp_path: Path) -
         expect(page.locator("#results .breed")).to_have_count(0)
         page.wait_for_timeout(1500)
         assert _in_view(page, "#results")
+    finally:
+        page.close()
+
+
+def test_file_over_the_upload_limit_gets_a_message_in_the_results(server_url: str, browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    limit = gr.utils._parse_file_size(DemoSettings().max_file_size)
+    assert launch_options()["max_file_size"] == DemoSettings().max_file_size  # the limit Gradio enforces
+    photo = Path(example_paths()[0]).read_bytes()
+    big = tmp_path / "big <cat>.jpg"  # a real photo, padded past the limit (JPEG readers skip the tail)
+    big.write_bytes(photo + bytes(limit + 1 - len(photo)))
+    page = browser.new_page(viewport=PHONE)
+    try:
+        page.goto(server_url, timeout=30_000)
+        _upload(page, str(big))
+        message = page.locator("#results [role=alert]")
+        expect(message).to_contain_text("big <cat>.jpg", timeout=30_000)
+        expect(message).to_contain_text("This file is larger than 10 MB; please send a smaller photo.")
+        page.wait_for_timeout(1500)  # the smooth scroll; and a toast would be up by now
+        assert _in_view(page, "#results")
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)  # no Gradio toast
+        expect(page.locator("#photo img")).to_have_count(0)  # nothing was uploaded or previewed
+        page.get_by_text("Details (as the API returns them)").click()
+        expect(page.locator("#details")).to_contain_text("larger than 10 MB")
+
+        _upload(page, example_paths()[3])  # the upload still works afterwards
+        expect(page.locator("#results .species").first).to_have_text(SPECIES_TEXT, timeout=60_000)
+        expect(message).to_have_count(0)
+    finally:
+        page.close()
+
+
+def test_picture_claiming_400_megapixels_is_refused_without_a_preview(server_url: str, browser, tmp_path: Path) -> None:
+    """20000x20000 in a few bytes: the server refuses it from its header in 0.1 s, but Chromium, once
+    it had the upload, spent 1.5-3 s drawing the preview before the refusal reached the screen. The
+    page refuses it from the header now, before any upload; the time is printed, not asserted."""
+    from playwright.sync_api import expect
+
+    huge = _png_header_only(tmp_path / "huge.png", 20_000, 20_000)
+    page = browser.new_page(viewport=DESKTOP)
+    try:
+        page.goto(server_url, timeout=30_000)
+        page.locator("#photo input[type=file]").wait_for(state="attached", timeout=30_000)
+        started = time.perf_counter()
+        _upload(page, str(huge))
+        message = page.locator("#results [role=alert]")
+        expect(message).to_contain_text(TOO_LARGE, timeout=30_000)
+        page.screenshot(path=str(tmp_path / "huge.png.shown.png"))  # waits for the frame that shows it
+        print(f"20000x20000 PNG chosen: refusal on screen after {time.perf_counter() - started:.2f} s")
+        expect(message).to_contain_text("huge.png")
+        expect(page.locator("#photo img")).to_have_count(0)  # no preview for the browser to decode
+
+        started = time.perf_counter()
+        _drop(page, huge, "dropped.png")
+        expect(message).to_contain_text("dropped.png", timeout=30_000)
+        page.screenshot(path=str(tmp_path / "dropped.png.shown.png"))
+        print(f"20000x20000 PNG dropped: refusal on screen after {time.perf_counter() - started:.2f} s")
+        expect(message).to_contain_text(TOO_LARGE)
+        expect(page.locator("#photo img")).to_have_count(0)
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)
     finally:
         page.close()
