@@ -34,6 +34,7 @@ from app.dashboard_charts import (
     most_confused_figure,
     per_breed_bar_figure,
     per_breed_frame,
+    reliability_figure,
     validation_curves_figure,
 )
 from petnet.data import read_trimap
@@ -236,6 +237,24 @@ def show_classification(report: dict, normalise: bool, species: tuple[str, ...])
         species=species,
     )
     st.plotly_chart(breed_figure, key="breed_confusion")
+
+
+def show_calibration(report: dict) -> None:
+    """Shown confidence against how often it is right, for the species and the first breed."""
+    calibration = report.get("calibration")
+    if not calibration:
+        st.info("This report has no calibration figures; regenerate it with `python -m petnet.evaluate`.")
+        return
+    heads = {"species": calibration["species"], "first breed": calibration["top_breed"]}
+    st.plotly_chart(reliability_figure(heads), key="reliability")
+    st.caption(
+        " ".join(
+            f"{name.capitalize()}: {percent(head['mean_confidence'])} shown on average, right {percent(head['accuracy'])}"
+            f" of the time (ECE {score(head['ece'])})."
+            for name, head in heads.items()
+        )
+        + f" Breed temperature {report['model'].get('breed_temperature', 1.0):.3f}, fitted on validation."
+    )
 
 
 def show_per_breed(report: dict, species: tuple[str, ...], metric: str) -> None:
@@ -481,17 +500,21 @@ def main() -> None:
     try:
         st.caption(split_caption(report))
         show_headline(report)
-        tabs = st.tabs(["Species & breeds", "Per breed", "Segmentation", "Training", "Worst cases"])
-        with tabs[0]:
+        breeds, per_breed, calibration, segmentation, training, worst = st.tabs(
+            ["Species & breeds", "Per breed", "Calibration", "Segmentation", "Training", "Worst cases"]
+        )
+        with breeds:
             show_classification(report, normalise, species)
-        with tabs[1]:
+        with per_breed:
             show_per_breed(report, species, metric)
-        with tabs[2]:
+        with calibration:
+            show_calibration(report)
+        with segmentation:
             show_segmentation(report, normalise)
             show_mask_gallery(report, path, images_root, typed_root, count)
-        with tabs[3]:
+        with training:
             show_training(path)
-        with tabs[4]:
+        with worst:
             show_worst_cases(report, path, images_root, typed_root, count)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         st.error(

@@ -222,6 +222,38 @@ def mask_metrics_figure(
     return figure
 
 
+def reliability_figure(heads: Mapping[str, Mapping]) -> go.Figure:
+    """Reliability diagram (Guo et al. 2017): for each head (a report's ``calibration`` entries,
+    keyed by the name to show), how often an answer was right against the confidence shown, one
+    point per non-empty bin sized by its photos; the diagonal is perfect calibration."""
+    figure = go.Figure(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#888"}, name="perfect", hoverinfo="skip")
+    )
+    for (name, head), color in zip(heads.items(), ("#636EFA", "#EF553B"), strict=False):
+        bins = [b for b in head["bins"] if b["count"]]
+        figure.add_trace(
+            go.Scatter(
+                x=[b["confidence"] for b in bins],
+                y=[b["accuracy"] for b in bins],
+                mode="lines+markers",
+                name=f"{name} (ECE {_fmt(head['ece'])})",
+                marker={"size": [6 + 4 * np.log1p(b["count"]) for b in bins], "color": color},
+                line={"color": color},
+                customdata=[[b["lower"], b["upper"], b["count"]] for b in bins],
+                hovertemplate="shown %{customdata[0]:.0%}-%{customdata[1]:.0%}: %{customdata[2]} photos,"
+                " %{x:.1%} shown on average, %{y:.1%} right<extra>" + name + "</extra>",
+            )
+        )
+    figure.update_layout(
+        title={"text": "Is the shown confidence how often it is right?"},
+        xaxis={"title": "confidence shown", "range": [0, 1.02], "tickformat": ".0%"},
+        yaxis={"title": "how often right", "range": [0, 1.02], "tickformat": ".0%"},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
 

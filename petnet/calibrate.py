@@ -1,9 +1,12 @@
-"""Choose the pet-presence threshold on validation and write it into the model's ``config.json``.
+"""Calibrate a model on validation: its pet-presence threshold and its breed temperature, written
+into the model's ``config.json``.
 
-``python -m petnet.calibrate --model DIR`` scores the validation pets (carved from ``trainval`` as in
-training) and the calibration part of the non-pet photos, picks ``pet_threshold`` with
-:func:`choose_threshold` and saves it next to the weights, so it travels with them. The test split
-and the held-out non-pet part are never looked at here.
+``python -m petnet.calibrate --model DIR`` predicts the validation pets (carved from ``trainval`` as
+in training) and the calibration part of the non-pet photos as users get them (``predict_batch``),
+picks ``pet_threshold`` with :func:`choose_threshold`, fits ``breed_temperature`` to the final
+breed probabilities with :func:`fit_temperature`, and saves both next to the weights, so they
+travel with them. A step of the recipe that every new network (a new run, a soup, another runtime
+or precision) repeats. The test split and the held-out non-pet part are never looked at here.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 from huggingface_hub import constants
+from scipy.optimize import minimize_scalar
 
 from petnet.config import TrainConfig
-from petnet.data import non_pet_split, read_non_pets, split_records
+from petnet.data import PetRecord, non_pet_split, read_non_pets, split_records
 from petnet.hub import load_model
+from petnet.inference import Prediction
+from petnet.labels import BREEDS
+from petnet.metrics import expected_calibration_error, log_loss
 from petnet.model import write_config_file
 from petnet.paths import NON_PET_ROOT
 
@@ -30,6 +37,8 @@ MIN_PETS_KEPT = 0.995
 """Validation pets the threshold must keep: pets outside Oxford-IIIT score lower than these, so the
 threshold leaves room below the validation pets rather than sitting at their edge."""
 MAX_NON_PETS_ACCEPTED = 0.02
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+"""The range a breed temperature is searched in (about 300x sharper to 20x softer)."""
 
 
 def _logit(p: float) -> float:
@@ -43,12 +52,28 @@ def threshold_keeping(pet_scores: Sequence[float], fraction: float) -> float:
     return float(pets[math.floor(len(pets) * (1 - fraction))])
 
 
-def validation_photos(data_root: Path, non_pet_root: Path, val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+def validation_photos(data_root: Path, non_pet_root: Path, val_fraction: float, seed: int) -> tuple[list[PetRecord], list[Path]]:
     """The photos thresholds are chosen on: the validation pets (carved from ``trainval`` as in
     training) and the calibration part of the non-pet photos."""
     val_pets = split_records(data_root, "val", val_fraction, seed)
     non_pets = non_pet_split(read_non_pets(non_pet_root), "calibration")
-    return [r.image_path for r in val_pets], [r.image_path for r in non_pets]
+    return val_pets, [r.image_path for r in non_pets]
+
+
+def fit_temperature(logits: np.ndarray, truth: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
+    """The temperature ``T`` within ``bounds`` that minimises the log loss of ``softmax(logits / T)``
+    against ``truth`` (temperature scaling, Guo et al. 2017): one scalar, so no ranking changes."""
+    logits, truth = np.asarray(logits, dtype=np.float64), np.asarray(truth)
+    if not len(truth):
+        raise ValueError("fit_temperature needs at least one row")
+    result = minimize_scalar(lambda log_t: log_loss(logits / math.exp(log_t), truth),
+                             bounds=tuple(map(math.log, bounds)), method="bounded", options={"xatol": 1e-4})  # fmt: skip
+    return float(math.exp(result.x))
+
+
+def shown_confidences(predictions: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray]:
+    """The species and first-breed confidences ``predictions`` show, as arrays."""
+    return (np.array([p.species_confidence for p in predictions]), np.array([p.breed_confidences[0] for p in predictions]))
 
 
 def choose_threshold(
@@ -75,7 +100,7 @@ def choose_threshold(
     return float(1 / (1 + math.exp(-(_logit(low) + _logit(high)) / 2)))
 
 
-def main(argv: list[str] | None = None) -> float:
+def main(argv: list[str] | None = None) -> tuple[float, float]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="petnet-calibrate", description=__doc__.splitlines()[0])
@@ -86,18 +111,37 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed")
     args = parser.parse_args(argv)
     model = load_model(args.model)
-    pets, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
-    pet_scores = [p.pet_score for p in model.predict_batch(pets)]
+    model.config.breed_temperature = 1.0  # fitted to the network's own probabilities
+    records, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
+    predictions = model.predict_batch([record.image_path for record in records])
+    pet_scores = [p.pet_score for p in predictions]
     non_pet_scores = [p.pet_score for p in model.predict_batch(non_pets)]
     threshold = choose_threshold(pet_scores, non_pet_scores)
     kept = np.mean(np.asarray(pet_scores) >= threshold)
     accepted = np.mean(np.asarray(non_pet_scores) >= threshold)
+    names = model.config.breed_names
+    logits = np.log(np.array([[p.breed_probabilities[name] for name in names] for p in predictions]).clip(1e-45))
+    truth = np.array([record.breed_index for record in records])
+    temperature = fit_temperature(logits, truth)
     config = json.loads((args.model / constants.CONFIG_NAME).read_text())
-    config["pet_threshold"] = threshold
+    config["pet_threshold"], config["breed_temperature"] = threshold, temperature
     config_file = write_config_file(args.model, config)
-    log.info("pet_threshold %.4f: keeps %.1f%% of %d validation pets, accepts %.1f%% of %d calibration non-pets; "
-             "written to %s", threshold, 100 * kept, len(pet_scores), 100 * accepted, len(non_pet_scores), config_file)  # fmt: skip
-    return threshold
+    log.info("pet_threshold %.4f: keeps %.1f%% of %d validation pets, accepts %.1f%% of %d calibration non-pets",
+             threshold, 100 * kept, len(pet_scores), 100 * accepted, len(non_pet_scores))  # fmt: skip
+    before = _calibration_summary(predictions, records)
+    model.config.breed_temperature = temperature
+    after = _calibration_summary(model.predict_batch([record.image_path for record in records]), records)
+    log.info("breed_temperature %.4f: validation %s before, %s after; written to %s", temperature, before, after, config_file)
+    return threshold, temperature
+
+
+def _calibration_summary(predictions: Sequence[Prediction], records: Sequence[PetRecord]) -> str:
+    """Expected calibration errors of the shown species and first-breed confidences, for the log."""
+    species, breed = shown_confidences(predictions)
+    species_right = [p.species == BREEDS[r.breed_index].species for p, r in zip(predictions, records, strict=True)]
+    breed_right = [p.breed[0] == BREEDS[r.breed_index].name for p, r in zip(predictions, records, strict=True)]
+    return (f"species ECE {expected_calibration_error(species, np.array(species_right)):.4f}, "
+            f"top-breed ECE {expected_calibration_error(breed, np.array(breed_right)):.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -45,6 +45,13 @@ class PetNetConfig:
     pet_threshold: float = 0.5
     """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
     calibration part of the non-pet photos (``python -m petnet.calibrate``), never on test."""
+    breed_temperature: float = 1.0
+    """The final breed logits (the mirror and closer-look views combined) are divided by it before
+    the softmax, so that the breed and species probabilities people see are calibrated: of photos
+    shown "90%", about 90% right. Fitted on validation by ``python -m petnet.calibrate`` (temperature
+    scaling, Guo et al. 2017: the validation breed log loss minimised); it changes no ranking, so no
+    prediction. Label smoothing, weight soups and averaged views leave the network under-confident,
+    hence a temperature below 1. 1 = as the network says (models saved before it)."""
     center_head: bool = False
     """An animal-centre heatmap head (:class:`petnet.centers.CenterHead`, trained by
     ``python -m petnet.train_centers``): one peak per animal, which is how a photo of several

@@ -47,10 +47,12 @@ from petnet.metrics import (
     binary_pet_iou,
     confusion_matrix,
     dice_per_class,
+    expected_calibration_error,
     iou_per_class,
     log_loss,
     most_confused_pairs,
     precision_recall_f1,
+    reliability_bins,
     top_k_accuracy,
     weighted_f1,
 )
@@ -71,6 +73,8 @@ log = logging.getLogger("petnet.evaluate")
 
 OFFICIAL_TEST_TOTAL = 3669
 """Images in the official Oxford-IIIT Pet test split; this copy withholds part of them."""
+CALIBRATION_BINS = 10
+"""Equal-width confidence bins of the calibration figures (as Guo et al. 2017 report ECE)."""
 LOW_IOU = 0.5
 """Per-image mean IoU below which a worst case is flagged "low IoU"."""
 NON_PET_PART = {"test": "holdout", "val": "calibration", "trainval": "train"}
@@ -87,6 +91,8 @@ class ImageOutcome:
     """The species head's, kept for ``benchmarks/species_rules.py`` (``predict`` names the species
     of the top breed; the head is a training aid)."""
     breed_logits: np.ndarray
+    """The final (all views combined) breed logits divided by the model's temperature: their
+    softmax is what ``predict`` shows."""
     conditioned_breed_logits: np.ndarray
     predicted_breeds: tuple[int, ...]
     pet_score: float
@@ -99,6 +105,11 @@ class ImageOutcome:
     def predicted_species(self) -> int:
         """The first breed's species: ``predict`` ranks breeds within the species it names."""
         return SPECIES.index(BREEDS[self.predicted_breeds[0]].species)
+
+    @property
+    def top_breed_probability(self) -> float:
+        """Softmax probability of the first breed named, over all 37 breeds: what ``predict`` shows."""
+        return math.exp(-log_loss(self.breed_logits[None], np.array([self.predicted_breeds[0]])))
 
     @property
     def true_breed_probability(self) -> float:
@@ -143,7 +154,7 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
             animals = [regions if pet else [] for regions, pet in zip(found, holds_pet)]
             photo_of = partial(_photo_of, dataset.records, indices)
             output = model.look_closer(output, animals, list(batch["image"]), photo_of)
-        decoded = decode_output(output, model.breed_species_index)
+        decoded = decode_output(output, model.breed_species_index, temperature=model.config.breed_temperature)
         mask_logits = output.mask_logits
         for i, index in enumerate(indices):
             record = dataset.records[index]
@@ -157,7 +168,7 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
                     record=record,
                     species_probabilities=decoded.species_probabilities[i].numpy(),
                     species_logits=output.species_logits[i].numpy(),
-                    breed_logits=output.breed_logits[i].numpy(),
+                    breed_logits=decoded.breed_logits[i].numpy(),
                     conditioned_breed_logits=decoded.conditioned_breed_logits[i].numpy(),
                     predicted_breeds=tuple(decoded.top_breeds[i].tolist()),
                     pet_score=float(decoded.pet_scores[i]),
@@ -323,6 +334,30 @@ def classification_metrics(outcomes: Sequence[ImageOutcome]) -> tuple[dict, dict
     return species, breed
 
 
+def calibration_metrics(outcomes: Sequence[ImageOutcome]) -> dict:
+    """The ``calibration`` section: for the species confidence and the top breed's confidence as
+    ``predict`` shows them, their expected calibration error, mean confidence, accuracy and
+    reliability bins (:func:`~petnet.metrics.reliability_bins`)."""
+
+    def head(confidences: list[float], correct: list[bool], shown: str) -> dict:
+        confidence, right = np.asarray(confidences, dtype=float), np.asarray(correct, dtype=bool)
+        return {
+            "shown": shown,
+            "ece": expected_calibration_error(confidence, right, CALIBRATION_BINS),
+            "mean_confidence": float(confidence.mean()) if len(confidence) else math.nan,
+            "accuracy": float(right.mean()) if len(right) else math.nan,
+            "bins": reliability_bins(confidence, right, CALIBRATION_BINS),
+        }
+
+    species = head([float(o.species_probabilities[o.predicted_species]) for o in outcomes],
+                   [o.predicted_species == o.record.species_index for o in outcomes],
+                   "probability of the species named (its breeds' summed probability)")  # fmt: skip
+    top_breed = head([o.top_breed_probability for o in outcomes],
+                     [o.predicted_breeds[0] == o.record.breed_index for o in outcomes],
+                     "probability of the first breed named, out of all breeds")  # fmt: skip
+    return {"bins": CALIBRATION_BINS, "species": species, "top_breed": top_breed}
+
+
 def segmentation_metrics(outcomes: Sequence[ImageOutcome]) -> dict:
     """The ``segmentation`` section, from the pixel confusion summed over images with a trimap."""
     with_trimap = [o for o in outcomes if o.pixel_confusion is not None]
@@ -365,6 +400,7 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "closer_look": model.config.closer_look,
             "precision": precision_name(model.inference_dtype),
             "pet_threshold": model.config.pet_threshold,
+            "breed_temperature": model.config.breed_temperature,
             "center_threshold": model.config.center_threshold if model.config.center_head else None,
             "center_off_mask_threshold": model.config.center_off_mask_threshold if model.config.center_head else None,
         },
@@ -381,6 +417,7 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
         "species": species,
         "breed": breed,
         "segmentation": {**segmentation_metrics(outcomes), "lowest_iou": cases["lowest_iou"]},
+        "calibration": calibration_metrics(outcomes),
         "worst_cases": cases["worst_cases"],
         "baseline": dict(BASELINE),
     }

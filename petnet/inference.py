@@ -54,22 +54,31 @@ class DecodedOutput:
     """(B, n_species) breed probabilities summed per species."""
     species_index: torch.Tensor
     """(B,) species of the most likely breed."""
+    breed_logits: torch.Tensor
+    """(B, n_breeds) breed logits divided by the temperature: the log of ``breed_probabilities``
+    up to a constant per row (what a log loss scores)."""
     breed_probabilities: torch.Tensor
     """(B, n_breeds), unconditional."""
     top_breeds: torch.Tensor
     """(B, k) breed indices among those of the predicted species, best first."""
     top_breed_confidences: torch.Tensor
-    """(B, k) probability of each given the predicted species."""
+    """(B, k) probability of each, out of all breeds: the same denominator as the species
+    probabilities, so a breed is never more likely than its species."""
     conditioned_breed_logits: torch.Tensor
-    """(B, n_breeds) breed logits with other species' breeds at -inf."""
+    """(B, n_breeds) breed logits (divided by the temperature) with other species' breeds at -inf."""
     pet_scores: torch.Tensor
     """(B,) probability that the photo holds a cat or dog (pet-presence head)."""
     mask_probabilities: torch.Tensor
     """(B, n_mask_classes, H, W) softmax of the mask logits at the network's input size."""
 
 
-def decode_output(output: PetNetOutput, breed_species_index: torch.Tensor, k: int = TOP_K_BREEDS) -> DecodedOutput:
+def decode_output(
+    output: PetNetOutput, breed_species_index: torch.Tensor, k: int = TOP_K_BREEDS, temperature: float = 1.0
+) -> DecodedOutput:
     """Probabilities, species-conditioned top-``k`` breeds, pet scores and mask probabilities.
+
+    The breed logits are divided by ``temperature`` (``config.breed_temperature``) first: the
+    calibration of every probability shown, which changes no ranking.
 
     The species named is the one of the most likely breed, and the species probabilities are the
     breed probabilities summed per species, so species and breeds always tell one story. The
@@ -79,7 +88,7 @@ def decode_output(output: PetNetOutput, breed_species_index: torch.Tensor, k: in
     breed. Summing favours dogs on an unsure photo, whose probability spreads over 25 dog breeds
     against 12 cat breeds; the single most likely breed does not.
     """
-    breed_logits = output.breed_logits.float().cpu()
+    breed_logits = output.breed_logits.float().cpu() / temperature
     breed_probabilities = breed_logits.softmax(dim=1)
     species_of_breed = breed_species_index.cpu()
     species_index = species_of_breed[breed_probabilities.argmax(dim=1)]
@@ -87,10 +96,12 @@ def decode_output(output: PetNetOutput, breed_species_index: torch.Tensor, k: in
     species_probabilities = torch.zeros(len(breed_logits), species_count).index_add_(1, species_of_breed, breed_probabilities)
     allowed = species_of_breed.unsqueeze(0) == species_index.unsqueeze(1)
     conditioned = breed_logits.masked_fill(~allowed, float("-inf"))
-    top_confidences, top_breeds = conditioned.softmax(dim=1).topk(k, dim=1)
+    top_breeds = conditioned.topk(k, dim=1).indices
+    top_confidences = breed_probabilities.gather(1, top_breeds)
     return DecodedOutput(
         species_probabilities=species_probabilities,
         species_index=species_index,
+        breed_logits=breed_logits,
         breed_probabilities=breed_probabilities,
         top_breeds=top_breeds,
         top_breed_confidences=top_confidences,
@@ -352,7 +363,8 @@ class Prediction(Mapping):
     """Probability of the predicted species: its breeds' summed probability (under one half only
     when the single most likely breed belongs to the species whose breeds hold less in all)."""
     breed_confidences: tuple[float, ...]
-    """Probability of each top-3 breed given the predicted species (sums to <= 1)."""
+    """Probability of each top-3 breed, out of all breeds like ``species_confidence`` (so the three
+    sum to at most that); calibrated on validation (``config.breed_temperature``)."""
     species_probabilities: dict[str, float]
     """Probability of every species: its breeds' summed probability."""
     breed_probabilities: dict[str, float]

@@ -121,3 +121,32 @@ def binary_auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     average_rank = first + (counts + 1) / 2  # 1-based average rank of each tie group
     ranks[order] = np.repeat(average_rank, counts)
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def reliability_bins(confidences: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict]:
+    """Shown confidence against how often it is right, in ``bins`` equal-width bins of [0, 1] (the
+    last one closed): per bin its edges, ``count``, mean ``confidence`` and ``accuracy`` (NaN when
+    empty). What a reliability diagram draws (Guo et al., ICML 2017)."""
+    confidences, correct = np.asarray(confidences, dtype=np.float64), np.asarray(correct, dtype=bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidences, side="right") - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        count = int(inside.sum())
+        rows.append({
+            "lower": round(float(edges[b]), 6), "upper": round(float(edges[b + 1]), 6), "count": count,
+            "confidence": float(confidences[inside].mean()) if count else float("nan"),
+            "accuracy": float(correct[inside].mean()) if count else float("nan"),
+        })  # fmt: skip
+    return rows
+
+
+def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """ECE: the gap between mean confidence and accuracy in each of ``bins`` equal-width bins,
+    weighted by the bin's share of the samples (NaN without samples)."""
+    rows = reliability_bins(confidences, correct, bins)
+    total = sum(row["count"] for row in rows)
+    if not total:
+        return float("nan")
+    return float(sum(row["count"] * abs(row["confidence"] - row["accuracy"]) for row in rows if row["count"]) / total)

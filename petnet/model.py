@@ -316,7 +316,7 @@ class PetNet(
         animals = [self.animal_regions(mask, output, i) if holds_pet[i] else [] for i, mask in enumerate(masks)]
         if self.config.closer_look:
             output = self.look_closer(output, animals, [item.tensor for item in inputs], lambda i: inputs[i].photo)
-        decoded = decode_output(output, self.breed_species_index)
+        decoded = self._decode(output)
         return [
             self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
             for i, item in enumerate(inputs)
@@ -335,7 +335,7 @@ class PetNet(
         regions = (animals or [whole_photo]) if has_pet else []
         classified, row = decoded, i  # what the top-level fields read: the largest animal's crop, or the photo
         if len(regions) > 1:
-            classified, row = decode_output(self._classify_crops(item, regions), self.breed_species_index), 0
+            classified, row = self._decode(self._classify_crops(item, regions)), 0
             pets = [self._pet(classified, j, region, mask, item.size, full_mask) for j, region in enumerate(regions)]
         else:
             pets = [self._pet(decoded, i, region, mask, item.size, full_mask) for region in regions]
@@ -372,6 +372,10 @@ class PetNet(
     ) -> int:
         """How many animals ``predict`` answers for in image ``i``, were it taken to hold a pet."""
         return max(1, len(self.animal_regions(mask, output, i, thresholds)))
+
+    def _decode(self, output: PetNetOutput) -> DecodedOutput:
+        """:func:`decode_output` with this model's calibration (``config.breed_temperature``)."""
+        return decode_output(output, self.breed_species_index, temperature=self.config.breed_temperature)
 
     def _classify_crops(self, item: _Input, regions: list[torch.Tensor]) -> PetNetOutput:
         """One forward pass over a crop around each region."""

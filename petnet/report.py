@@ -52,6 +52,7 @@ class HeadlineMetric:
     label: str
     section: str
     key: str
+    """The figure's key in ``section``; dots reach into sub-sections (``species.ece``)."""
     baseline_key: str | None = None
     """Key in :data:`BASELINE` when the original PetNet published this figure."""
     is_percent: bool = True
@@ -60,7 +61,9 @@ class HeadlineMetric:
 
     def value(self, report: Mapping[str, Any]) -> float | None:
         """The figure in ``report``; None when absent or not finite."""
-        value = (report.get(self.section) or {}).get(self.key)
+        value: Any = report.get(self.section)
+        for part in self.key.split("."):  # "species.ece": a figure inside a sub-section
+            value = value.get(part) if isinstance(value, Mapping) else None
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     def baseline(self, baseline: Mapping[str, Any] | None = None) -> float | None:
@@ -85,6 +88,9 @@ HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
     HeadlineMetric("Pet photos recognised", "detection", "pets_kept"),
     HeadlineMetric("Non-pet photos accepted", "detection", "non_pets_accepted"),
     HeadlineMetric("Pet detection AUROC", "detection", "auroc", is_percent=False, card=False),
+    HeadlineMetric("Species confidence ECE", "calibration", "species.ece", is_percent=False, card=False),
+    HeadlineMetric("Top-breed confidence ECE", "calibration", "top_breed.ece", is_percent=False, card=False),
+    HeadlineMetric("Breed log loss (nats)", "breed", "log_loss_all_breeds", is_percent=False, card=False),
 )
 """The figures the evaluate summary, the model card and the dashboard cards show, in order."""
 

@@ -131,6 +131,15 @@ def test_concurrent_batches_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> 
     assert DemoSettings(concurrency_limit=4).torch_threads == 1  # never zero
 
 
+def test_an_unsure_first_breed_says_so_in_words() -> None:
+    region = torch.ones(4, 4, dtype=torch.bool)
+    sure = Pet("dog", 0.97, ("pug", "boxer", "beagle"), (0.8, 0.1, 0.05), (0, 0, 4, 4), region)
+    unsure = Pet("dog", 0.95, ("pug", "american_bulldog", "boxer"), (0.45, 0.4, 0.05), (0, 0, 4, 4), region)
+    assert results_html.breed_heading(sure) == "" and "Not sure" not in results_html._card(sure, 0, False)
+    assert results_html.breed_heading(unsure) == "Not sure: Pug or American Bulldog"
+    assert "Not sure: Pug or American Bulldog" in results_html._card(unsure, 0, False)
+
+
 def test_species_text_marks_a_species_that_holds_under_half() -> None:
     region = torch.ones(4, 4, dtype=torch.bool)
     sure = Pet("dog", 0.9, ("pug", "boxer", "beagle"), (0.6, 0.2, 0.1), (0, 0, 4, 4), region)

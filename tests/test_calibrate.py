@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from petnet.calibrate import choose_threshold
+from petnet.calibrate import choose_threshold, fit_temperature
 from petnet.labels import IGNORE_INDEX
 from petnet.pseudolabel import pseudo_mask
 
@@ -38,3 +38,15 @@ def test_pseudo_masks_keep_only_confident_pixels():
     assert labels.shape == (4, 4) and labels.dtype == np.uint8
     assert labels[0, 0] == 0 and labels[3, 3] == 1
     assert labels[0, 3] == IGNORE_INDEX, "an undecided pixel stays unlabelled"
+
+
+def test_fit_temperature_recovers_the_temperature_that_made_the_labels() -> None:
+    """Labels drawn from softmax(logits / 0.5): the fit finds a temperature near 0.5, and scaling
+    changes no argmax."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 5))
+    probabilities = np.exp(logits / 0.5) / np.exp(logits / 0.5).sum(axis=1, keepdims=True)
+    truth = np.array([rng.choice(5, p=row) for row in probabilities])
+    assert fit_temperature(logits, truth) == pytest.approx(0.5, rel=0.1)
+    with pytest.raises(ValueError):
+        fit_temperature(np.zeros((0, 5)), np.zeros(0, dtype=int))

@@ -19,6 +19,7 @@ from app.dashboard_charts import (
     most_confused_figure,
     per_breed_bar_figure,
     per_breed_frame,
+    reliability_figure,
     row_normalised,
     species_block_order,
     validation_curves_figure,
@@ -142,3 +143,11 @@ def test_training_curves_plot_every_logged_task_and_metric(tmp_path: Path) -> No
     assert [t.name for t in metrics.data] == ["species accuracy", "breed top-1 (all 37)", "breed top-3 (all 37)", "mean IoU",
                                               "worst-class IoU"]  # fmt: skip
     assert len(loss_curves_figure(log[["epoch", "train_total"]]).data) == 1
+
+
+def test_reliability_figure_draws_the_diagonal_and_one_point_per_filled_bin() -> None:
+    bins = [{"lower": i / 10, "upper": (i + 1) / 10, "count": c, "confidence": (i + 0.5) / 10 if c else None,
+             "accuracy": 0.9 if c else None} for i, c in enumerate([0] * 8 + [3, 40])]  # fmt: skip
+    figure = reliability_figure({"species": {"ece": 0.02, "bins": bins}, "first breed": {"ece": 0.03, "bins": bins}})
+    assert [trace.name for trace in figure.data] == ["perfect", "species (ECE 0.020)", "first breed (ECE 0.030)"]
+    assert list(figure.data[1].x) == [0.85, 0.95] and list(figure.data[1].y) == [0.9, 0.9]

@@ -251,3 +251,17 @@ def test_mean_probability_logits_stay_finite_where_both_views_are_sure() -> None
     mean = mean_probability_logits(first, second)
     assert torch.isfinite(mean).all()
     torch.testing.assert_close(mean.softmax(1), (first.softmax(1) + second.softmax(1)) / 2)
+
+
+def test_a_temperature_changes_the_probabilities_shown_but_no_answer() -> None:
+    """Calibration (``config.breed_temperature``): sharper probabilities, the same species and
+    breeds in the same order; breed confidences share the species' denominator."""
+    breed_logits = torch.linspace(-2, 2, 37)[torch.randperm(37, generator=torch.Generator().manual_seed(0))]
+    output = _output([0.0, 0.0], breed_logits)
+    plain, sharp = decode_output(output, BREED_SPECIES_INDEX), decode_output(output, BREED_SPECIES_INDEX, temperature=0.4)
+    assert torch.equal(plain.top_breeds, sharp.top_breeds) and torch.equal(plain.species_index, sharp.species_index)
+    assert sharp.top_breed_confidences[0, 0] > plain.top_breed_confidences[0, 0]
+    assert torch.allclose(sharp.breed_probabilities, (breed_logits / 0.4).softmax(dim=0)[None])
+    assert torch.allclose(sharp.top_breed_confidences, sharp.breed_probabilities.gather(1, sharp.top_breeds))
+    named = sharp.species_probabilities[0, sharp.species_index[0]]
+    assert sharp.top_breed_confidences[0].sum() <= named + 1e-6  # never a breed surer than its species

@@ -170,3 +170,16 @@ def test_log_loss_by_hand():
     assert log_loss(logits, np.array([0, 0])) == pytest.approx((np.log(2) + np.log(4 / 3)) / 2)
     assert log_loss(logits + 1000, np.array([0, 0])) == pytest.approx((np.log(2) + np.log(4 / 3)) / 2)
     assert np.isnan(log_loss(np.zeros((0, 2)), np.array([], dtype=int)))
+
+
+def test_reliability_bins_and_ece_by_hand() -> None:
+    from petnet.metrics import expected_calibration_error, reliability_bins
+
+    confidences = np.array([0.95, 0.95, 0.95, 0.95, 0.55, 0.55, 1.0])
+    correct = np.array([1, 1, 1, 0, 1, 0, 1], dtype=bool)
+    rows = reliability_bins(confidences, correct, bins=10)
+    assert [row["count"] for row in rows] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 5]  # 1.0 falls in the last bin
+    assert rows[9]["confidence"] == pytest.approx(0.96) and rows[9]["accuracy"] == pytest.approx(0.8)
+    assert math.isnan(rows[0]["accuracy"]) and rows[5]["lower"] == 0.5
+    assert expected_calibration_error(confidences, correct, 10) == pytest.approx((2 * 0.05 + 5 * 0.16) / 7)
+    assert math.isnan(expected_calibration_error(np.array([]), np.array([], dtype=bool)))
