@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from petnet.paths import OXFORD_PET_ROOT, PROJECT_ROOT
-
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` puts only app/ on sys.path; `app` lives beside petnet
     sys.path.insert(0, str(PROJECT_ROOT))
 
@@ -26,6 +25,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from app import REPORTS_DIR
 from app.dashboard_charts import (
     breed_confusion_figure,
     confusion_heatmap,
@@ -37,20 +37,23 @@ from app.dashboard_charts import (
     reliability_figure,
     validation_curves_figure,
 )
-from petnet.data import read_trimap
+from petnet.data.datasets import read_trimap
 from petnet.errors import DatasetError
-from petnet.report import (
+from petnet.evaluation.report import (
     BASELINE,
     HEADLINE_METRICS,
-    REPORTS_DIR,
     TRAINING_LOG_NAME,
     TRAINING_RUNS_DIR,
     HeadlineMetric,
     ReportError,
     find_reports,
+    is_finite,
     load_report,
+    percent,
+    score,
 )
-from petnet.visualize import overlay_mask
+from petnet.inference.visualize import overlay_mask
+from petnet.paths import OXFORD_PET_ROOT
 
 
 def species_filters(report: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -148,22 +151,8 @@ def split_caption(report: dict) -> str:
     return " · ".join(parts)
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def percent(value: float | None) -> str:
-    """``97.4%``; ``n/a`` for a missing or non-finite figure (never ``nan%``)."""
-    return f"{value:.1%}" if _finite(value) else "n/a"
-
-
-def score(value: float | None) -> str:
-    """``0.788``; ``n/a`` for a missing or non-finite figure."""
-    return f"{value:.3f}" if _finite(value) else "n/a"
-
-
 def headline_cards(report: dict) -> list[HeadlineMetric]:
-    """The report's cards: :data:`petnet.report.HEADLINE_METRICS` marked ``card``, without the sections
+    """The report's cards: :data:`petnet.evaluation.report.HEADLINE_METRICS` marked ``card``, without the sections
     an older report lacks (``detection``)."""
     return [metric for metric in HEADLINE_METRICS if metric.card and isinstance(report.get(metric.section), dict)]
 
@@ -310,7 +299,7 @@ def lowest_iou_cases(report: dict) -> tuple[list[dict], bool]:
     listed = report["segmentation"].get("lowest_iou")
     if listed:
         return list(listed), True
-    scored = [case for case in report["worst_cases"] if _finite(case.get("iou")) and case.get("predicted_mask")]
+    scored = [case for case in report["worst_cases"] if is_finite(case.get("iou")) and case.get("predicted_mask")]
     return sorted(scored, key=lambda case: case["iou"]), False
 
 
@@ -357,7 +346,7 @@ def show_training(report_path: Path) -> None:
         st.warning(f"Could not read {log_path}: {error}")
         return
     if "epoch" not in log:
-        st.warning(f"{log_path} has no `epoch` column; expected the log written by `python -m petnet.train`.")
+        st.warning(f"{log_path} has no `epoch` column; expected the log written by `python -m petnet.training.train`.")
         return
     left, right = st.columns(2)
     left.plotly_chart(loss_curves_figure(log), key="loss_curves")

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from petnet.evaluation.report import score
+
 SPECIES_COLORS: dict[str, str] = {"cat": "#EF553B", "dog": "#636EFA"}
 """One colour per species, shared by every breed chart so cats and dogs read the same everywhere."""
 
@@ -201,7 +203,7 @@ def mask_metrics_figure(
                 name=name,
                 x=list(values),
                 y=list(values.values()),
-                text=[_fmt(v) for v in values.values()],
+                text=[score(v) for v in values.values()],
                 marker_color=color,
                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
             )
@@ -236,7 +238,7 @@ def reliability_figure(heads: Mapping[str, Mapping]) -> go.Figure:
                 x=[b["confidence"] for b in bins],
                 y=[b["accuracy"] for b in bins],
                 mode="lines+markers",
-                name=f"{name} (ECE {_fmt(head['ece'])})",
+                name=f"{name} (ECE {score(head['ece'])})",
                 marker={"size": [6 + 4 * np.log1p(b["count"]) for b in bins], "color": color},
                 line={"color": color},
                 customdata=[[b["lower"], b["upper"], b["count"]] for b in bins],
@@ -254,10 +256,6 @@ def reliability_figure(heads: Mapping[str, Mapping]) -> go.Figure:
     return figure
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
-
-
 LOSS_TASKS: tuple[str, ...] = ("total", "species", "breed", "segmentation", "dice")
 """Loss columns of training_log.csv, written as ``train_<task>`` and ``val_<task>``."""
 
@@ -267,7 +265,16 @@ VALIDATION_METRICS: dict[str, str] = {
     "val_breed_top3": "breed top-3 (all 37)",
     "val_mean_iou": "mean IoU",
     "val_min_iou": "worst-class IoU",
+    "val_named_species_accuracy": "species accuracy (as named)",
+    "val_breed_top1_accuracy": "breed top-1",
+    "val_breed_top3_accuracy": "breed top-3",
+    "val_mean_iou_at_input_size": "mean IoU (network size)",
+    "val_min_iou_at_input_size": "worst-class IoU (network size)",
 }
+"""Validation columns of training_log.csv and their names. The first five are the logs of runs
+before December 2026 (the species head's argmax, all 37 breeds); training now logs the last five:
+species and breeds as ``petnet.evaluate`` scores them (the species of the top breed, breeds ranked
+within it), and the IoUs at the network's input size, cheaper than evaluate's at each trimap's size."""
 
 
 def loss_curves_figure(log: pd.DataFrame) -> go.Figure:

@@ -32,12 +32,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import results_html
+from app import EXAMPLES_DIR, REPO_ROOT, results_html
 from petnet import InvalidImageError, PetNet, load_model
 from petnet.images import MAX_IMAGE_PIXELS, TOO_LARGE, load_image
-from petnet.inference import Prediction
-from petnet.paths import EXAMPLES_DIR, PROJECT_ROOT
-from petnet.visualize import animal_map, on_checkerboard, overlay_mask, palette_mask, pet_cutout
+from petnet.inference.results import Prediction
+from petnet.inference.visualize import animal_map, on_checkerboard, overlay_mask, palette_mask, pet_cutout
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class ShownPrediction:
     mask: np.ndarray
     """HxW mask at the size of :attr:`photo`: 0 = pet, 1 = background, 2 = boundary."""
     animals: np.ndarray
-    """HxW animal map at the size of :attr:`photo` (see :func:`petnet.visualize.animal_map`)."""
+    """HxW animal map at the size of :attr:`photo` (see :func:`petnet.inference.visualize.animal_map`)."""
 
 
 Outputs = tuple[str | None, str, dict[str, Any] | None, str | None, list[str] | None]
@@ -371,7 +370,7 @@ def _npz(shown: ShownPrediction) -> bytes:
 
 def _weights_description(model: PetNet) -> str:
     """``model.weights_source`` for people, e.g. ``bundled: /abs/petnet/weights`` -> ``bundled (petnet/weights)``."""
-    kind, _, where = model.weights_source.replace(f"{PROJECT_ROOT}{os.sep}", "").partition(": ")
+    kind, _, where = model.weights_source.replace(f"{REPO_ROOT}{os.sep}", "").partition(": ")
     return f"{kind} ({where})" if where else kind
 
 

@@ -1,6 +1,6 @@
 """The HTML of the demo's results panel: one card per animal, the no-pet verdict, refusals, the legend.
 
-Plain functions from a :class:`petnet.inference.Prediction` (or a message) to escaped HTML, so the
+Plain functions from a :class:`petnet.inference.decoding.Prediction` (or a message) to escaped HTML, so the
 panel's wording is tested without a server. The panel stays on the page until the next photo,
 unlike a toast, so a refusal can be read at leisure.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from html import escape
 
-from petnet.inference import Pet, Prediction
+from petnet.inference.results import Pet, Prediction
+from petnet.inference.visualize import ANIMAL_COLORS, MASK_COLORS, animal_color
 from petnet.labels import MASK_CLASSES, display_name
-from petnet.visualize import ANIMAL_COLORS, MASK_COLORS, animal_color
 
 NO_PET = "No cat or dog found in this photo."
 SURE_BREED = 0.5

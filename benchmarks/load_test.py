@@ -22,7 +22,7 @@ calls (warm-up), at the end and at its peak, which tells whether it stays flat. 
 event stream (Gradio's HTTP API, ``/gradio_api/upload`` and ``/gradio_api/call/predict``), the
 callers as asyncio tasks sharing one ``httpx`` connection pool. ``--client gradio`` gives each
 caller a thread with its own ``gradio_client.Client``, many times the client CPU per call (the
-README's serving section gives the figures): on a small machine the load generator then takes a
+docs/serving.md gives the figures): on a small machine the load generator then takes a
 good part of the CPU the servers compete for, and a comparison measures the client as much as the
 server.
 """
@@ -53,8 +53,10 @@ from pathlib import Path
 import httpx
 from gradio_client import Client, handle_file
 
-from petnet.paths import EXAMPLES_DIR, PROJECT_ROOT
 from petnet.predict import IMAGE_SUFFIXES
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = PROJECT_ROOT / "assets" / "examples"
 
 
 @dataclass

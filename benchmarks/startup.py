@@ -16,10 +16,12 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
-from petnet.paths import PROJECT_ROOT
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 
 def free_port() -> int:

@@ -19,17 +19,17 @@ from petnet.labels import BREED_NAMES, BREED_SPECIES, BREEDS, IGNORE_INDEX, MASK
 if TYPE_CHECKING:
     from petnet.config import PetNetConfig
     from petnet.hub import load_model
-    from petnet.inference import Pet, Prediction
-    from petnet.model import PetNet
+    from petnet.inference.results import Pet, Prediction
+    from petnet.models.network import PetNet
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": "petnet.hub",
-    "PetNet": "petnet.model",
+    "PetNet": "petnet.models.network",
     "PetNetConfig": "petnet.config",
-    "Prediction": "petnet.inference",
-    "Pet": "petnet.inference",
+    "Prediction": "petnet.inference.results",
+    "Pet": "petnet.inference.results",
 }
 
 __all__ = [

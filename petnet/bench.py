@@ -13,7 +13,7 @@ Figures, not assertions (tests never time anything):
 - with ``--compare OTHER``: the other model's single-image latency, timed in turns with this one's
   (one call each, alternately), and the ratio of the two p50s, which a shared machine's noise moves
   far less than either figure; ``--compare-precision float32`` compares with the other (or the same)
-  model computing in another number format (``--precision``, :mod:`petnet.precision`);
+  model computing in another number format (``--precision``, :mod:`petnet.models.precision`);
 - the latency on a photo of two animals (two example photos side by side), which adds one pass over
   the animals' crops.
 
@@ -39,14 +39,16 @@ import torch
 from PIL import Image
 
 from petnet import __version__
-from petnet.composites import side_by_side
+from petnet.data.composites import side_by_side
 from petnet.hub import display_source, load_model
 from petnet.images import load_image
-from petnet.model import PetNet
+from petnet.models.network import PetNet
+from petnet.models.precision import PRECISIONS, precision_name
 from petnet.paths import BUNDLED_MODEL_DIR, EXAMPLES_DIR
-from petnet.precision import PRECISIONS, precision_name
 
 DEFAULT_IMAGE = EXAMPLES_DIR / "Abyssinian_202.jpg"
+TWO_ANIMALS = (EXAMPLES_DIR / "Abyssinian_202.jpg", EXAMPLES_DIR / "beagle_196.jpg")
+"""The cat and the dog of the two-animal timing, put side by side."""
 
 
 def timings(function: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
@@ -80,7 +82,7 @@ def latency(models: Sequence[PetNet], image: bytes | Image.Image, runs: int, war
 
 def two_animal_photo() -> Image.Image:
     """A cat and a dog side by side, from the bundled example photos."""
-    return side_by_side(load_image(EXAMPLES_DIR / "Abyssinian_202.jpg"), load_image(EXAMPLES_DIR / "beagle_196.jpg"))
+    return side_by_side(*(load_image(photo) for photo in TWO_ANIMALS))
 
 
 def throughput(model: PetNet, jpeg: bytes, batch_size: int, runs: int) -> float:
@@ -205,7 +207,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-runs", type=int, default=5, help="timed runs per batch size")
     parser.add_argument("--load-runs", type=int, default=3, help="fresh processes timed loading the model (0: none)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for photo in (args.image, *TWO_ANIMALS):
+        if not photo.is_file():
+            parser.error(f"no photo at {photo}: run from a PetNet checkout, or set PETNET_EXAMPLES_DIR (and --image)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:

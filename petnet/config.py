@@ -37,28 +37,28 @@ class PetNetConfig:
     the compute; averaging the classification logits as well did not help (the mirror shows nothing
     new), so classification takes its second view from a crop instead (``closer_look``)."""
     closer_look: bool = False
-    """Classify a photo's lone pet a second time, cropped to its box (:meth:`PetNet.look_closer`), and
+    """Classify a photo's lone pet a second time, cropped to its box (:meth:`petnet.inference.pipeline.Predictor.look_closer`), and
     average the two views' species and breed probabilities: a fine-grained look at more of the pet's
     pixels for one more pass of the backbone (no decoder), under half a network pass. On validation
     with the shipped soup's weights: breed top-1 344 of 367 against 341, top-3 362 either way, breed
     log loss 0.758 against 0.775 nats, species 366 against 367. Off for models saved before it."""
     pet_threshold: float = 0.5
     """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
-    calibration part of the non-pet photos (``python -m petnet.calibrate``), never on test."""
+    calibration part of the non-pet photos (``python -m petnet.training.calibrate``), never on test."""
     breed_temperature: float = 1.0
     """The final breed logits (the mirror and closer-look views combined) are divided by it before
     the softmax, so that the breed and species probabilities people see are calibrated: of photos
-    shown "90%", about 90% right. Fitted on validation by ``python -m petnet.calibrate`` (temperature
+    shown "90%", about 90% right. Fitted on validation by ``python -m petnet.training.calibrate`` (temperature
     scaling, Guo et al. 2017: the validation breed log loss minimised); it changes no ranking, so no
     prediction. Label smoothing, weight soups and averaged views leave the network under-confident,
     hence a temperature below 1. 1 = as the network says (models saved before it)."""
     center_head: bool = False
-    """An animal-centre heatmap head (:class:`petnet.centers.CenterHead`, trained by
-    ``python -m petnet.train_centers``): one peak per animal, which is how a photo of several
+    """An animal-centre heatmap head (:class:`petnet.models.centers.CenterHead`, trained by
+    ``python -m petnet.training.train_centers``): one peak per animal, which is how a photo of several
     animals gets one answer each. Without it, animals are told apart by the breed maps."""
     center_threshold: float = 0.5
     """Heatmap peak height at or above which a peak on the mask's pet pixels is an animal; chosen
-    on validation composites and single pets (``python -m petnet.train_centers`` writes it), never on test."""
+    on validation composites and single pets (``python -m petnet.training.train_centers`` writes it), never on test."""
     center_off_mask_threshold: float = 0.5
     """The same for a peak far from every pet pixel of the mask (an animal the mask missed), which
     needs its own, usually higher, bar; chosen with ``center_threshold``."""
@@ -79,7 +79,7 @@ MODEL_FLAGS = ("backbone", "image_size", "dropout", "drop_path_rate")
 
 @dataclass
 class LossWeights:
-    """Weights of the terms of :func:`petnet.losses.multitask_loss`."""
+    """Weights of the terms of :func:`petnet.training.losses.multitask_loss`."""
 
     species: float = 1.0
     breed: float = 1.0
@@ -87,7 +87,7 @@ class LossWeights:
     dice: float = 0.5
     lovasz: float = 0.0
     """Lovász-softmax on the labelled mask pixels (trimaps, and the all-background masks of non-pet
-    photos; :func:`petnet.losses.lovasz_softmax_loss`): a surrogate of per-class IoU, the figure masks
+    photos; :func:`petnet.training.losses.lovasz_softmax_loss`): a surrogate of per-class IoU, the figure masks
     are scored by. Like every weighted term it counts in the validation loss that picks ``model/``."""
     pseudo_mask: float = 0.0
     """Cross-entropy on pseudo-labelled pixels of photos without a trimap (a training aid only)."""
@@ -98,7 +98,7 @@ class LossWeights:
     (outlier exposure, Hendrycks et al., ICLR 2019)."""
     distill: float = 0.0
     """KL divergence to the teacher's species and breed probabilities on the same augmented batch
-    (``TrainConfig.teacher``; :func:`petnet.losses.distillation_loss`)."""
+    (``TrainConfig.teacher``; :func:`petnet.training.losses.distillation_loss`)."""
 
 
 @dataclass
@@ -109,7 +109,7 @@ class TrainConfig:
     non_pet_root: str = ""
     """Folder of photos with no cat or dog (``list.tsv`` + ``images/``); empty trains on pets only."""
     pseudo_mask_dir: str = ""
-    """Pseudo-labelled masks of the training photos without a trimap (``python -m petnet.pseudolabel``)."""
+    """Pseudo-labelled masks of the training photos without a trimap (``python -m petnet.training.pseudolabel``)."""
     output_dir: str = "runs/petnet"
     model: PetNetConfig = field(default_factory=PetNetConfig)
     train_image_size: int = 0
@@ -130,12 +130,12 @@ class TrainConfig:
     they would move the photo without its mask)."""
     cutmix_probability: float = 0.0
     """Share of training batches in which each pet photo gets a box of another pet photo pasted in,
-    its mask targets along with it, the labels mixed by area (:func:`petnet.cutmix.cutmix_pets`)."""
+    its mask targets along with it, the labels mixed by area (:func:`petnet.data.cutmix.cutmix_pets`)."""
     cutmix_alpha: float = 1.0
     """The box's area is drawn from Beta(alpha, alpha): 1 is uniform, as in the CutMix paper."""
     copy_paste_probability: float = 0.0
     """Share of the other training batches (those CutMix left alone) in which each pet photo gets
-    another pet of the batch pasted onto it along its mask (:func:`petnet.cutmix.copy_paste_pets`)."""
+    another pet of the batch pasted onto it along its mask (:func:`petnet.data.cutmix.copy_paste_pets`)."""
     ema_decay: float = 0.0
     """Decay of an exponential moving average of the weights, validated and exported instead of the
     raw weights; 0 turns it off."""
@@ -145,7 +145,7 @@ class TrainConfig:
     """Seeds the shuffling and the augmentation of a run."""
     init_seed: int = 0
     """Seeds the random initial weights of the decoder and heads. Runs that share it start from the
-    same weights, which is what lets ``petnet.soup`` average their decoders."""
+    same weights, which is what lets ``petnet.training.soup`` average their decoders."""
     split_seed: int = 0
     """Seeds the validation split alone, so runs with different ``seed`` validate on the same photos
     (and can be compared, or averaged, on them)."""

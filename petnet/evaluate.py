@@ -1,7 +1,7 @@
 """Evaluate a PetNet model on a dataset split and write the v1 report: ``python -m petnet.evaluate --split test``.
 
 The evaluator only runs the model and accumulates per-image outcomes and confusion matrices; every
-number in the report comes from :mod:`petnet.metrics`. Breed metrics score what :meth:`PetNet.predict`
+number in the report comes from :mod:`petnet.evaluation.metrics`. Breed metrics score what :meth:`PetNet.predict`
 returns: breeds ranked among those of the predicted species. Segmentation is scored only on images
 with a real trimap, at the trimap's own resolution (mask logits upsampled bilinearly before the argmax),
 so the figures do not depend on the network's input size.
@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from petnet import __version__
-from petnet.composites import LAYOUTS, Composite, build_composites
 from petnet.config import TrainConfig
-from petnet.data import (
+from petnet.data.composites import LAYOUTS, Composite, build_composites
+from petnet.data.datasets import (
     OxfordPetDataset,
     PetRecord,
     collate_skipping_failures,
@@ -38,10 +37,7 @@ from petnet.data import (
     split_records,
 )
 from petnet.errors import WeightsError
-from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
-from petnet.inference import TOP_K_BREEDS, Prediction, decode_output, mask_from_logits
-from petnet.labels import BREEDS, MASK_CLASSES, SPECIES, display_name
-from petnet.metrics import (
+from petnet.evaluation.metrics import (
     accuracy,
     binary_auroc,
     binary_pet_iou,
@@ -52,14 +48,12 @@ from petnet.metrics import (
     log_loss,
     most_confused_pairs,
     precision_recall_f1,
+    ranked_within_species,
     reliability_bins,
     top_k_accuracy,
     weighted_f1,
 )
-from petnet.model import PetNet
-from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
-from petnet.precision import PRECISIONS, precision_name
-from petnet.report import (
+from petnet.evaluation.report import (
     BASELINE,
     EVALUATION_SPLITS,
     HEADLINE_METRICS,
@@ -67,7 +61,14 @@ from petnet.report import (
     report_path,
     write_report,
 )
-from petnet.transforms import eval_transform
+from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
+from petnet.inference.decoding import TOP_K_BREEDS, mask_from_logits
+from petnet.inference.pipeline import Answer, PreparedImage
+from petnet.inference.results import Prediction
+from petnet.labels import BREED_NAMES, BREED_SPECIES_INDEX, BREEDS, MASK_CLASSES, SPECIES, display_name
+from petnet.models.network import PetNet
+from petnet.models.precision import PRECISIONS, precision_name
+from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
 
 log = logging.getLogger("petnet.evaluate")
 
@@ -87,12 +88,8 @@ class ImageOutcome:
 
     record: PetRecord
     species_probabilities: np.ndarray
-    species_logits: np.ndarray
-    """The species head's, kept for ``benchmarks/species_rules.py`` (``predict`` names the species
-    of the top breed; the head is a training aid)."""
     breed_logits: np.ndarray
-    """The final (all views combined) breed logits divided by the model's temperature: their
-    softmax is what ``predict`` shows."""
+    """Log of the breed probabilities ``predict`` shows (all views combined, calibrated)."""
     conditioned_breed_logits: np.ndarray
     predicted_breeds: tuple[int, ...]
     pet_score: float
@@ -132,56 +129,48 @@ def split_description(split: str, records: Sequence[PetRecord], val_fraction: fl
     return f"official trainval split (the training data), {counts}"
 
 
-@torch.inference_mode()
 def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32, num_workers: int = 0) -> tuple[list[ImageOutcome], dict[str, str]]:
-    """Predict every record with the evaluation preprocessing; returns outcomes and unreadable images.
+    """Answer every record through the prediction pipeline (``model.predictor``, what ``predict``
+    answers: the closer look and each animal's crop included); returns outcomes and unreadable images.
 
-    Species and breeds are what ``predict`` returns for a photo of one animal (the closer look
-    included); for a photo it splits into several, the whole photo's, as for one animal."""
-    dataset = OxfordPetDataset(records, eval_transform(model.config))
+    The photos are preprocessed by a ``DataLoader`` (``num_workers`` processes) and read again for
+    the crops."""
+    dataset = OxfordPetDataset(records, model.predictor.preprocess)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping_failures)
     outcomes: list[ImageOutcome] = []
     model.eval()
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         if batch is None:
             continue
-        output = model.infer(batch["image"].to(model.device)).apply(torch.Tensor.cpu)
-        indices = batch["index"].tolist()
-        masks = [mask_from_logits(logits) for logits in output.mask_logits]
-        found = [model.animal_regions(mask, output, i) for i, mask in enumerate(masks)]  # were it taken to hold a pet
-        if model.config.closer_look:
-            holds_pet = model.holds_pet(output).tolist()
-            animals = [regions if pet else [] for regions, pet in zip(found, holds_pet)]
-            photo_of = partial(_photo_of, dataset.records, indices)
-            output = model.look_closer(output, animals, list(batch["image"]), photo_of)
-        decoded = decode_output(output, model.breed_species_index, temperature=model.config.breed_temperature)
-        mask_logits = output.mask_logits
-        for i, index in enumerate(indices):
-            record = dataset.records[index]
-            pixel_confusion = mask = None
-            if record.trimap_path is not None:
-                trimap = read_trimap(record.trimap_path)
-                mask = mask_from_logits(mask_logits[i], trimap.shape).numpy()
-                pixel_confusion = confusion_matrix(trimap, mask, len(MASK_CLASSES))
-            outcomes.append(
-                ImageOutcome(
-                    record=record,
-                    species_probabilities=decoded.species_probabilities[i].numpy(),
-                    species_logits=output.species_logits[i].numpy(),
-                    breed_logits=decoded.breed_logits[i].numpy(),
-                    conditioned_breed_logits=decoded.conditioned_breed_logits[i].numpy(),
-                    predicted_breeds=tuple(decoded.top_breeds[i].tolist()),
-                    pet_score=float(decoded.pet_scores[i]),
-                    pixel_confusion=pixel_confusion,
-                    mask=mask,
-                    animals_found=max(1, len(found[i])),
-                )
-            )
+        batch_records = [dataset.records[index] for index in batch["index"].tolist()]
+        photos = [load_record_image(record) for record in batch_records]
+        prepared = [PreparedImage(tensor, (photo.height, photo.width), photo) for tensor, photo in zip(batch["image"], photos, strict=True)]
+        for record, answer in zip(batch_records, model.predictor.answer(prepared), strict=True):
+            outcomes.append(score_answer(record, answer))
     return outcomes, dict(dataset.failures)
 
 
-def _photo_of(records: Sequence[PetRecord], indices: Sequence[int], row: int) -> Image.Image:
-    return load_record_image(records[indices[row]])
+def score_answer(record: PetRecord, answer: Answer) -> ImageOutcome:
+    """What one image's answer scores: its probabilities and breeds as arrays in label order, and
+    the mask against the trimap at the trimap's resolution (logits resampled before the argmax)."""
+    prediction = answer.prediction
+    pixel_confusion = mask = None
+    if record.trimap_path is not None:
+        trimap = read_trimap(record.trimap_path)
+        mask = mask_from_logits(answer.mask_logits, trimap.shape).numpy()
+        pixel_confusion = confusion_matrix(trimap, mask, len(MASK_CLASSES))
+    breed_logits = np.log(np.array([prediction.breed_probabilities[b.name] for b in BREEDS], dtype=np.float64).clip(1e-300))
+    return ImageOutcome(
+        record=record,
+        species_probabilities=np.array([prediction.species_probabilities[name] for name in SPECIES]),
+        breed_logits=breed_logits,
+        conditioned_breed_logits=ranked_within_species(breed_logits[None], np.array(BREED_SPECIES_INDEX))[0],
+        predicted_breeds=tuple(BREED_NAMES.index(name) for name in prediction.breed),
+        pet_score=prediction.pet_score,
+        pixel_confusion=pixel_confusion,
+        mask=mask,
+        animals_found=answer.animals_found,
+    )
 
 
 def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[float], threshold: float) -> dict:
@@ -337,7 +326,7 @@ def classification_metrics(outcomes: Sequence[ImageOutcome]) -> tuple[dict, dict
 def calibration_metrics(outcomes: Sequence[ImageOutcome]) -> dict:
     """The ``calibration`` section: for the species confidence and the top breed's confidence as
     ``predict`` shows them, their expected calibration error, mean confidence, accuracy and
-    reliability bins (:func:`~petnet.metrics.reliability_bins`)."""
+    reliability bins (:func:`~petnet.evaluation.metrics.reliability_bins`)."""
 
     def head(confidences: list[float], correct: list[bool], shown: str) -> dict:
         confidence, right = np.asarray(confidences, dtype=float), np.asarray(correct, dtype=bool)

@@ -39,8 +39,8 @@ from huggingface_hub.utils import validate_repo_id
 
 from petnet import __version__, paths
 from petnet.errors import WeightsError
-from petnet.model import PetNet
-from petnet.precision import inference_dtype
+from petnet.models.network import PetNet
+from petnet.models.precision import inference_dtype
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def load_model(
     packaged weights. With ``fuse`` (the default) batch norms are folded into the convolutions for speed
     (:meth:`PetNet.fuse_for_inference`); pass ``fuse=False`` for a model to fine-tune, save or
     load a state dict into. ``precision`` is what the network computes in (``auto``, ``float32`` or
-    ``bfloat16``; ``auto`` = bfloat16 on CPUs that have it in hardware, :mod:`petnet.precision`).
+    ``bfloat16``; ``auto`` = bfloat16 on CPUs that have it in hardware, :mod:`petnet.models.precision`).
     Raises :class:`~petnet.errors.WeightsError` when no usable weights can be found.
     """
     dtype = inference_dtype(precision, device)

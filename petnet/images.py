@@ -28,7 +28,7 @@ MAX_SIDE = 2048
 """Longest side an image is read at. Larger photos are decoded reduced (JPEG's DCT scaling through
 ``Image.draft``, then ``Image.reduce`` and a resample, as ``Image.thumbnail`` does): a 50 MP JPEG
 then costs tens of megabytes, not gigabytes, to predict, and masks, boxes and overlays are at this
-size. It leaves the closer look (:mod:`petnet.inference`) 8x the network's input size to crop a
+size. It leaves the closer look (:mod:`petnet.inference.decoding`) 8x the network's input size to crop a
 small pet from."""
 
 READABLE_FORMATS = "JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF"

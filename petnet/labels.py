@@ -69,3 +69,5 @@ BREEDS: tuple[Breed, ...] = tuple(
 BREED_NAMES: tuple[str, ...] = tuple(b.name for b in BREEDS)
 BREED_SPECIES: tuple[str, ...] = tuple(b.species for b in BREEDS)
 BREED_BY_NAME: dict[str, Breed] = {b.name: b for b in BREEDS}
+BREED_SPECIES_INDEX: tuple[int, ...] = tuple(SPECIES.index(b.species) for b in BREEDS)
+"""Species index of each breed, in label order."""

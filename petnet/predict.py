@@ -22,9 +22,11 @@ from tqdm import tqdm
 from petnet.errors import InvalidImageError, PetNetError
 from petnet.hub import load_model
 from petnet.images import load_image
-from petnet.inference import TOP_K_BREEDS, Prediction
-from petnet.model import PREDICT_BATCH_SIZE, PetNet
-from petnet.visualize import overlay_mask
+from petnet.inference.decoding import TOP_K_BREEDS
+from petnet.inference.pipeline import PREDICT_BATCH_SIZE
+from petnet.inference.results import Prediction
+from petnet.inference.visualize import overlay_mask
+from petnet.models.network import PetNet
 
 log = logging.getLogger("petnet.predict")
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from petnet import paths
 from petnet.labels import BREED_BY_NAME, SPECIES
 
-PROJECT_ROOT = paths.PROJECT_ROOT  # the names other test modules import from here
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the names other test modules import from here
 REAL_DATA_ROOT = paths.OXFORD_PET_ROOT
 TINY_BREEDS = ("Abyssinian", "Bengal", "beagle", "pug")
 

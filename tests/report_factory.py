@@ -1,6 +1,6 @@
 """Generate schema-v1 evaluation reports (plus masks and a training log) for dashboard tests and screenshots.
 
-Numbers are derived from random but plausible confusion matrices with :mod:`petnet.metrics`, so a
+Numbers are derived from random but plausible confusion matrices with :mod:`petnet.evaluation.metrics`, so a
 generated report is internally consistent (accuracies match confusions) like a real one.
 Run as a script to write a realistic report over real images for a dashboard screenshot:
 ``python tests/report_factory.py OUT_DIR [DATA_ROOT]``.
@@ -14,14 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from petnet.labels import (
-    BREED_NAMES,
-    BREED_SPECIES,
-    MASK_CLASSES,
-    SPECIES,
-    display_name,
-)
-from petnet.metrics import (
+from petnet.evaluation.metrics import (
     accuracy,
     dice_per_class,
     iou_per_class,
@@ -29,7 +22,14 @@ from petnet.metrics import (
     precision_recall_f1,
     weighted_f1,
 )
-from petnet.report import BASELINE, SCHEMA_VERSION, TRAINING_LOG_NAME, TRAINING_RUNS_DIR, write_report
+from petnet.evaluation.report import BASELINE, SCHEMA_VERSION, TRAINING_LOG_NAME, TRAINING_RUNS_DIR, write_report
+from petnet.labels import (
+    BREED_NAMES,
+    BREED_SPECIES,
+    MASK_CLASSES,
+    SPECIES,
+    display_name,
+)
 
 TRAINING_LOG_COLUMNS = (
     "epoch",
@@ -101,7 +101,7 @@ def degraded_mask(trimap_path: Path, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_training_log(path: Path, epochs: int = 12, seed: int = 0) -> Path:
-    """A training_log.csv with the columns petnet.train writes and smoothly improving values."""
+    """A training_log.csv with the columns petnet.training.train writes and smoothly improving values."""
     rng = np.random.default_rng(seed)
     lines = [",".join(TRAINING_LOG_COLUMNS)]
     for epoch in range(epochs):

@@ -25,9 +25,9 @@ from app import results_html
 from app.demo import API_NAME, FAILED, MISSING_UPLOAD, VIEW_FILE, DemoSettings, PetDemo, build_demo, example_paths
 from petnet.config import PetNetConfig
 from petnet.images import MAX_SIDE, NOT_A_PICTURE, load_image
-from petnet.inference import Pet, Prediction
+from petnet.inference.results import Pet, Prediction
+from petnet.inference.visualize import MASK_COLORS, animal_color
 from petnet.labels import BREED_NAMES, BREEDS, MASK_CLASSES, display_name
-from petnet.visualize import MASK_COLORS, animal_color
 
 DISPLAY_NAMES = {display_name(breed.name) for breed in BREEDS}
 NETWORK_SIZE = 64

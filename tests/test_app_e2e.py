@@ -11,12 +11,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 from gradio_client import Client, handle_file
 from PIL import Image
 
 from app.demo import MISSING_UPLOAD, build_demo, example_paths, launch_options
 from petnet.images import NOT_A_PICTURE
-from petnet.paths import BUNDLED_MODEL_DIR, PROJECT_ROOT
+from petnet.paths import BUNDLED_MODEL_DIR
 
 pytestmark = pytest.mark.slow
 

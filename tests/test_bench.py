@@ -1,20 +1,17 @@
-"""petnet.bench and the benchmark scripts run and report every figure (timings are not asserted: benchmarks
-print); the scripts' computations are checked on tiny inputs."""
+"""petnet.bench and the benchmark scripts run and report every figure (timings are not asserted:
+benchmarks print)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
-import numpy as np
-import torch
+from conftest import PROJECT_ROOT
 
 from petnet.bench import main, table
 from petnet.config import PetNetConfig
-from petnet.model import PetNet
-from petnet.paths import PROJECT_ROOT
+from petnet.models.network import PetNet
 
 
 def test_bench_writes_all_figures(tmp_path, real_image_path):
@@ -53,32 +50,3 @@ def test_load_breakdown_times_every_import_stage_and_the_load(tmp_path):
                             capture_output=True, text=True, check=True)  # fmt: skip
     stages = [line.split()[0] for line in result.stdout.splitlines()]
     assert stages == ["torch", "torch._dynamo", "torchvision", "timm", "petnet.hub", "load_model", "total"]
-
-
-def _benchmark_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_batchnorm_statistics_become_the_mean_over_the_batches_and_spare_the_centre_head():
-    accumulate_statistics = _benchmark_script("batchnorm_statistics").accumulate_statistics
-    model = PetNet(PetNetConfig(image_size=64, center_head=True))
-    centre_before = {k: v.clone() for k, v in model.center_head.state_dict().items()}
-    batches = [torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) * scale for seed, scale in ((0, 1), (1, 3))]
-    with torch.no_grad():
-        expected = torch.stack([model.encoder.conv_stem(images).mean(dim=(0, 2, 3)) for images in batches]).mean(dim=0)
-    result = accumulate_statistics(model, [{"image": images} for images in batches])
-    assert torch.allclose(result.encoder.bn1.running_mean, expected, atol=1e-5)
-    assert not any(module.training for module in result.modules())
-    assert all(torch.equal(value, centre_before[key]) for key, value in result.center_head.state_dict().items())
-
-
-def test_mask_class_biases_shift_the_argmax_only_where_the_bias_decides():
-    scores = _benchmark_script("mask_class_biases").scores
-    # one row of three pixels, truly pet, background and boundary; the boundary pixel's background logit just ahead
-    logits = [torch.tensor([[[3.0, 0.0, 0.0]], [[0.0, 3.0, 0.6]], [[0.0, 0.0, 0.5]]])]
-    trimap = [np.array([[0, 1, 2]], dtype=np.uint8)]
-    unbiased, biased = scores(logits, trimap, torch.zeros(3)), scores(logits, trimap, torch.tensor([0.0, 0.0, 0.2]))
-    assert unbiased[1] == 0.0 and biased == (1.0, 1.0, 1.0)

@@ -26,14 +26,14 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 from PIL import Image
 
 from app.demo import DemoSettings, build_demo, example_paths, launch_options
 from app.results_html import NO_PET
 from petnet import PetNet, load_model
 from petnet.images import NOT_A_PICTURE, TOO_LARGE
-from petnet.inference import Prediction
-from petnet.paths import PROJECT_ROOT
+from petnet.inference.results import Prediction
 
 CHROMIUM = Path("/usr/bin/chromium")
 SPECIES_TEXT = re.compile(r"(Cat|Dog) · \d+% sure")

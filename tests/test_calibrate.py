@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from petnet.calibrate import choose_threshold, fit_temperature
 from petnet.labels import IGNORE_INDEX
-from petnet.pseudolabel import pseudo_mask
+from petnet.training.calibrate import choose_threshold, fit_temperature
+from petnet.training.pseudolabel import pseudo_mask
 
 
 def test_separable_scores_get_a_threshold_between_them():

@@ -7,16 +7,18 @@ import pytest
 import torch
 from PIL import Image
 
-from petnet.center_data import KINDS, CenterTrainingSet
-from petnet.centers import center_focal_loss, center_heatmap, find_peaks, hill_box
-from petnet.composites import different_sizes, overlapping, side_by_side
 from petnet.config import PetNetConfig
-from petnet.data import read_split
-from petnet.inference import center_regions, mask_from_logits
+from petnet.data.center_data import KINDS, CenterTrainingSet
+from petnet.data.composites import different_sizes, overlapping, side_by_side
+from petnet.data.datasets import read_split
+from petnet.data.transforms import center_transform
+from petnet.inference.centers import center_heatmap, find_peaks, hill_box
+from petnet.inference.decoding import mask_from_logits
+from petnet.inference.regions import center_regions
 from petnet.labels import BACKGROUND_INDEX
-from petnet.model import PetNet
-from petnet.train_centers import THRESHOLDS, animal_counts, choose_center_threshold, with_center_head
-from petnet.transforms import center_transform
+from petnet.models.network import PetNet
+from petnet.training.losses import center_focal_loss
+from petnet.training.train_centers import THRESHOLDS, animal_counts, choose_center_threshold, with_center_head
 
 
 def _two_animals(size: int = 64) -> torch.Tensor:
@@ -206,7 +208,7 @@ def test_animal_counts_equal_the_region_rule_at_every_threshold_pair() -> None:
         for image, row in zip(images, counts):
             output = model.infer(model.preprocess(image)[None].contiguous(memory_format=torch.channels_last))
             mask = mask_from_logits(output.mask_logits[0])
-            assert row.tolist() == [model.answer_count(mask, output, 0, pair) for pair in THRESHOLDS]
+            assert row.tolist() == [max(1, len(model.predictor.regions(mask, output, 0, pair))) for pair in THRESHOLDS]
     assert len(set(counts.ravel().tolist())) > 2
 
 
@@ -221,7 +223,7 @@ def test_mirrored_heatmaps_are_averaged(centered: PetNet) -> None:
 def test_train_centers_adds_a_trained_head_and_writes_thresholds(tiny_pet_root, tmp_path) -> None:
     import json
 
-    from petnet.train_centers import main
+    from petnet.training.train_centers import main
 
     start = tmp_path / "start"
     torch.manual_seed(0)
@@ -242,7 +244,7 @@ def test_train_centers_adds_a_trained_head_and_writes_thresholds(tiny_pet_root, 
 
 
 def test_train_centers_can_start_from_another_models_head(tiny_pet_root, tmp_path) -> None:
-    from petnet.train_centers import CenterTrainer, parse_args
+    from petnet.training.train_centers import CenterTrainer, parse_args
 
     start, donor = tmp_path / "start", tmp_path / "donor"
     PetNet(PetNetConfig(image_size=64)).save_pretrained(start)
@@ -272,10 +274,8 @@ def test_the_box_of_a_peak_stops_at_the_dip_to_its_neighbour() -> None:
 
 
 def test_an_animal_the_mask_missed_keeps_its_box_at_the_photo_size(centered: PetNet) -> None:
-    from petnet.inference import decode_output
-
     output = centered.infer(torch.randn(1, 3, 128, 128))
-    decoded = decode_output(output, centered.breed_species_index)
+    decoded = centered.predictor.decode(output)
     mask = torch.ones(128, 128, dtype=torch.uint8)  # background at network size ...
     mask[:, :40] = 0  # ... but for the first animal
     box = torch.zeros(128, 128, dtype=torch.bool)
@@ -283,7 +283,7 @@ def test_an_animal_the_mask_missed_keeps_its_box_at_the_photo_size(centered: Pet
     full_mask = torch.ones(300, 500, dtype=torch.uint8)
     full_mask[:, :160] = 0
     full_mask[100:105, 240:245] = 0  # a few pet pixels the bilinear upsampling put inside the box
-    pet = centered._pet(decoded, 0, box, mask, (300, 500), full_mask)
+    pet = centered.predictor._pet(decoded, 0, box, mask, (300, 500), full_mask)
     left, top, right, bottom = pet.box
     assert (left, top, right, bottom) == (235, 47, 469, 235), "the whole box, not the few pet pixels"
     assert not pet.region[100:105, 240:245].any()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from petnet.composites import LAYOUTS, SMALLER_SCALE, build_composites, different_sizes, overlapping, side_by_side
-from petnet.data import read_split
+from petnet.data.composites import LAYOUTS, SMALLER_SCALE, build_composites, different_sizes, overlapping, side_by_side
+from petnet.data.datasets import read_split
 
 
 def test_composites_are_seeded_and_know_their_animals(tiny_pet_root):

@@ -2,10 +2,10 @@ import numpy as np
 import torch
 
 from petnet.config import LossWeights
-from petnet.cutmix import copy_paste_pets, cutmix_pets, random_box
+from petnet.data.cutmix import copy_paste_pets, cutmix_pets, random_box
+from petnet.inference.decoding import PetNetOutput
 from petnet.labels import BACKGROUND_INDEX, BOUNDARY_INDEX, IGNORE_INDEX, PET_INDEX
-from petnet.losses import multitask_loss
-from petnet.model import PetNetOutput
+from petnet.training.losses import multitask_loss
 
 
 def _batch() -> dict:

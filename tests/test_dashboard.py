@@ -7,15 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT_ROOT
 from report_factory import make_report, write_training_log
 from streamlit.testing.v1 import AppTest
 
 from app.dashboard import image_root_candidates, parse_options, resolve_images_root, split_caption
 from petnet.config import PetNetConfig
 from petnet.evaluate import main as evaluate_main
-from petnet.model import PetNet
-from petnet.paths import OXFORD_PET_ROOT, PROJECT_ROOT
-from petnet.report import HEADLINE_METRICS, REPORTS_DIR
+from petnet.evaluation.report import HEADLINE_METRICS, REPORTS_DIR
+from petnet.models.network import PetNet
+from petnet.paths import OXFORD_PET_ROOT
 
 DASHBOARD = PROJECT_ROOT / "app" / "dashboard.py"
 
@@ -40,7 +41,7 @@ def run_dashboard(monkeypatch: pytest.MonkeyPatch, **environ: str) -> AppTest:
 
 
 def expected_headline(report: dict) -> dict[str, str]:
-    """The cards the dashboard must show: petnet.report's headline table, sections the report has."""
+    """The cards the dashboard must show: petnet.evaluation.report's headline table, sections the report has."""
     return {
         metric.label: metric.format(metric.value(report))
         for metric in HEADLINE_METRICS

@@ -15,7 +15,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from petnet.config import PetNetConfig
-from petnet.data import (
+from petnet.data.datasets import (
     NON_PET_SPLITS,
     NOT_A_PET,
     STRETCHED_SIZE,
@@ -28,9 +28,9 @@ from petnet.data import (
     split_records,
     train_val_split,
 )
+from petnet.data.transforms import PhotometricTrivialAugmentWide, eval_transform, train_transform
 from petnet.errors import DatasetError, InvalidImageError
 from petnet.labels import BACKGROUND_INDEX, BREED_BY_NAME, IGNORE_INDEX, SPECIES
-from petnet.transforms import PhotometricTrivialAugmentWide, eval_transform, train_transform
 
 
 def _config(size: int) -> PetNetConfig:

@@ -11,12 +11,12 @@ from non_pet_factory import make_non_pets
 from PIL import Image
 
 from petnet.config import PetNetConfig
-from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
+from petnet.data.datasets import non_pet_split, read_non_pets, read_split, train_val_split
 from petnet.errors import WeightsError
 from petnet.evaluate import OFFICIAL_TEST_TOTAL, main, run_model, segmentation_metrics, split_description
+from petnet.evaluation.report import load_report
 from petnet.labels import BREED_NAMES, MASK_CLASSES
-from petnet.model import PetNet
-from petnet.report import load_report
+from petnet.models.network import PetNet
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from torch import nn
 
 from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
-from petnet.fusion import fold_batchnorm
 from petnet.hub import load_model
-from petnet.model import PetNet
-from petnet.pretrained import BACKBONE_PACKAGES
+from petnet.models.fusion import fold_batchnorm
+from petnet.models.network import PetNet
+from petnet.models.pretrained import BACKBONE_PACKAGES
 
 
 def model_with_trained_looking_norms(backbone: str) -> PetNet:

@@ -27,7 +27,7 @@ from petnet import hub, paths
 from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
 from petnet.hub import load_model
-from petnet.model import PetNet
+from petnet.models.network import PetNet
 
 REPO_ID = "petnet-tests/tiny"
 BUNDLED_COPY_REPO_ID = "petnet-tests/bundled-copy"

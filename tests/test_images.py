@@ -24,7 +24,7 @@ from petnet.images import (
     UNREADABLE,
     load_image,
 )
-from petnet.model import PetNet
+from petnet.models.network import PetNet
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:

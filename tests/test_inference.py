@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 
 from petnet.config import PetNetConfig
-from petnet.inference import crop_box, decode_output, mean_probability_logits, pet_regions, region_box
+from petnet.inference.decoding import PetNetOutput, decode_output, mean_probability_logits
+from petnet.inference.regions import crop_box, pet_regions, region_box
 from petnet.labels import BREED_SPECIES
-from petnet.model import PetNet, PetNetOutput
+from petnet.models.network import PetNet
 
 SIZE = 64
 
@@ -223,7 +224,7 @@ def test_a_closer_look_only_at_lone_animals_that_do_not_fill_the_image(closer_mo
     lone, whole = _region(10, 12, 40, 50), _region(0, 0, SIZE, SIZE)
     animals = [[lone], [], [lone, _region(44, 4, 60, 20)], [whole]]  # looked at: row 0 only
     photos_asked: list[int] = []
-    looked = closer_model.look_closer(output, animals, tensors, lambda i: photos_asked.append(i))
+    looked = closer_model.predictor.look_closer(output, animals, tensors, lambda i: photos_asked.append(i))
     assert photos_asked == [0], "a photo is fetched only for a crop"
     torch.testing.assert_close(looked.breed_logits[1:], output.breed_logits[1:])
     torch.testing.assert_close(looked.species_logits[1:], output.species_logits[1:])
@@ -241,7 +242,7 @@ def test_a_closer_look_at_a_speck_of_a_small_photo_still_crops_a_pixel(closer_mo
     output = PetNetOutput(torch.randn(1, 2), torch.randn(1, 37), torch.zeros(1, 3, SIZE, SIZE), torch.zeros(1),
                           torch.zeros(1, 37, 1, 1))  # fmt: skip
     photo = Image.new("RGB", (20, 20), (120, 80, 40))
-    looked = closer_model.look_closer(output, [[_region(7, 7, 8, 8)]], [torch.randn(3, SIZE, SIZE)], lambda i: photo)
+    looked = closer_model.predictor.look_closer(output, [[_region(7, 7, 8, 8)]], [torch.randn(3, SIZE, SIZE)], lambda i: photo)
     assert torch.isfinite(looked.breed_logits).all()
 
 

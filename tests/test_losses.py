@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from petnet.config import LossWeights, PetNetConfig
+from petnet.inference.decoding import PetNetOutput
 from petnet.labels import IGNORE_INDEX
-from petnet.losses import distillation_loss, lovasz_softmax_loss, multitask_loss, soft_dice_loss, uniform_cross_entropy
-from petnet.model import PetNet, PetNetOutput
+from petnet.models.network import PetNet
+from petnet.training.losses import (
+    distillation_loss,
+    lovasz_softmax_loss,
+    multitask_loss,
+    soft_dice_loss,
+    uniform_cross_entropy,
+)
 
 
 def _output(batch: int = 2, size: int = 8, seed: int = 0) -> PetNetOutput:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from petnet.metrics import (
+from petnet.evaluation.metrics import (
     accuracy,
     confusion_matrix,
     dice_per_class,
@@ -173,7 +173,7 @@ def test_log_loss_by_hand():
 
 
 def test_reliability_bins_and_ece_by_hand() -> None:
-    from petnet.metrics import expected_calibration_error, reliability_bins
+    from petnet.evaluation.metrics import expected_calibration_error, reliability_bins
 
     confidences = np.array([0.95, 0.95, 0.95, 0.95, 0.55, 0.55, 1.0])
     correct = np.array([1, 1, 1, 0, 1, 0, 1], dtype=bool)
@@ -183,3 +183,15 @@ def test_reliability_bins_and_ece_by_hand() -> None:
     assert math.isnan(rows[0]["accuracy"]) and rows[5]["lower"] == 0.5
     assert expected_calibration_error(confidences, correct, 10) == pytest.approx((2 * 0.05 + 5 * 0.16) / 7)
     assert math.isnan(expected_calibration_error(np.array([]), np.array([], dtype=bool)))
+
+
+def test_species_and_ranking_are_those_petnet_names() -> None:
+    from petnet.evaluation.metrics import ranked_within_species, species_of_top_breed
+
+    species = np.array([0, 1, 1])  # breed 0 a cat's, breeds 1 and 2 a dog's
+    scores = np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3]])
+    assert species_of_top_breed(scores, species).tolist() == [0, 1]
+    ranked = ranked_within_species(scores, species)
+    assert np.isneginf(ranked[0, 1:]).all() and ranked[0, 0] == 0.5
+    assert np.isneginf(ranked[1, 0]) and ranked[1, 1:].tolist() == [0.5, 0.3]
+    assert top_k_accuracy(ranked, np.array([0, 2]), 1) == 0.5  # the second is a dog, but not its first breed

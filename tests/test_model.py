@@ -14,9 +14,9 @@ from safetensors.torch import load_file, save_file
 
 from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
-from petnet.inference import Prediction
+from petnet.inference.results import Prediction
 from petnet.labels import BREED_NAMES, BREED_SPECIES
-from petnet.model import PetNet
+from petnet.models.network import PetNet
 
 SIZE = 64
 SPECIES_OF = dict(zip(BREED_NAMES, BREED_SPECIES))

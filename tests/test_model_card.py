@@ -6,21 +6,22 @@ import dataclasses
 import json
 
 import pytest
+from conftest import PROJECT_ROOT
 from report_factory import make_report
 
-from petnet import model_card
 from petnet.config import PetNetConfig, TrainConfig
-from petnet.paths import BUNDLED_MODEL_DIR, PROJECT_ROOT, REPORTS_DIR
-from petnet.report import BASELINE, load_report
-from petnet.train import parse_args
+from petnet.evaluation.report import BASELINE, load_report
+from petnet.paths import BUNDLED_MODEL_DIR, REPORTS_DIR
+from petnet.training.train import parse_args
+from tools import model_card
 
 
 def test_shipped_card_and_readme_match_the_shipped_reports():
     test, val, bench, train_config, soup = model_card.load_inputs()
     card = (BUNDLED_MODEL_DIR / "README.md").read_text()
     readme = (PROJECT_ROOT / "README.md").read_text()
-    assert card == model_card.model_card(test, val, bench, train_config, soup), "run python -m petnet.model_card"
-    assert model_card.readme_results(test, val, bench) in readme, "run python -m petnet.model_card"
+    assert card == model_card.model_card(test, val, bench, train_config, soup), "run python -m tools.model_card"
+    assert model_card.readme_results(test, val, bench) in readme, "run python -m tools.model_card"
 
 
 def test_results_table_shows_report_values_beside_the_baseline(tmp_path):
@@ -79,13 +80,13 @@ def test_recipe_of_several_runs_trains_each_then_averages_them():
     configs = [dataclasses.asdict(dataclasses.replace(TrainConfig(), output_dir=run, lr=lr))
                for run, lr in (("runs/a", 5e-4), ("runs/b", 1e-3))]  # fmt: skip
     lines = model_card.recipe(configs).splitlines()
-    assert lines[0].startswith("python -m petnet.train ") and lines[0].endswith(" --output-dir runs/a")
+    assert lines[0].startswith("python -m petnet.training.train ") and lines[0].endswith(" --output-dir runs/a")
     assert "--lr 0.001" in lines[1] and lines[1].endswith(" --output-dir runs/b")
-    assert lines[2] == "python -m petnet.soup runs/a runs/b --out petnet/weights"
+    assert lines[2] == "python -m petnet.training.soup runs/a runs/b --out petnet/weights"
     section = model_card.training_section(configs)
     assert "mean of the weights of these 2 runs" in section and "- `runs/b`: AdamW (peak learning rate 0.001" in section
     soup = {"runs": ["runs/a", "runs/b"], "export": "model", "decoder_from": ["runs/b"]}
-    assert model_card.recipe(configs, soup).endswith("python -m petnet.soup runs/a runs/b --decoder-from runs/b --out petnet/weights")
+    assert model_card.recipe(configs, soup).endswith("python -m petnet.training.soup runs/a runs/b --decoder-from runs/b --out petnet/weights")
     assert "mask decoder is that of `runs/b` alone" in model_card.training_section(configs, soup)
     soup["decoder_from"] = ["runs/a", "runs/b"]
     assert "--decoder-from runs/a runs/b --out" in model_card.recipe(configs, soup)

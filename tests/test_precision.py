@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from petnet import precision
 from petnet.hub import load_model
-from petnet.precision import inference_dtype
+from petnet.models import precision
+from petnet.models.precision import inference_dtype
 
 
 def test_explicit_precisions_and_unknown_names() -> None:

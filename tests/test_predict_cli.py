@@ -16,7 +16,7 @@ from PIL import Image
 
 from petnet.config import PetNetConfig
 from petnet.labels import BREED_NAMES, BREED_SPECIES
-from petnet.model import PetNet
+from petnet.models.network import PetNet
 from petnet.predict import CSV_COLUMNS, main
 
 

@@ -11,8 +11,8 @@ import torch
 
 from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
-from petnet.model import PetNet
-from petnet.pretrained import imagenet_weights_path, rename_by_position, verify_hash_prefix
+from petnet.models.network import PetNet
+from petnet.models.pretrained import imagenet_weights_path, rename_by_position, verify_hash_prefix
 
 BACKBONES = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
 

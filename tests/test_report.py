@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from petnet.errors import PetNetError
-from petnet.report import (
+from petnet.evaluation.report import (
     BASELINE,
     REPORTS_DIR,
     REQUIRED_KEYS,

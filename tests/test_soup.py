@@ -1,4 +1,4 @@
-"""petnet.soup: weight averaging of training runs."""
+"""petnet.training.soup: weight averaging of training runs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 
 from petnet.config import PetNetConfig, TrainConfig
 from petnet.errors import WeightsError
+from petnet.evaluation.report import SOUP_RECIPE_NAME, TRAIN_CONFIG_NAME
 from petnet.hub import load_model
-from petnet.model import PetNet
-from petnet.report import SOUP_RECIPE_NAME, TRAIN_CONFIG_NAME
-from petnet.soup import average_state_dicts, main
+from petnet.models.network import PetNet
+from petnet.training.soup import average_state_dicts, main
 
 
 def test_average_of_floats_is_the_mean_and_integers_come_from_the_first():

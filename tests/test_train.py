@@ -1,4 +1,4 @@
-"""petnet.train on the tiny generated dataset: outputs, config precedence, exact resume, early stop, DDP."""
+"""petnet.training.train on the tiny generated dataset: outputs, config precedence, exact resume, early stop, DDP."""
 
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ import torch
 from conftest import PROJECT_ROOT
 from non_pet_factory import make_non_pets
 
-from petnet import train
-from petnet.model import PetNet
-from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
-from petnet.train import CHECKPOINT_NAME, FINAL_DIR_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
+from petnet.evaluation.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
+from petnet.models.network import PetNet
+from petnet.training import train
+from petnet.training.train import CHECKPOINT_NAME, FINAL_DIR_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
 
 LOSSES = ["total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier", "distill", "lovasz"]
 LOG_COLUMNS = [
     "epoch", "lr", "frozen_backbone", *(f"train_{name}" for name in LOSSES), *(f"val_{name}" for name in LOSSES),
-    "val_species_accuracy", "val_breed_top1", "val_breed_top3", "val_mean_iou", "val_min_iou", "val_pet_auroc",
+    "val_named_species_accuracy", "val_breed_top1_accuracy", "val_breed_top3_accuracy", "val_mean_iou_at_input_size",
+    "val_min_iou_at_input_size", "val_pet_auroc",
     "seconds",
 ]  # fmt: skip
 RECIPE = ["--ema-decay", "0.9", "--trivial-augment", "--label-smoothing", "0.1", "--pet-weight", "1",
@@ -133,7 +134,7 @@ def test_resume_replays_the_remaining_epochs_exactly(straight_run, tiny_pet_root
         with pytest.raises(Interrupted):
             train.main(tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1", "--non-pet-root", str(non_pet_root), *RECIPE))
     assert len(read_log(tmp_path)) == 1
-    with caplog.at_level(logging.WARNING, logger="petnet.train"):
+    with caplog.at_level(logging.WARNING, logger="petnet.training.train"):
         train.main(["--output-dir", str(tmp_path), "--resume"])  # every other setting comes from the checkpoint
     assert "differ from the checkpoint" not in caplog.text
 
@@ -149,7 +150,7 @@ def test_resume_replays_the_remaining_epochs_exactly(straight_run, tiny_pet_root
 def test_resume_warns_about_changed_settings(straight_run, tiny_pet_root, tmp_path, caplog):
     output_dir = tmp_path / "run"
     shutil.copytree(straight_run, output_dir)
-    with caplog.at_level(logging.WARNING, logger="petnet.train"):
+    with caplog.at_level(logging.WARNING, logger="petnet.training.train"):
         train.main([*tiny_args(tiny_pet_root, output_dir), "--resume", "--lr", "0.5"])  # nothing left to train
     assert "lr 0.001 -> 0.5" in caplog.text and "freeze_epochs" not in caplog.text  # only what the flags changed
     assert len(read_log(output_dir)) == 2
@@ -215,7 +216,7 @@ def test_checkpoint_is_written_atomically(straight_run, tmp_path, monkeypatch):
 
 def test_ddp_on_cpu_with_gloo(tiny_pet_root, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "petnet.train", *tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1")]  # fmt: skip
+               "-m", "petnet.training.train", *tiny_args(tiny_pet_root, tmp_path, "--freeze-epochs", "1")]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

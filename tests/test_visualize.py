@@ -7,19 +7,18 @@ import pytest
 import torch
 from PIL import Image
 
-from petnet.inference import resize_scores
-from petnet.labels import MASK_CLASSES
-from petnet.visualize import (
+from petnet.inference.decoding import resize_scores
+from petnet.inference.visualize import (
     MASK_COLORS,
     animal_color,
     animal_map,
-    colorize_mask,
     cutout_alpha,
     on_checkerboard,
     overlay_mask,
     palette_mask,
     pet_cutout,
 )
+from petnet.labels import MASK_CLASSES
 
 
 def _mask() -> np.ndarray:
@@ -32,8 +31,8 @@ def test_mask_colours_cover_every_class_and_differ() -> None:
     assert len(set(MASK_COLORS.values())) == len(MASK_CLASSES)
 
 
-def test_colorize_mask_paints_each_class() -> None:
-    pixels = np.asarray(colorize_mask(_mask()))
+def test_palette_mask_shows_each_class_in_its_colour() -> None:
+    pixels = np.asarray(palette_mask(_mask()).convert("RGB"))
     assert pixels.shape == (4, 6, 3)
     assert tuple(pixels[0, 0]) == MASK_COLORS["pet"]
     assert tuple(pixels[0, 2]) == MASK_COLORS["boundary"]

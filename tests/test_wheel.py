@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT_ROOT
 
 from petnet import hub, paths
 
@@ -43,7 +44,7 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = root / "source"
     shutil.copytree(paths.PACKAGE_DIR, source / "petnet", ignore=shutil.ignore_patterns("__pycache__"))
     for name in BUILD_INPUTS:
-        shutil.copy2(paths.PROJECT_ROOT / name, source / name)
+        shutil.copy2(PROJECT_ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     _run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(root / "dist")])
     [wheel] = (root / "dist").glob("petnet-*.whl")

@@ -1,9 +1,9 @@
-"""Add the animal-centre head to a trained PetNet and train it alone: ``python -m petnet.train_centers``.
+"""Add the animal-centre head to a trained PetNet and train it alone: ``python -m petnet.training.train_centers``.
 
 The rest of the network is frozen (eval mode, no gradients), so species, breed, mask and pet-score
-outputs stay exactly those of ``--model``; only :class:`petnet.centers.CenterHead` learns, from
-single pets, photos with no pet and made-up photos of several pets (:mod:`petnet.center_data`).
-Training photos are the training part of ``trainval`` (carved as in ``petnet.train``) and the
+outputs stay exactly those of ``--model``; only :class:`petnet.models.centers.CenterHead` learns, from
+single pets, photos with no pet and made-up photos of several pets (:mod:`petnet.data.center_data`).
+Training photos are the training part of ``trainval`` (carved as in ``petnet.training.train``) and the
 training part of the non-pet photos. The peak thresholds are then chosen on validation: on two-animal
 composites of the validation pets and on the validation pets themselves (:func:`choose_center_threshold`),
 and written into the exported model's ``config.json``. The test split is never looked at.
@@ -26,18 +26,19 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from petnet.center_data import CenterTrainingSet
-from petnet.centers import center_focal_loss, find_peaks
-from petnet.composites import build_composites
 from petnet.config import TrainConfig
-from petnet.data import non_pet_split, read_non_pets, read_split, train_val_split
+from petnet.data.center_data import CenterTrainingSet
+from petnet.data.composites import build_composites
+from petnet.data.datasets import non_pet_split, read_non_pets, read_split, train_val_split
+from petnet.data.transforms import center_transform
+from petnet.evaluation.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.hub import load_model
-from petnet.inference import mask_from_logits
-from petnet.model import PetNet
+from petnet.inference.centers import find_peaks
+from petnet.models.network import PetNet
+from petnet.models.precision import inference_dtype
 from petnet.paths import NON_PET_ROOT
-from petnet.precision import inference_dtype
-from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
-from petnet.train import (
+from petnet.training.losses import center_focal_loss
+from petnet.training.train import (
     CHECKPOINT_NAME,
     FINAL_DIR_NAME,
     append_log,
@@ -47,9 +48,8 @@ from petnet.train import (
     truncate_log,
     warmup_cosine,
 )
-from petnet.transforms import center_transform
 
-log = logging.getLogger("petnet.train_centers")
+log = logging.getLogger("petnet.training.train_centers")
 
 THRESHOLDS = [(float(on), float(off)) for on in np.round(np.arange(0.10, 0.61, 0.05), 2)
               for off in np.round(np.arange(0.10, 0.91, 0.05), 2) if off >= on]  # fmt: skip
@@ -60,7 +60,7 @@ the error users of a one-pet-per-photo dataset would see most."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line; data defaults and the validation carve are ``petnet.train``'s, so the
+    """The command line; data defaults and the validation carve are ``petnet.training.train``'s, so the
     photos the thresholds are chosen on are the ones training held out."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="petnet-train-centers", description=__doc__.splitlines()[0])
@@ -118,25 +118,24 @@ def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequ
     ``predict`` counts them for a photo with a pet (one when no region stands out).
 
     A pair's answer depends only on how many of the photo's peaks reach each of its two thresholds:
-    :func:`~petnet.centers.find_peaks` at a threshold keeps exactly the peaks it keeps at a lower one
+    :func:`~petnet.inference.centers.find_peaks` at a threshold keeps exactly the peaks it keeps at a lower one
     that are that high (higher peaks are settled first). So the peak heights are read once per photo
     at the lowest threshold, and the region rule runs once per distinct pair of counts rather than
     for each of the pairs (132 in :data:`THRESHOLDS`). ``model`` has the centre head."""
     lowest = min(min(pair) for pair in thresholds)
+    predictor = model.predictor
     counts = []
-    with torch.inference_mode():
-        for image in tqdm(images, desc="counting animals", leave=False):
-            output = model.infer(model.preprocess(image)[None].contiguous(memory_format=torch.channels_last))
-            mask = mask_from_logits(output.mask_logits[0])
-            heights = np.array([height for *_, height in find_peaks(output.center_logits[0].sigmoid(), lowest)])
-            by_peaks_reached: dict[tuple[int, int], int] = {}
-            row = []
-            for pair in thresholds:
-                reached = (int((heights >= pair[0]).sum()), int((heights >= pair[1]).sum()))
-                if reached not in by_peaks_reached:
-                    by_peaks_reached[reached] = model.answer_count(mask, output, 0, pair)
-                row.append(by_peaks_reached[reached])
-            counts.append(row)
+    for image in tqdm(images, desc="counting animals", leave=False):
+        output, [mask] = predictor.first_look([predictor.prepare(image).tensor])
+        heights = np.array([height for *_, height in find_peaks(output.center_logits[0].sigmoid(), lowest)])
+        by_peaks_reached: dict[tuple[int, int], int] = {}
+        row = []
+        for pair in thresholds:
+            reached = (int((heights >= pair[0]).sum()), int((heights >= pair[1]).sum()))
+            if reached not in by_peaks_reached:
+                by_peaks_reached[reached] = max(1, len(predictor.regions(mask, output, 0, pair)))
+            row.append(by_peaks_reached[reached])
+        counts.append(row)
     return np.asarray(counts)
 
 

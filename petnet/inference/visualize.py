@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from petnet.inference import mask_from_logits, resize_scores
+from petnet.inference.decoding import mask_from_logits, resize_scores
 from petnet.labels import BOUNDARY_INDEX, MASK_CLASSES, PET_INDEX
 
 MASK_COLORS: dict[str, tuple[int, int, int]] = {
@@ -58,11 +58,6 @@ def _mask_array(mask: np.ndarray | torch.Tensor, size: tuple[int, int] | None = 
     if size is not None and (array.shape[1], array.shape[0]) != tuple(size):
         array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
     return array
-
-
-def colorize_mask(mask: np.ndarray | torch.Tensor) -> Image.Image:
-    """The mask painted in :data:`MASK_COLORS` as an RGB image of the mask's size."""
-    return Image.fromarray(_PALETTE[_mask_array(mask)])
 
 
 def palette_mask(mask: np.ndarray | torch.Tensor) -> Image.Image:

@@ -64,7 +64,10 @@ def read_split(root: str | Path, split: str) -> list[PetRecord]:
     root = Path(root)
     list_file = root / "annotations" / f"{split}.txt"
     if not root.is_dir():
-        raise DatasetError(f"Dataset root {root} does not exist; pass --data-root pointing at oxford-iiit-pet/.")
+        raise DatasetError(
+            f"Dataset root {root} does not exist; pass --data-root pointing at oxford-iiit-pet/ "
+            "(or set PETNET_DATA to the folder that holds it)."
+        )
     if not list_file.is_file():
         raise DatasetError(f"{list_file} is missing; {root} does not look like the Oxford-IIIT Pet layout.")
     records = [_parse_line(root, line, list_file, n) for n, line in enumerate(list_file.read_text().splitlines(), 1)]
@@ -121,7 +124,10 @@ def read_non_pets(root: str | Path) -> list[PetRecord]:
     root = Path(root)
     list_file = root / "list.tsv"
     if not list_file.is_file():
-        raise DatasetError(f"{list_file} is missing; pass the folder of the non-pet photos (list.tsv + images/).")
+        raise DatasetError(
+            f"{list_file} is missing; pass the folder of the non-pet photos (list.tsv + images/) "
+            "with --non-pet-root (or set PETNET_DATA to the folder that holds non-pets/)."
+        )
     names = [line.split("\t")[0] for line in list_file.read_text().splitlines()[1:] if line.strip()]
     records = [PetRecord(Path(name).stem, NOT_A_PET, NOT_A_PET, root / "images" / name, None) for name in names]
     missing = [r.image_path.name for r in records if not r.image_path.is_file()]
@@ -152,7 +158,7 @@ def load_record_image(record: PetRecord) -> Image.Image:
 
 
 def pseudo_mask_path(directory: Path, name: str) -> Path:
-    """Where ``python -m petnet.pseudolabel`` writes, and training reads, the pseudo mask of photo ``name``."""
+    """Where ``python -m petnet.training.pseudolabel`` writes, and training reads, the pseudo mask of photo ``name``."""
     return directory / f"{name}.png"
 
 

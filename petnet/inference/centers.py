@@ -1,10 +1,10 @@
-"""Animal centres: the heatmap head, its training target and loss, and its peaks.
+"""Animal centres: the heatmap's training target and its peaks (the head itself: :mod:`petnet.models.centers`).
 
 One peak per animal (CenterNet, Zhou et al. 2019, "Objects as Points") is what lets a photo of a
 cat and a dog that touch or overlap get two answers: the trimap mask alone shows one blob of pet
 pixels. The head reads the decoder's stride-8 features, which know where the pet pixels are, and
 the backbone's stride-32 features, which see the whole animal; it is trained on its own with the
-rest of the network frozen (``python -m petnet.train_centers``), so adding it changes no other output.
+rest of the network frozen (``python -m petnet.training.train_centers``), so adding it changes no other output.
 """
 
 from __future__ import annotations
@@ -15,13 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from torch import nn
 
-from petnet.decoder import conv_bn_relu
-
-CENTER_DECODER_BLOCK = 1
-"""The decoder block the head reads, in :meth:`petnet.decoder.UNetDecoder.block_outputs` (strides 16,
-8, 4, 2): stride 8, so a heatmap cell is 8x8 input pixels."""
 SIGMA_SCALE = 0.1
 """Gaussian spread of an animal's target peak as a fraction of its box's geometric mean side:
 large animals get broad peaks (their centre is less precise), small ones narrow ones."""
@@ -32,29 +26,7 @@ PEAK_WINDOW = 5
 PEAK_VALLEY = 0.6
 """How far the heatmap must fall between two peaks, as a fraction of the lower one's height, for
 them to be two animals. Chosen on validation with the shipped head (150 two-animal composites,
-367 single pets; 0.5 to 0.9 tried, README): without it, 1 in 25 single pets got two answers."""
-_PRIOR = 0.01
-"""Initial peak probability everywhere (CenterNet's bias initialisation), so training starts stable."""
-
-
-class CenterHead(nn.Module):
-    """Heatmap logits (B, h, w) at stride 8 from the backbone's stride-32 features and the decoder's stride-8 ones."""
-
-    def __init__(self, deep_channels: int, fine_channels: int, width: int = 64) -> None:
-        super().__init__()
-        self.reduce = nn.Sequential(
-            nn.Conv2d(deep_channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-        )
-        self.body = nn.Sequential(
-            conv_bn_relu(width + fine_channels, width), conv_bn_relu(width, width), nn.Conv2d(width, 1, 1)
-        )
-        nn.init.constant_(self.body[-1].bias, math.log(_PRIOR / (1 - _PRIOR)))
-
-    def forward(self, deep: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
-        context = F.interpolate(self.reduce(deep), size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return self.body(torch.cat([context, fine], dim=1))[:, 0]
-
-
+367 single pets; 0.5 to 0.9 tried, docs/experiments.md): without it, 1 in 25 single pets got two answers."""
 def center_heatmap(instances: torch.Tensor, size: tuple[int, int], min_area: int = 1) -> torch.Tensor:
     """Target heatmap (h, w) = ``size`` for an (H, W) map of animal ids (0 = none, 1..k one animal
     each): a Gaussian at each animal's centroid, 1 exactly at its cell.
@@ -79,19 +51,6 @@ def center_heatmap(instances: torch.Tensor, size: tuple[int, int], min_area: int
         peak[int(dy.abs().argmin()), int(dx.abs().argmin())] = 1.0
         target = torch.maximum(target, peak)
     return target
-
-
-def center_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CenterNet's penalty-reduced focal loss over (B, h, w) heatmaps, per animal in the batch.
-
-    Cells at a peak (target 1) are positives; the rest are negatives down-weighted by
-    ``(1 - target)^4`` near a peak, so a prediction a cell off is barely punished."""
-    logits, target = logits.float(), target.float()
-    probabilities = logits.sigmoid()
-    positive = target.eq(1)
-    positive_loss = F.logsigmoid(logits) * (1 - probabilities) ** 2 * positive
-    negative_loss = F.logsigmoid(-logits) * probabilities**2 * (1 - target) ** 4 * ~positive
-    return -(positive_loss.sum() + negative_loss.sum()) / positive.sum().clamp(min=1)
 
 
 def find_peaks(

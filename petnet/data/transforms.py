@@ -53,7 +53,7 @@ def train_transform(config: PetNetConfig, crop_size: int | None = None, trivial_
 
 
 def center_transform(config: PetNetConfig) -> v2.Compose:
-    """Augmentation for the animal-centre head (:mod:`petnet.center_data`): stretched to the model's
+    """Augmentation for the animal-centre head (:mod:`petnet.data.center_data`): stretched to the model's
     square input as in prediction, sometimes a random crop instead, a flip and some colour change.
     It trains at the input size because only the head learns: the frozen network sees photos as it
     will when predicting."""

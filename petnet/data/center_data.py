@@ -2,9 +2,9 @@
 composites of two or three pets, each with the map of which pixels belong to which animal.
 
 Oxford-IIIT Pet has one animal per photo, so photos with several are made up from it, in the three
-layouts of :mod:`petnet.composites` with random sizes and overlaps (and stacked as well as side by
+layouts of :mod:`petnet.data.composites` with random sizes and overlaps (and stacked as well as side by
 side). An animal's pixels come from its real trimap or, without one, its pseudo mask
-(``python -m petnet.pseudolabel``): where each animal is, not ground truth for the mask scores.
+(``python -m petnet.training.pseudolabel``): where each animal is, not ground truth for the mask scores.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from petnet.centers import center_heatmap
-from petnet.composites import different_sizes, overlapping, side_by_side
-from petnet.data import PetRecord, pseudo_mask_path, read_pseudo_mask, read_trimap
+from petnet.data.composites import different_sizes, overlapping, side_by_side
+from petnet.data.datasets import PetRecord, pseudo_mask_path, read_pseudo_mask, read_trimap
 from petnet.errors import InvalidImageError
 from petnet.images import load_image
-from petnet.inference import MIN_ANIMAL_FRACTION
+from petnet.inference.centers import center_heatmap
+from petnet.inference.regions import MIN_ANIMAL_FRACTION
 from petnet.labels import ANIMAL_INDICES
 
-log = logging.getLogger("petnet.center_data")
+log = logging.getLogger("petnet.data.center_data")
 
 KINDS = {
     "single": 0.35,

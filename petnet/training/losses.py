@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from petnet.config import LossWeights
+from petnet.inference.decoding import PetNetOutput
 from petnet.labels import IGNORE_INDEX
-from petnet.model import PetNetOutput
 
 LOSS_NAMES = ("total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier", "distill", "lovasz")
 
@@ -76,8 +76,8 @@ def _zero(output: PetNetOutput) -> torch.Tensor:
 def _label_loss(
     logits: torch.Tensor, labels: torch.Tensor, batch: dict, is_pet: torch.Tensor, label_smoothing: float
 ) -> torch.Tensor:
-    """Cross-entropy over the pets; on a mixed batch (:func:`petnet.cutmix.cutmix_pets`,
-    :func:`~petnet.cutmix.copy_paste_pets`) each photo's own label and its partner's, weighted by
+    """Cross-entropy over the pets; on a mixed batch (:func:`petnet.data.cutmix.cutmix_pets`,
+    :func:`~petnet.data.cutmix.copy_paste_pets`) each photo's own label and its partner's, weighted by
     the share of the photo each holds."""
     logits = logits[is_pet].float()
     own = F.cross_entropy(logits, labels[is_pet], label_smoothing=label_smoothing, reduction="none")
@@ -134,3 +134,16 @@ def multitask_loss(
         losses["pseudo_mask"] = F.cross_entropy(output.mask_logits.float(), pseudo, ignore_index=IGNORE_INDEX)
     total = sum(getattr(weights, name) * value for name, value in losses.items())
     return {"total": total, **losses}
+
+
+def center_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss over (B, h, w) heatmaps, per animal in the batch.
+
+    Cells at a peak (target 1) are positives; the rest are negatives down-weighted by
+    ``(1 - target)^4`` near a peak, so a prediction a cell off is barely punished."""
+    logits, target = logits.float(), target.float()
+    probabilities = logits.sigmoid()
+    positive = target.eq(1)
+    positive_loss = F.logsigmoid(logits) * (1 - probabilities) ** 2 * positive
+    negative_loss = F.logsigmoid(-logits) * probabilities**2 * (1 - target) ** 4 * ~positive
+    return -(positive_loss.sum() + negative_loss.sum()) / positive.sum().clamp(min=1)

@@ -1,7 +1,7 @@
 """Calibrate a model on validation: its pet-presence threshold and its breed temperature, written
 into the model's ``config.json``.
 
-``python -m petnet.calibrate --model DIR`` predicts the validation pets (carved from ``trainval`` as
+``python -m petnet.training.calibrate --model DIR`` predicts the validation pets (carved from ``trainval`` as
 in training) and the calibration part of the non-pet photos as users get them (``predict_batch``),
 picks ``pet_threshold`` with :func:`choose_threshold`, fits ``breed_temperature`` to the final
 breed probabilities with :func:`fit_temperature`, and saves both next to the weights, so they
@@ -23,15 +23,15 @@ from huggingface_hub import constants
 from scipy.optimize import minimize_scalar
 
 from petnet.config import TrainConfig
-from petnet.data import PetRecord, non_pet_split, read_non_pets, split_records
+from petnet.data.datasets import PetRecord, non_pet_split, read_non_pets, split_records
+from petnet.evaluation.metrics import expected_calibration_error, log_loss
 from petnet.hub import load_model
-from petnet.inference import Prediction
+from petnet.inference.results import Prediction
 from petnet.labels import BREEDS
-from petnet.metrics import expected_calibration_error, log_loss
-from petnet.model import write_config_file
+from petnet.models.network import write_config_file
 from petnet.paths import NON_PET_ROOT
 
-log = logging.getLogger("petnet.calibrate")
+log = logging.getLogger("petnet.training.calibrate")
 
 MIN_PETS_KEPT = 0.995
 """Validation pets the threshold must keep: pets outside Oxford-IIIT score lower than these, so the

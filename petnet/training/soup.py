@@ -2,7 +2,7 @@
 
 Runs fine-tuned from the same ImageNet initialisation end up close enough in weight space that
 the mean of their weights predicts better than each of them, at no extra cost per image
-(Wortsman et al., "Model soups", ICML 2022). ``python -m petnet.soup RUN_DIR ... --out DIR``
+(Wortsman et al., "Model soups", ICML 2022). ``python -m petnet.training.soup RUN_DIR ... --out DIR``
 averages each run's ``model/`` export (lowest validation loss); ``--export final`` the end of the
 schedule (the moving average, for runs with an EMA). An ingredient can also be a model folder
 (``config.json`` + ``model.safetensors``, such as an earlier soup), and ``--weights`` weighs the
@@ -32,9 +32,9 @@ from huggingface_hub import constants
 
 from petnet.config import TrainConfig
 from petnet.errors import WeightsError
+from petnet.evaluation.report import SOUP_RECIPE_NAME, TRAIN_CONFIG_NAME
 from petnet.hub import load_model
-from petnet.model import PetNet
-from petnet.report import SOUP_RECIPE_NAME, TRAIN_CONFIG_NAME
+from petnet.models.network import PetNet
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> PetNet:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="petnet-soup", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path,
-                        help="output directories of python -m petnet.train, or model folders (an earlier soup)")  # fmt: skip
+                        help="output directories of python -m petnet.training.train, or model folders (an earlier soup)")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="folder for config.json and model.safetensors")
     parser.add_argument("--export", choices=EXPORTS, default="model",
                         help="which export of each run: lowest validation loss (model) or end of schedule (final)")

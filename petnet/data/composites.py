@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from petnet.data import PetRecord, read_trimap
+from petnet.data.datasets import PetRecord, read_trimap
 from petnet.images import load_image
 from petnet.labels import ANIMAL_INDICES, SPECIES
 

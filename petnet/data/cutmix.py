@@ -38,7 +38,7 @@ def cutmix_pets(batch: dict, alpha: float, rng: np.random.Generator) -> dict:
     One box per batch (its area drawn from Beta(alpha, alpha)), the partners a random permutation of
     the pets. Adds ``mix_partner`` (each photo's partner, itself when not mixed) and ``mix_weight``
     (the share of the photo that is still its own, which weighs its own labels against the
-    partner's: :func:`petnet.losses.multitask_loss`). Fewer than two pets: the batch unchanged.
+    partner's: :func:`petnet.training.losses.multitask_loss`). Fewer than two pets: the batch unchanged.
     """
     pets, partner = _pet_partners(batch, rng)
     if len(pets) < 2:

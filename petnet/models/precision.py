@@ -4,7 +4,7 @@ bfloat16 roughly halves the forward pass on CPUs that compute it natively (AVX51
 AMD Zen 4 and later, Intel Cooper Lake / Sapphire Rapids and later); elsewhere oneDNN would
 emulate it, slower than float32. ``"auto"`` therefore picks bfloat16 only on such CPUs. The weights
 are trained in float32 on CPU; their predictions in bfloat16 were checked against float32 on
-validation (README, "Against our goals"). Only the network runs in it: its outputs come back as float32 before
+validation (docs/experiments.md, "Against our goals"). Only the network runs in it: its outputs come back as float32 before
 anything else reads them.
 """
 

@@ -98,6 +98,20 @@ def log_loss(logits: np.ndarray, truth: np.ndarray) -> float:
     return float(-np.mean(log_probabilities[np.arange(len(truth)), np.asarray(truth)]))
 
 
+def species_of_top_breed(breed_scores: np.ndarray, breed_species: np.ndarray) -> np.ndarray:
+    """(N,) species index of each row's highest-scoring breed (``breed_species[j]`` is breed j's
+    species): the species PetNet names, as evaluation and training's validation both score it."""
+    return np.asarray(breed_species)[np.argmax(np.asarray(breed_scores), axis=1)]
+
+
+def ranked_within_species(breed_scores: np.ndarray, breed_species: np.ndarray) -> np.ndarray:
+    """Breed scores with every breed of another species than the named one at -inf: the ranking
+    PetNet answers with (its top-k breeds are of the species it names), for :func:`top_k_accuracy`."""
+    scores = np.asarray(breed_scores, dtype=np.float64)
+    named = species_of_top_breed(scores, breed_species)
+    return np.where(np.asarray(breed_species)[None, :] == named[:, None], scores, -np.inf)
+
+
 def most_confused_pairs(confusion: np.ndarray, top: int = 10) -> list[tuple[int, int, int]]:
     """Off-diagonal (truth, predicted, count) cells with the largest counts, largest first."""
     off_diagonal = confusion.copy()

@@ -1,6 +1,6 @@
 """Pseudo-label the training photos that have no trimap, as an extra training signal for the mask head.
 
-``python -m petnet.pseudolabel --model petnet/weights --out runs/pseudo-masks`` writes one PNG per photo
+``python -m petnet.training.pseudolabel --model petnet/weights --out runs/pseudo-masks`` writes one PNG per photo
 (values 0 pet, 1 background, 2 boundary, 255 where the model is not confident enough). Only photos of
 the training part of ``trainval`` are labelled, never validation or test, and evaluation only ever
 scores real trimaps: pseudo masks are a training aid (self-training), never ground truth.
@@ -20,14 +20,14 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from petnet.config import TrainConfig
-from petnet.data import pseudo_mask_path, split_records
+from petnet.data.datasets import pseudo_mask_path, split_records
 from petnet.errors import WeightsError
 from petnet.images import load_image
-from petnet.inference import resize_scores
+from petnet.inference.decoding import resize_scores
 from petnet.labels import IGNORE_INDEX
-from petnet.model import PetNet
+from petnet.models.network import PetNet
 
-log = logging.getLogger("petnet.pseudolabel")
+log = logging.getLogger("petnet.training.pseudolabel")
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Pixels whose most likely class has a lower probability are left unlabelled (255)."""

@@ -1,8 +1,8 @@
-"""Train PetNet: ``python -m petnet.train`` (one process) or ``torchrun --nproc_per_node N -m petnet.train``.
+"""Train PetNet: ``python -m petnet.training.train`` (one process) or ``torchrun --nproc_per_node N -m petnet.training.train``.
 
 Each epoch starts by seeding every random generator from (seed, epoch, rank), so a run resumed
 from its last checkpoint (``--resume``) replays the remaining epochs exactly. The validation set is
-carved from ``trainval`` by :func:`petnet.data.train_val_split` (seeded, stratified per breed and
+carved from ``trainval`` by :func:`petnet.data.datasets.train_val_split` (seeded, stratified per breed and
 trimap presence); the official test split is never touched here.
 """
 
@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from tqdm.auto import tqdm
 
 from petnet.config import MODEL_FLAGS, LossWeights, PetNetConfig, TrainConfig
-from petnet.cutmix import copy_paste_pets, cutmix_pets
-from petnet.data import (
+from petnet.data.cutmix import copy_paste_pets, cutmix_pets
+from petnet.data.datasets import (
     OxfordPetDataset,
     collate_skipping_failures,
     non_pet_split,
@@ -39,15 +39,26 @@ from petnet.data import (
     read_split,
     train_val_split,
 )
+from petnet.data.transforms import eval_transform, train_transform
+from petnet.evaluation.metrics import (
+    accuracy,
+    binary_auroc,
+    confusion_matrix,
+    iou_per_class,
+    ranked_within_species,
+    species_of_top_breed,
+    top_k_accuracy,
+)
+from petnet.evaluation.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.hub import load_model
-from petnet.labels import IGNORE_INDEX
-from petnet.losses import LOSS_NAMES, multitask_loss
-from petnet.metrics import accuracy, binary_auroc, confusion_matrix, iou_per_class, top_k_accuracy
-from petnet.model import PetNet, PetNetOutput
-from petnet.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
-from petnet.transforms import eval_transform, train_transform
+from petnet.inference.decoding import TOP_K_BREEDS, PetNetOutput
+from petnet.labels import BREED_SPECIES_INDEX, IGNORE_INDEX, SPECIES
+from petnet.models.network import PetNet
+from petnet.training.losses import LOSS_NAMES, multitask_loss
 
-log = logging.getLogger("petnet.train")
+BREED_SPECIES_ARRAY = np.array(BREED_SPECIES_INDEX)
+
+log = logging.getLogger("petnet.training.train")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_DIR_NAME = "model"
@@ -219,7 +230,7 @@ def load_teacher(config: TrainConfig, device: torch.device) -> PetNet | None:
     Only a local folder: ``petnet.load_model`` would fall back to the bundled weights for a path it
     cannot find, and a mistyped path must fail rather than teach another model. The teacher predicts
     as shipped models do (batch norms folded; bfloat16 on CPUs that compute it natively,
-    :mod:`petnet.precision`), as for the README's distilled run.
+    :mod:`petnet.models.precision`), as for the distilled run of docs/experiments.md.
     """
     weight = config.loss_weights.distill
     if bool(config.teacher) != (weight > 0):
@@ -407,11 +418,13 @@ class Trainer:
             pet_scores += list(zip(output.pet_logits.float().sigmoid().cpu().tolist(), is_pet.tolist()))
             breed_logits = output.breed_logits.float().cpu()[is_pet].numpy()
             breed_truth = batch["breed"].cpu()[is_pet].numpy()
-            if len(breed_truth):
+            if len(breed_truth):  # species and breeds as PetNet names them (petnet.evaluate's definitions)
                 pets += len(breed_truth)
-                top1 += top_k_accuracy(breed_logits, breed_truth, 1) * len(breed_truth)
-                top3 += top_k_accuracy(breed_logits, breed_truth, 3) * len(breed_truth)
-            species_conf += confusion_matrix(batch["species"].cpu()[is_pet], output.species_logits.argmax(1).cpu()[is_pet], 2)
+                ranked = ranked_within_species(breed_logits, BREED_SPECIES_ARRAY)
+                top1 += top_k_accuracy(ranked, breed_truth, 1) * len(breed_truth)
+                top3 += top_k_accuracy(ranked, breed_truth, TOP_K_BREEDS) * len(breed_truth)
+                named = species_of_top_breed(breed_logits, BREED_SPECIES_ARRAY)
+                species_conf += confusion_matrix(batch["species"].cpu()[is_pet].numpy(), named, len(SPECIES))
             pet_masks = batch["mask"].cpu()[is_pet]
             pixel_conf += confusion_matrix(pet_masks, output.mask_logits.argmax(1).cpu()[is_pet], 3, IGNORE_INDEX)
         stats = torch.cat([loss_sums, torch.tensor([count, pets, top1, top3], dtype=torch.float64),
@@ -427,11 +440,12 @@ class Trainer:
         scores = np.array([score for score, _ in pet_scores])
         truth = np.array([label for _, label in pet_scores], dtype=bool)
         result.update(
-            val_species_accuracy=accuracy(species_conf),
-            val_breed_top1=float(stats[n_losses + 2] / pets),
-            val_breed_top3=float(stats[n_losses + 3] / pets),
-            val_mean_iou=float(np.nanmean(ious)) if pixel_conf.sum() else float("nan"),
-            val_min_iou=float(np.nanmin(ious)) if pixel_conf.sum() else float("nan"),
+            val_named_species_accuracy=accuracy(species_conf),
+            val_breed_top1_accuracy=float(stats[n_losses + 2] / pets),
+            val_breed_top3_accuracy=float(stats[n_losses + 3] / pets),
+            # cheaper than petnet.evaluate's (at each trimap's own size), on purpose: at the network's input size
+            val_mean_iou_at_input_size=float(np.nanmean(ious)) if pixel_conf.sum() else float("nan"),
+            val_min_iou_at_input_size=float(np.nanmin(ious)) if pixel_conf.sum() else float("nan"),
             val_pet_auroc=binary_auroc(scores, truth),
         )
         return result

@@ -28,12 +28,12 @@ REPORTS_DIR = paths.REPORTS_DIR
 """Default home of ``<split>.json`` reports and their ``<split>_masks/`` folders."""
 TRAINING_LOG_NAME = "training_log.csv"
 TRAIN_CONFIG_NAME = "train_config.json"
-"""The per-epoch log and the settings ``petnet.train`` writes into each run's output folder."""
+"""The per-epoch log and the settings ``petnet.training.train`` writes into each run's output folder."""
 TRAINING_RUNS_DIR = "runs"
 """Sub-folder of a reports folder with one ``<run>/`` (the run's log and config, copied) per
-training run behind the evaluated weights: several when they average runs (``petnet.soup``)."""
+training run behind the evaluated weights: several when they average runs (``petnet.training.soup``)."""
 SOUP_RECIPE_NAME = "soup.json"
-"""What ``petnet.soup`` writes beside a soup's weights: the runs, export and ``--decoder-from`` it
+"""What ``petnet.training.soup`` writes beside a soup's weights: the runs, export and ``--decoder-from`` it
 was made with. The shipped soup's is copied into ``TRAINING_RUNS_DIR``, where the model card reads it."""
 
 BASELINE: dict[str, Any] = {
@@ -44,6 +44,23 @@ BASELINE: dict[str, Any] = {
     "min_iou": 0.54,
 }
 """Published figures of the original PetNet, the numbers every report is compared against."""
+
+def is_finite(value: object) -> bool:
+    """Whether a report value is a finite number (missing figures are None or NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def percent(value: float | None) -> str:
+    """``97.4%``; ``n/a`` for a missing or non-finite figure (never ``nan%``): how every report
+    reader (summary, dashboard, charts, model card) writes a share."""
+    return f"{100 * value:.1f}%" if is_finite(value) else "n/a"
+
+
+def score(value: float | None) -> str:
+    """``0.788``; ``n/a`` for a missing or non-finite figure: how every report reader writes an IoU,
+    an AUROC, an ECE or a log loss."""
+    return f"{value:.3f}" if is_finite(value) else "n/a"
+
 
 @dataclass(frozen=True)
 class HeadlineMetric:
@@ -71,9 +88,7 @@ class HeadlineMetric:
 
     def format(self, value: float | None) -> str:
         """``97.4%`` or ``0.788``; ``n/a`` for a missing or non-finite figure."""
-        if value is None or not math.isfinite(value):
-            return "n/a"
-        return f"{100 * value:.1f}%" if self.is_percent else f"{value:.3f}"
+        return percent(value) if self.is_percent else score(value)
 
 
 HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (

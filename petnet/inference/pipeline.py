@@ -1,0 +1,275 @@
+"""The one prediction pipeline: from preprocessed images to :class:`~petnet.inference.results.Prediction`.
+
+``PetNet.predict``, ``petnet.evaluate``, ``petnet.training.train_centers``, ``petnet-predict`` and
+the demo all answer through :class:`Predictor`, so what is scored is what users get. Its steps:
+
+1. the network's first look (:meth:`Network.infer`: masks averaged with the mirror image's);
+2. the label map, and the animal regions it holds (:func:`~petnet.inference.regions.animal_regions`);
+3. the pet check (``pet_score >= config.pet_threshold``);
+4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again, the
+   two views' probabilities averaged;
+5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
+   ``config.breed_temperature``); a photo with several animals gets one more pass over their crops.
+
+The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
+plugs in without a second pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from petnet.config import PetNetConfig
+from petnet.data.transforms import eval_transform
+from petnet.images import ImageInput, load_image
+from petnet.inference.decoding import (
+    DecodedOutput,
+    PetNetOutput,
+    decode_output,
+    mask_from_logits,
+    mean_probability_logits,
+)
+from petnet.inference.regions import animal_regions, crop_box, region_box
+from petnet.inference.results import Pet, Prediction
+from petnet.labels import BACKGROUND_INDEX
+
+PREDICT_BATCH_SIZE = 2
+"""Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
+4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
+the closer look's crops follow as one more batch through the backbone."""
+
+
+class Network(Protocol):
+    """What the pipeline needs of a runtime: three kinds of pass over (B, 3, S, S) float batches,
+    each returning float32 outputs on the CPU or the network's device."""
+
+    config: PetNetConfig
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def infer(self, images: torch.Tensor) -> PetNetOutput:
+        """Everything, masks (and centre heatmaps) averaged with the mirror image's when the config says so."""
+
+    def infer_single_view(self, images: torch.Tensor) -> PetNetOutput:
+        """Everything, from the images as given (crops of a photo's animals)."""
+
+    def infer_classification(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Species and breed logits alone (the closer look)."""
+
+
+class PreparedImage(NamedTuple):
+    """One image ready for the network: input tensor, original (H, W), and the photo when there is one."""
+
+    tensor: torch.Tensor
+    size: tuple[int, int]
+    photo: Image.Image | None
+
+
+class Answer(NamedTuple):
+    """What the pipeline answers for one image, with what scoring it needs beyond the prediction."""
+
+    prediction: Prediction
+    mask_logits: torch.Tensor
+    """(3, S, S) mask logits at the network's input size (mirror-averaged), on the CPU."""
+    animals_found: int
+    """Animals ``predict`` answers for were the photo taken to hold a pet (at least 1)."""
+
+
+class Predictor:
+    """The steps after preprocessing, around one :class:`Network` (``config`` is read at each call,
+    so a changed threshold or temperature takes effect at once)."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.preprocess = eval_transform(network.config)
+        """Photo -> normalised 3xSxS tensor, the network's input."""
+        species = {name: i for i, name in enumerate(network.config.species_names)}
+        self.breed_species_index = torch.tensor([species[name] for name in network.config.breed_species])
+
+    @property
+    def config(self) -> PetNetConfig:
+        return self.network.config
+
+    def predict(self, image: ImageInput | torch.Tensor) -> Prediction:
+        """See :meth:`petnet.models.network.PetNet.predict`."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(
+        self, images: Sequence[ImageInput | torch.Tensor], batch_size: int = PREDICT_BATCH_SIZE
+    ) -> list[Prediction]:
+        """Predict many images, running the network on batches of up to ``batch_size``."""
+        results: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            prepared = [self.prepare(image) for image in images[start : start + batch_size]]
+            results.extend(answer.prediction for answer in self.answer(prepared))
+        return results
+
+    def prepare(self, image: ImageInput | torch.Tensor) -> PreparedImage:
+        """Read and preprocess one input (a preprocessed 3xHxW tensor is taken as it is)."""
+        if isinstance(image, torch.Tensor):
+            if image.ndim == 4 and image.shape[0] == 1:
+                image = image[0]
+            if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+                raise ValueError(
+                    f"A tensor input must be a preprocessed float 3xHxW image, got {tuple(image.shape)} {image.dtype}."
+                )
+            return PreparedImage(image, tuple(image.shape[-2:]), None)
+        picture = load_image(image)
+        return PreparedImage(self.preprocess(picture), (picture.height, picture.width), picture)
+
+    def first_look(self, tensors: Sequence[torch.Tensor]) -> tuple[PetNetOutput, list[torch.Tensor]]:
+        """The network's pass over a batch of equal-sized inputs (on the CPU) and each label map."""
+        batch = torch.stack(list(tensors)).to(self.network.device, memory_format=torch.channels_last)
+        with torch.inference_mode():
+            output = self.network.infer(batch).apply(torch.Tensor.cpu)
+        return output, [mask_from_logits(logits) for logits in output.mask_logits]
+
+    def regions(self, mask: torch.Tensor, output: PetNetOutput, i: int, thresholds: tuple[float, float] | None = None) -> list[torch.Tensor]:
+        """:func:`~petnet.inference.regions.animal_regions` of image ``i`` at the config's thresholds (or ``thresholds``)."""
+        return animal_regions(mask, output, i, self.config, thresholds)
+
+    def answer(self, inputs: Sequence[PreparedImage]) -> list[Answer]:
+        """The whole pipeline for prepared images (of any sizes)."""
+        shapes = {tuple(item.tensor.shape) for item in inputs}
+        if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
+            return [answer for item in inputs for answer in self.answer([item])]
+        with torch.inference_mode():
+            output, masks = self.first_look([item.tensor for item in inputs])
+            found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
+            holds_pet = (output.pet_logits.float().sigmoid() >= self.config.pet_threshold).tolist()
+            animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
+            if self.config.closer_look:
+                output = self.look_closer(output, animals, [item.tensor for item in inputs], lambda i: inputs[i].photo)
+            decoded = self.decode(output)
+            predictions = [
+                self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
+                for i, item in enumerate(inputs)
+            ]
+        return [
+            Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
+            for i, prediction in enumerate(predictions)
+        ]
+
+    def decode(self, output: PetNetOutput) -> DecodedOutput:
+        """:func:`decode_output` with this model's calibration (``config.breed_temperature``)."""
+        return decode_output(output, self.breed_species_index, temperature=self.config.breed_temperature)
+
+    def look_closer(
+        self,
+        output: PetNetOutput,
+        animals: Sequence[Sequence[torch.Tensor]],
+        tensors: Sequence[torch.Tensor],
+        photo_of: Callable[[int], Image.Image | None],
+    ) -> PetNetOutput:
+        """``output`` of the first look (on the CPU) with a second look at each lone pet.
+
+        ``animals`` are the regions the pipeline answers for in each image (none for an image
+        without a pet). An image with exactly one is cropped to that animal's box
+        (:func:`~petnet.inference.regions.crop_box`), from its photo (``photo_of(i)``, called only
+        for those images) when there is one, else from its network input ``tensors[i]``, and
+        classified again at the input size: the pet is seen with more pixels. Its species and breed
+        logits become the log of the mean of the photo's and the crop's probabilities
+        (:func:`~petnet.inference.decoding.mean_probability_logits`), which :func:`decode_output`
+        turns back into that mean. A box covering the whole image would show the photo again and is
+        skipped; an image with several animals has each cropped anyway. Masks, pet scores and maps
+        stay the photo's.
+        """
+        looks = []
+        for i, (regions, tensor) in enumerate(zip(animals, tensors, strict=True)):
+            if len(regions) == 1 and (box := crop_box(regions[0])) != (0, 0, tensor.shape[-1], tensor.shape[-2]):
+                looks.append((i, box))
+        if not looks:
+            return output
+        crops = torch.stack([self._crop(tensors[i], photo_of(i), box) for i, box in looks])
+        with torch.inference_mode():
+            species, breeds = self.network.infer_classification(
+                crops.to(self.network.device, memory_format=torch.channels_last)
+            )
+        rows = torch.tensor([i for i, _ in looks])
+
+        def averaged(photo_logits: torch.Tensor, crop_logits: torch.Tensor) -> torch.Tensor:
+            mean = mean_probability_logits(photo_logits.index_select(0, rows), crop_logits.cpu())
+            return photo_logits.float().index_copy(0, rows, mean)
+
+        return output._replace(
+            species_logits=averaged(output.species_logits, species), breed_logits=averaged(output.breed_logits, breeds)
+        )
+
+    def _prediction(
+        self, item: PreparedImage, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: torch.Tensor,
+        has_pet: bool, animals: list[torch.Tensor],
+    ) -> Prediction:  # fmt: skip
+        """One image's result (``mask`` its label map, ``animals`` its regions when it holds a pet);
+        photos with several animals get one more pass over their crops."""
+        names = self.config
+        full_mask = mask_from_logits(output.mask_logits[i], item.size)
+        whole_photo = torch.ones_like(mask, dtype=torch.bool)
+        regions = (animals or [whole_photo]) if has_pet else []
+        classified, row = decoded, i  # what the top-level fields read: the largest animal's crop, or the photo
+        if len(regions) > 1:
+            classified, row = self.decode(self._classify_crops(item, regions)), 0
+            pets = [self._pet(classified, j, region, mask, item.size, full_mask) for j, region in enumerate(regions)]
+        else:
+            pets = [self._pet(decoded, i, region, mask, item.size, full_mask) for region in regions]
+        first = pets[0] if pets else self._pet(decoded, i, whole_photo, mask, item.size, full_mask)
+        return Prediction(
+            species=first.species,
+            breed=first.breed,
+            mask=mask,
+            species_confidence=first.species_confidence,
+            breed_confidences=first.breed_confidences,
+            species_probabilities=dict(zip(names.species_names, classified.species_probabilities[row].tolist())),
+            breed_probabilities=dict(zip(names.breed_names, classified.breed_probabilities[row].tolist())),
+            full_mask=full_mask,
+            mask_probabilities=decoded.mask_probabilities[i],
+            pet_score=float(decoded.pet_scores[i]),
+            has_pet=has_pet,
+            pets=tuple(pets),
+        )
+
+    def _classify_crops(self, item: PreparedImage, regions: list[torch.Tensor]) -> PetNetOutput:
+        """One forward pass over a crop around each region."""
+        crops = [self._crop(item.tensor, item.photo, crop_box(region)) for region in regions]
+        batch = torch.stack(crops).to(self.network.device, memory_format=torch.channels_last)
+        return self.network.infer_single_view(batch).apply(torch.Tensor.cpu)
+
+    def _crop(self, tensor: torch.Tensor, photo: Image.Image | None, box: tuple[int, int, int, int]) -> torch.Tensor:
+        """The network input showing ``box`` (pixels of the network-size ``tensor``), cut from the
+        photo's own pixels when there is a photo (a large photo has more detail than the tensor)."""
+        left, top, right, bottom = box
+        if photo is None:
+            crop = tensor[:, top:bottom, left:right]
+            return F.interpolate(crop[None], size=tensor.shape[-2:], mode="bilinear", antialias=True)[0]
+        scale_y, scale_x = photo.height / tensor.shape[-2], photo.width / tensor.shape[-1]
+        left, top = round(left * scale_x), round(top * scale_y)
+        right, bottom = max(left + 1, round(right * scale_x)), max(top + 1, round(bottom * scale_y))  # a small photo
+        return self.preprocess(photo.crop((left, top, right, bottom)))
+
+    def _pet(
+        self, decoded: DecodedOutput, i: int, region: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],
+        full_mask: torch.Tensor,
+    ) -> Pet:  # fmt: skip
+        """Row ``i`` of ``decoded`` as one animal whose ``region`` (network size, on the label ``mask``)
+        maps onto the photo: onto ``full_mask``'s pet and boundary pixels when the region holds pet
+        pixels, else (an animal the mask missed, or no pet pixels anywhere) onto its background ones."""
+        species = int(decoded.species_index[i])
+        stretched = F.interpolate(region[None, None].float(), size=size, mode="nearest")[0, 0].bool()
+        on_mask = bool((region & (mask != BACKGROUND_INDEX)).any())
+        full_region = stretched & ((full_mask != BACKGROUND_INDEX) if on_mask else (full_mask == BACKGROUND_INDEX))
+        if not full_region.any():
+            full_region = stretched
+        names = self.config
+        return Pet(
+            species=names.species_names[species],
+            species_confidence=float(decoded.species_probabilities[i, species]),
+            breed=tuple(names.breed_names[j] for j in decoded.top_breeds[i].tolist()),
+            breed_confidences=tuple(decoded.top_breed_confidences[i].tolist()),
+            box=region_box(full_region),
+            region=full_region,
+        )
