@@ -1,8 +1,16 @@
-"""``petnet-predict``: species, breeds and mask overlays for one image or a folder of images.
+"""``petnet-predict``: species, breeds and masks for a photo archive, streamed, resumable, on one machine or a Ray cluster.
 
-Writes ``<stem>_overlay.png`` per image and ``results.csv`` (``results.json`` with ``--json``) into
-``--out``. Unreadable files are reported and skipped; the exit status is non-zero only when no
-image at all could be predicted.
+``petnet-predict SRC... --out OUT`` appends one row per file to ``OUT/results.csv`` (and
+``OUT/results.jsonl`` with ``--json``), flushed after every batch, so a crash or ``kill -9`` loses at
+most the batch in flight. The same command again resumes: files already in the results, matched by
+path, size and modification time, are skipped and counted; a changed file is done again (its old
+row is dropped). Ctrl-C finishes the batch in hand, writes it, prints a one-line summary and exits
+with status 130. Photos are decoded and preprocessed in worker threads, a few batches ahead of the
+network, at most :data:`petnet.images.MAX_SIDE` on their longer side (JPEG draft decoding), so memory
+does not grow with the folder or the photo size. Overlays and masks are written only when asked
+(``--overlays``, ``--masks``), beside their photo's place in a mirror of the input folders. A file
+that cannot be read gets a row with a plain error and never stops the run. ``--engine ray`` runs the
+same rows on Ray Data (:mod:`petnet.inference.archive`) into ``OUT/results.parquet``.
 """
 
 from __future__ import annotations
@@ -11,167 +19,296 @@ import argparse
 import csv
 import json
 import logging
+import os
+import signal
 import sys
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+import torch
 from tqdm import tqdm
 
 from petnet.errors import InvalidImageError, PetNetError
 from petnet.hub import load_model
-from petnet.images import load_image
-from petnet.inference.decoding import TOP_K_BREEDS
-from petnet.inference.pipeline import PREDICT_BATCH_SIZE
+from petnet.inference.archive import CSV_COLUMNS, FileKey, Source, error_row, find_sources, prediction_row
+from petnet.inference.pipeline import PREDICT_BATCH_SIZE, Predictor, PreparedImage
 from petnet.inference.results import Prediction
-from petnet.inference.visualize import overlay_mask
-from petnet.models.network import PetNet
+from petnet.inference.visualize import overlay_mask, palette_mask
 
 log = logging.getLogger("petnet.predict")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"})
-"""Files picked up from a folder (a file named explicitly is tried whatever its suffix)."""
-CSV_COLUMNS = (
-    "file", "has_pet", "pet_score", "num_pets", "species", "species_confidence",
-    *(f"breed_{i}{part}" for i in range(1, TOP_K_BREEDS + 1) for part in ("", "_confidence")),
-    "pet_fraction", "pets", "overlay", "error",
-)  # fmt: skip
-"""One row per file; species and breeds (of the largest animal) stay empty when there is no pet, and
-``pets`` holds every animal as JSON (species, breeds, confidences, box)."""
+RESULTS_CSV = "results.csv"
+RESULTS_JSONL = "results.jsonl"
+RESULTS_PARQUET = "results.parquet"
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+class ResultsFile:
+    """``results.csv`` (and ``results.jsonl``) in ``--out``: which files are done, and appending rows.
+
+    Opening reads the rows already there. A row whose file has changed since (size or modification
+    time) is dropped, as is a last line cut short by a crash; the files are then rewritten once,
+    atomically, before anything is appended."""
+
+    def __init__(self, out: Path, jsonl: bool) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.csv_path, self.jsonl_path = out / RESULTS_CSV, (out / RESULTS_JSONL if jsonl else None)
+        self.done: set[FileKey] = set()
+        rows = self._read_csv()
+        kept = [row for row in rows if self._still_current(row)]
+        if len(kept) != len(rows) or not self._csv_is_clean():
+            self._rewrite_csv(kept)
+        self.done = {FileKey.of_row(row) for row in kept}
+        if self.jsonl_path is not None:
+            self._keep_jsonl({row["file"] for row in kept})
+        new = not self.csv_path.is_file()
+        self._csv = self.csv_path.open("a", newline="")
+        self._writer = csv.DictWriter(self._csv, fieldnames=CSV_COLUMNS)
+        if new:
+            self._writer.writeheader()
+            self._csv.flush()
+        self._jsonl = self.jsonl_path.open("a") if self.jsonl_path is not None else None
+
+    def _read_csv(self) -> list[dict[str, str]]:
+        if not self.csv_path.is_file():
+            return []
+        with self.csv_path.open(newline="") as file:
+            reader = csv.DictReader(file)
+            if reader.fieldnames and list(reader.fieldnames) != list(CSV_COLUMNS):
+                raise PetNetError(
+                    f"{self.csv_path} has other columns than this petnet-predict writes; "
+                    "pass another --out (or move the file away) to start afresh."
+                )
+            return [row for row in reader if None not in row.values() and row.get("modified_ns")]
+
+    def _csv_is_clean(self) -> bool:
+        data = self.csv_path.read_bytes() if self.csv_path.is_file() else b""
+        return not data or data.endswith(b"\n")
+
+    @staticmethod
+    def _still_current(row: dict[str, str]) -> bool:
+        return FileKey.of_path(Path(row["file"])) == FileKey.of_row(row)
+
+    def _rewrite_csv(self, rows: list[dict[str, str]]) -> None:
+        partial = self.csv_path.with_suffix(".csv.partial")
+        with partial.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        partial.replace(self.csv_path)
+
+    def _keep_jsonl(self, files: set[str]) -> None:
+        if not self.jsonl_path.is_file():
+            return
+        kept = []
+        for line in self.jsonl_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the last line, cut short by a crash
+                continue
+            if record.get("file") in files:
+                kept.append(line + "\n")
+        partial = self.jsonl_path.with_suffix(".jsonl.partial")
+        partial.write_text("".join(kept))
+        partial.replace(self.jsonl_path)
+
+    def append(self, rows: Sequence[dict], records: Sequence[dict]) -> None:
+        """Write one batch's rows and flush them to disk."""
+        self._writer.writerows(rows)
+        self._csv.flush()
+        os.fsync(self._csv.fileno())
+        if self._jsonl is not None:
+            self._jsonl.writelines(json.dumps(record) + "\n" for record in records)
+            self._jsonl.flush()
+            os.fsync(self._jsonl.fileno())
+
+    def close(self) -> None:
+        self._csv.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
 
 
 @dataclass
-class ImageResult:
-    """Outcome for one input file: a prediction and its overlay, or the reason it failed."""
+class Tally:
+    """The run's counts, for the summary line."""
 
-    path: Path
-    prediction: Prediction | None = None
-    overlay: Path | None = None
-    error: str | None = None
+    done: int = 0
+    resumed: int = 0
+    failed: int = 0
+    skipped_suffix: int = 0
+    seconds: float = 0.0
 
-    def csv_row(self) -> dict[str, object]:
-        row: dict[str, object] = {"file": str(self.path), "error": self.error or ""}
-        if self.prediction is not None:
-            summary = self.prediction.to_dict()
-            row.update(
-                has_pet=summary["has_pet"],
-                pet_score=f"{summary['pet_score']:.4f}",
-                num_pets=len(summary["pets"]),
-                pet_fraction=f"{summary['pet_fraction']:.4f}",
-                pets=json.dumps(summary["pets"]),
-                overlay=str(self.overlay),
-            )
-            if not summary["has_pet"]:
-                return row
-            row.update(species=summary["species"], species_confidence=f"{summary['species_confidence']:.4f}")
-            for i, (breed, confidence) in enumerate(zip(summary["breed"], summary["breed_confidences"]), 1):
-                row[f"breed_{i}"] = breed
-                row[f"breed_{i}_confidence"] = f"{confidence:.4f}"
-        return row
-
-    def json_record(self) -> dict[str, object]:
-        record: dict[str, object] = {"file": str(self.path)}
-        if self.prediction is not None:
-            record.update(self.prediction.to_dict(), overlay=str(self.overlay))
-        else:
-            record["error"] = self.error
-        return record
+    def summary(self, out: Path, interrupted: bool = False) -> str:
+        rate = self.done / self.seconds if self.seconds else 0.0
+        state = "Interrupted: " if interrupted else ""
+        return (
+            f"{state}{self.done} done ({self.failed} failed), {self.resumed} already in the results, "
+            f"{self.skipped_suffix} skipped for their suffix; {rate:.1f} images/s; results in {out / RESULTS_CSV}"
+        )
 
 
-def find_images(inputs: Sequence[Path]) -> list[Path]:
-    """Explicit files as given, plus the image files (by suffix) directly inside given folders."""
-    found: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            found.append(path)
-    return found
+class Interrupt:
+    """Whether Ctrl-C asked the run to stop after the batch in hand (see :func:`interruptible`)."""
+
+    requested = False
 
 
-def _batches(paths: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(paths), size):
-        yield paths[start : start + size]
+@contextmanager
+def interruptible() -> Iterator[Interrupt]:
+    """Meanwhile, the first Ctrl-C sets ``requested`` (the loop stops between batches); a second one
+    stops at once."""
+    interrupt = Interrupt()
+
+    def handle(signum: int, frame: object) -> None:
+        if interrupt.requested:
+            raise KeyboardInterrupt
+        interrupt.requested = True
+        tqdm.write("Stopping after this batch (Ctrl-C again to stop now)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def _overlay_path(out_dir: Path, source: Path, taken: set[str]) -> Path:
-    """``<stem>_overlay.png``, made unique when two inputs share a stem (``a.jpg``, ``a.png``)."""
-    name, n = f"{source.stem}_overlay.png", 1
-    while name in taken:
-        n += 1
-        name = f"{source.stem}_{n}_overlay.png"
-    taken.add(name)
-    return out_dir / name
+def _prepare(predictor: Predictor, source: Source) -> PreparedImage | str:
+    """Read and preprocess one file in a worker thread; the plain error message if it cannot be used."""
+    try:
+        return predictor.prepare(source.path)
+    except InvalidImageError as error:
+        return str(error)
 
 
-def predict_files(
-    model: PetNet, paths: Sequence[Path], out_dir: Path, batch_size: int = PREDICT_BATCH_SIZE, alpha: float = 0.5
-) -> list[ImageResult]:
-    """Predict every file, writing an overlay PNG per readable image into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[ImageResult] = []
-    taken: set[str] = set()
-    with tqdm(total=len(paths), unit="image", disable=len(paths) < 2, file=sys.stderr) as progress:
-        for batch in _batches(list(paths), batch_size):
-            loaded: list[tuple[ImageResult, Image.Image]] = []
-            for path in batch:
-                result = ImageResult(path)
-                results.append(result)
-                try:
-                    loaded.append((result, load_image(path)))
-                except InvalidImageError as error:
-                    result.error = str(error)
-                    tqdm.write(f"Skipping {path}: {error}", file=sys.stderr)
-            predictions = model.predict_batch([image for _, image in loaded], batch_size=batch_size)
-            for (result, image), prediction in zip(loaded, predictions):
-                result.prediction = prediction
-                result.overlay = _overlay_path(out_dir, result.path, taken)
-                overlay_mask(image, prediction.full_mask, alpha).save(result.overlay)
+def _prefetched(predictor: Predictor, sources: Sequence[Source], workers: int, ahead: int) -> Iterator[tuple[Source, PreparedImage | str]]:
+    """``sources`` with their prepared images, in order, read by ``workers`` threads at most ``ahead`` files ahead."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="petnet-read") as pool:
+        pending: deque[tuple[Source, Future]] = deque()
+        queue = iter(sources)
+        for source in queue:
+            pending.append((source, pool.submit(_prepare, predictor, source)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            source, future = pending.popleft()
+            following = next(queue, None)
+            if following is not None:
+                pending.append((following, pool.submit(_prepare, predictor, following)))
+            yield source, future.result()
+
+
+def label_files(
+    predictor: Predictor, sources: Sequence[Source], results: ResultsFile, out: Path, *, batch_size: int,
+    workers: int, overlays: bool, masks: bool, alpha: float, tally: Tally, interrupt: Interrupt | None = None,
+) -> list[tuple[Source, Prediction]]:  # fmt: skip
+    """Label ``sources`` batch by batch, appending each batch's rows to ``results``; returns the
+    predictions only for a single file (the CLI prints it), never the archive's."""
+    started = time.perf_counter()
+    kept: list[tuple[Source, Prediction]] = []
+    batch: list[tuple[Source, PreparedImage | str]] = []
+    progress = tqdm(total=len(sources), unit="image", disable=len(sources) < 2, file=sys.stderr, smoothing=0.1)
+    for item in _prefetched(predictor, sources, workers, ahead=2 * batch_size + workers):
+        batch.append(item)
+        if len(batch) == batch_size:
+            kept += _finish(predictor, batch, results, out, overlays, masks, alpha, tally, single=len(sources) == 1)
             progress.update(len(batch))
-    return results
+            batch = []
+            if interrupt is not None and interrupt.requested:
+                break
+    else:
+        if batch:
+            kept += _finish(predictor, batch, results, out, overlays, masks, alpha, tally, single=len(sources) == 1)
+            progress.update(len(batch))
+    progress.close()
+    tally.seconds += time.perf_counter() - started
+    return kept
 
 
-def write_csv(results: Sequence[ImageResult], path: Path) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(result.csv_row() for result in results)
+def _finish(
+    predictor: Predictor, batch: list[tuple[Source, PreparedImage | str]], results: ResultsFile, out: Path,
+    overlays: bool, masks: bool, alpha: float, tally: Tally, single: bool,
+) -> list[tuple[Source, Prediction]]:  # fmt: skip
+    """Predict one batch's readable photos, write their files and the batch's rows."""
+    readable = [(source, prepared) for source, prepared in batch if isinstance(prepared, PreparedImage)]
+    answers = iter(predictor.answer([prepared for _, prepared in readable])) if readable else iter(())
+    rows, records, kept = [], [], []
+    for source, prepared in batch:
+        key = FileKey.of_path(source.path)
+        if isinstance(prepared, str):
+            tqdm.write(f"Skipping {source.shown}: {prepared}", file=sys.stderr)
+            row, record = error_row(source.path, key, prepared)
+            tally.failed += 1
+        else:
+            prediction = next(answers).prediction
+            written = _write_pictures(prediction, prepared, out / source.mirror, overlays, masks, alpha)
+            row, record = prediction_row(source.path, key, prediction, written)
+            if single:
+                kept.append((source, prediction))
+        rows.append(row)
+        records.append(record)
+        tally.done += 1
+    results.append(rows, records)
+    return kept
 
 
-def write_json(results: Sequence[ImageResult], path: Path, weights_source: str) -> None:
-    document = {"model": weights_source, "results": [result.json_record() for result in results]}
-    path.write_text(json.dumps(document, indent=2) + "\n")
+def _write_pictures(
+    prediction: Prediction, prepared: PreparedImage, stem: Path, overlays: bool, masks: bool, alpha: float
+) -> dict[str, str]:
+    """The overlay and palette mask PNGs asked for, at ``<stem>_overlay.png`` / ``<stem>_mask.png``."""
+    written = {}
+    if overlays or masks:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+    if overlays:
+        path = stem.with_name(f"{stem.name}_overlay.png")
+        overlay_mask(prepared.photo, prediction.full_mask, alpha).save(path)
+        written["overlay"] = str(path)
+    if masks:
+        path = stem.with_name(f"{stem.name}_mask.png")
+        palette_mask(prediction.full_mask).save(path)
+        written["mask"] = str(path)
+    return written
 
 
-def _describe(result: ImageResult) -> str:
-    prediction = result.prediction
+def _describe(source: Source, prediction: Prediction) -> str:
     if not prediction.has_pet:
-        return f"{result.path}: no cat or dog found (pet score {prediction.pet_score:.0%})"
+        return f"{source.shown}: no cat or dog found (pet score {prediction.pet_score:.0%})"
     animals = []
     for pet in prediction.pets:
         breeds = ", ".join(f"{b} {c:.0%}" for b, c in zip(pet.breed, pet.breed_confidences))
         animals.append(f"{pet.species} ({pet.species_confidence:.0%}); {breeds}")
-    return f"{result.path}: " + " | ".join(animals)
+    return f"{source.shown}: " + " | ".join(animals)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="petnet-predict", description="Predict species, top-3 breeds and a pet mask for images."
-    )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image files and/or folders")
+    parser = argparse.ArgumentParser(prog="petnet-predict", description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", metavar="SRC",
+                        help="image files and/or folders (with --engine ray also any URL Ray's readers take, e.g. s3://)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="also write results.json")
+    parser.add_argument("--recursive", action="store_true", help="also look into subfolders")
+    parser.add_argument("--json", action="store_true", help="also write results.jsonl (one JSON record per file)")
+    parser.add_argument("--overlays", action="store_true", help="write <photo>_overlay.png beside each result")
+    parser.add_argument("--masks", action="store_true", help="write <photo>_mask.png (values 0 pet, 1 background, 2 boundary)")
     parser.add_argument(
         "--model", default=None, metavar="PATH_OR_REPO",
         help="model directory or Hugging Face repo id (default: $PETNET_REPO, else the bundled weights)",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE, help="images per batch (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE, help="images per network pass (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="threads reading photos ahead of the network (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, help="threads of the network (default: the CPUs available)")
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in overlays, 0..1 (default: 0.5)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: Ray Data, on $RAY_ADDRESS's cluster or a local one (default: local)")  # fmt: skip
+    parser.add_argument("--actors", type=int, default=0, help="with --engine ray: model replicas (default: one per 2 CPUs)")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
+    if args.batch_size < 1 or args.workers < 1 or args.threads < 0:
+        parser.error("--batch-size and --workers must be at least 1, --threads at least 0")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error("--alpha must be between 0 and 1")
     return args
@@ -180,26 +317,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = find_images(args.inputs)
-    if not paths:
-        log.error("No images found in %s.", ", ".join(map(str, args.inputs)))
+    if args.engine == "ray":
+        from petnet.inference.archive import run_on_ray  # Ray is an extra: imported only when asked for
+
+        return run_on_ray(args.inputs, args.out, model=args.model, batch_size=args.batch_size,
+                          actors=args.actors, recursive=args.recursive)  # fmt: skip
+    found = find_sources([Path(name) for name in args.inputs], args.recursive)
+    if not found.sources:
+        log.error("No images found in %s.", ", ".join(args.inputs))
         return 1
     try:
-        model = load_model(args.model, device=args.device)
+        results = ResultsFile(args.out, args.json)
     except PetNetError as error:
         log.error("%s", error)
         return 1
+    tally = Tally(skipped_suffix=found.skipped_suffix)
+    todo = [source for source in found.sources if FileKey.of_path(source.path) not in results.done]
+    tally.resumed = len(found.sources) - len(todo)
+    if not todo:
+        results.close()
+        log.info(tally.summary(args.out))
+        return 0
+    try:
+        model = load_model(args.model, device=args.device)
+    except PetNetError as error:
+        results.close()
+        log.error("%s", error)
+        return 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
     log.info("Model: %s", model.weights_source)
-    results = predict_files(model, paths, args.out, batch_size=args.batch_size, alpha=args.alpha)
-    write_csv(results, args.out / "results.csv")
-    if args.json:
-        write_json(results, args.out / "results.json", model.weights_source)
-    succeeded = [result for result in results if result.prediction is not None]
-    if len(paths) == 1 and succeeded:
-        print(_describe(succeeded[0]))
-    failed = len(results) - len(succeeded)
-    log.info("%d of %d images predicted, %d skipped; results in %s", len(succeeded), len(results), failed, args.out)
-    return 0 if succeeded else 1
+    with interruptible() as interrupt:
+        try:
+            kept = label_files(model.predictor, todo, results, args.out, batch_size=args.batch_size, workers=args.workers,
+                               overlays=args.overlays, masks=args.masks, alpha=args.alpha, tally=tally,
+                               interrupt=interrupt)  # fmt: skip
+        finally:
+            results.close()
+    if interrupt.requested:
+        log.info(tally.summary(args.out, interrupted=True))
+        return INTERRUPTED
+    for source, prediction in kept:
+        print(_describe(source, prediction))
+    log.info(tally.summary(args.out))
+    return 0 if tally.done > tally.failed or tally.resumed else 1
 
 
 if __name__ == "__main__":

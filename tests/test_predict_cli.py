@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_folder_writes_overlays_csv_and_json(
     tiny_model_dir: Path, photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "out"
-    code = main([str(photo_dir), "--out", str(out), "--json", "--model", str(tiny_model_dir), "--batch-size", "2"])
+    code = main([str(photo_dir), "--out", str(out), "--json", "--overlays", "--model", str(tiny_model_dir), "--batch-size", "2"])
     assert code == 0
     rows = _rows(out)
     assert list(rows[0]) == list(CSV_COLUMNS)
@@ -72,11 +73,10 @@ def test_folder_writes_overlays_csv_and_json(
         assert 0.0 <= float(row["pet_fraction"]) <= 1.0
         overlay = Image.open(row["overlay"])
         assert overlay.mode == "RGB" and overlay.size == Image.open(row["file"]).size
-    document = json.loads((out / "results.json").read_text())
-    assert document["model"].startswith("local: ")
-    assert len(document["results"]) == 4
-    assert sum("error" in record for record in document["results"]) == 1
-    for record in document["results"]:
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    assert sum("error" in record for record in records) == 1
+    for record in records:
         if "error" not in record:
             assert record["has_pet"] is True and 0 <= record["pet_score"] <= 1
             assert {"species", "breed", "breed_confidences", "box", "area_fraction"} <= set(record["pets"][0])
@@ -89,7 +89,7 @@ def test_overlay_blends_mask_over_the_photo(tiny_model_dir: Path, tmp_path: Path
     photo = tmp_path / "grey.png"
     Image.new("RGB", (40, 30), (128, 128, 128)).save(photo)
     out = tmp_path / "out"
-    assert main([str(photo), "--out", str(out), "--model", str(tiny_model_dir), "--alpha", "0.5"]) == 0
+    assert main([str(photo), "--out", str(out), "--model", str(tiny_model_dir), "--alpha", "0.5", "--overlays"]) == 0
     overlay = np.asarray(Image.open(out / "grey_overlay.png")).astype(int)
     assert overlay.shape == (30, 40, 3)
     assert not (overlay == 128).all(), "the mask colours must show in the overlay"
@@ -99,7 +99,7 @@ def test_same_stem_gets_distinct_overlays(tiny_model_dir: Path, tmp_path: Path) 
     for suffix in (".jpg", ".png"):
         synthetic_pet(48, seed=1)[0].save(tmp_path / f"cat{suffix}")
     out = tmp_path / "out"
-    assert main([str(tmp_path / "cat.jpg"), str(tmp_path / "cat.png"), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    assert main([str(tmp_path / "cat.jpg"), str(tmp_path / "cat.png"), "--out", str(out), "--model", str(tiny_model_dir), "--overlays"]) == 0
     assert len({row["overlay"] for row in _rows(out)}) == 2
 
 
@@ -130,7 +130,7 @@ def test_runs_as_a_module(tiny_model_dir: Path, tmp_path: Path) -> None:
     synthetic_pet(64, seed=3)[0].save(photo)
     out = tmp_path / "out"
     completed = subprocess.run(
-        [sys.executable, "-m", "petnet.predict", str(photo), "--out", str(out), "--model", str(tiny_model_dir)],
+        [sys.executable, "-m", "petnet.predict", str(photo), "--out", str(out), "--model", str(tiny_model_dir), "--overlays"],
         capture_output=True, text=True, timeout=120, check=False, cwd=PROJECT_ROOT,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
@@ -145,6 +145,109 @@ def test_a_photo_without_a_pet_gets_no_breed(pet_blind_model_dir: Path, tmp_path
     assert main([str(image), "--out", str(tmp_path / "out"), "--json", "--model", str(pet_blind_model_dir)]) == 0
     [row] = _rows(tmp_path / "out")
     assert (row["has_pet"], row["num_pets"], row["species"], row["breed_1"], row["pets"]) == ("False", "0", "", "", "[]")
-    [record] = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    [record] = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert record["has_pet"] is False and record["pets"] == []
     assert "no cat or dog found" in capsys.readouterr().out
+
+
+def _archive(folder: Path, count: int) -> Path:
+    """``count`` small photos in ``folder`` and a subfolder, a broken one in the middle."""
+    (folder / "sub").mkdir(parents=True)
+    for n in range(count):
+        synthetic_pet(48, seed=n)[0].save(folder / ("sub" if n % 3 == 0 else ".") / f"p{n:03d}.jpg")
+    (folder / "p005_broken.jpg").write_bytes(b"not a photo")
+    (folder / "readme.txt").write_text("not a photo either")
+    return folder
+
+
+def _cli(args: list[str], **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "petnet.predict", *args], cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)  # fmt: skip
+
+
+def test_kill_9_mid_run_then_rerun_labels_every_file_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A crash loses at most the batch in flight; the same command again does only what is missing."""
+    import time
+
+    photos, out = _archive(tmp_path / "photos", 60), tmp_path / "out"
+    args = [str(photos), "--recursive", "--out", str(out), "--model", str(tiny_model_dir), "--batch-size", "4", "--json"]
+    first = _cli(args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not (out / "results.csv").is_file() or len(_rows(out)) < 12):
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    written = len(_rows(out))
+    assert 12 <= written < 61, "killed mid-run, after some batches were flushed"
+    second = _cli(args)
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr
+    rows = _rows(out)
+    files = [row["file"] for row in rows]
+    assert len(files) == len(set(files)) == 61  # 60 photos and the broken one, each once
+    assert f"{written} already in the results" in stderr and "1 skipped for their suffix" in stderr
+    assert [row["error"] != "" for row in rows].count(True) == 1
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(record["file"] for record in records) == sorted(files)
+
+
+def test_a_changed_file_is_done_again_and_keeps_one_row(tiny_model_dir: Path, tmp_path: Path) -> None:
+    photos, out = _archive(tmp_path / "photos", 4), tmp_path / "out"
+    args = [str(photos), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert main(args) == 0
+    before = {row["file"]: row for row in _rows(out)}
+    synthetic_pet(96, seed=9)[0].save(photos / "p001.jpg")  # another picture under the same name
+    assert main(args) == 0
+    after = {row["file"]: row for row in _rows(out)}
+    assert len(_rows(out)) == len(after) == len(before) == 3  # p001, p002 and the broken one; p000, p003 in sub/
+    changed = str((photos / "p001.jpg").resolve())
+    assert after[changed]["size_bytes"] != before[changed]["size_bytes"]
+    assert all(after[name] == before[name] for name in before if name != changed)
+
+
+def test_ctrl_c_finishes_the_batch_and_says_so_without_a_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    photos, out = _archive(tmp_path / "photos", 90), tmp_path / "out"
+    process = _cli([str(photos), "--recursive", "--out", str(out), "--model", str(tiny_model_dir), "--batch-size", "2"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not (out / "results.csv").is_file() or len(_rows(out)) < 4):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Interrupted: " in stderr
+    rows = _rows(out)
+    assert 4 <= len(rows) < 91 and len({row["file"] for row in rows}) == len(rows)
+
+
+def test_subfolders_only_when_asked_and_masks_mirror_them(tiny_model_dir: Path, tmp_path: Path, caplog) -> None:
+    photos = _archive(tmp_path / "photos", 6)
+    out = tmp_path / "out"
+    assert main([str(photos), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    assert len(_rows(out)) == 5  # p001, p002, p004, p005 and the broken one; sub/ left out
+    assert not list(out.rglob("*.png")), "no pictures unless asked"
+    out = tmp_path / "out-recursive"
+    assert main([str(photos), "--recursive", "--masks", "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    assert (out / "sub" / "p000_mask.png").is_file() and (out / "p001_mask.png").is_file()
+    assert set(np.unique(np.asarray(Image.open(out / "sub" / "p003_mask.png")))) <= {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_ray_engine_on_a_local_cluster_gives_the_local_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``--engine ray`` (Ray Data, a local 2-CPU cluster started the way users start it) writes
+    Parquet with the rows the local engine writes to results.csv, every file, the broken one too."""
+    pytest.importorskip("ray")
+    import pandas as pd
+
+    photos = _archive(tmp_path / "photos", 7)
+    flags = [str(photos), "--recursive", "--model", str(tiny_model_dir)]
+    assert main([*flags, "--out", str(tmp_path / "local")]) == 0
+    ray_run = _cli([*flags, "--engine", "ray", "--out", str(tmp_path / "ray")], env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    _, stderr = ray_run.communicate(timeout=240)
+    assert ray_run.returncode == 0, stderr
+    local = pd.DataFrame(_rows(tmp_path / "local")).sort_values("file").reset_index(drop=True)
+    on_ray = pd.read_parquet(tmp_path / "ray" / "results.parquet").sort_values("file").reset_index(drop=True)
+    assert list(on_ray.columns) == list(CSV_COLUMNS) and len(on_ray) == len(local) == 8
+    pd.testing.assert_frame_equal(on_ray.drop(columns=["overlay", "mask"]), local.drop(columns=["overlay", "mask"]))
