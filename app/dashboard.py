@@ -246,6 +246,36 @@ def show_calibration(report: dict) -> None:
     )
 
 
+def scene_frame(scenes: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
+    """One row per kind of scene and size band: photos, and the shares found as one animal, of the
+    right species and of the right breed."""
+    rows = []
+    for kind, bands in scenes.items():
+        for band, cell in bands.items():
+            n = cell["num_images"] or 1
+            rows.append({"scene": kind.replace("_", "-"), "pet size (of the short side)": band, "photos": cell["num_images"],
+                         "found as one animal": percent(cell["found_one"] / n), "species right": percent(cell["species_right"] / n),
+                         "breed right": percent(cell["breed_right"] / n)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def show_scenes(report: dict) -> None:
+    """Where does the pet check fail? Pets that do not fill the frame, and other animals."""
+    detection = report.get("detection") or {}
+    if "scenes" not in detection:
+        st.info("This report has no pets in scenes; regenerate it with `python -m petnet.evaluate`.")
+        return
+    st.subheader("Is a pet found when it does not fill the frame?")
+    st.dataframe(scene_frame(detection["scenes"]), hide_index=True, key="scenes_table")
+    parts = [(detection.get(key) or {}, label) for key, label in
+             (("other_animals", "other animals"), ("other_non_pets", "other photos without a cat or dog"))]  # fmt: skip
+    st.caption(
+        "Accepted as a pet: "
+        + "; ".join(f"{label} {part['accepted']} of {part['num_images']}" for part, label in parts if part)
+        + f" ({detection.get('non_pet_part', 'non-pet photos')})."
+    )
+
+
 def show_per_breed(report: dict, species: tuple[str, ...], metric: str) -> None:
     frame = per_breed_frame(report["breed"]["per_class"])
     frame = frame[frame["species"].isin(species)]
@@ -489,8 +519,8 @@ def main() -> None:
     try:
         st.caption(split_caption(report))
         show_headline(report)
-        breeds, per_breed, calibration, segmentation, training, worst = st.tabs(
-            ["Species & breeds", "Per breed", "Calibration", "Segmentation", "Training", "Worst cases"]
+        breeds, per_breed, calibration, scenes, segmentation, training, worst = st.tabs(
+            ["Species & breeds", "Per breed", "Calibration", "Pets in scenes", "Segmentation", "Training", "Worst cases"]
         )
         with breeds:
             show_classification(report, normalise, species)
@@ -498,6 +528,8 @@ def main() -> None:
             show_per_breed(report, species, metric)
         with calibration:
             show_calibration(report)
+        with scenes:
+            show_scenes(report)
         with segmentation:
             show_segmentation(report, normalise)
             show_mask_gallery(report, path, images_root, typed_root, count)

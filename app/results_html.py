@@ -14,6 +14,12 @@ from petnet.inference.visualize import ANIMAL_COLORS, MASK_COLORS, animal_color
 from petnet.labels import MASK_CLASSES, display_name
 
 NO_PET = "No cat or dog found in this photo."
+SMALL_ANIMAL = 0.45
+"""An animal whose box's longer side is under this share of the photo's shorter side is "small in
+the photo": the network learnt from close-ups, and on validation pets placed into scenes at 20-45%
+of the short side only 9 of 50 were found as one animal (``python -m petnet.evaluate --split val``,
+``detection.scenes``), against 49 of 50 at 70-100%."""
+SMALL_NOTE = "Small in the photo, so this answer is less sure; a closer photo helps."
 SURE_BREED = 0.5
 """First-breed probability below which the card says "Not sure": on the validation photos, once
 calibrated, 6 of the 9 first breeds shown under 50% were right, 290 of the 298 shown over 90%
@@ -26,6 +32,7 @@ CSS = """
 .species { font-size: 1.15em; font-weight: 600; margin-bottom: 0.3em; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.35em; }
 .breed-heading { font-weight: 600; margin-bottom: 0.2em; }
+.small-note { font-size: 0.9em; font-style: italic; margin-bottom: 0.2em; }
 .breeds { list-style: none; margin: 0; padding: 0; }
 .breed { display: grid; grid-template-columns: 1fr 3.2em; column-gap: 0.5em; margin: 0.15em 0; }
 .bar { grid-column: 1 / 3; height: 0.35em; border-radius: 3px; background: var(--border-color-primary); }
@@ -65,6 +72,12 @@ def species_text(pet: Pet) -> str:
     return f"{pet.species.capitalize()}{doubt} · {pet.species_confidence:.0%} sure"
 
 
+def is_small(pet: Pet) -> bool:
+    """Whether the animal's box is under :data:`SMALL_ANIMAL` of the photo's shorter side."""
+    left, top, right, bottom = pet.box
+    return max(right - left, bottom - top) < SMALL_ANIMAL * min(pet.region.shape)
+
+
 def breed_heading(pet: Pet) -> str:
     """What the card says above the breed bars: nothing when the first breed is at least
     :data:`SURE_BREED` likely, else ``Not sure: Pug or Bulldog`` (the first two), so an unsure answer
@@ -80,6 +93,8 @@ def _card(pet: Pet, index: int, several: bool) -> str:
     swatch = f'<span class="swatch" style="background:rgb{animal_color(index)}"></span>' if several else ""
     heading = breed_heading(pet)
     heading = f'<div class="breed-heading">{escape(heading)}</div>' if heading else ""
+    if is_small(pet):
+        heading = f'<div class="small-note">{SMALL_NOTE}</div>' + heading
     breeds = "".join(
         f'<li class="breed"><span class="breed-name">{escape(display_name(name))}</span>'
         f'<span class="share">{confidence:.0%}</span>'

@@ -30,12 +30,14 @@ from petnet.data.datasets import (
     OxfordPetDataset,
     PetRecord,
     collate_skipping_failures,
+    is_other_animal,
     load_record_image,
     non_pet_split,
     read_non_pets,
     read_trimap,
     split_records,
 )
+from petnet.data.scenes import Scene, band_key, build_scenes
 from petnet.errors import WeightsError
 from petnet.evaluation.metrics import (
     accuracy,
@@ -186,6 +188,23 @@ def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[floa
         "non_pets_accepted": float((non_pets >= threshold).mean()) if len(non_pets) else math.nan,
         "auroc": binary_auroc(scores, truth),
     }
+
+
+def scene_counts(scenes: Sequence[Scene], predictions: Sequence[Prediction]) -> dict:
+    """Per kind of scene and size band: scenes, pets found (``has_pet``), found as one animal, and
+    found as one animal of the right species and breed."""
+    counts: dict = {}
+    for scene, prediction in zip(scenes, predictions, strict=True):
+        cell = counts.setdefault(scene.kind, {}).setdefault(
+            band_key(scene.band), {"num_images": 0, "found": 0, "found_one": 0, "species_right": 0, "breed_right": 0}
+        )
+        one = prediction.has_pet and len(prediction.pets) == 1
+        cell["num_images"] += 1
+        cell["found"] += prediction.has_pet
+        cell["found_one"] += one
+        cell["species_right"] += one and prediction.species == scene.species
+        cell["breed_right"] += one and prediction.breed[0] == scene.breed
+    return counts
 
 
 def two_animal_counts(truths: Sequence[Composite], predictions: Sequence[Prediction]) -> dict:
@@ -429,7 +448,21 @@ def summary_table(report: dict) -> str:
     single = (report.get("detection") or {}).get("single_pets_one_answer")
     if single is not None:
         lines.append(f"single-pet photos given one answer: {single:.1%}")
+    lines += scene_lines(report.get("detection") or {})
     return "\n".join(lines)
+
+
+def scene_lines(detection: dict) -> list[str]:
+    """The summary's lines on other animals and pets in scenes (none for reports without them)."""
+    lines = []
+    for key, label in (("other_animals", "other animals accepted as pets"), ("other_non_pets", "other non-pets accepted")):
+        if key in detection:
+            part = detection[key]
+            lines.append(f"{label}: {part['accepted']}/{part['num_images']}")
+    for kind, bands in (detection.get("scenes") or {}).items():
+        cells = ", ".join(f"{band} {c['found_one']}/{c['num_images']} (species {c['species_right']})" for band, c in bands.items())
+        lines.append(f"pets in scenes, {kind.replace('_', '-')}, found as one animal: {cells}")
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -447,6 +480,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="photos with no cat or dog for the detection figures ('' to skip them)")
     parser.add_argument("--composites", type=int, default=100,
                         help="two-animal composites per layout built from the split (0 to skip them)")
+    parser.add_argument("--scenes", type=int, default=25,
+                        help="pets in scenes per kind (cut-out, zoomed-out) and size band (0 to skip them)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (smoke tests)")
     parser.add_argument(
         "--single-view-mask", action="store_true",
@@ -469,6 +504,14 @@ def evaluate_detection(model: PetNet, outcomes: Sequence[ImageOutcome], records:
     detection = detection_metrics([o.pet_score for o in outcomes], [p.pet_score for p in non_pet_predictions],
                                   model.config.pet_threshold)  # fmt: skip
     detection["non_pet_part"] = f"{NON_PET_PART[args.split]} part of {non_pet_root.name}/ ({len(non_pets)} photos)"
+    animals = [is_other_animal(record) for record in non_pets]
+    for key, wanted in (("other_animals", True), ("other_non_pets", False)):
+        accepted = [p.has_pet for p, animal in zip(non_pet_predictions, animals, strict=True) if animal == wanted]
+        detection[key] = {"num_images": len(accepted), "accepted": sum(accepted)}
+    if args.scenes:
+        scenes = build_scenes(records, non_pets, args.scenes, seed=args.seed + 2)
+        predictions = model.predict_batch([scene.image for scene in tqdm(scenes, desc="pets in scenes")])
+        detection["scenes"] = scene_counts(scenes, predictions)
     detection["single_pets_one_answer"] = float(np.mean([o.animals_found == 1 for o in outcomes])) if outcomes else math.nan
     if args.composites:
         composites = build_composites(records, args.composites, seed=args.seed)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 import torch
+from conftest import png_header_only
 from PIL import Image, ImageDraw
 
 import petnet
@@ -140,6 +139,14 @@ def test_an_unsure_first_breed_says_so_in_words() -> None:
     assert "Not sure: Pug or American Bulldog" in results_html._card(unsure, 0, False)
 
 
+def test_a_small_animal_is_said_to_be_less_sure() -> None:
+    region = torch.zeros(400, 600, dtype=torch.bool)
+    small = Pet("dog", 0.97, ("pug", "boxer", "beagle"), (0.8, 0.1, 0.05), (10, 10, 100, 80), region)
+    large = Pet("dog", 0.97, ("pug", "boxer", "beagle"), (0.8, 0.1, 0.05), (10, 10, 300, 380), region)
+    assert results_html.is_small(small) and results_html.SMALL_NOTE in results_html._card(small, 0, False)
+    assert not results_html.is_small(large) and results_html.SMALL_NOTE not in results_html._card(large, 0, False)
+
+
 def test_species_text_marks_a_species_that_holds_under_half() -> None:
     region = torch.ones(4, 4, dtype=torch.bool)
     sure = Pet("dog", 0.9, ("pug", "boxer", "beagle"), (0.6, 0.2, 0.1), (0, 0, 4, 4), region)
@@ -246,13 +253,7 @@ def test_cleared_input_clears_outputs(tmp_path: Path) -> None:
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A PNG whose header claims ``width`` x ``height`` with almost no data: a decompression-bomb shape."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")))
+    path.write_bytes(png_header_only(width, height))
     return path
 
 

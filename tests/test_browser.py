@@ -16,9 +16,7 @@ import base64
 import os
 import re
 import socket
-import struct
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, png_header_only
 from PIL import Image
 
 from app.demo import DemoSettings, build_demo, example_paths, launch_options
@@ -140,13 +138,7 @@ def _drop(page, path: Path, name: str) -> None:
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A PNG whose header claims ``width`` x ``height`` with almost no data: a decompression-bomb shape."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")))
+    path.write_bytes(png_header_only(width, height))
     return path
 
 

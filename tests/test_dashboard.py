@@ -150,7 +150,7 @@ def test_report_written_by_petnet_evaluate_renders(tiny_pet_root, tmp_path, monk
     PetNet(PetNetConfig(image_size=64)).save_pretrained(model_dir)
     out = tmp_path / "reports" / "test.json"
     evaluate_main(["--split", "test", "--model", str(model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
-                   "--batch-size", "6", "--num-workers", "0", "--worst", "4"])  # fmt: skip
+                   "--batch-size", "6", "--num-workers", "0", "--worst", "4", "--scenes", "1"])  # fmt: skip
     report = json.loads(out.read_text())
     app = run_dashboard(monkeypatch, PETNET_REPORT=str(out))
     assert_renders(app, report)

@@ -36,7 +36,7 @@ def test_report(tiny_pet_root, tiny_model_dir, non_pet_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports") / "test.json"
     argv = ["--split", "test", "--model", str(tiny_model_dir), "--data-root", str(tiny_pet_root), "--out", str(out),
             "--batch-size", "5", "--num-workers", "0", "--worst", "8", "--lowest-iou", "3",
-            "--non-pet-root", str(non_pet_root), "--composites", "2"]  # fmt: skip
+            "--non-pet-root", str(non_pet_root), "--composites", "2", "--scenes", "2"]  # fmt: skip
     main(argv)
     return out, load_report(out)
 
@@ -73,6 +73,13 @@ def test_detection_figures_score_the_held_out_non_pets_and_two_animal_composites
     assert report["model"]["center_threshold"] is report["model"]["center_off_mask_threshold"] is None, "no centre head"
     for key in ("pets_kept", "non_pets_accepted", "auroc", "single_pets_one_answer"):
         assert 0.0 <= detection[key] <= 1.0
+    animals, others = detection["other_animals"], detection["other_non_pets"]
+    assert animals["num_images"] + others["num_images"] == 2 and animals["accepted"] + others["accepted"] <= 2
+    assert list(detection["scenes"]) == ["cutout", "zoomed_out"]
+    for bands in detection["scenes"].values():
+        assert list(bands) == ["10-20%", "20-45%", "45-70%", "70-100%"]
+        for cell in bands.values():
+            assert cell["num_images"] == 2 and cell["found"] >= cell["found_one"] >= cell["species_right"] >= cell["breed_right"]
     two = detection["two_animal"]
     assert two["num_images"] == 6 and set(two["by_layout"]) == {"side_by_side", "different_sizes", "overlapping"}
     assert 0 <= two["both_species_right"] <= two["count_right"] <= 6

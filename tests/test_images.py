@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import png_header_only
 from PIL import Image
 
 from petnet.config import PetNetConfig
@@ -33,16 +32,6 @@ def _encode(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` with almost no pixel data: costs nothing to make."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
 @pytest.fixture(scope="module")
 def model() -> PetNet:
     torch.manual_seed(0)
@@ -55,7 +44,7 @@ def model() -> PetNet:
         pytest.param(b"definitely not an image", id="text-bytes"),
         pytest.param(b"", id="empty-bytes"),
         pytest.param(_encode(Image.new("RGB", (64, 64), "red"), "JPEG")[:300], id="truncated-jpeg"),
-        pytest.param(_png_header_only(20_000, 20_000), id="huge-png-header"),
+        pytest.param(png_header_only(20_000, 20_000), id="huge-png-header"),
         pytest.param(np.zeros((8, 8, 3), dtype=np.float32), id="float-array"),
         pytest.param(np.zeros((8, 8, 5), dtype=np.uint8), id="five-channel-array"),
         pytest.param(np.zeros(8, dtype=np.uint8), id="1d-array"),
@@ -73,7 +62,7 @@ def test_unusable_inputs_raise_invalid_image_error(source: object) -> None:
 def test_huge_image_is_refused_before_decoding_with_one_limit(size: tuple[int, int]) -> None:
     assert size[0] * size[1] > MAX_IMAGE_PIXELS
     with pytest.raises(InvalidImageError) as raised:
-        load_image(_png_header_only(*size))
+        load_image(png_header_only(*size))
     assert str(raised.value) == "This picture is too large (at most 64 megapixels)." == TOO_LARGE
 
 

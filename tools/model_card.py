@@ -76,6 +76,18 @@ def detection_line(report: Mapping[str, Any]) -> str:
                  f"both species for {two['both_species_right']} ({percent(two['both_species_right'] / n)}).")  # fmt: skip
     if detection.get("single_pets_one_answer") is not None:
         line += f" Photos of one pet given one answer: {percent(detection['single_pets_one_answer'])}."
+    animals = detection.get("other_animals")
+    if animals and animals["num_images"]:
+        line += (f" Other animals accepted as a pet: {animals['accepted']} of {animals['num_images']} "
+                 f"({percent(animals['accepted'] / animals['num_images'])}).")  # fmt: skip
+    scenes = detection.get("scenes")
+    if scenes:
+        found = "; ".join(
+            f"{kind.replace('_', '-')} " + ", ".join(f"{band} {percent(c['found_one'] / c['num_images'])}" for band, c in bands.items())
+            for kind, bands in scenes.items() if all(c["num_images"] for c in bands.values())
+        )  # fmt: skip
+        line += (" Pets placed into scenes (the non-pet photos) at a share of the scene's shorter side, found as "
+                 f"one animal: {found}.")
     return line
 
 

@@ -32,6 +32,9 @@ NON_PET_SPLITS = {"train": 0.6, "calibration": 0.15, "holdout": 0.25}
 """Fractions of the non-pet photos: trained on, used to choose thresholds, and never tuned on."""
 NOT_A_PET = -1
 """``breed_index`` and ``species_index`` of a photo with no cat or dog."""
+FIRST_NON_ANIMAL_WNID = "n02666196"
+"""ImageNet numbers its classes in WordNet-id order and the first 398 are animals; this is the 399th
+(abacus). A non-pet photo is named after its class's WordNet id (``images/<wnid>_<class>.jpg``)."""
 STRETCHED_SIZE = (256, 256)
 """The Oxford copy's photos were stretched to 256x256; non-pet photos are stretched the same way,
 so the stretch itself cannot tell a pet photo from another."""
@@ -134,6 +137,12 @@ def read_non_pets(root: str | Path) -> list[PetRecord]:
     if missing:
         raise DatasetError(f"{len(missing)} photos listed in {list_file} are missing, e.g. {missing[:3]}.")
     return records
+
+
+def is_other_animal(record: PetRecord) -> bool:
+    """Whether a non-pet photo shows an animal (a horse, a bear, a bird ...; never a cat or dog):
+    the photos a pet detector most easily mistakes for pets."""
+    return not record.is_pet and record.name.split("_", 1)[0] < FIRST_NON_ANIMAL_WNID
 
 
 def non_pet_split(records: Sequence[PetRecord], part: str, seed: int = 0) -> list[PetRecord]:

@@ -1,0 +1,108 @@
+"""Pets in ordinary scenes: test photos of a pet that does not fill the frame, with known answers.
+
+Oxford-IIIT Pet photos are close-ups; users' photos often are not (a dog in the garden, a cat on a
+sofa across the room). These scenes place one pet from the split being evaluated into a non-pet
+photo (the part of ``non-pets/`` meant for that split) at a known size, in one of two ways: cut out
+along its real trimap with a softened edge (:data:`CUTOUT`), or the whole photo shrunk into the
+scene as a zoomed-out shot (:data:`ZOOMED_OUT`). The pet's size is the longer side of its box as a
+fraction of the scene's shorter side, drawn within one of :data:`SIZE_BANDS`. Built
+deterministically from a seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from petnet.data.datasets import PetRecord, read_trimap
+from petnet.images import load_image
+from petnet.labels import ANIMAL_INDICES, BREEDS
+
+SIZE_BANDS: tuple[tuple[float, float], ...] = ((0.10, 0.20), (0.20, 0.45), (0.45, 0.70), (0.70, 1.00))
+"""Pet sizes (longer side of its box over the scene's shorter side) the scenes are built in."""
+CUTOUT = "cutout"
+ZOOMED_OUT = "zoomed_out"
+KINDS = (CUTOUT, ZOOMED_OUT)
+SCENE_SHORT_SIDE = 480
+"""Scenes are the background photo scaled to this shorter side (the non-pet photos are at most 384 px)."""
+EDGE_BLUR = 1.5
+"""Radius (pixels, at the pasted size) by which a cut-out's edge is softened, so no hard seam gives it away."""
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A made-up photo of one pet in a scene, and what is in it."""
+
+    image: Image.Image
+    kind: str
+    band: tuple[float, float]
+    name: str
+    species: str
+    breed: str
+
+
+def band_key(band: tuple[float, float]) -> str:
+    """``"20-45%"``: how reports name a size band."""
+    return f"{round(100 * band[0])}-{round(100 * band[1])}%"
+
+
+def _pet_cutout(record: PetRecord) -> Image.Image:
+    """The pet cropped to its trimap's pet and boundary pixels, as RGBA with a soft edge."""
+    photo = load_image(record.image_path, max_side=None)
+    trimap = read_trimap(record.trimap_path)
+    alpha = Image.fromarray(np.isin(trimap, ANIMAL_INDICES).astype(np.uint8) * 255).resize(photo.size)
+    box = alpha.getbbox() or (0, 0, *photo.size)
+    pet = photo.crop(box).convert("RGBA")
+    pet.putalpha(alpha.crop(box))
+    return pet
+
+
+def _place(scene: Image.Image, pet: Image.Image, fraction: float, rng: random.Random) -> None:
+    """Paste ``pet`` (RGB or RGBA) into ``scene`` with its longer side ``fraction`` of the scene's
+    shorter side, at a random position that keeps it whole; its brightness matched to the scene's."""
+    side = max(8, round(fraction * min(scene.size)))
+    scale = side / max(pet.size)
+    pet = pet.resize((max(1, round(pet.width * scale)), max(1, round(pet.height * scale))), Image.Resampling.LANCZOS)
+    mask = None
+    if pet.mode == "RGBA":
+        mask = pet.getchannel("A").filter(ImageFilter.GaussianBlur(EDGE_BLUR))
+        pet = pet.convert("RGB")
+    pet_mean = np.asarray(pet, dtype=np.float32).mean()
+    scene_mean = np.asarray(scene, dtype=np.float32).mean()
+    gain = float(np.clip((scene_mean + 2 * pet_mean) / (3 * max(pet_mean, 1.0)), 0.7, 1.3))  # a third of the way
+    pet = Image.fromarray(np.clip(np.asarray(pet, dtype=np.float32) * gain, 0, 255).astype(np.uint8))
+    left = rng.randint(0, max(0, scene.width - pet.width))
+    top = rng.randint(0, max(0, scene.height - pet.height))
+    scene.paste(pet, (left, top), mask)
+
+
+def build_scenes(
+    pets: Sequence[PetRecord], backgrounds: Sequence[PetRecord], per_cell: int, seed: int = 0
+) -> list[Scene]:
+    """``per_cell`` scenes for each of :data:`KINDS` x :data:`SIZE_BANDS`, pets alternately cats and
+    dogs where the split has both; cut-outs only from pets with a real trimap."""
+    rng = random.Random(seed)
+    if not backgrounds:
+        return []
+    pools = {CUTOUT: [r for r in pets if r.trimap_path is not None], ZOOMED_OUT: list(pets)}
+    scenes = []
+    for kind in KINDS:
+        by_species = [[r for r in pools[kind] if r.species_index == s] for s in (0, 1)]
+        by_species = [pool for pool in by_species if pool]
+        if not by_species:
+            continue
+        for band in SIZE_BANDS:
+            for n in range(per_cell):
+                record = rng.choice(by_species[n % len(by_species)])
+                background = load_image(rng.choice(backgrounds).image_path)
+                scale = SCENE_SHORT_SIDE / min(background.size)
+                scene = background.resize((round(background.width * scale), round(background.height * scale)))
+                pet = _pet_cutout(record) if kind == CUTOUT else load_image(record.image_path)
+                _place(scene, pet, rng.uniform(*band), rng)
+                breed = BREEDS[record.breed_index]
+                scenes.append(Scene(scene, kind, band, record.name, breed.species, breed.name))
+    return scenes

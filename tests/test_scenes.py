@@ -1,0 +1,62 @@
+"""Pets in scenes: seeded, the stated pets at the stated sizes; which non-pet photos are animals."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from petnet.data.datasets import NOT_A_PET, PetRecord, is_other_animal, read_split
+from petnet.data.scenes import CUTOUT, KINDS, SCENE_SHORT_SIDE, SIZE_BANDS, ZOOMED_OUT, _place, band_key, build_scenes
+
+
+def _backgrounds(tmp_path, count: int = 3) -> list[PetRecord]:
+    records = []
+    for n in range(count):
+        path = tmp_path / f"n0{n}_wall.jpg"
+        Image.new("RGB", (300 + 20 * n, 200), (90, 120 + 10 * n, 90)).save(path)
+        records.append(PetRecord(path.stem, NOT_A_PET, NOT_A_PET, path, None))
+    return records
+
+
+def test_scenes_are_seeded_and_know_their_pet(tiny_pet_root, tmp_path):
+    pets = read_split(tiny_pet_root, "test")
+    scenes = build_scenes(pets, _backgrounds(tmp_path), per_cell=2, seed=4)
+    assert [(s.kind, s.band) for s in scenes] == [(k, b) for k in KINDS for b in SIZE_BANDS for _ in range(2)]
+    by_name = {r.name: r for r in pets}
+    for scene in scenes:
+        assert min(scene.image.size) == SCENE_SHORT_SIDE
+        assert scene.kind == ZOOMED_OUT or by_name[scene.name].trimap_path is not None, "cut-outs need a real trimap"
+        assert ("cat", "dog")[by_name[scene.name].species_index] == scene.species
+    again = build_scenes(pets, _backgrounds(tmp_path), per_cell=2, seed=4)
+    assert [s.name for s in again] == [s.name for s in scenes]
+    assert np.array_equal(np.asarray(again[5].image), np.asarray(scenes[5].image))
+    assert {s.species for s in scenes if s.kind == CUTOUT} == {"cat", "dog"}
+    assert build_scenes(pets, [], per_cell=2) == []
+    assert band_key(SIZE_BANDS[1]) == "20-45%"
+
+
+def test_a_placed_pet_has_the_asked_size_and_a_soft_edge():
+    import random
+
+    from PIL import ImageDraw
+
+    scene = Image.new("RGB", (400, 200), (0, 0, 0))
+    pet = Image.new("RGBA", (50, 100), (200, 200, 200, 0))
+    ImageDraw.Draw(pet).ellipse((0, 0, 49, 99), fill=(200, 200, 200, 255))  # a cut-out: opaque inside its outline
+    _place(scene, pet, 0.5, random.Random(0))
+    covered = np.asarray(scene).max(axis=2) > 0
+    rows, cols = np.flatnonzero(covered.any(axis=1)), np.flatnonzero(covered.any(axis=0))
+    assert 96 <= rows[-1] - rows[0] + 1 <= 100 and 46 <= cols[-1] - cols[0] + 1 <= 52  # half the short side, upright
+    values = np.asarray(scene)[covered].max(axis=1)
+    assert ((values > 0) & (values < values.max())).any(), "a softened edge between pet and scene"
+
+
+def test_other_animals_are_told_by_their_imagenet_class():
+    def record(name: str) -> PetRecord:
+        return PetRecord(name, NOT_A_PET, NOT_A_PET, None, None)  # type: ignore[arg-type]
+
+    assert is_other_animal(record("n02398521_hippopotamus"))
+    assert is_other_animal(record("n01440764_tench"))
+    assert not is_other_animal(record("n02666196_abacus"))
+    assert not is_other_animal(record("n04285008_sports_car"))
+    assert not is_other_animal(PetRecord("Abyssinian_1", 0, 0, None, None))  # type: ignore[arg-type]
