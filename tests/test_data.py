@@ -28,8 +28,9 @@ from petnet.data.datasets import (
     split_records,
     train_val_split,
 )
-from petnet.data.transforms import PhotometricTrivialAugmentWide, eval_transform, train_transform
+from petnet.data.transforms import PhotometricTrivialAugmentWide, train_transform
 from petnet.errors import DatasetError, InvalidImageError
+from petnet.inference.preprocess import eval_transform
 from petnet.labels import BACKGROUND_INDEX, BREED_BY_NAME, IGNORE_INDEX, SPECIES
 
 

@@ -2,18 +2,18 @@
 
 Masks are wrapped as ``tv_tensors.Mask`` so geometric transforms move them with the image and
 resample them with nearest neighbour, while photometric ones leave them untouched. Every transform
-takes the model's :class:`PetNetConfig`, the one place for input size and normalisation.
+takes the model's :class:`PetNetConfig`, the one place for input size and normalisation; the
+prediction pipeline's own preprocessing, which these end with, is :mod:`petnet.inference.preprocess`.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from petnet.config import PetNetConfig
+from petnet.inference.preprocess import normalize
 
 _GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
@@ -31,10 +31,6 @@ class PhotometricTrivialAugmentWide(v2.TrivialAugmentWide):
         return (super().forward(image), *masks) if masks else super().forward(image)
 
 
-def _normalize(config: PetNetConfig) -> list[v2.Transform]:
-    return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(config.mean, config.std)]
-
-
 def train_transform(config: PetNetConfig, crop_size: int | None = None, trivial_augment: bool = False) -> v2.Compose:
     """Augmentation for training: random crop resized to ``crop_size`` (default the model's input
     size), flip, then either photometric TrivialAugmentWide or colour jitter and some grey."""
@@ -48,7 +44,7 @@ def train_transform(config: PetNetConfig, crop_size: int | None = None, trivial_
         v2.RandomResizedCrop(crop_size or config.image_size, scale=(0.35, 1.0), ratio=(0.75, 1.333), antialias=True),
         v2.RandomHorizontalFlip(),
         *photometric,
-        *_normalize(config),
+        *normalize(config),
     ])  # fmt: skip
 
 
@@ -64,15 +60,5 @@ def center_transform(config: PetNetConfig) -> v2.Compose:
                         p=[0.7, 0.3]),
         v2.RandomHorizontalFlip(),
         v2.RandomApply([v2.ColorJitter(0.3, 0.3, 0.3, 0.05)], p=0.5),
-        *_normalize(config),
+        *normalize(config),
     ])  # fmt: skip
-
-
-def eval_transform(config: PetNetConfig) -> v2.Compose:
-    """Deterministic preprocessing for evaluation and inference: stretch to a square, normalise.
-
-    Stretching (not cropping) matches the dataset, whose images were stretched to squares, and
-    keeps every pixel so the predicted mask maps back onto the whole photo.
-    """
-    size = config.image_size
-    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_normalize(config)])

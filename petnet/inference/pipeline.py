@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from petnet.config import PetNetConfig
-from petnet.data.transforms import eval_transform
 from petnet.images import ImageInput, load_image
 from petnet.inference.decoding import (
     DecodedOutput,
@@ -34,6 +33,7 @@ from petnet.inference.decoding import (
     mask_from_logits,
     mean_probability_logits,
 )
+from petnet.inference.preprocess import eval_transform
 from petnet.inference.regions import animal_regions, crop_box, region_box
 from petnet.inference.results import Pet, Prediction
 from petnet.labels import BACKGROUND_INDEX

@@ -39,7 +39,7 @@ from petnet.data.datasets import (
     read_split,
     train_val_split,
 )
-from petnet.data.transforms import eval_transform, train_transform
+from petnet.data.transforms import train_transform
 from petnet.evaluation.metrics import (
     accuracy,
     binary_auroc,
@@ -52,6 +52,7 @@ from petnet.evaluation.metrics import (
 from petnet.evaluation.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.hub import load_model
 from petnet.inference.decoding import TOP_K_BREEDS, PetNetOutput
+from petnet.inference.preprocess import eval_transform
 from petnet.labels import BREED_SPECIES_INDEX, IGNORE_INDEX, SPECIES
 from petnet.models.network import PetNet
 from petnet.training.losses import LOSS_NAMES, multitask_loss
