@@ -27,7 +27,7 @@ import pytest
 from conftest import PROJECT_ROOT, png_header_only
 from PIL import Image
 
-from app.demo import DemoSettings, build_demo, example_paths, launch_options
+from app.demo import REFUSED_BUTTON, DemoSettings, build_demo, example_paths, launch_options
 from app.results_html import NO_PET
 from petnet import PetNet, load_model
 from petnet.images import NOT_A_PICTURE, TOO_LARGE
@@ -117,7 +117,14 @@ def _in_view(page, selector: str) -> bool:
     return box[0] >= 0 and box[1] <= page.viewport_size["height"]
 
 
+def _page_ready(page) -> None:
+    """Wait for the page's upload check (installed on load) and its hidden refusal button: a photo
+    picked before then goes to Gradio unchecked, as it would for a visitor that quick."""
+    page.wait_for_function(f"() => window.petnetUploadCheck && document.getElementById('{REFUSED_BUTTON}')", timeout=30_000)
+
+
 def _upload(page, path: str) -> None:
+    _page_ready(page)
     page.locator("#photo input[type=file]").set_input_files(path)
 
 
@@ -254,6 +261,7 @@ def test_picture_claiming_400_megapixels_is_refused_without_a_preview(server_url
     try:
         page.goto(server_url, timeout=30_000)
         page.locator("#photo input[type=file]").wait_for(state="attached", timeout=30_000)
+        _page_ready(page)
         started = time.perf_counter()
         _upload(page, str(huge))
         message = page.locator("#results [role=alert]")
