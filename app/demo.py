@@ -163,16 +163,14 @@ class PetDemo:
             except InvalidImageError as error:
                 log.info("Refused upload %s: %s", shown_name, error)
                 outputs[index] = _refusal(shown_name, str(error))
-        for index, prediction in self._predict_each(photos).items():
-            photo, shown_name = photos[index]
-            try:
-                outputs[index] = self._show(photo, shown_name, prediction, float(requests[index][1]))
-            except Exception:  # one visitor's failure must not fail the batch's others
-                log.exception("Drawing the results of %s failed", shown_name)
-                outputs[index] = _refusal(shown_name, FAILED)
-        for index, (_, shown_name) in photos.items():
-            if outputs[index] is None:
-                outputs[index] = _refusal(shown_name, FAILED)
+        predictions = self._predict_each(photos)
+        for index, (photo, shown_name) in photos.items():
+            outputs[index] = _refusal(shown_name, FAILED)  # unless drawn below
+            if index in predictions:
+                try:
+                    outputs[index] = self._show(photo, shown_name, predictions[index], float(requests[index][1]))
+                except Exception:  # one visitor's failure must not fail the batch's others
+                    log.exception("Drawing the results of %s failed", shown_name)
         self.sweep()
         return outputs  # type: ignore[return-value]  # every slot is filled above
 

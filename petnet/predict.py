@@ -44,7 +44,6 @@ log = logging.getLogger("petnet.predict")
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSONL = "results.jsonl"
-RESULTS_PARQUET = "results.parquet"
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 

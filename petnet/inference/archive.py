@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from petnet.inference.results import Prediction
 
 log = logging.getLogger(__name__)
 
+RESULTS_PARQUET = "results.parquet"
+"""What the Ray engine writes into ``--out`` (a folder of Parquet files, as Ray Data writes them)."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"})
 """Files picked up from a folder (a file named explicitly is tried whatever its suffix)."""
 CSV_COLUMNS = (
@@ -140,23 +143,28 @@ def find_sources(inputs: Sequence[Path], recursive: bool = False) -> Found:
 
     for path in inputs:
         if not path.is_dir():
-            add(path, Path(_unique_stem(path)))
+            add(path, Path(_mirror_stem(path, shared=len(_pictures_beside(path)) > 1)))
             continue
         pattern = path.rglob("*") if recursive else path.iterdir()
-        for file in sorted(p for p in pattern if p.is_file()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                found.skipped_suffix += 1
-                continue
-            relative = file.relative_to(path)
-            prefix = Path(path.resolve().name) if len(folders) > 1 else Path()
-            add(file, prefix / relative.with_name(_unique_stem(file)))
+        files = sorted(p for p in pattern if p.is_file())
+        pictures = [file for file in files if file.suffix.lower() in IMAGE_SUFFIXES]
+        found.skipped_suffix += len(files) - len(pictures)
+        stems = Counter((file.parent, file.stem) for file in pictures)
+        prefix = Path(path.resolve().name) if len(folders) > 1 else Path()
+        for file in pictures:
+            name = _mirror_stem(file, shared=stems[file.parent, file.stem] > 1)
+            add(file, prefix / file.relative_to(path).with_name(name))
     return found
 
 
-def _unique_stem(file: Path) -> str:
-    """``tom``, or ``tom_jpg`` when a sibling picture shares the stem (``tom.png``)."""
-    siblings = [p for p in file.parent.glob(f"{file.stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES]
-    return file.stem if len(siblings) <= 1 else f"{file.stem}_{file.suffix.lstrip('.').lower()}"
+def _pictures_beside(file: Path) -> list[Path]:
+    """The picture files in ``file``'s folder that share its stem."""
+    return [p for p in file.parent.glob(f"{file.stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _mirror_stem(file: Path, shared: bool) -> str:
+    """``tom``, or ``tom_jpg`` when another picture in its folder ``shared`` the stem (``tom.png``)."""
+    return f"{file.stem}_{file.suffix.lstrip('.').lower()}" if shared else file.stem
 
 
 ACTOR_THREADS = 2
@@ -232,7 +240,7 @@ def run_on_ray(
         PredictBatch, fn_constructor_kwargs={"model": model, "threads": ACTOR_THREADS}, batch_size=batch_size,
         concurrency=concurrency, num_cpus=1, batch_format="numpy",
     )  # fmt: skip
-    target = out / "results.parquet"
+    target = out / RESULTS_PARQUET
     rows.write_parquet(str(target))
     log.info("Wrote %s", target)
     return 0
