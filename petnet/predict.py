@@ -58,12 +58,11 @@ class ResultsFile:
     def __init__(self, out: Path, jsonl: bool) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.csv_path, self.jsonl_path = out / RESULTS_CSV, (out / RESULTS_JSONL if jsonl else None)
-        self.done: set[FileKey] = set()
         rows = self._read_csv()
         kept = [row for row in rows if self._still_current(row)]
         if len(kept) != len(rows) or not self._csv_is_clean():
             self._rewrite_csv(kept)
-        self.done = {FileKey.of_row(row) for row in kept}
+        self.done: set[FileKey] = {FileKey.of_row(row) for row in kept}
         if self.jsonl_path is not None:
             self._keep_jsonl({row["file"] for row in kept})
         new = not self.csv_path.is_file()
@@ -118,14 +117,16 @@ class ResultsFile:
         partial.replace(self.jsonl_path)
 
     def append(self, rows: Sequence[dict], records: Sequence[dict]) -> None:
-        """Write one batch's rows and flush them to disk."""
-        self._writer.writerows(rows)
-        self._csv.flush()
-        os.fsync(self._csv.fileno())
+        """Write one batch's rows and flush them to disk: the JSON records first, so that a crash in
+        between leaves records the CSV does not list (dropped on resume, the files redone), never a
+        file the CSV calls done without its record."""
         if self._jsonl is not None:
             self._jsonl.writelines(json.dumps(record) + "\n" for record in records)
             self._jsonl.flush()
             os.fsync(self._jsonl.fileno())
+        self._writer.writerows(rows)
+        self._csv.flush()
+        os.fsync(self._csv.fileno())
 
     def close(self) -> None:
         self._csv.close()
