@@ -33,9 +33,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from petnet.errors import InvalidImageError, PetNetError
+from petnet.errors import PetNetError
 from petnet.hub import load_model
-from petnet.inference.archive import CSV_COLUMNS, FileKey, Source, error_row, find_sources, prediction_row
+from petnet.inference.archive import (
+    CSV_COLUMNS,
+    FileKey,
+    Source,
+    answer_each,
+    error_row,
+    find_sources,
+    prediction_row,
+    prepare_or_error,
+)
 from petnet.inference.pipeline import PREDICT_BATCH_SIZE, Predictor, PreparedImage
 from petnet.inference.results import Prediction
 from petnet.inference.visualize import overlay_mask, palette_mask
@@ -178,28 +187,20 @@ def interruptible() -> Iterator[Interrupt]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _prepare(predictor: Predictor, source: Source) -> PreparedImage | str:
-    """Read and preprocess one file in a worker thread; the plain error message if it cannot be used."""
-    try:
-        return predictor.prepare(source.path)
-    except InvalidImageError as error:
-        return str(error)
-
-
 def _prefetched(predictor: Predictor, sources: Sequence[Source], workers: int, ahead: int) -> Iterator[tuple[Source, PreparedImage | str]]:
     """``sources`` with their prepared images, in order, read by ``workers`` threads at most ``ahead`` files ahead."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="petnet-read") as pool:
         pending: deque[tuple[Source, Future]] = deque()
         queue = iter(sources)
         for source in queue:
-            pending.append((source, pool.submit(_prepare, predictor, source)))
+            pending.append((source, pool.submit(prepare_or_error, predictor, source.path)))
             if len(pending) >= ahead:
                 break
         while pending:
             source, future = pending.popleft()
             following = next(queue, None)
             if following is not None:
-                pending.append((following, pool.submit(_prepare, predictor, following)))
+                pending.append((following, pool.submit(prepare_or_error, predictor, following.path)))
             yield source, future.result()
 
 
@@ -235,17 +236,15 @@ def _finish(
     overlays: bool, masks: bool, alpha: float, tally: Tally, single: bool,
 ) -> list[tuple[Source, Prediction]]:  # fmt: skip
     """Predict one batch's readable photos, write their files and the batch's rows."""
-    readable = [(source, prepared) for source, prepared in batch if isinstance(prepared, PreparedImage)]
-    answers = iter(predictor.answer([prepared for _, prepared in readable])) if readable else iter(())
+    answers = answer_each(predictor, [prepared for _, prepared in batch])
     rows, records, kept = [], [], []
-    for source, prepared in batch:
+    for (source, prepared), prediction in zip(batch, answers, strict=True):
         key = FileKey.of_path(source.path)
-        if isinstance(prepared, str):
-            tqdm.write(f"Skipping {source.shown}: {prepared}", file=sys.stderr)
-            row, record = error_row(source.path, key, prepared)
+        if isinstance(prediction, str):
+            tqdm.write(f"Skipping {source.shown}: {prediction}", file=sys.stderr)
+            row, record = error_row(source.path, key, prediction)
             tally.failed += 1
         else:
-            prediction = next(answers).prediction
             written = _write_pictures(prediction, prepared, out / source.mirror, overlays, masks, alpha)
             row, record = prediction_row(source.path, key, prediction, written)
             if single:

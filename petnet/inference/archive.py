@@ -11,6 +11,7 @@ Ray Data's ``map_batches`` runs with one model per actor. Use it in your own Ray
     rows.write_parquet("s3://bucket/labels/")
 
 Ray is an extra (``pip install petnet[ray]``); nothing here imports it until :func:`run_on_ray`.
+:func:`prepare_or_error` and :func:`answer_each` are how both engines label a batch.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from petnet.errors import InvalidImageError
+from petnet.images import ImageInput
 from petnet.inference.decoding import TOP_K_BREEDS
+from petnet.inference.pipeline import Predictor, PreparedImage
 from petnet.inference.results import Prediction
 
 log = logging.getLogger(__name__)
@@ -173,6 +177,22 @@ ACTOR_THREADS = 2
 replica reserving every CPU would wait forever for the reads it needs."""
 
 
+def prepare_or_error(predictor: Predictor, source: ImageInput) -> PreparedImage | str:
+    """One file read and preprocessed, or the plain message saying why it cannot be used."""
+    try:
+        return predictor.prepare(source)
+    except InvalidImageError as error:
+        return str(error)
+
+
+def answer_each(predictor: Predictor, items: Sequence[PreparedImage | str]) -> list[Prediction | str]:
+    """Each item's prediction, the prepared ones in one pass of the pipeline; an error message stays
+    in its place. Both engines label a batch this way."""
+    prepared = [item for item in items if isinstance(item, PreparedImage)]
+    answers = iter(predictor.answer(prepared)) if prepared else iter(())
+    return [item if isinstance(item, str) else next(answers).prediction for item in items]
+
+
 class PredictBatch:
     """Ray Data's ``map_batches`` callable: one model per actor, a batch of files in, their rows out.
 
@@ -181,29 +201,20 @@ class PredictBatch:
     them reads like ``results.csv``. A file that cannot be used gets its error, never an exception."""
 
     def __init__(self, model: str | None = None, threads: int | None = None) -> None:
-        import torch
-
-        from petnet.hub import load_model
+        from petnet.hub import load_model  # the loader sits above the pipeline this module belongs to
 
         # Ray sets OMP_NUM_THREADS to the reserved num_cpus (1); the replica computes with ``threads``.
         torch.set_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS") or 1))
         self.predictor = load_model(model).predictor
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        rows = []
-        prepared, places = [], []
-        for data, path in zip(batch["bytes"], batch["path"], strict=True):
-            key = _key_of(str(path), len(data))
-            try:
-                prepared.append(self.predictor.prepare(bytes(data)))
-                places.append(len(rows))
-                rows.append((path, key))
-            except InvalidImageError as error:
-                rows.append(error_row(path, key, str(error))[0])
-        answers = self.predictor.answer(prepared) if prepared else []
-        for place, answer in zip(places, answers, strict=True):
-            path, key = rows[place]
-            rows[place] = prediction_row(path, key, answer.prediction)[0]
+        paths = [str(path) for path in batch["path"]]
+        keys = [_key_of(path, len(data)) for path, data in zip(paths, batch["bytes"], strict=True)]
+        answers = answer_each(self.predictor, [prepare_or_error(self.predictor, bytes(data)) for data in batch["bytes"]])
+        rows = [
+            error_row(path, key, answer)[0] if isinstance(answer, str) else prediction_row(path, key, answer)[0]
+            for path, key, answer in zip(paths, keys, answers, strict=True)
+        ]
         return {column: [str(row[column]) for row in rows] for column in CSV_COLUMNS}
 
 
