@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from petnet.errors import WeightsError
 from petnet.labels import BREED_NAMES, BREED_SPECIES, MASK_CLASSES, SPECIES
 from petnet.paths import OXFORD_PET_ROOT
 
@@ -62,6 +63,19 @@ class PetNetConfig:
     center_off_mask_threshold: float = 0.5
     """The same for a peak far from every pet pixel of the mask (an animal the mask missed), which
     needs its own, usually higher, bar; chosen with ``center_threshold``."""
+    onnx_precision: str = "float32"
+    """Which of the model's ONNX graphs (``python -m petnet.training.export``) ONNX Runtime runs by
+    default: ``float32`` or ``int8``, chosen on validation against a tolerance written down first
+    (docs/experiments.md); the thresholds and temperature above are then calibrated on its outputs."""
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str) -> PetNetConfig:
+        """The config of ``config.json``'s ``values``; a :class:`~petnet.errors.WeightsError` naming
+        ``source`` when they are not a valid one (an unknown key, an inconsistent label list)."""
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as error:
+            raise WeightsError(f"config.json of {source} is not a valid PetNetConfig: {error}") from error
 
     def __post_init__(self) -> None:
         if len(self.breed_names) != len(self.breed_species):
@@ -136,6 +150,13 @@ class TrainConfig:
     copy_paste_probability: float = 0.0
     """Share of the other training batches (those CutMix left alone) in which each pet photo gets
     another pet of the batch pasted onto it along its mask (:func:`petnet.data.cutmix.copy_paste_pets`)."""
+    scene_probability: float = 0.0
+    """Share of the training pet photos placed into a training non-pet photo first, small or large,
+    cut out along their mask or zoomed out whole (:class:`petnet.data.scenes.ScenePlacer`): users'
+    pets do not always fill the frame as Oxford-IIIT's do. Needs ``non_pet_root``."""
+    other_animal_repeats: int = 1
+    """How many times each training non-pet photo of another animal (a bear, a guinea pig ...) is
+    seen per epoch: the hard negatives of the pet-presence decision, weighted up."""
     ema_decay: float = 0.0
     """Decay of an exponential moving average of the weights, validated and exported instead of the
     raw weights; 0 turns it off."""

@@ -60,3 +60,32 @@ def test_other_animals_are_told_by_their_imagenet_class():
     assert not is_other_animal(record("n02666196_abacus"))
     assert not is_other_animal(record("n04285008_sports_car"))
     assert not is_other_animal(PetRecord("Abyssinian_1", 0, 0, None, None))  # type: ignore[arg-type]
+
+
+def test_a_training_scene_carries_the_pets_masks_and_real_background_labels(tmp_path):
+    import random
+
+    from petnet.data.scenes import ScenePlacer
+    from petnet.labels import BACKGROUND_INDEX, IGNORE_INDEX, PET_INDEX
+
+    photo = Image.new("RGB", (64, 64), (250, 250, 250))
+    mask = np.full((64, 64), BACKGROUND_INDEX, dtype=np.uint8)
+    mask[16:48, 16:48] = PET_INDEX  # a white photo with a square pet in the middle
+    pseudo = np.full((64, 64), IGNORE_INDEX, dtype=np.uint8)
+    placer = ScenePlacer(_backgrounds(tmp_path), sizes=(0.3, 0.6))
+    kinds = set()
+    for seed in range(12):
+        scene, scene_mask, scene_pseudo = placer(photo, mask, pseudo, random.Random(seed))
+        assert scene.size == photo.size and scene_mask.shape == scene_pseudo.shape == (64, 64)
+        pet = scene_mask == PET_INDEX
+        rows, cols = np.flatnonzero(pet.any(axis=1)), np.flatnonzero(pet.any(axis=0))
+        pixels = np.asarray(scene).astype(int)
+        pet_colour = np.median(pixels[pet], axis=0)
+        zoomed_out = (np.abs(pixels[~pet] - pet_colour).max(axis=1) <= 2).sum() > 50  # the photo's own background came along
+        kinds.add("zoomed_out" if zoomed_out else "cutout")
+        share = 0.5 if zoomed_out else 1.0  # the pet is half its photo; a cut-out is the pet alone
+        assert 0.3 * 64 * share - 2 <= max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 0.6 * 64 * share + 2
+        assert set(np.unique(scene_mask)) == {PET_INDEX, BACKGROUND_INDEX}, "outside the pet: the scene's real background"
+        assert (scene_pseudo == IGNORE_INDEX).all()
+        assert np.asarray(scene)[pet].min() > 150, "the labelled pet pixels show the (bright) pet"
+    assert {"zoomed_out", "cutout"} <= kinds

@@ -189,14 +189,27 @@ class OxfordPetDataset(Dataset):
     (the same for pseudo labels, from ``pseudo_mask_dir``, only where there is no real trimap),
     ``species``, ``breed`` (``NOT_A_PET`` for a photo with no pet), ``is_pet``, ``has_mask``, ``index``.
     A sample that fails to load is returned as ``None``, logged and remembered in ``failures``;
-    :func:`collate_skipping_failures` drops it from the batch."""
+    :func:`collate_skipping_failures` drops it from the batch.
+
+    With ``scenes`` (a :class:`petnet.data.scenes.ScenePlacer`), a share ``scene_probability`` of the
+    pet photos is first placed into a photo with no pet, masks along, and then augmented by
+    ``scene_transform``: a transform that crops little, so the placed pet stays in the picture."""
 
     def __init__(
-        self, records: Sequence[PetRecord], transform: Callable, pseudo_mask_dir: str | Path | None = None
+        self,
+        records: Sequence[PetRecord],
+        transform: Callable,
+        pseudo_mask_dir: str | Path | None = None,
+        scenes: Callable | None = None,
+        scene_probability: float = 0.0,
+        scene_transform: Callable | None = None,
     ) -> None:
         self.records = list(records)
         self.transform = transform
         self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
+        self.scenes = scenes if scene_probability > 0 else None
+        self.scene_probability = scene_probability
+        self.scene_transform = scene_transform or transform
         self.failures: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -209,11 +222,15 @@ class OxfordPetDataset(Dataset):
             shape = (image.height, image.width)
             mask = self._real_mask(record, shape)
             pseudo = self._pseudo_mask(record, shape)
+            transform = self.transform
+            if self.scenes is not None and record.is_pet and random.random() < self.scene_probability:
+                image, mask, pseudo = self.scenes(image, mask, pseudo, random)
+                transform = self.scene_transform
         except (InvalidImageError, OSError) as error:
             self.failures[record.name] = str(error)
             log.warning("Skipping %s: %s", record.name, error)
             return None
-        image_tensor, mask_tensor, pseudo_tensor = self.transform(
+        image_tensor, mask_tensor, pseudo_tensor = transform(
             image, tv_tensors.Mask(torch.from_numpy(mask)), tv_tensors.Mask(torch.from_numpy(pseudo))
         )
         return {

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from petnet.data.datasets import PetRecord, read_trimap
+from petnet.data.datasets import PetRecord, load_record_image, read_trimap
 from petnet.images import load_image
-from petnet.labels import ANIMAL_INDICES, BREEDS
+from petnet.labels import ANIMAL_INDICES, BACKGROUND_INDEX, BREEDS, IGNORE_INDEX
 
 SIZE_BANDS: tuple[tuple[float, float], ...] = ((0.10, 0.20), (0.20, 0.45), (0.45, 0.70), (0.70, 1.00))
 """Pet sizes (longer side of its box over the scene's shorter side) the scenes are built in."""
@@ -61,9 +61,10 @@ def _pet_cutout(record: PetRecord) -> Image.Image:
     return pet
 
 
-def _place(scene: Image.Image, pet: Image.Image, fraction: float, rng: random.Random) -> None:
+def _place(scene: Image.Image, pet: Image.Image, fraction: float, rng: random.Random) -> tuple[int, int, int, int]:
     """Paste ``pet`` (RGB or RGBA) into ``scene`` with its longer side ``fraction`` of the scene's
-    shorter side, at a random position that keeps it whole; its brightness matched to the scene's."""
+    shorter side, at a random position that keeps it whole; its brightness matched to the scene's.
+    Returns the box it took, ``(left, top, width, height)``."""
     side = max(8, round(fraction * min(scene.size)))
     scale = side / max(pet.size)
     pet = pet.resize((max(1, round(pet.width * scale)), max(1, round(pet.height * scale))), Image.Resampling.LANCZOS)
@@ -78,6 +79,47 @@ def _place(scene: Image.Image, pet: Image.Image, fraction: float, rng: random.Ra
     left = rng.randint(0, max(0, scene.width - pet.width))
     top = rng.randint(0, max(0, scene.height - pet.height))
     scene.paste(pet, (left, top), mask)
+    return left, top, pet.width, pet.height
+
+
+@dataclass(frozen=True)
+class ScenePlacer:
+    """Training photos that look like users' photos: a pet photo placed, with its masks, into a
+    photo with no pet, as a cut-out along its mask (real trimap or pseudo mask) or as the whole photo
+    zoomed out (:data:`KINDS`, half each; a cut-out needs pet pixels, else the photo is zoomed out).
+
+    The pet's longer side is a log-uniform fraction ``sizes`` of the scene's shorter side. The scene
+    is the background photo at the pet photo's size, so the masks' background outside the pet is a
+    real label (the background photo has no cat or dog); inside, the pet's own labels follow it.
+    Backgrounds come from the training part of the non-pet photos only."""
+
+    backgrounds: Sequence[PetRecord]
+    sizes: tuple[float, float] = (0.12, 1.0)
+
+    def __call__(
+        self, image: Image.Image, mask: np.ndarray, pseudo: np.ndarray, rng: random.Random
+    ) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+        background = load_record_image(rng.choice(self.backgrounds)).resize(image.size, Image.Resampling.BICUBIC)
+        labelled = mask if (mask != IGNORE_INDEX).any() else pseudo
+        animal = np.isin(labelled, ANIMAL_INDICES)
+        box = (0, 0, image.width, image.height)
+        pet = image
+        if rng.random() < 0.5 and animal.any():  # a cut-out along the mask
+            rows, cols = np.nonzero(animal)
+            box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+            pet = image.crop(box).convert("RGBA")
+            pet.putalpha(Image.fromarray(animal.astype(np.uint8) * 255).crop(box))
+            mask = np.where(animal, mask, BACKGROUND_INDEX).astype(np.uint8)
+            pseudo = np.where(animal, pseudo, IGNORE_INDEX).astype(np.uint8)
+        low, high = np.log(self.sizes[0]), np.log(self.sizes[1])
+        left, top, width, height = _place(background, pet, float(np.exp(rng.uniform(low, high))), rng)
+        scene_masks = []
+        for values, outside in ((mask, BACKGROUND_INDEX), (pseudo, IGNORE_INDEX)):
+            placed = Image.fromarray(values[box[1] : box[3], box[0] : box[2]]).resize((width, height), Image.Resampling.NEAREST)
+            scene_mask = np.full((image.height, image.width), outside, dtype=np.uint8)
+            scene_mask[top : top + height, left : left + width] = np.asarray(placed)[: image.height - top, : image.width - left]
+            scene_masks.append(scene_mask)
+        return background, scene_masks[0], scene_masks[1]
 
 
 def build_scenes(

@@ -16,6 +16,7 @@ from petnet.config import PetNetConfig
 from petnet.inference.preprocess import normalize
 
 _GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+SCENE_CROP_SCALE = (0.85, 1.0)
 
 
 class PhotometricTrivialAugmentWide(v2.TrivialAugmentWide):
@@ -31,9 +32,13 @@ class PhotometricTrivialAugmentWide(v2.TrivialAugmentWide):
         return (super().forward(image), *masks) if masks else super().forward(image)
 
 
-def train_transform(config: PetNetConfig, crop_size: int | None = None, trivial_augment: bool = False) -> v2.Compose:
-    """Augmentation for training: random crop resized to ``crop_size`` (default the model's input
-    size), flip, then either photometric TrivialAugmentWide or colour jitter and some grey."""
+def train_transform(
+    config: PetNetConfig, crop_size: int | None = None, trivial_augment: bool = False, crop_scale: tuple[float, float] = (0.35, 1.0)
+) -> v2.Compose:
+    """Augmentation for training: random crop (``crop_scale`` of the area) resized to ``crop_size``
+    (default the model's input size), flip, then either photometric TrivialAugmentWide or colour
+    jitter and some grey. Scenes (:class:`petnet.data.scenes.ScenePlacer`) crop little
+    (:data:`SCENE_CROP_SCALE`): a big crop could leave their small pet out while the label says pet."""
     photometric = (
         [PhotometricTrivialAugmentWide()]
         if trivial_augment
@@ -41,7 +46,7 @@ def train_transform(config: PetNetConfig, crop_size: int | None = None, trivial_
     )
     return v2.Compose([
         v2.ToImage(),
-        v2.RandomResizedCrop(crop_size or config.image_size, scale=(0.35, 1.0), ratio=(0.75, 1.333), antialias=True),
+        v2.RandomResizedCrop(crop_size or config.image_size, scale=crop_scale, ratio=(0.75, 1.333), antialias=True),
         v2.RandomHorizontalFlip(),
         *photometric,
         *normalize(config),

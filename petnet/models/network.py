@@ -31,6 +31,7 @@ from petnet.inference.results import Prediction
 from petnet.models.centers import CENTER_DECODER_BLOCK, CenterHead
 from petnet.models.decoder import UNetDecoder
 from petnet.models.fusion import fold_batchnorm
+from petnet.models.precision import precision_name
 from petnet.models.pretrained import load_imagenet_backbone
 
 
@@ -172,6 +173,11 @@ class PetNet(
         return next(self.parameters()).device
 
     @property
+    def runtime(self) -> str:
+        """What computes the network: ``torch bfloat16`` or ``torch float32`` (reports name it)."""
+        return f"torch {precision_name(self.inference_dtype)}"
+
+    @property
     def predictor(self) -> Predictor:
         """The prediction pipeline around this network (:class:`~petnet.inference.pipeline.Predictor`)."""
         if self._predictor is None:
@@ -229,7 +235,7 @@ class PetNet(
         ``config.json`` and ``model.safetensors``; Hub ids go through the mixin (``hf_hub_download``).
         """
         if isinstance(config, dict):  # the mixin cannot decode the postponed `PetNetConfig | None` annotation
-            config = _config_from_dict(config, model_id)
+            config = PetNetConfig.from_dict(config, model_id)
         if os.path.isdir(model_id):
             weights = Path(model_id) / constants.SAFETENSORS_SINGLE_FILE
             if config is None or not weights.is_file():
@@ -254,13 +260,6 @@ class PetNet(
                 f"{model_file} does not fit this PetNet configuration ({error}). "
                 "Load it with the config.json saved next to it."
             ) from error
-
-
-def _config_from_dict(values: dict, source: str) -> PetNetConfig:
-    try:
-        return PetNetConfig(**values)
-    except (TypeError, ValueError) as error:
-        raise WeightsError(f"config.json of {source} is not a valid PetNetConfig: {error}") from error
 
 
 def write_config_file(directory: Path, config: Mapping[str, Any]) -> Path:

@@ -34,12 +34,14 @@ from petnet.data.cutmix import copy_paste_pets, cutmix_pets
 from petnet.data.datasets import (
     OxfordPetDataset,
     collate_skipping_failures,
+    is_other_animal,
     non_pet_split,
     read_non_pets,
     read_split,
     train_val_split,
 )
-from petnet.data.transforms import train_transform
+from petnet.data.scenes import ScenePlacer
+from petnet.data.transforms import SCENE_CROP_SCALE, train_transform
 from petnet.evaluation.metrics import (
     accuracy,
     binary_auroc,
@@ -256,17 +258,23 @@ class Trainer:
         if config.limit:
             records = records[: config.limit]
         train_records, val_records = train_val_split(records, config.val_fraction, config.split_seed)
+        backgrounds = []
         if config.non_pet_root:  # photos with no pet: trained on, and validated on the calibration part
             non_pets = read_non_pets(config.non_pet_root)
-            train_records += non_pet_split(non_pets, "train")
+            backgrounds = non_pet_split(non_pets, "train")
+            train_records += backgrounds + [r for r in backgrounds if is_other_animal(r)] * (config.other_animal_repeats - 1)
             val_records += non_pet_split(non_pets, "calibration")
+        if config.scene_probability and not backgrounds:
+            raise ValueError("--scene-probability needs --non-pet-root: scenes are built on the training non-pet photos.")
         start = PetNet.from_pretrained(config.init_from) if config.init_from else None
         if start is not None:  # a finished model to re-fit parts of: its weights and its model configuration
             config = self.config = dataclasses.replace(config, model=start.config)
         self.teacher = load_teacher(config, distributed.device)
         model_config = config.model
         augment = train_transform(model_config, config.crop_size, config.trivial_augment)
-        self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None)
+        scene_augment = train_transform(model_config, config.crop_size, config.trivial_augment, SCENE_CROP_SCALE)
+        self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None,
+                                          ScenePlacer(backgrounds), config.scene_probability, scene_augment)
         self.val_set = OxfordPetDataset(val_records, eval_transform(model_config))
         seed_everything(config.init_seed)  # the same initial decoder and heads on every rank and run
         self.model = start if start is not None else (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
