@@ -3,9 +3,9 @@
 Serves on 127.0.0.1:7860 unless ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` say otherwise.
 """
 
-from app.demo import build_demo, launch_options, use_serving_threads
+from app.demo import build_demo, cap_malloc_arenas, launch_options
 
-use_serving_threads()
+cap_malloc_arenas()
 demo = build_demo()
 
 if __name__ == "__main__":

@@ -25,18 +25,20 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
-import torch
 from PIL import Image
 
 from app import EXAMPLES_DIR, REPO_ROOT, results_html
-from petnet import InvalidImageError, PetNet, load_model
+from petnet import InvalidImageError, load_model
 from petnet.images import MAX_IMAGE_PIXELS, TOO_LARGE, load_image
 from petnet.inference.results import Prediction
 from petnet.inference.visualize import animal_map, on_checkerboard, overlay_mask, palette_mask, pet_cutout
+
+if TYPE_CHECKING:
+    from petnet.models.network import PetNet
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class DemoSettings:
     visitor's opacity slider works for those ten minutes."""
 
     @property
-    def torch_threads(self) -> int:
+    def network_threads(self) -> int:
         """Intra-op threads per batch, so that the batches running at once use each core once: on 2
         cores two one-thread batches served 10.9-11.1 requests/s in the 20-client load test, two
         two-thread batches (four threads fighting over two cores) 9.6."""
@@ -222,7 +224,7 @@ class PetDemo:
         """Write the files of one prediction and describe it."""
         stem = _file_stem(shown_name)
         animals = animal_map([pet.region for pet in prediction.pets], tuple(prediction.full_mask.shape))
-        shown = _for_screen(photo, prediction.full_mask.numpy(), animals, self.settings.screen_max_side)
+        shown = _for_screen(photo, prediction.full_mask, animals, self.settings.screen_max_side)
         cutout = pet_cutout(photo, prediction.mask_probabilities) if prediction.has_pet else None
         downloads = {_download_name("overlay", stem): _png(_draw(shown, opacity))}
         shown_only = {VIEW_FILE: _npz(shown)}
@@ -481,7 +483,7 @@ def upload_check_js(settings: DemoSettings) -> str:
 def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None) -> gr.Blocks:
     """The demo's interface with its queue configured; loads the model (once) unless given one."""
     settings = settings or DemoSettings.from_environ()
-    handlers = PetDemo(model or load_model(), settings)
+    handlers = PetDemo(model or load_model(threads=settings.network_threads), settings)
     with gr.Blocks(title="PetNet", delete_cache=settings.delete_cache) as demo:
         gr.Markdown(
             "# PetNet\nCat or dog, its top-3 breeds and where the pet is, from one photo.  \n"
@@ -570,11 +572,10 @@ the server's resident memory grew from round to round (1.4, 1.6, 1.8 GB at the e
 rounds); with two arenas it levelled off (1.1, 1.3, 1.3 GB) at the same throughput."""
 
 
-def use_serving_threads(settings: DemoSettings | None = None) -> None:
-    """Set torch's intra-op threads for serving (:attr:`DemoSettings.torch_threads`) and cap glibc's
-    malloc arenas (:data:`MALLOC_ARENAS`, unless ``MALLOC_ARENA_MAX`` is set); for the server process
-    only, since both change the whole process (``app.py`` calls it before anything is loaded)."""
-    torch.set_num_threads((settings or DemoSettings.from_environ()).torch_threads)
+def cap_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas (:data:`MALLOC_ARENAS`, unless ``MALLOC_ARENA_MAX`` is set), for the
+    server process only: it changes the whole process (``app.py`` calls it before anything is loaded).
+    The network's threads are the model's own (``load_model(threads=...)`` in :func:`build_demo`)."""
     if "MALLOC_ARENA_MAX" not in os.environ and sys.platform == "linux":
         try:
             ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS)

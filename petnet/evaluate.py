@@ -20,16 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from petnet import __version__
 from petnet.config import TrainConfig
 from petnet.data.composites import LAYOUTS, Composite, build_composites
 from petnet.data.datasets import (
-    OxfordPetDataset,
     PetRecord,
-    collate_skipping_failures,
     is_other_animal,
     load_record_image,
     non_pet_split,
@@ -38,7 +36,7 @@ from petnet.data.datasets import (
     split_records,
 )
 from petnet.data.scenes import Scene, band_key, build_scenes
-from petnet.errors import WeightsError
+from petnet.errors import InvalidImageError, WeightsError
 from petnet.evaluation.metrics import (
     accuracy,
     binary_auroc,
@@ -63,13 +61,12 @@ from petnet.evaluation.report import (
     report_path,
     write_report,
 )
-from petnet.hub import BUNDLED_MODEL_DIR, display_source, load_model
+from petnet.hub import ALL_PRECISIONS, BUNDLED_MODEL_DIR, RUNTIMES, display_source, load_model
 from petnet.inference.decoding import TOP_K_BREEDS, mask_from_logits
-from petnet.inference.pipeline import Answer, PreparedImage
+from petnet.inference.pipeline import Answer, Predictor, PreparedImage
 from petnet.inference.results import Prediction
 from petnet.labels import BREED_NAMES, BREED_SPECIES_INDEX, BREEDS, MASK_CLASSES, SPECIES, display_name
 from petnet.models.network import PetNet
-from petnet.models.precision import PRECISIONS, precision_name
 from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
 
 log = logging.getLogger("petnet.evaluate")
@@ -135,21 +132,36 @@ def run_model(model: PetNet, records: Sequence[PetRecord], batch_size: int = 32,
     """Answer every record through the prediction pipeline (``model.predictor``, what ``predict``
     answers: the closer look and each animal's crop included); returns outcomes and unreadable images.
 
-    The photos are preprocessed by a ``DataLoader`` (``num_workers`` processes) and read again for
-    the crops."""
-    dataset = OxfordPetDataset(records, model.predictor.preprocess)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping_failures)
+    The photos are read and preprocessed by a ``DataLoader`` (``num_workers`` processes)."""
+    loader = DataLoader(_PreparedRecords(model.predictor, records), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=list)  # fmt: skip
     outcomes: list[ImageOutcome] = []
-    model.eval()
+    failures: dict[str, str] = {}
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
-        if batch is None:
-            continue
-        batch_records = [dataset.records[index] for index in batch["index"].tolist()]
-        photos = [load_record_image(record) for record in batch_records]
-        prepared = [PreparedImage(tensor, (photo.height, photo.width), photo) for tensor, photo in zip(batch["image"], photos, strict=True)]
-        for record, answer in zip(batch_records, model.predictor.answer(prepared), strict=True):
-            outcomes.append(score_answer(record, answer))
-    return outcomes, dict(dataset.failures)
+        failures.update((record.name, item) for record, item in batch if isinstance(item, str))
+        readable = [(record, item) for record, item in batch if isinstance(item, PreparedImage)]
+        answers = model.predictor.answer([item for _, item in readable]) if readable else []
+        outcomes.extend(score_answer(record, answer) for (record, _), answer in zip(readable, answers, strict=True))
+    return outcomes, failures
+
+
+class _PreparedRecords(Dataset):
+    """Each record with its photo read (:func:`load_record_image`) and prepared as ``predict``
+    prepares it, or with the reason it cannot be used."""
+
+    def __init__(self, predictor: Predictor, records: Sequence[PetRecord]) -> None:
+        self.predictor = predictor
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[PetRecord, PreparedImage | str]:
+        record = self.records[index]
+        try:
+            return record, self.predictor.prepare(load_record_image(record))
+        except (InvalidImageError, OSError) as error:
+            return record, str(error)
 
 
 def score_answer(record: PetRecord, answer: Answer) -> ImageOutcome:
@@ -159,7 +171,7 @@ def score_answer(record: PetRecord, answer: Answer) -> ImageOutcome:
     pixel_confusion = mask = None
     if record.trimap_path is not None:
         trimap = read_trimap(record.trimap_path)
-        mask = mask_from_logits(answer.mask_logits, trimap.shape).numpy()
+        mask = mask_from_logits(answer.mask_logits, trimap.shape)
         pixel_confusion = confusion_matrix(trimap, mask, len(MASK_CLASSES))
     breed_logits = np.log(np.array([prediction.breed_probabilities[b.name] for b in BREEDS], dtype=np.float64).clip(1e-300))
     return ImageOutcome(
@@ -406,7 +418,8 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "image_size": model.config.image_size,
             "mirror_averaged_mask": model.config.mirror_averaged_mask,
             "closer_look": model.config.closer_look,
-            "precision": precision_name(model.inference_dtype),
+            "runtime": model.runtime,
+            "precision": model.runtime.split()[-1],
             "pet_threshold": model.config.pet_threshold,
             "breed_temperature": model.config.breed_temperature,
             "center_threshold": model.config.center_threshold if model.config.center_head else None,
@@ -487,8 +500,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--single-view-mask", action="store_true",
         help="predict masks from the photo alone, not averaged with its mirror image (config.mirror_averaged_mask)",
     )
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="what the network computes in (auto: bfloat16 on CPUs that have it in hardware)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="what runs the network (default $PETNET_RUNTIME, else auto: ONNX Runtime on a CPU where installed)")
+    parser.add_argument("--precision", choices=ALL_PRECISIONS, default="auto",
+                        help="what the network computes in (auto: the ONNX graphs config.json names; on PyTorch "
+                             "bfloat16 on CPUs that have it in hardware)")  # fmt: skip
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training (--split val)")
     parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed (--split val); also seeds the composites")
     return parser.parse_args(argv)
@@ -530,7 +546,8 @@ def main(argv: list[str] | None = None) -> dict:
     description = split_description(args.split, records, args.val_fraction, args.seed)
     if args.limit:
         description += f", limited to the first {len(records)} by --limit"
-    model = load_model(args.model, device="cuda" if torch.cuda.is_available() else "cpu", precision=args.precision)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(args.model, device=device, runtime=args.runtime, precision=args.precision)
     if args.single_view_mask:
         model.config.mirror_averaged_mask = False
     check_labels(model)

@@ -2,13 +2,16 @@
 
 Resolution order of :func:`load_model`:
 
-1. an explicit local directory (``config.json`` + ``model.safetensors``) or Hub repo id;
+1. an explicit local directory (``config.json`` + ``model.safetensors`` and/or ONNX graphs) or Hub repo id;
 2. the Hub repo named by ``$PETNET_REPO``;
 3. :data:`DEFAULT_REPO_ID` at the pinned :data:`DEFAULT_REVISION`, used only if its files are
    byte-for-byte the packaged ones (SHA-256), because that repo is not under this project's control;
 4. the weights bundled inside the package, ``petnet/weights``.
 
 A repo the user names (argument or ``$PETNET_REPO``) loads what it holds, unchecked: the user chose it.
+Only the files the runtime needs are fetched (:func:`choose_runtime`): ``config.json`` and two ONNX
+graphs for ONNX Runtime (:data:`~petnet.inference.onnx_network.ONNX_FILES`), ``config.json`` and
+``model.safetensors`` for PyTorch; each is checked on its own.
 
 Downloads and the cache are huggingface_hub's own (``hf_hub_download``); ``HF_ENDPOINT``,
 ``HF_HOME`` and ``HF_HUB_OFFLINE`` work as usual. When the Hub cannot deliver (offline mode, no
@@ -20,10 +23,15 @@ huggingface_hub's retry-with-backoff path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
+import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx2
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
@@ -38,9 +46,14 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from petnet import __version__, paths
+from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
-from petnet.models.network import PetNet
-from petnet.models.precision import inference_dtype
+from petnet.inference.onnx_network import OnnxModel, OnnxNetwork, graph_files
+
+if TYPE_CHECKING:
+    from petnet.models.network import PetNet
+
+    Model = PetNet | OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +66,13 @@ Nobody has published that tag from this project, and a tag can be moved by whoev
 so the pin only says which files to ask for; the SHA-256 comparison with the packaged files decides
 whether they are used."""
 REPO_ENV_VAR = "PETNET_REPO"
+RUNTIMES = ("auto", "onnx", "torch")
+ALL_PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+"""``precision`` values across the runtimes: bfloat16 is PyTorch's, int8 ONNX Runtime's."""
+RUNTIME_ENV_VAR = "PETNET_RUNTIME"
 BUNDLED_MODEL_DIR = paths.BUNDLED_MODEL_DIR
 """Weights shipped inside the package (``petnet/weights``), the offline fallback."""
 
-_MODEL_FILES = (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE)
 _NOT_ON_HUB = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)
 # Everything hf_hub_download raises when the Hub cannot deliver: HTTP errors and cache misses are
 # OSErrors, OfflineModeIsEnabled is a ConnectionError, transport failures are httpx2 errors.
@@ -70,36 +86,132 @@ def load_model(
     device: str = "cpu",
     fuse: bool = True,
     precision: str = "auto",
-) -> PetNet:
-    """A ready-to-predict :class:`PetNet` in eval mode on ``device``.
+    runtime: str | None = None,
+    threads: int | None = None,
+) -> Model:
+    """A ready-to-predict PetNet: ``model.predict(image)``, ``model.predict_batch(images)``, ``model.config``.
 
-    ``path_or_repo`` is a directory written by ``PetNet.save_pretrained`` or a Hub repo id
-    (``owner/name``; ``revision`` picks a branch, tag or commit). ``model.weights_source`` tells
-    which weights were loaded (``local: ...``, ``hub: repo@commit``, ``bundled: ...``).
+    ``path_or_repo`` is a model folder (``config.json`` + weights) or a Hub repo id (``owner/name``;
+    ``revision`` picks a branch, tag or commit). ``model.weights_source`` tells which weights were
+    loaded (``local: ...``, ``hub: repo@commit``, ``bundled: ...``), ``model.runtime`` what runs them.
     With no repo named, :data:`DEFAULT_REPO_ID` is asked for ``revision`` or :data:`DEFAULT_REVISION`
     and its files are used only if their SHA-256 equals the packaged files'; else one warning and the
-    packaged weights. With ``fuse`` (the default) batch norms are folded into the convolutions for speed
-    (:meth:`PetNet.fuse_for_inference`); pass ``fuse=False`` for a model to fine-tune, save or
-    load a state dict into. ``precision`` is what the network computes in (``auto``, ``float32`` or
-    ``bfloat16``; ``auto`` = bfloat16 on CPUs that have it in hardware, :mod:`petnet.models.precision`).
+    packaged weights.
+
+    ``runtime`` (default ``$PETNET_RUNTIME``, else ``auto``) is ``onnx``, ``torch`` or ``auto``: ONNX
+    Runtime on a CPU wherever onnxruntime is installed and the model has ONNX graphs, else PyTorch.
+    ONNX Runtime gives a :class:`~petnet.inference.onnx_network.OnnxModel`; ``precision`` is then
+    ``auto`` (the graphs ``config.onnx_precision`` names), ``float32`` or ``int8``, and ``threads``
+    its threads (default: the CPUs this process may use; for PyTorch, given, it sets the process's). A missing or corrupt graph falls back to
+    PyTorch with one warning, or raises where PyTorch is not installed.
+
+    PyTorch gives the :class:`~petnet.models.network.PetNet` module in eval mode on ``device``;
+    ``precision`` is ``auto`` (bfloat16 on CPUs that have it in hardware), ``float32`` or
+    ``bfloat16``; with ``fuse`` (the default) batch norms are folded into the convolutions for speed:
+    pass ``fuse=False`` for a model to fine-tune, save or load a state dict into.
     Raises :class:`~petnet.errors.WeightsError` when no usable weights can be found.
     """
-    dtype = inference_dtype(precision, device)
+    runtime = choose_runtime(runtime, device)
     named = str(path_or_repo) if path_or_repo is not None else os.environ.get(REPO_ENV_VAR)
     source = named or DEFAULT_REPO_ID
+    build = functools.partial(_build, runtime=runtime, device=device, fuse=fuse, precision=precision, threads=threads)
     if Path(source).expanduser().exists() or not _is_repo_id(source):
-        model = _load_directory(Path(source).expanduser(), "local")
-    else:
-        revision = DEFAULT_REVISION if not named and revision is None else revision
+        directory = Path(source).expanduser()
+        if not directory.is_dir():
+            raise WeightsError(
+                f"No model directory at {directory}. Pass a directory written by PetNet.save_pretrained "
+                "(config.json + model.safetensors) or a Hugging Face Hub repo id such as 'owner/name'."
+            )
+        return build(lambda name: directory / name, f"local: {directory.resolve()}")
+    revision = DEFAULT_REVISION if not named and revision is None else revision
+    try:
+        fetch, label = _hub_fetcher(source, revision, verify=not named)
+        return build(fetch, label)
+    except (*_HUB_FAILURES, _NotPackagedWeights) as error:
+        reason = _explain(error, source, revision)
+        log.warning("Running on the bundled weights in %s because %s.", BUNDLED_MODEL_DIR, reason)
+    if not (BUNDLED_MODEL_DIR / constants.CONFIG_NAME).is_file():
+        raise WeightsError(
+            f"No weights available: {reason}, and the bundled weights are missing from {BUNDLED_MODEL_DIR}. "
+            f"Connect to the Hugging Face Hub, set ${REPO_ENV_VAR} to a repo id, or pass load_model() "
+            "a directory written by PetNet.save_pretrained (e.g. the model/ folder of a training run)."
+        )
+    return build(lambda name: BUNDLED_MODEL_DIR / name, f"bundled: {BUNDLED_MODEL_DIR.resolve()}")
+
+
+def choose_runtime(runtime: str | None, device: str = "cpu") -> str:
+    """The runtime asked for (one of :data:`RUNTIMES`; default ``$PETNET_RUNTIME``, else ``auto``),
+    checked: ``auto`` stays ``auto`` (ONNX Runtime if the model has graphs) on a CPU where onnxruntime
+    is installed, and becomes ``torch`` elsewhere."""
+    runtime = runtime or os.environ.get(RUNTIME_ENV_VAR) or "auto"
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r} (${RUNTIME_ENV_VAR}?).")
+    if runtime == "auto":
+        return "auto" if str(device).startswith("cpu") and _installed("onnxruntime") else "torch"
+    if runtime == "onnx" and not _installed("onnxruntime"):
+        raise WeightsError("runtime 'onnx' needs onnxruntime: pip install onnxruntime")
+    if runtime == "onnx" and not str(device).startswith("cpu"):
+        raise ValueError(f"The ONNX runtime runs on the CPU only; use runtime='torch' for device {device!r}.")
+    return runtime
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: str, fuse: bool, precision: str,
+           threads: int | None) -> Model:  # fmt: skip
+    """The model of the files ``fetch(name)`` gives (a local path, or a verified download) on ``runtime``."""
+    config = PetNetConfig.from_dict(json.loads(_read(fetch(constants.CONFIG_NAME))), label)
+    if runtime == "auto" and precision == "bfloat16":
+        runtime = "torch"  # PyTorch's number format
+    onnx_precision = config.onnx_precision if precision == "auto" else precision
+    if runtime == "auto" and not _has_file(fetch, graph_files(onnx_precision)[0]):
+        log.info("%s has no ONNX graphs (python -m petnet.training.export makes them): PyTorch runs it.", label)
+        runtime = "torch"  # a model folder fresh from training, say
+    if runtime != "torch":
         try:
-            model = _load_from_hub(source, revision, verify=not named)
-        except (*_HUB_FAILURES, _NotPackagedWeights) as error:
-            reason = _explain(error, source, revision)
-            log.warning("Running on the bundled weights in %s because %s.", BUNDLED_MODEL_DIR, reason)
-            model = _load_bundled(reason)
+            graphs = [fetch(name) for name in graph_files(onnx_precision)]
+            model = OnnxModel(OnnxNetwork.from_directory(graphs[0].parent, config, onnx_precision, threads))
+        except (WeightsError, *_HUB_FAILURES) as error:
+            if not _installed("torch"):
+                raise WeightsError(f"No usable ONNX graphs ({error}), and PyTorch, the other runtime, is not installed.") from error
+            log.warning("Running on PyTorch instead of ONNX Runtime because %s.", error)
+            precision = "auto"
+        else:
+            model.weights_source = label
+            return model
+    if not _installed("torch"):
+        raise WeightsError(f"{label} has no ONNX graphs, and PyTorch, which would run it instead, is not installed "
+                           "(pip install 'petnet[torch]').")  # fmt: skip
+    import torch  # PyTorch only when it runs the network
+
+    from petnet.models.network import PetNet
+    from petnet.models.precision import inference_dtype
+
+    dtype = inference_dtype(precision, device)
+    if threads:
+        torch.set_num_threads(threads)  # process-wide: PyTorch has no per-model thread count
+    model = PetNet.from_pretrained(fetch(constants.SAFETENSORS_SINGLE_FILE).parent)  # beside its config.json
+    model.weights_source = label
     model = model.to(device).eval()
     model.inference_dtype = dtype
     return model.fuse_for_inference() if fuse else model
+
+
+def _has_file(fetch: Callable[[str], Path], name: str) -> bool:
+    """Whether the model has file ``name`` (on the Hub: whether the repo or the cache holds it)."""
+    try:
+        return fetch(name).is_file()
+    except (RemoteEntryNotFoundError, LocalEntryNotFoundError):
+        return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as error:
+        raise WeightsError(f"Cannot read {path}: {error}") from error
 
 
 def display_source(model: str) -> str:
@@ -115,41 +227,20 @@ def _is_repo_id(name: str) -> bool:
     return True
 
 
-def _load_directory(directory: Path, kind: str) -> PetNet:
-    if not directory.is_dir():
-        raise WeightsError(
-            f"No model directory at {directory}. Pass a directory written by PetNet.save_pretrained "
-            "(config.json + model.safetensors) or a Hugging Face Hub repo id such as 'owner/name'."
-        )
-    model = PetNet.from_pretrained(directory)
-    model.weights_source = f"{kind}: {directory.resolve()}"
-    return model
-
-
-def _load_bundled(reason: str) -> PetNet:
-    if not all((BUNDLED_MODEL_DIR / name).is_file() for name in _MODEL_FILES):
-        raise WeightsError(
-            f"No weights available: {reason}, and the bundled weights are missing from {BUNDLED_MODEL_DIR}. "
-            f"Connect to the Hugging Face Hub, set ${REPO_ENV_VAR} to a repo id, or pass load_model() "
-            "a directory written by PetNet.save_pretrained (e.g. the model/ folder of a training run)."
-        )
-    return _load_directory(BUNDLED_MODEL_DIR, "bundled")
-
-
-def _load_from_hub(repo_id: str, revision: str | None, verify: bool) -> PetNet:
-    """Download (or find in the cache) config + weights with ``hf_hub_download``, then load them;
-    with ``verify``, only if they are the packaged files (raises :class:`_NotPackagedWeights`)."""
+def _hub_fetcher(repo_id: str, revision: str | None, verify: bool) -> tuple[Callable[[str], Path], str]:
+    """A function that downloads (or finds in the cache) one file of the repo with
+    ``hf_hub_download``; with ``verify``, it raises :class:`_NotPackagedWeights` unless the file is
+    the packaged one. Also the ``weights_source`` label of the repo's snapshot."""
     local_files_only = constants.is_offline_mode() or not _hub_answers(repo_id, revision)
-    files = [
-        Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=local_files_only))
-        for name in _MODEL_FILES
-    ]
-    if verify:
-        _check_packaged(files, repo_id, revision)
-    snapshot = files[0].parent  # both files sit in the cache's snapshots/<commit>/ folder
-    model = PetNet.from_pretrained(snapshot)
-    model.weights_source = f"hub: {repo_id}@{snapshot.name[:12]}" + (" (cached copy)" if local_files_only else "")
-    return model
+
+    def fetch(name: str) -> Path:
+        path = Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=local_files_only))
+        if verify:
+            _check_packaged(path, repo_id, revision)
+        return path
+
+    snapshot = fetch(constants.CONFIG_NAME).parent  # every file sits in the cache's snapshots/<commit>/ folder
+    return fetch, f"hub: {repo_id}@{snapshot.name[:12]}" + (" (cached copy)" if local_files_only else "")
 
 
 class _NotPackagedWeights(Exception):
@@ -161,23 +252,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _check_packaged(downloaded: list[Path], repo_id: str, revision: str | None) -> None:
-    """Raise :class:`_NotPackagedWeights` unless each downloaded file hashes like its packaged twin.
+def _check_packaged(path: Path, repo_id: str, revision: str | None) -> None:
+    """Raise :class:`_NotPackagedWeights` unless the downloaded file hashes like its packaged twin.
 
     The packaged files are the reference, hashed at run time rather than through a stored digest,
     so the check cannot go stale when the weights in ``petnet/weights`` are replaced.
     """
-    for path in downloaded:
-        packaged = BUNDLED_MODEL_DIR / path.name
-        where = f"{path.name} of Hub repo {repo_id}@{revision}"
-        if not packaged.is_file():
-            raise _NotPackagedWeights(f"{where} cannot be checked: {packaged} is missing")
-        got, expected = _sha256(path), _sha256(packaged)
-        if got != expected:
-            raise _NotPackagedWeights(
-                f"{where} has SHA-256 {got[:12]}..., not the packaged {expected[:12]}...; "
-                f"name the repo (load_model({repo_id!r}) or ${REPO_ENV_VAR}) to load it anyway"
-            )
+    packaged = BUNDLED_MODEL_DIR / path.name
+    where = f"{path.name} of Hub repo {repo_id}@{revision}"
+    if not packaged.is_file():
+        raise _NotPackagedWeights(f"{where} cannot be checked: {packaged} is missing")
+    got, expected = _sha256(path), _sha256(packaged)
+    if got != expected:
+        raise _NotPackagedWeights(
+            f"{where} has SHA-256 {got[:12]}..., not the packaged {expected[:12]}...; "
+            f"name the repo (load_model({repo_id!r}) or ${REPO_ENV_VAR}) to load it anyway"
+        )
 
 
 def _hub_answers(repo_id: str, revision: str | None) -> bool:
@@ -206,7 +296,7 @@ def _explain(error: BaseException, repo_id: str, revision: str | None) -> str:
     if isinstance(error, RepositoryNotFoundError):
         return f"Hub repo {repo_id} was not found (or is private/gated) at {constants.ENDPOINT}"
     if isinstance(error, RemoteEntryNotFoundError):
-        return f"Hub repo {repo_id} has no {' + '.join(_MODEL_FILES)}"
+        return f"Hub repo {repo_id} lacks a model file ({error})"
     if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else f"{constants.ENDPOINT} is unreachable"
         return f"{why} and Hub repo {repo_id} is not in the cache ({constants.HF_HUB_CACHE})"

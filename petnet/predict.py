@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from petnet.errors import PetNetError
@@ -338,13 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info(tally.summary(args.out))
         return 0
     try:
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=args.device, threads=args.threads or None)
     except PetNetError as error:
         results.close()
         log.error("%s", error)
         return 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
     log.info("Model: %s", model.weights_source)
     with interruptible() as interrupt:
         try:

@@ -79,3 +79,27 @@ def png_header_only(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random PetNet (Lite0, 64 px, centre head) saved with its float32 and int8 ONNX graphs,
+    made by the steps of ``python -m petnet.training.export`` (int8 calibrated on a few generated images)."""
+    import torch
+
+    from petnet.config import PetNetConfig
+    from petnet.hub import load_model
+    from petnet.inference.onnx_network import ONNX_FILES
+    from petnet.models.network import PetNet
+    from petnet.training.export import cut_classification, export_float32, quantize_int8
+
+    directory = tmp_path_factory.mktemp("tiny-onnx")
+    torch.manual_seed(0)
+    PetNet(PetNetConfig(image_size=64, center_head=True)).save_pretrained(directory)
+    model = load_model(directory, runtime="torch", precision="float32")
+    export_float32(model, directory / ONNX_FILES["float32"])
+    cut_classification(directory / ONNX_FILES["float32"], directory / ONNX_FILES["float32-classify"])
+    images = np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32)
+    quantize_int8(directory / ONNX_FILES["float32"], directory / ONNX_FILES["int8"], images)
+    cut_classification(directory / ONNX_FILES["int8"], directory / ONNX_FILES["int8-classify"])
+    return directory

@@ -44,9 +44,9 @@ def _prediction(photo: Image.Image, animals: int) -> Prediction:
     for left, top, right, bottom in boxes:
         draw.ellipse((left + 2, top, right - 2, bottom), fill=MASK_CLASSES.index("boundary"))
         draw.ellipse((left + 6, top + 4, right - 6, bottom - 4), fill=MASK_CLASSES.index("pet"))
-    full_mask = torch.from_numpy(np.asarray(trimap).copy())
-    mask = torch.from_numpy(np.asarray(trimap.resize((NETWORK_SIZE, NETWORK_SIZE), Image.Resampling.NEAREST)).copy())
-    probabilities = torch.nn.functional.one_hot(mask.long(), 3).permute(2, 0, 1).float()
+    full_mask = np.array(trimap)
+    mask = np.array(trimap.resize((NETWORK_SIZE, NETWORK_SIZE), Image.Resampling.NEAREST))
+    probabilities = np.eye(3, dtype=np.float32)[mask].transpose(2, 0, 1)
     pets = []
     for i, (left, _, right, _) in enumerate(boxes):
         region = full_mask != MASK_CLASSES.index("background")
@@ -125,13 +125,13 @@ def test_interface_batches_the_public_endpoint_behind_a_concurrency_limit() -> N
 
 def test_concurrent_batches_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
-    assert DemoSettings(concurrency_limit=2).torch_threads == 1
-    assert DemoSettings(concurrency_limit=1).torch_threads == 2
-    assert DemoSettings(concurrency_limit=4).torch_threads == 1  # never zero
+    assert DemoSettings(concurrency_limit=2).network_threads == 1
+    assert DemoSettings(concurrency_limit=1).network_threads == 2
+    assert DemoSettings(concurrency_limit=4).network_threads == 1  # never zero
 
 
 def test_an_unsure_first_breed_says_so_in_words() -> None:
-    region = torch.ones(4, 4, dtype=torch.bool)
+    region = np.ones((4, 4), dtype=bool)
     sure = Pet("dog", 0.97, ("pug", "boxer", "beagle"), (0.8, 0.1, 0.05), (0, 0, 4, 4), region)
     unsure = Pet("dog", 0.95, ("pug", "american_bulldog", "boxer"), (0.45, 0.4, 0.05), (0, 0, 4, 4), region)
     assert results_html.breed_heading(sure) == "" and "Not sure" not in results_html._card(sure, 0, False)
@@ -140,7 +140,7 @@ def test_an_unsure_first_breed_says_so_in_words() -> None:
 
 
 def test_a_small_animal_is_said_to_be_less_sure() -> None:
-    region = torch.zeros(400, 600, dtype=torch.bool)
+    region = np.zeros((400, 600), dtype=bool)
     small = Pet("dog", 0.97, ("pug", "boxer", "beagle"), (0.8, 0.1, 0.05), (10, 10, 100, 80), region)
     large = Pet("dog", 0.97, ("pug", "boxer", "beagle"), (0.8, 0.1, 0.05), (10, 10, 300, 380), region)
     assert results_html.is_small(small) and results_html.SMALL_NOTE in results_html._card(small, 0, False)
@@ -148,7 +148,7 @@ def test_a_small_animal_is_said_to_be_less_sure() -> None:
 
 
 def test_species_text_marks_a_species_that_holds_under_half() -> None:
-    region = torch.ones(4, 4, dtype=torch.bool)
+    region = np.ones((4, 4), dtype=bool)
     sure = Pet("dog", 0.9, ("pug", "boxer", "beagle"), (0.6, 0.2, 0.1), (0, 0, 4, 4), region)
     unsure = Pet("cat", 0.42, ("Bengal", "Birman", "Bombay"), (0.2, 0.1, 0.1), (0, 0, 4, 4), region)
     assert results_html.species_text(sure) == "Dog · 90% sure"

@@ -14,32 +14,31 @@ from petnet.config import PetNetConfig
 from petnet.models.network import PetNet
 
 
-def test_bench_writes_all_figures(tmp_path, real_image_path):
-    model_dir = tmp_path / "model"
-    PetNet(PetNetConfig(image_size=64)).save_pretrained(model_dir)
+def test_bench_compares_the_runtimes_in_one_run(tmp_path, real_image_path, tiny_onnx_model):
     out = tmp_path / "bench.json"
-    results = main(["--model", str(model_dir), "--image", str(real_image_path), "--runs", "3", "--warmup", "1",
-                    "--batch-sizes", "2", "--batch-runs", "1", "--threads", "1", "--load-runs", "2", "--json", str(out)])  # fmt: skip
+    results = main(["--model", str(tiny_onnx_model), "--image", str(real_image_path), "--runs", "2", "--warmup", "1",
+                    "--batch-sizes", "2", "--batch-runs", "1", "--threads", "1", "--load-runs", "1", "--json", str(out)])  # fmt: skip
     assert json.loads(out.read_text()) == results
-    assert results["image_size"] == 64 and results["threads"] == 1
-    assert 0 < results["latency"]["p50_ms"] <= results["latency"]["p90_ms"]
-    assert results["throughput_images_per_s"]["2"] > 0
-    cold = results["cold_load"]
-    assert 0 < cold["import_and_load_s"] < cold["process_wall_s"] and cold["peak_rss_mib"] > 0
-    assert len(cold["import_and_load_runs_s"]) == 2
-    assert "throughput at batch 2" in table(results) and "cold start" in table(results)
+    assert list(results["runtimes"]) == ["torch", "onnx-float32", "onnx-int8"] and results["reference"] == "torch"
+    assert results["image_size"] == 64 and results["threads"] == 1 and results["light_install_mib"] > 0
+    for name, figures in results["runtimes"].items():
+        assert figures["runtime"].startswith("torch" if name == "torch" else "onnxruntime")
+        assert 0 < figures["latency"]["p50_ms"] <= figures["latency"]["p90_ms"] and figures["network"]["p50_ms"] > 0
+        assert figures["throughput_images_per_s"]["2"] > 0
+        cold = figures["cold_start"]
+        assert 0 < cold["first_prediction_s"] < cold["process_wall_s"] and cold["peak_rss_mib"] > 0
+        assert cold["imports_torch"] == (name == "torch"), "ONNX Runtime predicts without importing torch"
+    assert results["runtimes"]["torch"]["p50_ratio"] == 1.0
+    text = table(results)
+    assert "onnxruntime int8" in text and "first prediction" in text and "light install" in text
 
 
-def test_bench_compares_two_models_in_turns(tmp_path, real_image_path):
-    for name, size in (("new", 64), ("old", 32)):
-        PetNet(PetNetConfig(image_size=size)).save_pretrained(tmp_path / name)
-    results = main(["--model", str(tmp_path / "new"), "--compare", str(tmp_path / "old"), "--image", str(real_image_path),
-                    "--runs", "2", "--warmup", "0", "--batch-sizes", "1", "--batch-runs", "1", "--threads", "1",
-                    "--load-runs", "0"])  # fmt: skip
-    compared = results["compared"]
-    assert compared["latency"]["runs"] == results["latency"]["runs"] == 2
-    assert compared["p50_ratio"] == results["latency"]["p50_ms"] / compared["latency"]["p50_ms"]
-    assert "p50 ratio" in table(results) and "two animals side by side" in table(results)
+def test_runtimes_that_cannot_run_are_left_out(tmp_path, real_image_path):
+    model_dir = tmp_path / "model"
+    PetNet(PetNetConfig(image_size=64)).save_pretrained(model_dir)  # no ONNX graphs
+    results = main(["--model", str(model_dir), "--image", str(real_image_path), "--runs", "1", "--warmup", "0",
+                    "--batch-sizes", "1", "--batch-runs", "1", "--threads", "1", "--load-runs", "0"])  # fmt: skip
+    assert list(results["runtimes"]) == ["torch"] and "first prediction" not in table(results)
 
 
 def test_load_breakdown_times_every_import_stage_and_the_load(tmp_path):

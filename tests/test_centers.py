@@ -21,8 +21,8 @@ from petnet.training.losses import center_focal_loss
 from petnet.training.train_centers import THRESHOLDS, animal_counts, choose_center_threshold, with_center_head
 
 
-def _two_animals(size: int = 64) -> torch.Tensor:
-    instances = torch.zeros(size, size, dtype=torch.uint8)
+def _two_animals(size: int = 64) -> np.ndarray:
+    instances = np.zeros((size, size), dtype=np.uint8)
     instances[8:24, 4:20] = 1  # a 16x16 animal centred at (15.5, 11.5)
     instances[30:62, 30:62] = 2  # a 32x32 one centred at (45.5, 45.5)
     return instances
@@ -30,15 +30,15 @@ def _two_animals(size: int = 64) -> torch.Tensor:
 
 def test_heatmap_has_one_peak_per_animal_at_its_centre() -> None:
     heatmap = center_heatmap(_two_animals(), (8, 8))
-    peaks = torch.nonzero(heatmap == 1).tolist()
+    peaks = np.argwhere(heatmap == 1).tolist()
     assert sorted(peaks) == [[1, 1], [5, 5]], "centroids (15.5, 11.5) and (45.5, 45.5) fall in cells 1 and 5"
-    assert heatmap.min() >= 0 and heatmap.max() == 1
-    assert center_heatmap(torch.zeros(64, 64, dtype=torch.uint8), (8, 8)).sum() == 0, "no animal, no peak"
+    assert heatmap.min() >= 0 and heatmap.max() == 1 and heatmap.dtype == np.float32
+    assert center_heatmap(np.zeros((64, 64), dtype=np.uint8), (8, 8)).sum() == 0, "no animal, no peak"
     assert (center_heatmap(_two_animals(), (8, 8), min_area=300) == 1).sum() == 1, "the 256-pixel animal is too small"
 
 
 def test_focal_loss_rewards_the_right_peaks() -> None:
-    target = center_heatmap(_two_animals(), (8, 8))[None]
+    target = torch.from_numpy(center_heatmap(_two_animals(), (8, 8)))[None]
     right = torch.where(target == 1, 8.0, -8.0)
     wrong = torch.where(target == 1, -8.0, 8.0)
     assert center_focal_loss(right, target) < 0.01 < center_focal_loss(torch.zeros_like(target), target) < center_focal_loss(wrong, target)
@@ -49,42 +49,42 @@ def test_focal_loss_rewards_the_right_peaks() -> None:
 
 
 def test_peaks_are_local_maxima_above_the_threshold() -> None:
-    heatmap = center_heatmap(_two_animals(), (16, 16)) * torch.tensor(0.9)
+    heatmap = center_heatmap(_two_animals(), (16, 16)) * np.float32(0.9)
     heatmap[2, 14] = 0.3  # a low bump
     peaks = find_peaks(heatmap, threshold=0.5)
     assert sorted((r, c) for r, c, _ in peaks) == [(3, 2), (11, 11)], "the centroids' cells, as in the target"
     assert len(find_peaks(heatmap, threshold=0.2)) == 3
     assert find_peaks(heatmap, threshold=0.95) == []
-    plateau = torch.zeros(8, 8)
+    plateau = np.zeros((8, 8), dtype=np.float32)
     plateau[3:5, 3:5] = 0.8
     assert len(find_peaks(plateau, threshold=0.5)) == 1, "equal neighbours are one peak"
 
 
 def test_two_tops_of_one_hill_are_one_animal() -> None:
-    cols = torch.arange(24, dtype=torch.float32)
-    ridge = 0.8 * torch.exp(-((cols - 6) ** 2) / 8) + 0.7 * torch.exp(-((cols - 15) ** 2) / 8)
-    two_hills = ridge.repeat(8, 1)
+    cols = np.arange(24, dtype=np.float32)
+    ridge = 0.8 * np.exp(-((cols - 6) ** 2) / 8) + 0.7 * np.exp(-((cols - 15) ** 2) / 8)
+    two_hills = np.tile(ridge, (8, 1))
     assert len(find_peaks(two_hills, threshold=0.3)) == 2, "the line between them falls to ~0.03"
-    one_hill = 0.85 * (ridge + 0.6 * torch.exp(-((cols - 10.5) ** 2) / 30)).repeat(8, 1)  # the dip filled in
+    one_hill = np.tile(0.85 * (ridge + 0.6 * np.exp(-((cols - 10.5) ** 2) / 30)), (8, 1))  # the dip filled in
     assert len(find_peaks(one_hill, threshold=0.3)) == 1
     assert len(find_peaks(one_hill, threshold=0.3, valley=1.0)) == 2, "any dip separates at valley 1"
 
 
-def _mask_of(instances: torch.Tensor) -> torch.Tensor:
+def _mask_of(instances: np.ndarray) -> np.ndarray:
     """Trimap labels (0 pet, 1 background) of an animal-id map."""
-    return torch.where(instances > 0, 0, 1).to(torch.uint8)
+    return np.where(instances > 0, 0, 1).astype(np.uint8)
 
 
-def _heatmap(*peaks: tuple[int, int, float], size: int = 8) -> torch.Tensor:
+def _heatmap(*peaks: tuple[int, int, float], size: int = 8) -> np.ndarray:
     """An (size, size) heatmap with a sharp peak of the given height at each (row, col)."""
-    heatmap = torch.zeros(size, size)
+    heatmap = np.zeros((size, size), dtype=np.float32)
     for row, col, height in peaks:
         heatmap[row, col] = height
     return heatmap
 
 
 def test_regions_split_one_outline_between_its_peaks() -> None:
-    instances = torch.zeros(64, 64, dtype=torch.uint8)
+    instances = np.zeros((64, 64), dtype=np.uint8)
     instances[10:50, 4:34] = 1
     instances[10:50, 34:60] = 2  # touching: one outline of pet pixels
     heatmap = _heatmap((3, 2, 0.9), (3, 5, 0.8))  # cells of an 8x8 heatmap over the two halves
@@ -99,7 +99,7 @@ def test_regions_split_one_outline_between_its_peaks() -> None:
 def test_an_outline_with_one_peak_is_one_animal() -> None:
     mask = _mask_of(_two_animals())
     [alone] = center_regions(mask, _heatmap((5, 5, 0.9)), 0.5, 0.5)
-    assert torch.equal(alone, mask != BACKGROUND_INDEX), "the outline without a peak joins the animal"
+    assert np.array_equal(alone, mask != BACKGROUND_INDEX), "the outline without a peak joins the animal"
     regions = center_regions(mask, _heatmap((5, 5, 0.9), (1, 1, 0.7)), 0.5, 0.5)
     assert [int(r.sum()) for r in regions] == [32 * 32, 16 * 16], "largest first, each its own outline"
     assert center_regions(mask, _heatmap(), 0.5, 0.5) == []
@@ -114,11 +114,11 @@ def test_a_peak_the_mask_missed_needs_the_higher_threshold_and_gets_its_hill_box
     regions = center_regions(mask, heatmap, 0.5, 0.5)
     assert len(regions) == 2
     box = regions[1]
-    rows, cols = torch.nonzero(box, as_tuple=True)
+    rows, cols = np.nonzero(box)
     # a hill one cell wide at 60% of its height is the target peak of an animal 1 / 0.202 = 4.9 cells across
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 31, 32, 63), "the box the hill implies"
     assert not (box & (mask == 0)).any(), "without the other animal's pixels"
-    assert len(center_regions(torch.ones(64, 64, dtype=torch.uint8), _heatmap((3, 3, 0.9)), 0.5, 0.5)) == 1, (
+    assert len(center_regions(np.ones((64, 64), dtype=np.uint8), _heatmap((3, 3, 0.9)), 0.5, 0.5)) == 1, (
         "a mask with no pet at all: the peak's own box"
     )
 
@@ -204,11 +204,10 @@ def test_animal_counts_equal_the_region_rule_at_every_threshold_pair() -> None:
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for _ in range(4)]
     counts = animal_counts(model, images, THRESHOLDS)
-    with torch.inference_mode():
-        for image, row in zip(images, counts):
-            output = model.infer(model.preprocess(image)[None].contiguous(memory_format=torch.channels_last))
-            mask = mask_from_logits(output.mask_logits[0])
-            assert row.tolist() == [max(1, len(model.predictor.regions(mask, output, 0, pair))) for pair in THRESHOLDS]
+    for image, row in zip(images, counts):
+        output = model.predictor.network.infer(model.predictor.prepare(image).tensor[None])
+        mask = mask_from_logits(output.mask_logits[0])
+        assert row.tolist() == [max(1, len(model.predictor.regions(mask, output, 0, pair))) for pair in THRESHOLDS]
     assert len(set(counts.ravel().tolist())) > 2
 
 
@@ -262,9 +261,9 @@ def test_train_centers_can_start_from_another_models_head(tiny_pet_root, tmp_pat
 
 
 def test_the_box_of_a_peak_stops_at_the_dip_to_its_neighbour() -> None:
-    cols = torch.arange(30, dtype=torch.float32)
-    ridge = 0.8 * (torch.exp(-((cols - 8) ** 2) / 8) + 0.9 * torch.exp(-((cols - 14.5) ** 2) / 8))
-    heatmap = ridge.repeat(30, 1) * torch.exp(-((torch.arange(30.0) - 15) ** 2) / 8)[:, None]
+    cols = np.arange(30, dtype=np.float32)
+    ridge = 0.8 * (np.exp(-((cols - 8) ** 2) / 8) + 0.9 * np.exp(-((cols - 14.5) ** 2) / 8))
+    heatmap = np.tile(ridge, (30, 1)) * np.exp(-((np.arange(30, dtype=np.float32) - 15) ** 2) / 8)[:, None]
     peaks = find_peaks(heatmap, 0.3)
     assert len(peaks) == 2, "the dip falls to 0.56 of the lower peak: two animals"
     _, left, _, right = hill_box(heatmap, peaks[1])
@@ -274,13 +273,13 @@ def test_the_box_of_a_peak_stops_at_the_dip_to_its_neighbour() -> None:
 
 
 def test_an_animal_the_mask_missed_keeps_its_box_at_the_photo_size(centered: PetNet) -> None:
-    output = centered.infer(torch.randn(1, 3, 128, 128))
+    output = centered.predictor.network.infer(np.random.default_rng(0).normal(size=(1, 3, 128, 128)).astype(np.float32))
     decoded = centered.predictor.decode(output)
-    mask = torch.ones(128, 128, dtype=torch.uint8)  # background at network size ...
+    mask = np.ones((128, 128), dtype=np.uint8)  # background at network size ...
     mask[:, :40] = 0  # ... but for the first animal
-    box = torch.zeros(128, 128, dtype=torch.bool)
+    box = np.zeros((128, 128), dtype=bool)
     box[20:100, 60:120] = True
-    full_mask = torch.ones(300, 500, dtype=torch.uint8)
+    full_mask = np.ones((300, 500), dtype=np.uint8)
     full_mask[:, :160] = 0
     full_mask[100:105, 240:245] = 0  # a few pet pixels the bilinear upsampling put inside the box
     pet = centered.predictor._pet(decoded, 0, box, mask, (300, 500), full_mask)

@@ -28,10 +28,12 @@ from petnet.data.datasets import (
     split_records,
     train_val_split,
 )
-from petnet.data.transforms import PhotometricTrivialAugmentWide, train_transform
+from petnet.data.transforms import PhotometricTrivialAugmentWide, train_transform, val_transform
 from petnet.errors import DatasetError, InvalidImageError
+from petnet.images import load_image
 from petnet.inference.preprocess import eval_transform
 from petnet.labels import BACKGROUND_INDEX, BREED_BY_NAME, IGNORE_INDEX, SPECIES
+from petnet.paths import EXAMPLES_DIR, OXFORD_PET_ROOT
 
 
 def _config(size: int) -> PetNetConfig:
@@ -115,7 +117,7 @@ def test_trimap_values_map_to_mask_classes(tmp_path: Path) -> None:
 
 def test_samples_with_and_without_trimap(tiny_pet_root: Path) -> None:
     records = read_split(tiny_pet_root, "trainval")
-    dataset = OxfordPetDataset(records, eval_transform(_config(48)))
+    dataset = OxfordPetDataset(records, val_transform(_config(48)))
     for index, record in enumerate(records[:4]):
         sample = dataset[index]
         assert sample["image"].shape == (3, 48, 48) and sample["mask"].shape == (48, 48)
@@ -131,7 +133,7 @@ def test_samples_with_and_without_trimap(tiny_pet_root: Path) -> None:
 def test_corrupt_image_is_skipped_and_reported(pet_copy: Path) -> None:
     records = read_split(pet_copy, "test")
     records[1].image_path.write_bytes(b"garbage instead of a JPEG")
-    dataset = OxfordPetDataset(records, eval_transform(_config(32)))
+    dataset = OxfordPetDataset(records, val_transform(_config(32)))
     samples = [dataset[i] for i in range(3)]
     assert samples[1] is None
     assert list(dataset.failures) == [records[1].name]
@@ -183,12 +185,26 @@ def test_flip_is_applied_to_both() -> None:
     assert set(flips) == {True, False}, "over a dozen draws some samples are flipped and some are not"
 
 
-def test_eval_transform_keeps_label_values() -> None:
+def test_val_transform_keeps_label_values() -> None:
     image, mask = _halves(50)
-    out_image, out_mask = eval_transform(_config(32))(image, mask)
+    out_image, out_mask = val_transform(_config(32))(image, mask)
     assert out_image.shape == (3, 32, 32)
     assert set(out_mask.as_subclass(torch.Tensor).unique().tolist()) <= {0, 1, 2, IGNORE_INDEX}
     assert out_image.min() >= -1 and out_image.max() <= 1
+
+
+def test_predictions_see_photos_as_validation_did() -> None:
+    """The prediction pipeline's numpy preprocessing gives the network, to float precision, the input
+    training's torchvision transform gives it for the same photo: real photos of many sizes (shrunk,
+    enlarged, and two left at the input size in one direction), and the first photos of each
+    breed in the shared dataset when it is there."""
+    config = PetNetConfig(image_size=240)  # the shipped model's input
+    photos = [load_image(path) for path in [*sorted(EXAMPLES_DIR.glob("*.jpg")), *sorted(OXFORD_PET_ROOT.glob("images/*_1.jpg"))]]
+    photos += [photos[0].resize(size) for size in [(2048, 1365), (97, 130), (config.image_size, 400), (333, config.image_size)]]
+    prediction, validation = eval_transform(config), val_transform(config)
+    for photo in photos:
+        expected = validation(photo).as_subclass(torch.Tensor).numpy()
+        np.testing.assert_allclose(prediction(photo), expected, rtol=0, atol=1e-6, err_msg=f"a {photo.size} photo")
 
 
 def test_non_pet_photos_split_into_disjoint_seeded_parts(tmp_path):

@@ -63,5 +63,5 @@ def test_a_fused_model_cannot_be_saved(tmp_path: Path) -> None:
 
 
 def test_load_model_fuses_unless_asked_not_to() -> None:
-    assert load_model().is_fused
-    assert not load_model(fuse=False).is_fused
+    assert load_model(runtime="torch").is_fused
+    assert not load_model(runtime="torch", fuse=False).is_fused

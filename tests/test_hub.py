@@ -142,9 +142,11 @@ def _point_hub_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, cache: Path, o
 def hub_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loopback_hub: LoopbackHub, model_dirs: dict[str, Path]
 ) -> LoopbackHub:
-    """Loopback Hub, empty cache, no $PETNET_REPO, a tiny model as the bundled weights."""
+    """Loopback Hub, empty cache, no $PETNET_REPO, a tiny model as the bundled weights, which have no
+    ONNX graphs: PyTorch runs them (tests/test_onnx.py covers the other runtime's files)."""
     _point_hub_at(monkeypatch, loopback_hub.endpoint, tmp_path / "hf-cache")
     monkeypatch.delenv(hub.REPO_ENV_VAR, raising=False)
+    monkeypatch.setenv(hub.RUNTIME_ENV_VAR, "torch")
     monkeypatch.setattr(hub, "BUNDLED_MODEL_DIR", model_dirs["bundled"])
     loopback_hub.requests.clear()
     return loopback_hub
@@ -360,9 +362,10 @@ def test_bundled_weights_are_the_offline_default(monkeypatch: pytest.MonkeyPatch
         pytest.skip("no bundled weights in this checkout")
     _point_hub_at(monkeypatch, f"http://127.0.0.1:{_closed_port()}", tmp_path / "empty-cache", offline=True)
     monkeypatch.delenv(hub.REPO_ENV_VAR, raising=False)
-    model = load_model()
-    assert model.weights_source == f"bundled: {paths.BUNDLED_MODEL_DIR}"
-    assert model.predict(torch.zeros(3, model.config.image_size, model.config.image_size)).species in {"cat", "dog"}
+    for runtime in hub.RUNTIMES[1:]:
+        model = load_model(runtime=runtime)
+        assert model.weights_source == f"bundled: {paths.BUNDLED_MODEL_DIR}" and model.runtime.startswith(runtime)
+        assert model.predict(torch.zeros(3, model.config.image_size, model.config.image_size)).species in {"cat", "dog"}
 
 
 def _run_python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -375,7 +378,7 @@ def test_environment_variables_drive_a_fresh_process(loopback_hub: LoopbackHub, 
     """HF_ENDPOINT / HF_HOME / PETNET_REPO / HF_HUB_OFFLINE as a user sets them (read at import)."""
     script = "import petnet; m = petnet.load_model(); print(m.weights_source, m.config.image_size)"
     env = {**os.environ, "HF_ENDPOINT": loopback_hub.endpoint, "HF_HOME": str(tmp_path / "hf-home"),
-           hub.REPO_ENV_VAR: REPO_ID}  # fmt: skip
+           hub.REPO_ENV_VAR: REPO_ID, hub.RUNTIME_ENV_VAR: "torch"}  # fmt: skip
     env.pop("HF_HUB_OFFLINE", None)
     env.pop("HF_HUB_CACHE", None)
     online = _run_python(script, env)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.special import expit, softmax
 
 from petnet.config import PetNetConfig
 from petnet.inference.decoding import PetNetOutput, decode_output, mean_probability_logits
@@ -17,57 +19,75 @@ from petnet.models.network import PetNet
 SIZE = 64
 
 
-def _mask_with_blobs(*boxes: tuple[int, int, int, int], size: int = SIZE) -> torch.Tensor:
+def _mask_with_blobs(*boxes: tuple[int, int, int, int], size: int = SIZE) -> np.ndarray:
     """Background mask with a pet rectangle per (left, top, right, bottom) box, each ringed by boundary."""
-    mask = torch.ones(size, size, dtype=torch.uint8)
+    mask = np.ones((size, size), dtype=np.uint8)
     for left, top, right, bottom in boxes:
         mask[top - 1 : bottom + 1, left - 1 : right + 1] = 2
         mask[top:bottom, left:right] = 0
     return mask
 
 
-BREED_SPECIES_INDEX = torch.tensor([0 if s == "cat" else 1 for s in BREED_SPECIES])
+BREED_SPECIES_INDEX = np.array([0 if s == "cat" else 1 for s in BREED_SPECIES])
 CAT_BREEDS = [i for i, s in enumerate(BREED_SPECIES) if s == "cat"]
 DOG_BREEDS = [i for i, s in enumerate(BREED_SPECIES) if s == "dog"]
 
 
-def _output(species_logits: list[float], breed_logits: torch.Tensor) -> PetNetOutput:
-    return PetNetOutput(torch.tensor([species_logits]), breed_logits[None], torch.zeros(1, 3, 4, 4),
-                        torch.tensor([3.0]), torch.zeros(1, 37, 1, 1))  # fmt: skip
+def _output(species_logits: list[float], breed_logits: np.ndarray) -> PetNetOutput:
+    return PetNetOutput(np.array([species_logits], dtype=np.float32), breed_logits[None], np.zeros((1, 3, 4, 4), np.float32),
+                        np.array([3.0], dtype=np.float32), np.zeros((1, 37, 1, 1), np.float32))  # fmt: skip
 
 
 def test_decode_output_names_the_species_of_the_top_breed_and_ranks_only_its_breeds() -> None:
-    breed_logits = torch.zeros(37)
+    breed_logits = np.zeros(37, dtype=np.float32)
     breed_logits[DOG_BREEDS[0]] = 9  # a dog breed scores highest; the species head says cat
     breed_logits[CAT_BREEDS[:2]] = 8  # the next two are cats', yet only dog breeds are ranked
     decoded = decode_output(_output([2.0, 0.0], breed_logits), BREED_SPECIES_INDEX)
     assert decoded.species_index.tolist() == [1]
-    assert decoded.top_breeds[0, 0].item() == DOG_BREEDS[0]
+    assert decoded.top_breeds[0, 0] == DOG_BREEDS[0]
     assert all(BREED_SPECIES[i] == "dog" for i in decoded.top_breeds[0].tolist())
     assert decoded.top_breed_confidences[0].sum() <= 1 + 1e-6
-    assert decoded.pet_scores.item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
-    assert decoded.mask_probabilities.sum(dim=1).allclose(torch.ones(1, 4, 4))
+    assert decoded.pet_scores[0] == pytest.approx(expit(3.0))
+    assert np.allclose(decoded.mask_probabilities.sum(axis=1), 1)
+    assert all(values.dtype == np.float32 for values in (decoded.breed_probabilities, decoded.mask_probabilities, decoded.pet_scores))
 
 
 def test_species_probabilities_sum_each_species_breeds_even_when_the_top_breed_is_of_the_other() -> None:
-    breed_logits = torch.zeros(37)
+    breed_logits = np.zeros(37, dtype=np.float32)
     breed_logits[CAT_BREEDS[0]] = 2.0  # the likeliest single breed is a cat's, but 25 dog breeds hold more in all
     decoded = decode_output(_output([0.0, 2.0], breed_logits), BREED_SPECIES_INDEX)
-    probabilities = breed_logits.softmax(dim=0)
+    probabilities = softmax(breed_logits)
     assert decoded.species_index.tolist() == [0]
     assert decoded.species_probabilities[0].tolist() == pytest.approx(
-        [probabilities[CAT_BREEDS].sum().item(), probabilities[DOG_BREEDS].sum().item()]
+        [probabilities[CAT_BREEDS].sum(), probabilities[DOG_BREEDS].sum()]
     )
     assert decoded.species_probabilities[0, 0] < 0.5
 
 
-NO_BREED_EVIDENCE = torch.zeros(37, 2, 2)
+def test_decoding_equals_the_torch_operations_it_replaced() -> None:
+    """The numpy decoding gives what the torch one gave (softmax, sigmoid, top-k of a species' breeds)."""
+    rng = np.random.default_rng(0)
+    breed_logits = rng.normal(0, 3, (5, 37)).astype(np.float32)
+    output = PetNetOutput(rng.normal(size=(5, 2)).astype(np.float32), breed_logits, rng.normal(size=(5, 3, 6, 6)).astype(np.float32),
+                          rng.normal(size=5).astype(np.float32), np.zeros((5, 37, 1, 1), np.float32))  # fmt: skip
+    decoded = decode_output(output, BREED_SPECIES_INDEX, temperature=0.7)
+    tensors = output.apply(torch.from_numpy)
+    probabilities = (tensors.breed_logits / 0.7).softmax(dim=1)
+    species = torch.from_numpy(BREED_SPECIES_INDEX)[probabilities.argmax(dim=1)]
+    allowed = torch.from_numpy(BREED_SPECIES_INDEX)[None] == species[:, None]
+    np.testing.assert_allclose(decoded.breed_probabilities, probabilities.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(decoded.top_breeds, (tensors.breed_logits / 0.7).masked_fill(~allowed, -torch.inf).topk(3).indices)
+    np.testing.assert_allclose(decoded.pet_scores, tensors.pet_logits.sigmoid().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(decoded.mask_probabilities, tensors.mask_logits.softmax(dim=1).numpy(), rtol=1e-5, atol=1e-7)
+
+
+NO_BREED_EVIDENCE = np.zeros((37, 2, 2), dtype=np.float32)
 """Breed maps that see every breed everywhere alike."""
 
 
-def _breed_maps(left_breed: int, right_breed: int) -> torch.Tensor:
+def _breed_maps(left_breed: int, right_breed: int) -> np.ndarray:
     """Breed maps that see one breed, confidently, in the left half and another in the right half."""
-    maps = torch.zeros(37, 2, 2)
+    maps = np.zeros((37, 2, 2), dtype=np.float32)
     maps[left_breed, :, 0] = maps[right_breed, :, 1] = 20.0
     return maps
 
@@ -83,14 +103,14 @@ def test_pet_regions_one_per_animal_largest_first_with_their_outlines() -> None:
 
 
 def test_specks_and_fragments_are_not_animals() -> None:
-    assert pet_regions(torch.ones(SIZE, SIZE, dtype=torch.uint8), NO_BREED_EVIDENCE) == []
+    assert pet_regions(np.ones((SIZE, SIZE), dtype=np.uint8), NO_BREED_EVIDENCE) == []
     speck = _mask_with_blobs((5, 5, 40, 40), (50, 50, 53, 53))  # 9 pixels: under 1% of the photo
     assert len(pet_regions(speck, NO_BREED_EVIDENCE)) == 1
     fragment = _mask_with_blobs((2, 2, 52, 52), (55, 5, 62, 22))  # 119 pixels, under 1/20 of the first
     assert len(pet_regions(fragment, NO_BREED_EVIDENCE)) == 1
 
 
-def _one_outline_cut_in_two() -> torch.Tensor:
+def _one_outline_cut_in_two() -> np.ndarray:
     """Two pet rectangles inside one ring of boundary, parted by a boundary line down the middle:
     one animal cut by a collar, or two animals that touch."""
     mask = _mask_with_blobs((8, 10, 56, 54))
@@ -116,8 +136,8 @@ def test_class_map_averages_to_the_head_output(model: PetNet) -> None:
 class _StubNetwork:
     """Makes a random PetNet see a fixed mask and pet score, and counts its forward passes."""
 
-    def __init__(self, model: PetNet, mask: torch.Tensor, pet_logit: float) -> None:
-        self.mask_logits = torch.nn.functional.one_hot(mask.long(), 3).permute(2, 0, 1).float() * 10
+    def __init__(self, model: PetNet, mask: np.ndarray, pet_logit: float) -> None:
+        self.mask_logits = torch.nn.functional.one_hot(torch.from_numpy(mask).long(), 3).permute(2, 0, 1).float() * 10
         self.pet_logit = pet_logit
         self.forward = model.forward
         self.images_seen: list[int] = []
@@ -156,7 +176,7 @@ def test_no_pet_below_the_threshold(model: PetNet, monkeypatch) -> None:
     monkeypatch.setattr(model, "forward", stub)
     prediction = model.predict(Image.new("RGB", (80, 80), (200, 200, 200)))
     assert not prediction.has_pet and prediction.pets == ()
-    assert prediction.pet_score == pytest.approx(torch.sigmoid(torch.tensor(-5.0)).item())
+    assert prediction.pet_score == pytest.approx(expit(-5.0))
     assert prediction.species in {"cat", "dog"} and len(prediction.breed) == 3, "the PetNet contract still holds"
     assert stub.images_seen == [1]
 
@@ -172,7 +192,7 @@ def test_threshold_travels_in_the_config(model: PetNet, monkeypatch, tmp_path) -
 
 
 def test_crop_box_widens_the_region_by_the_margin_within_the_image() -> None:
-    region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    region = np.zeros((SIZE, SIZE), dtype=bool)
     region[10:30, 20:40] = True
     assert crop_box(region, margin=0.1) == (18, 8, 42, 32)
     region[0:50, 2:62] = True
@@ -198,7 +218,7 @@ def test_a_closer_look_averages_the_photo_and_the_crop_probabilities(closer_mode
     mask = _mask_with_blobs((4, 8, 28, 56))  # pet and boundary pixels span (3, 7, 29, 57) of the 64 px input
     stub = _StubNetwork(closer_model, mask, pet_logit=5.0)
     monkeypatch.setattr(closer_model, "forward", stub)
-    photo = Image.fromarray(torch.randint(0, 256, (100, 200, 3), dtype=torch.uint8).numpy())
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8))
     prediction = closer_model.predict(photo)
     assert stub.images_seen == [1], "the crop skips the decoder"
     left, top, right, bottom = crop_box(mask != 1)  # (0, 2, 32, 62), in input pixels; the photo is 200x100
@@ -211,58 +231,64 @@ def test_a_closer_look_averages_the_photo_and_the_crop_probabilities(closer_mode
     assert list(prediction.breed_probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
 
 
-def _region(left: int, top: int, right: int, bottom: int) -> torch.Tensor:
-    region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+def _region(left: int, top: int, right: int, bottom: int) -> np.ndarray:
+    region = np.zeros((SIZE, SIZE), dtype=bool)
     region[top:bottom, left:right] = True
     return region
 
 
+def _random_output(count: int, rng: np.random.Generator) -> PetNetOutput:
+    return PetNetOutput(rng.normal(size=(count, 2)).astype(np.float32), rng.normal(size=(count, 37)).astype(np.float32),
+                        np.zeros((count, 3, SIZE, SIZE), np.float32), np.zeros(count, np.float32),
+                        np.zeros((count, 37, 1, 1), np.float32))  # fmt: skip
+
+
 def test_a_closer_look_only_at_lone_animals_that_do_not_fill_the_image(closer_model: PetNet) -> None:
-    tensors = [torch.randn(3, SIZE, SIZE) for _ in range(4)]
-    output = PetNetOutput(torch.randn(4, 2), torch.randn(4, 37), torch.zeros(4, 3, SIZE, SIZE), torch.zeros(4),
-                          torch.zeros(4, 37, 1, 1))  # fmt: skip
+    rng = np.random.default_rng(0)
+    tensors = [rng.normal(size=(3, SIZE, SIZE)).astype(np.float32) for _ in range(4)]
+    output = _random_output(4, rng)
     lone, whole = _region(10, 12, 40, 50), _region(0, 0, SIZE, SIZE)
     animals = [[lone], [], [lone, _region(44, 4, 60, 20)], [whole]]  # looked at: row 0 only
     photos_asked: list[int] = []
     looked = closer_model.predictor.look_closer(output, animals, tensors, lambda i: photos_asked.append(i))
     assert photos_asked == [0], "a photo is fetched only for a crop"
-    torch.testing.assert_close(looked.breed_logits[1:], output.breed_logits[1:])
-    torch.testing.assert_close(looked.species_logits[1:], output.species_logits[1:])
-    crop = torch.nn.functional.interpolate(tensors[0][None, :, 8:54, 7:43], size=(SIZE, SIZE), mode="bilinear",
+    np.testing.assert_array_equal(looked.breed_logits[1:], output.breed_logits[1:])
+    np.testing.assert_array_equal(looked.species_logits[1:], output.species_logits[1:])
+    crop = torch.nn.functional.interpolate(torch.from_numpy(tensors[0][None, :, 8:54, 7:43]), size=(SIZE, SIZE), mode="bilinear",
                                            antialias=True)  # crop_box(lone): (7, 8, 43, 54)  # fmt: skip
-    species, breeds = closer_model.infer_classification(crop)
-    expected = ((output.breed_logits[:1].softmax(1) + breeds.softmax(1)) / 2).log()
-    torch.testing.assert_close(looked.breed_logits[:1].softmax(1), expected.softmax(1))
-    torch.testing.assert_close(
-        looked.species_logits[:1].softmax(1), (output.species_logits[:1].softmax(1) + species.softmax(1)) / 2
-    )
+    with torch.inference_mode():
+        species, breeds = (logits.numpy() for logits in closer_model.infer_classification(crop))
+    np.testing.assert_allclose(softmax(looked.breed_logits[:1], axis=1), (softmax(output.breed_logits[:1], axis=1) + softmax(breeds, axis=1)) / 2,
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(softmax(looked.species_logits[:1], axis=1),
+                               (softmax(output.species_logits[:1], axis=1) + softmax(species, axis=1)) / 2, atol=1e-5)  # fmt: skip
 
 
 def test_a_closer_look_at_a_speck_of_a_small_photo_still_crops_a_pixel(closer_model: PetNet) -> None:
-    output = PetNetOutput(torch.randn(1, 2), torch.randn(1, 37), torch.zeros(1, 3, SIZE, SIZE), torch.zeros(1),
-                          torch.zeros(1, 37, 1, 1))  # fmt: skip
+    rng = np.random.default_rng(0)
     photo = Image.new("RGB", (20, 20), (120, 80, 40))
-    looked = closer_model.predictor.look_closer(output, [[_region(7, 7, 8, 8)]], [torch.randn(3, SIZE, SIZE)], lambda i: photo)
-    assert torch.isfinite(looked.breed_logits).all()
+    tensors = [rng.normal(size=(3, SIZE, SIZE)).astype(np.float32)]
+    looked = closer_model.predictor.look_closer(_random_output(1, rng), [[_region(7, 7, 8, 8)]], tensors, lambda i: photo)
+    assert np.isfinite(looked.breed_logits).all()
 
 
 def test_mean_probability_logits_stay_finite_where_both_views_are_sure() -> None:
-    first = torch.tensor([[0.0, 200.0, -200.0], [1.0, 2.0, 3.0]])
-    second = torch.tensor([[0.0, 150.0, -300.0], [3.0, 2.0, 1.0]])
+    first = np.array([[0.0, 200.0, -200.0], [1.0, 2.0, 3.0]], dtype=np.float32)
+    second = np.array([[0.0, 150.0, -300.0], [3.0, 2.0, 1.0]], dtype=np.float32)
     mean = mean_probability_logits(first, second)
-    assert torch.isfinite(mean).all()
-    torch.testing.assert_close(mean.softmax(1), (first.softmax(1) + second.softmax(1)) / 2)
+    assert np.isfinite(mean).all()
+    np.testing.assert_allclose(softmax(mean, axis=1), (softmax(first, axis=1) + softmax(second, axis=1)) / 2, atol=1e-6)
 
 
 def test_a_temperature_changes_the_probabilities_shown_but_no_answer() -> None:
     """Calibration (``config.breed_temperature``): sharper probabilities, the same species and
     breeds in the same order; breed confidences share the species' denominator."""
-    breed_logits = torch.linspace(-2, 2, 37)[torch.randperm(37, generator=torch.Generator().manual_seed(0))]
+    breed_logits = np.random.default_rng(0).permutation(np.linspace(-2, 2, 37, dtype=np.float32))
     output = _output([0.0, 0.0], breed_logits)
     plain, sharp = decode_output(output, BREED_SPECIES_INDEX), decode_output(output, BREED_SPECIES_INDEX, temperature=0.4)
-    assert torch.equal(plain.top_breeds, sharp.top_breeds) and torch.equal(plain.species_index, sharp.species_index)
+    assert np.array_equal(plain.top_breeds, sharp.top_breeds) and np.array_equal(plain.species_index, sharp.species_index)
     assert sharp.top_breed_confidences[0, 0] > plain.top_breed_confidences[0, 0]
-    assert torch.allclose(sharp.breed_probabilities, (breed_logits / 0.4).softmax(dim=0)[None])
-    assert torch.allclose(sharp.top_breed_confidences, sharp.breed_probabilities.gather(1, sharp.top_breeds))
+    assert np.allclose(sharp.breed_probabilities, softmax(breed_logits / 0.4)[None])
+    assert np.allclose(sharp.top_breed_confidences, np.take_along_axis(sharp.breed_probabilities, sharp.top_breeds, axis=1))
     named = sharp.species_probabilities[0, sharp.species_index[0]]
     assert sharp.top_breed_confidences[0].sum() <= named + 1e-6  # never a breed surer than its species

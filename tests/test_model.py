@@ -67,16 +67,21 @@ def _check_prediction(prediction: Prediction, mask_shape: tuple[int, int]) -> No
     assert list(prediction.breed_confidences) == sorted(prediction.breed_confidences, reverse=True)
     assert sum(prediction.breed_confidences) <= 1 + 1e-5
     assert sum(prediction.species_probabilities.values()) == pytest.approx(1, abs=1e-5)
-    assert prediction.mask.dtype == torch.uint8 and tuple(prediction.mask.shape) == mask_shape
-    assert set(prediction.mask.unique().tolist()) <= {0, 1, 2}
+    assert isinstance(prediction.mask, np.ndarray) and prediction.mask.dtype == np.uint8
+    assert prediction.mask.shape == mask_shape and set(np.unique(prediction.mask).tolist()) <= {0, 1, 2}
     assert dict(prediction) == {"species": prediction.species, "breed": prediction.breed, "mask": prediction.mask}
 
 
 def test_predict_on_a_preprocessed_tensor(model: PetNet) -> None:
-    prediction = model.predict(torch.randn(3, 128, 128))
+    tensor = torch.randn(3, 128, 128)
+    prediction = model.predict(tensor)
     _check_prediction(prediction, (128, 128))
-    assert torch.equal(prediction.full_mask, prediction.mask)
+    assert np.array_equal(prediction.full_mask, prediction.mask)
     assert set(prediction.to_dict()) >= {"species", "breed", "breed_confidences", "pet_fraction"}
+    from_array = model.predict(tensor.numpy())
+    assert from_array.breed == prediction.breed and np.array_equal(from_array.mask, prediction.mask), (
+        "a float numpy array is a preprocessed input too"
+    )
 
 
 def test_pil_array_and_path_inputs_agree(model: PetNet, tmp_path: Path) -> None:
@@ -86,9 +91,11 @@ def test_pil_array_and_path_inputs_agree(model: PetNet, tmp_path: Path) -> None:
     predictions = [model.predict(source) for source in (image, np.asarray(image), path, str(path))]
     for prediction in predictions:
         _check_prediction(prediction, (SIZE, SIZE))
-        assert tuple(prediction.full_mask.shape) == (70, 90), "full_mask is at the photo's size"
+        assert prediction.full_mask.shape == (70, 90), "full_mask is at the photo's size"
         assert prediction.breed == predictions[0].breed
-        assert torch.equal(prediction.mask, predictions[0].mask)
+        assert np.array_equal(prediction.mask, predictions[0].mask)
+    grey = image.convert("L")
+    assert model.predict(np.asarray(grey)).breed == model.predict(grey).breed, "an HxW uint8 array is a grey photo"
 
 
 def test_predict_batch_equals_one_by_one(model: PetNet) -> None:
@@ -100,16 +107,18 @@ def test_predict_batch_equals_one_by_one(model: PetNet) -> None:
         assert (b.species, b.breed) == (s.species, s.breed)
         assert b.species_confidence == pytest.approx(s.species_confidence, abs=1e-4)
         assert b.full_mask.shape == s.full_mask.shape
-        assert (b.full_mask == s.full_mask).float().mean() > 0.99
+        assert (b.full_mask == s.full_mask).mean() > 0.99
 
 
 def test_predict_batch_mixes_tensor_sizes(model: PetNet) -> None:
     predictions = model.predict_batch([torch.randn(3, 64, 64), torch.randn(3, 96, 96), torch.randn(1, 3, 64, 64)])
-    assert [tuple(p.mask.shape) for p in predictions] == [(64, 64), (96, 96), (64, 64)]
+    assert [p.mask.shape for p in predictions] == [(64, 64), (96, 96), (64, 64)]
 
 
-@pytest.mark.parametrize("tensor", [torch.zeros(3, 64, 64, dtype=torch.uint8), torch.zeros(4, 64, 64)])
-def test_predict_rejects_unprocessed_tensors(model: PetNet, tensor: torch.Tensor) -> None:
+@pytest.mark.parametrize(
+    "tensor", [torch.zeros(3, 64, 64, dtype=torch.uint8), torch.zeros(4, 64, 64), np.zeros((64, 64, 3), np.float32)]
+)
+def test_predict_rejects_unprocessed_tensors(model: PetNet, tensor: torch.Tensor | np.ndarray) -> None:
     with pytest.raises(ValueError, match="preprocessed"):
         model.predict(tensor)
 

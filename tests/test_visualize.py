@@ -39,11 +39,9 @@ def test_palette_mask_shows_each_class_in_its_colour() -> None:
     assert tuple(pixels[0, 5]) == MASK_COLORS["background"]
 
 
-@pytest.mark.parametrize("as_tensor", [False, True])
-def test_overlay_blends_mask_colour_over_photo(as_tensor: bool) -> None:
+def test_overlay_blends_mask_colour_over_photo() -> None:
     photo = Image.new("RGB", (6, 4), (0, 0, 0))
-    mask = torch.from_numpy(_mask()) if as_tensor else _mask()
-    result = overlay_mask(photo, mask, alpha=0.5)
+    result = overlay_mask(photo, _mask(), alpha=0.5)
     assert result.mode == "RGB" and result.size == photo.size
     pixels = np.asarray(result).astype(int)
     for column, name in [(0, "pet"), (2, "boundary"), (5, "background")]:
@@ -69,11 +67,11 @@ def test_overlay_stretches_a_smaller_mask_to_the_photo() -> None:
     assert tuple(pixels[20, 55]) == MASK_COLORS["background"]
 
 
-def _probabilities() -> torch.Tensor:
+def _probabilities() -> np.ndarray:
     """(3, 4, 8) probabilities: columns 0-1 sure pet, 2 boundary 0.8 / pet 0.2, 3 boundary 0.6 /
     background 0.4, 4-7 sure background."""
     columns = [(1, 0, 0), (1, 0, 0), (0.2, 0, 0.8), (0, 0.4, 0.6), (0, 1, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0)]
-    return torch.tensor(columns, dtype=torch.float32).T[:, None, :].expand(3, 4, 8).contiguous()
+    return np.ascontiguousarray(np.broadcast_to(np.array(columns, dtype=np.float32).T[:, None, :], (3, 4, 8)))
 
 
 def test_cutout_alpha_is_opaque_on_pet_and_feathered_on_the_boundary() -> None:
@@ -99,7 +97,16 @@ def test_pet_cutout_resamples_network_size_probabilities_to_the_photo() -> None:
 
 def test_resize_probabilities_keeps_a_distribution() -> None:
     resized = resize_scores(_probabilities(), (8, 16))
-    assert tuple(resized.shape) == (3, 8, 16) and torch.allclose(resized.sum(dim=0), torch.ones(8, 16))
+    assert resized.shape == (3, 8, 16) and resized.dtype == np.float32 and np.allclose(resized.sum(axis=0), 1)
+
+
+@pytest.mark.parametrize("size", [(480, 360), (241, 239), (100, 50), (240, 240)])
+def test_resize_scores_is_torch_bilinear_resampling(size: tuple[int, int]) -> None:
+    """Masks come to a photo's size as ``F.interpolate(mode="bilinear", align_corners=False)`` brought
+    them, larger or smaller than the network's input (no antialiasing); float noise apart."""
+    logits = np.random.default_rng(0).normal(size=(3, 240, 240)).astype(np.float32)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=size, mode="bilinear", align_corners=False)[0]
+    np.testing.assert_allclose(resize_scores(logits, size), expected.numpy(), atol=1e-4)
 
 
 def test_checkerboard_shows_transparency_as_grey_squares() -> None:
@@ -119,8 +126,8 @@ def test_palette_mask_keeps_values_and_shows_colours() -> None:
 def test_overlay_colours_each_animal_on_its_own() -> None:
     mask = np.array([[0, 0, 1, 0, 0, 2]] * 2, dtype=np.uint8)
     regions = [
-        torch.tensor([[False, False, False, True, True, True]] * 2),
-        torch.tensor([[True, True, False, False, False, False]] * 2),
+        np.array([[False, False, False, True, True, True]] * 2),
+        np.array([[True, True, False, False, False, False]] * 2),
     ]
     animals = animal_map(regions, mask.shape)
     assert animals.tolist() == [[2, 2, 0, 1, 1, 1]] * 2
@@ -132,8 +139,8 @@ def test_overlay_colours_each_animal_on_its_own() -> None:
 
 def test_an_animal_the_mask_missed_is_tinted_over_its_box() -> None:
     mask = np.array([[0, 0, 1, 1, 1, 1]] * 2, dtype=np.uint8)  # the mask sees only the first animal
-    regions = [torch.tensor([[True, True, False, False, False, False]] * 2),
-               torch.tensor([[False, False, False, True, True, False]] * 2)]  # fmt: skip
+    regions = [np.array([[True, True, False, False, False, False]] * 2),
+               np.array([[False, False, False, True, True, False]] * 2)]  # fmt: skip
     pixels = np.asarray(overlay_mask(Image.new("RGB", (6, 2)), mask, alpha=1.0, animals=animal_map(regions, mask.shape)))
     assert tuple(pixels[0, 3]) == tuple(pixels[0, 4]) == animal_color(1), "its box, in its colour"
     assert tuple(pixels[0, 2]) == tuple(pixels[0, 5]) == MASK_COLORS["background"]
@@ -141,6 +148,6 @@ def test_an_animal_the_mask_missed_is_tinted_over_its_box() -> None:
 
 def test_an_answer_for_the_whole_photo_tints_nothing() -> None:
     mask = np.ones((2, 6), dtype=np.uint8)  # no pet pixels; the one answer's region is the whole photo
-    animals = animal_map([torch.ones(2, 6, dtype=torch.bool)], mask.shape)
+    animals = animal_map([np.ones((2, 6), dtype=bool)], mask.shape)
     pixels = np.asarray(overlay_mask(Image.new("RGB", (6, 2)), mask, alpha=1.0, animals=animals))
     assert all(tuple(pixel) == MASK_COLORS["background"] for pixel in pixels.reshape(-1, 3))

@@ -92,44 +92,43 @@ def detection_line(report: Mapping[str, Any]) -> str:
 
 
 def speed_table(bench: Mapping[str, Any]) -> str:
-    """Markdown table of the CPU benchmark written by ``python -m petnet.bench --json``."""
-    throughput = bench["throughput_images_per_s"]
+    """Markdown table of the CPU benchmark written by ``python -m petnet.bench --json``: one column per runtime."""
+    runtimes = list(bench["runtimes"].values())
+    reference = runtimes[0]["runtime"]
+
+    def cold(key: str, form: str) -> list[str]:
+        return [format(f["cold_start"][key], form) if f.get("cold_start") else "" for f in runtimes]
+
     rows = [
-        ("Single image, end to end (decode, preprocess, network, mask at photo size), p50",
-         f"{bench['latency']['p50_ms']:.1f} ms"),
-        ("Single image, end to end, p90", f"{bench['latency']['p90_ms']:.1f} ms"),
-        *(((f"The same for {bench['compared']['model']}, timed in turns with it, p50",
-            f"{bench['compared']['latency']['p50_ms']:.1f} ms (ratio {bench['compared']['p50_ratio']:.2f})"),)
-          if bench.get("compared") else ()),
-        *(((f"A cat and a dog side by side ({bench['two_animal_latency']['pets_found']} found), p50",
-            f"{bench['two_animal_latency']['p50_ms']:.1f} ms"),) if bench.get("two_animal_latency") else ()),
-        *((f"Throughput on preprocessed images, batches of {size}", f"{value:.0f} images/s")
-          for size, value in throughput.items()),
+        ("Single photo, end to end (decode, preprocess, network, closer look, mask at photo size), p50",
+         [f"{f['latency']['p50_ms']:.1f} ms" for f in runtimes]),
+        ("Single photo, end to end, p90", [f"{f['latency']['p90_ms']:.1f} ms" for f in runtimes]),
+        (f"p50 as a share of {reference}'s, timed in turns", [f"{f['p50_ratio']:.2f}" for f in runtimes]),
+        ("The network's first look (photo and mirror image), p50", [f"{f['network']['p50_ms']:.1f} ms" for f in runtimes]),
+        ("A cat and a dog side by side, p50",
+         [f"{f['two_animal_latency']['p50_ms']:.1f} ms ({f['pets_found_side_by_side']} found)" for f in runtimes]),
+        *((f"Throughput on preprocessed photos, batches of {size}",
+           [f"{f['throughput_images_per_s'][size]:.0f} images/s" for f in runtimes])
+          for size in runtimes[0]["throughput_images_per_s"]),
+        ("First prediction in a fresh process (import, load, predict), median", [c + " s" if c else "" for c in cold("first_prediction_s", ".2f")]),
+        ("Peak memory of that process after 10 photos", [c + " MiB" if c else "" for c in cold("peak_rss_mib", ".0f")]),
     ]  # fmt: skip
-    if bench.get("cold_load"):
-        cold = bench["cold_load"]
-        runs = len(cold["import_and_load_runs_s"])
-        rows += [
-            (f"Model load in a fresh process (import torch + petnet, read weights), median of {runs}",
-             f"{cold['import_and_load_s']:.2f} s"),
-            ("Peak memory of that process", f"{cold['peak_rss_mib']:.0f} MiB"),
-        ]
-    lines = ["| Measure | Value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+    lines = [
+        "| Measure | " + " | ".join(f["runtime"] for f in runtimes) + " |",
+        "|---|" + "---|" * len(runtimes),
+        *(f"| {name} | " + " | ".join(values) + " |" for name, values in rows),
+    ]
     return "\n".join(lines)
-
-
-_NATIVE_BFLOAT16 = "what `load_model()` picks on CPUs with bfloat16 in hardware; float32 elsewhere"
 
 
 def speed_caption(bench: Mapping[str, Any]) -> str:
     """Where and how the benchmark ran, as one sentence."""
+    size = bench.get("light_install_mib")
     return (
-        f"Measured with `python -m petnet.bench --threads {bench['threads']}"
-        f"{' --compare ' + bench['compared']['model'] if bench.get('compared') else ''}"
-        f"` on a {bench['cpu_count']}-core "
-        f"{bench['cpu']} CPU ({bench['threads']} threads, torch {bench['torch']}, {bench['image_size']} px input, "
-        f"photo {bench['image']}), the network computing in {bench.get('dtype', 'float32')}"
-        f"{' (' + _NATIVE_BFLOAT16 + ')' if bench.get('dtype') == 'bfloat16' else ''}."
+        f"Measured with `python -m petnet.bench --threads {bench['threads']}` on a {bench['cpu_count']}-core "
+        f"{bench['cpu']} CPU ({bench['threads']} threads, {bench['image_size']} px input, photo {bench['image']}), "
+        "the runtimes timed in turns in one process"
+        + (f"; the light install (`requirements.txt`, no PyTorch) takes {size:.0f} MiB." if size else ".")
     )
 
 

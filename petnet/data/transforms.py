@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from petnet.config import PetNetConfig
-from petnet.inference.preprocess import normalize
 
 _GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 SCENE_CROP_SCALE = (0.85, 1.0)
+
+
+def normalize(config: PetNetConfig) -> list[v2.Transform]:
+    """To float in [0, 1], then standardised with the config's mean and std (masks left as they are):
+    how every pipeline here ends, as the prediction pipeline's :func:`~petnet.inference.preprocess.eval_transform` does."""
+    return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(config.mean, config.std)]
 
 
 class PhotometricTrivialAugmentWide(v2.TrivialAugmentWide):
@@ -51,6 +58,14 @@ def train_transform(
         *photometric,
         *normalize(config),
     ])  # fmt: skip
+
+
+def val_transform(config: PetNetConfig) -> v2.Compose:
+    """Deterministic preprocessing of validation samples, masks along: stretched to the model's square
+    input and normalised, as the prediction pipeline's :func:`~petnet.inference.preprocess.eval_transform`
+    prepares a photo (``tests/test_data.py`` checks that the two give the network the same input)."""
+    size = config.image_size
+    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *normalize(config)])
 
 
 def center_transform(config: PetNetConfig) -> v2.Compose:

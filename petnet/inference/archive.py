@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from petnet.errors import InvalidImageError
 from petnet.images import ImageInput
@@ -172,7 +171,7 @@ def _mirror_stem(file: Path, shared: bool) -> str:
 
 
 ACTOR_THREADS = 2
-"""Torch threads per model replica: one replica per two CPUs. Each actor reserves one CPU of Ray's
+"""Network threads per model replica: one replica per two CPUs. Each actor reserves one CPU of Ray's
 (``num_cpus=1``), not two, so that on a machine with two the file-reading tasks still get one; a
 replica reserving every CPU would wait forever for the reads it needs."""
 
@@ -204,8 +203,7 @@ class PredictBatch:
         from petnet.hub import load_model  # the loader sits above the pipeline this module belongs to
 
         # Ray sets OMP_NUM_THREADS to the reserved num_cpus (1); the replica computes with ``threads``.
-        torch.set_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS") or 1))
-        self.predictor = load_model(model).predictor
+        self.predictor = load_model(model, threads=threads or int(os.environ.get("OMP_NUM_THREADS") or 1)).predictor
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         paths = [str(path) for path in batch["path"]]

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 SIGMA_SCALE = 0.1
@@ -27,34 +25,37 @@ PEAK_VALLEY = 0.6
 """How far the heatmap must fall between two peaks, as a fraction of the lower one's height, for
 them to be two animals. Chosen on validation with the shipped head (150 two-animal composites,
 367 single pets; 0.5 to 0.9 tried, docs/experiments.md): without it, 1 in 25 single pets got two answers."""
-def center_heatmap(instances: torch.Tensor, size: tuple[int, int], min_area: int = 1) -> torch.Tensor:
-    """Target heatmap (h, w) = ``size`` for an (H, W) map of animal ids (0 = none, 1..k one animal
-    each): a Gaussian at each animal's centroid, 1 exactly at its cell.
+
+
+def center_heatmap(instances: np.ndarray, size: tuple[int, int], min_area: int = 1) -> np.ndarray:
+    """Target heatmap (h, w) = ``size`` (float32) for an (H, W) map of animal ids (0 = none, 1..k one
+    animal each; an array or a CPU tensor): a Gaussian at each animal's centroid, 1 exactly at its cell.
     Animals with fewer than ``min_area`` pixels get no peak (too little of them is in view)."""
+    instances = np.asarray(instances)
     height, width = instances.shape
-    rows = (torch.arange(size[0], dtype=torch.float32) + 0.5) * height / size[0] - 0.5
-    cols = (torch.arange(size[1], dtype=torch.float32) + 0.5) * width / size[1] - 0.5
-    target = torch.zeros(size)
-    for animal in instances.unique().tolist():
+    rows = (np.arange(size[0], dtype=np.float32) + 0.5) * height / size[0] - 0.5
+    cols = (np.arange(size[1], dtype=np.float32) + 0.5) * width / size[1] - 0.5
+    target = np.zeros(size, dtype=np.float32)
+    for animal in np.unique(instances):
         if animal == 0:
             continue
-        ys, xs = torch.nonzero(instances == animal, as_tuple=True)
+        ys, xs = np.nonzero(instances == animal)
         if len(ys) < min_area:
             continue
-        cy, cx = ys.float().mean(), xs.float().mean()
+        cy, cx = ys.mean(dtype=np.float32), xs.mean(dtype=np.float32)
         side = math.sqrt(float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
         sigma_y = max(MIN_SIGMA, SIGMA_SCALE * side * size[0] / height)
         sigma_x = max(MIN_SIGMA, SIGMA_SCALE * side * size[1] / width)
         dy = (rows - cy) * size[0] / height
         dx = (cols - cx) * size[1] / width
-        peak = torch.exp(-(dy[:, None] / sigma_y) ** 2 / 2 - (dx[None, :] / sigma_x) ** 2 / 2)
-        peak[int(dy.abs().argmin()), int(dx.abs().argmin())] = 1.0
-        target = torch.maximum(target, peak)
+        peak = np.exp(-((dy[:, None] / sigma_y) ** 2) / 2 - (dx[None, :] / sigma_x) ** 2 / 2)
+        peak[int(np.abs(dy).argmin()), int(np.abs(dx).argmin())] = 1.0
+        np.maximum(target, peak, out=target)
     return target
 
 
 def find_peaks(
-    heatmap: torch.Tensor, threshold: float, window: int = PEAK_WINDOW, valley: float = PEAK_VALLEY
+    heatmap: np.ndarray, threshold: float, window: int = PEAK_WINDOW, valley: float = PEAK_VALLEY
 ) -> list[tuple[int, int, float]]:
     """(row, col, height) of each animal's peak in an (h, w) probability heatmap, highest first.
 
@@ -62,8 +63,9 @@ def find_peaks(
     own: the heatmap on the straight line to every higher peak dips below ``valley`` times its
     height. Without the dip it is a second top of the same animal's hill (a long body, a head
     apart from it), which would split one pet into two answers."""
-    pooled = F.max_pool2d(heatmap[None, None], window, stride=1, padding=window // 2)[0, 0]
-    candidates = torch.nonzero((heatmap == pooled) & (heatmap >= threshold)).tolist()
+    heatmap = np.asarray(heatmap)
+    pooled = ndimage.maximum_filter(heatmap, size=window, mode="constant", cval=-np.inf)  # a max pool, edges padded
+    candidates = np.argwhere((heatmap == pooled) & (heatmap >= threshold)).tolist()
     candidates.sort(key=lambda cell: -float(heatmap[cell[0], cell[1]]))
     peaks: list[tuple[int, int, float]] = []
     for row, col in candidates:
@@ -73,13 +75,13 @@ def find_peaks(
     return peaks
 
 
-def _separate(heatmap: torch.Tensor, cell: tuple[int, int], higher: tuple[int, int], window: int, floor: float) -> bool:
+def _separate(heatmap: np.ndarray, cell: tuple[int, int], higher: tuple[int, int], window: int, floor: float) -> bool:
     """``cell`` lies outside ``higher``'s window and the heatmap between them dips below ``floor``."""
     steps = max(abs(cell[0] - higher[0]), abs(cell[1] - higher[1]))
     if steps <= window // 2:
         return False
-    rows = torch.linspace(cell[0], higher[0], 2 * steps + 1).round().long()
-    cols = torch.linspace(cell[1], higher[1], 2 * steps + 1).round().long()
+    rows = np.linspace(cell[0], higher[0], 2 * steps + 1).round().astype(np.int64)
+    cols = np.linspace(cell[1], higher[1], 2 * steps + 1).round().astype(np.int64)
     return float(heatmap[rows, cols].min()) < floor
 
 
@@ -88,14 +90,14 @@ _WIDTH_AT_VALLEY = 2 * math.sqrt(2 * math.log(1 / PEAK_VALLEY)) * SIGMA_SCALE
 animal's box side (a Gaussian's width at level f is 2 sigma sqrt(2 ln(1/f)))."""
 
 
-def hill_box(heatmap: torch.Tensor, peak: tuple[int, int, float]) -> tuple[float, float, float, float]:
+def hill_box(heatmap: np.ndarray, peak: tuple[int, int, float]) -> tuple[float, float, float, float]:
     """(top, left, bottom, right), in heatmap cells, of a square-ish box for the animal whose
     ``peak`` this is, read from the width of its hill at ``PEAK_VALLEY`` of its height, for an
     animal the mask did not see: :func:`center_heatmap`'s spread undone, so the box's sides are
     about the animal's geometric-mean side (larger for small animals, whose spread is
     ``MIN_SIGMA``). At that level two peaks :func:`find_peaks` keeps never share a hill."""
     row, col, height = peak
-    hill, _ = ndimage.label((heatmap >= PEAK_VALLEY * height).numpy())
+    hill, _ = ndimage.label(heatmap >= PEAK_VALLEY * height)
     rows, cols = np.nonzero(hill == hill[row, col])
     half_height = (rows.max() - rows.min() + 1) / _WIDTH_AT_VALLEY / 2
     half_width = (cols.max() - cols.min() + 1) / _WIDTH_AT_VALLEY / 2

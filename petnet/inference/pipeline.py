@@ -12,17 +12,21 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
    ``config.breed_temperature``); a photo with several animals gets one more pass over their crops.
 
 The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
-plugs in without a second pipeline.
+over numpy arrays plugs in without a second pipeline (the PyTorch model through
+:class:`petnet.models.network.TorchNetwork`, ONNX Runtime through
+:class:`petnet.inference.onnx_network.OnnxNetwork`). Everything here is numpy, scipy and Pillow:
+predicting needs no PyTorch.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 from PIL import Image
+from scipy.special import expit
 
 from petnet.config import PetNetConfig
 from petnet.images import ImageInput, load_image
@@ -33,10 +37,13 @@ from petnet.inference.decoding import (
     mask_from_logits,
     mean_probability_logits,
 )
-from petnet.inference.preprocess import eval_transform
+from petnet.inference.preprocess import eval_transform, resize_channels
 from petnet.inference.regions import animal_regions, crop_box, region_box
 from petnet.inference.results import Pet, Prediction
 from petnet.labels import BACKGROUND_INDEX
+
+if TYPE_CHECKING:
+    import torch
 
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
@@ -45,28 +52,26 @@ the closer look's crops follow as one more batch through the backbone."""
 
 
 class Network(Protocol):
-    """What the pipeline needs of a runtime: three kinds of pass over (B, 3, S, S) float batches,
-    each returning float32 outputs on the CPU or the network's device."""
+    """What the pipeline needs of a runtime: three kinds of pass over a float32 (B, 3, S, S) numpy
+    batch, each returning float32 numpy arrays; ``config`` is the model's."""
 
     config: PetNetConfig
 
-    @property
-    def device(self) -> torch.device: ...
-
-    def infer(self, images: torch.Tensor) -> PetNetOutput:
+    def infer(self, images: np.ndarray) -> PetNetOutput:
         """Everything, masks (and centre heatmaps) averaged with the mirror image's when the config says so."""
 
-    def infer_single_view(self, images: torch.Tensor) -> PetNetOutput:
+    def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
         """Everything, from the images as given (crops of a photo's animals)."""
 
-    def infer_classification(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Species and breed logits alone (the closer look)."""
 
 
 class PreparedImage(NamedTuple):
-    """One image ready for the network: input tensor, original (H, W), and the photo when there is one."""
+    """One image ready for the network: its float32 (3, H, W) input, original (H, W), and the photo
+    when there is one."""
 
-    tensor: torch.Tensor
+    tensor: np.ndarray
     size: tuple[int, int]
     photo: Image.Image | None
 
@@ -75,8 +80,8 @@ class Answer(NamedTuple):
     """What the pipeline answers for one image, with what scoring it needs beyond the prediction."""
 
     prediction: Prediction
-    mask_logits: torch.Tensor
-    """(3, S, S) mask logits at the network's input size (mirror-averaged), on the CPU."""
+    mask_logits: np.ndarray
+    """(3, S, S) mask logits at the network's input size (mirror-averaged)."""
     animals_found: int
     """Animals ``predict`` answers for were the photo taken to hold a pet (at least 1)."""
 
@@ -88,9 +93,9 @@ class Predictor:
     def __init__(self, network: Network) -> None:
         self.network = network
         self.preprocess = eval_transform(network.config)
-        """Photo -> normalised 3xSxS tensor, the network's input."""
+        """Photo -> normalised float32 (3, S, S) array, the network's input."""
         species = {name: i for i, name in enumerate(network.config.species_names)}
-        self.breed_species_index = torch.tensor([species[name] for name in network.config.breed_species])
+        self.breed_species_index = np.array([species[name] for name in network.config.breed_species])
 
     @property
     def config(self) -> PetNetConfig:
@@ -111,26 +116,20 @@ class Predictor:
         return results
 
     def prepare(self, image: ImageInput | torch.Tensor) -> PreparedImage:
-        """Read and preprocess one input (a preprocessed 3xHxW tensor is taken as it is)."""
-        if isinstance(image, torch.Tensor):
-            if image.ndim == 4 and image.shape[0] == 1:
-                image = image[0]
-            if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-                raise ValueError(
-                    f"A tensor input must be a preprocessed float 3xHxW image, got {tuple(image.shape)} {image.dtype}."
-                )
-            return PreparedImage(image, tuple(image.shape[-2:]), None)
+        """Read and preprocess one input: a PyTorch tensor or a float numpy array is a preprocessed
+        3xHxW input and is taken as it is; anything else is a photo for :func:`~petnet.images.load_image`."""
+        preprocessed = _preprocessed_input(image)
+        if preprocessed is not None:
+            return PreparedImage(preprocessed, preprocessed.shape[-2:], None)
         picture = load_image(image)
         return PreparedImage(self.preprocess(picture), (picture.height, picture.width), picture)
 
-    def first_look(self, tensors: Sequence[torch.Tensor]) -> tuple[PetNetOutput, list[torch.Tensor]]:
-        """The network's pass over a batch of equal-sized inputs (on the CPU) and each label map."""
-        batch = torch.stack(list(tensors)).to(self.network.device, memory_format=torch.channels_last)
-        with torch.inference_mode():
-            output = self.network.infer(batch).apply(torch.Tensor.cpu)
+    def first_look(self, tensors: Sequence[np.ndarray]) -> tuple[PetNetOutput, list[np.ndarray]]:
+        """The network's pass over a batch of equal-sized inputs and each label map."""
+        output = self.network.infer(np.stack(tensors))
         return output, [mask_from_logits(logits) for logits in output.mask_logits]
 
-    def regions(self, mask: torch.Tensor, output: PetNetOutput, i: int, thresholds: tuple[float, float] | None = None) -> list[torch.Tensor]:
+    def regions(self, mask: np.ndarray, output: PetNetOutput, i: int, thresholds: tuple[float, float] | None = None) -> list[np.ndarray]:
         """:func:`~petnet.inference.regions.animal_regions` of image ``i`` at the config's thresholds (or ``thresholds``)."""
         return animal_regions(mask, output, i, self.config, thresholds)
 
@@ -139,18 +138,17 @@ class Predictor:
         shapes = {tuple(item.tensor.shape) for item in inputs}
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
             return [answer for item in inputs for answer in self.answer([item])]
-        with torch.inference_mode():
-            output, masks = self.first_look([item.tensor for item in inputs])
-            found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
-            holds_pet = (output.pet_logits.float().sigmoid() >= self.config.pet_threshold).tolist()
-            animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
-            if self.config.closer_look:
-                output = self.look_closer(output, animals, [item.tensor for item in inputs], lambda i: inputs[i].photo)
-            decoded = self.decode(output)
-            predictions = [
-                self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
-                for i, item in enumerate(inputs)
-            ]
+        output, masks = self.first_look([item.tensor for item in inputs])
+        found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
+        holds_pet = (expit(output.pet_logits) >= self.config.pet_threshold).tolist()
+        animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
+        if self.config.closer_look:
+            output = self.look_closer(output, animals, [item.tensor for item in inputs], lambda i: inputs[i].photo)
+        decoded = self.decode(output)
+        predictions = [
+            self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
+            for i, item in enumerate(inputs)
+        ]
         return [
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(predictions)
@@ -163,11 +161,11 @@ class Predictor:
     def look_closer(
         self,
         output: PetNetOutput,
-        animals: Sequence[Sequence[torch.Tensor]],
-        tensors: Sequence[torch.Tensor],
+        animals: Sequence[Sequence[np.ndarray]],
+        tensors: Sequence[np.ndarray],
         photo_of: Callable[[int], Image.Image | None],
     ) -> PetNetOutput:
-        """``output`` of the first look (on the CPU) with a second look at each lone pet.
+        """``output`` of the first look with a second look at each lone pet.
 
         ``animals`` are the regions the pipeline answers for in each image (none for an image
         without a pet). An image with exactly one is cropped to that animal's box
@@ -186,30 +184,28 @@ class Predictor:
                 looks.append((i, box))
         if not looks:
             return output
-        crops = torch.stack([self._crop(tensors[i], photo_of(i), box) for i, box in looks])
-        with torch.inference_mode():
-            species, breeds = self.network.infer_classification(
-                crops.to(self.network.device, memory_format=torch.channels_last)
-            )
-        rows = torch.tensor([i for i, _ in looks])
+        crops = np.stack([self._crop(tensors[i], photo_of(i), box) for i, box in looks])
+        species, breeds = self.network.infer_classification(crops)
+        rows = [i for i, _ in looks]
 
-        def averaged(photo_logits: torch.Tensor, crop_logits: torch.Tensor) -> torch.Tensor:
-            mean = mean_probability_logits(photo_logits.index_select(0, rows), crop_logits.cpu())
-            return photo_logits.float().index_copy(0, rows, mean)
+        def averaged(photo_logits: np.ndarray, crop_logits: np.ndarray) -> np.ndarray:
+            merged = np.array(photo_logits, dtype=np.float32)
+            merged[rows] = mean_probability_logits(merged[rows], crop_logits)
+            return merged
 
         return output._replace(
             species_logits=averaged(output.species_logits, species), breed_logits=averaged(output.breed_logits, breeds)
         )
 
     def _prediction(
-        self, item: PreparedImage, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: torch.Tensor,
-        has_pet: bool, animals: list[torch.Tensor],
+        self, item: PreparedImage, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: np.ndarray,
+        has_pet: bool, animals: list[np.ndarray],
     ) -> Prediction:  # fmt: skip
         """One image's result (``mask`` its label map, ``animals`` its regions when it holds a pet);
         photos with several animals get one more pass over their crops."""
         names = self.config
         full_mask = mask_from_logits(output.mask_logits[i], item.size)
-        whole_photo = torch.ones_like(mask, dtype=torch.bool)
+        whole_photo = np.ones(mask.shape, dtype=bool)
         regions = (animals or [whole_photo]) if has_pet else []
         classified, row = decoded, i  # what the top-level fields read: the largest animal's crop, or the photo
         if len(regions) > 1:
@@ -233,33 +229,31 @@ class Predictor:
             pets=tuple(pets),
         )
 
-    def _classify_crops(self, item: PreparedImage, regions: list[torch.Tensor]) -> PetNetOutput:
+    def _classify_crops(self, item: PreparedImage, regions: list[np.ndarray]) -> PetNetOutput:
         """One forward pass over a crop around each region."""
         crops = [self._crop(item.tensor, item.photo, crop_box(region)) for region in regions]
-        batch = torch.stack(crops).to(self.network.device, memory_format=torch.channels_last)
-        return self.network.infer_single_view(batch).apply(torch.Tensor.cpu)
+        return self.network.infer_single_view(np.stack(crops))
 
-    def _crop(self, tensor: torch.Tensor, photo: Image.Image | None, box: tuple[int, int, int, int]) -> torch.Tensor:
-        """The network input showing ``box`` (pixels of the network-size ``tensor``), cut from the
-        photo's own pixels when there is a photo (a large photo has more detail than the tensor)."""
+    def _crop(self, tensor: np.ndarray, photo: Image.Image | None, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The network input showing ``box`` (pixels of the network-size input ``tensor``), cut from
+        the photo's own pixels when there is a photo (a large photo has more detail than the input)."""
         left, top, right, bottom = box
         if photo is None:
-            crop = tensor[:, top:bottom, left:right]
-            return F.interpolate(crop[None], size=tensor.shape[-2:], mode="bilinear", antialias=True)[0]
+            return resize_channels(tensor[:, top:bottom, left:right], tensor.shape[-2:])
         scale_y, scale_x = photo.height / tensor.shape[-2], photo.width / tensor.shape[-1]
         left, top = round(left * scale_x), round(top * scale_y)
         right, bottom = max(left + 1, round(right * scale_x)), max(top + 1, round(bottom * scale_y))  # a small photo
         return self.preprocess(photo.crop((left, top, right, bottom)))
 
     def _pet(
-        self, decoded: DecodedOutput, i: int, region: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],
-        full_mask: torch.Tensor,
+        self, decoded: DecodedOutput, i: int, region: np.ndarray, mask: np.ndarray, size: tuple[int, int],
+        full_mask: np.ndarray,
     ) -> Pet:  # fmt: skip
         """Row ``i`` of ``decoded`` as one animal whose ``region`` (network size, on the label ``mask``)
         maps onto the photo: onto ``full_mask``'s pet and boundary pixels when the region holds pet
         pixels, else (an animal the mask missed, or no pet pixels anywhere) onto its background ones."""
         species = int(decoded.species_index[i])
-        stretched = F.interpolate(region[None, None].float(), size=size, mode="nearest")[0, 0].bool()
+        stretched = region[np.ix_(_nearest(region.shape[0], size[0]), _nearest(region.shape[1], size[1]))]
         on_mask = bool((region & (mask != BACKGROUND_INDEX)).any())
         full_region = stretched & ((full_mask != BACKGROUND_INDEX) if on_mask else (full_mask == BACKGROUND_INDEX))
         if not full_region.any():
@@ -273,3 +267,30 @@ class Predictor:
             box=region_box(full_region),
             region=full_region,
         )
+
+
+def _nearest(size_in: int, size_out: int) -> np.ndarray:
+    """The source pixel of each of ``size_out`` pixels along an axis stretched by nearest neighbour:
+    ``floor(i * size_in / size_out)`` in float32, PyTorch's ``"nearest"`` (not Pillow's, which takes
+    pixel centres), so an animal's region lands on the photo's pixels where it always has."""
+    scale = np.float32(size_in) / np.float32(size_out)
+    return np.minimum((np.arange(size_out, dtype=np.float32) * scale).astype(np.int64), size_in - 1)
+
+
+def _preprocessed_input(image: object) -> np.ndarray | None:
+    """``image`` as a float32 (3, H, W) array when it is a preprocessed input (a PyTorch tensor, as
+    the original PetNet took, or a float numpy array; a batch of one too), ``None`` for a photo.
+    Tensors are told without importing torch: one exists only where its caller imported torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        array = (image.float() if image.is_floating_point() else image).numpy()  # bfloat16 has no numpy type
+    elif isinstance(image, np.ndarray) and np.issubdtype(image.dtype, np.floating):
+        array = image
+    else:
+        return None
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 3 or array.shape[0] != 3 or not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"A tensor or float array input must be a preprocessed float 3xHxW image, got {array.shape} {array.dtype}.")
+    return array.astype(np.float32, copy=False)

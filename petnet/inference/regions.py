@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from scipy import ndimage
+from scipy.special import expit, softmax
 
 from petnet.config import PetNetConfig
 from petnet.inference.centers import find_peaks, hill_box
@@ -38,27 +38,27 @@ pixels an animal) gave 66.0% and 4.4%."""
 
 
 def animal_regions(
-    mask: torch.Tensor, output: PetNetOutput, i: int, config: PetNetConfig, thresholds: tuple[float, float] | None = None
-) -> list[torch.Tensor]:
-    """One region per animal in image ``i`` of a (CPU) batch ``output`` whose label map is
+    mask: np.ndarray, output: PetNetOutput, i: int, config: PetNetConfig, thresholds: tuple[float, float] | None = None
+) -> list[np.ndarray]:
+    """One region per animal in image ``i`` of a batch ``output`` whose label map is
     ``mask``: from the centre heatmap's peaks when the model has the head (at ``thresholds``,
     on and off the mask, default the config's), otherwise from the breed maps. Empty when no
     region stands out (the pipeline then answers for the whole photo)."""
     if output.center_logits is None:
         return pet_regions(mask, output.breed_maps[i])
     on_mask, off_mask = thresholds or (config.center_threshold, config.center_off_mask_threshold)
-    return center_regions(mask, output.center_logits[i].sigmoid(), on_mask, off_mask)
+    return center_regions(mask, expit(output.center_logits[i]), on_mask, off_mask)
 
 
 def pet_regions(
-    mask: torch.Tensor,
-    breed_maps: torch.Tensor,
+    mask: np.ndarray,
+    breed_maps: np.ndarray,
     pet_index: int = PET_INDEX,
     boundary_index: int = BOUNDARY_INDEX,
     min_fraction: float = MIN_ANIMAL_FRACTION,
     relative_fraction: float = SECOND_ANIMAL_FRACTION,
     distinct_confidence: float = DISTINCT_BREED_CONFIDENCE,
-) -> list[torch.Tensor]:
+) -> list[np.ndarray]:
     """One boolean HxW region per animal in a label ``mask``, largest first.
 
     The pieces are the connected (8-neighbour) regions of pet pixels. A collar, a lead or a shadow
@@ -70,12 +70,12 @@ def pet_regions(
     ``relative_fraction`` of the largest; each keeps the boundary pixels nearest to it, so its
     region covers its whole outline.
     """
-    pet = (mask == pet_index).numpy()
+    pet = mask == pet_index
     structure = np.ones((3, 3), dtype=bool)
     pieces, count = ndimage.label(pet, structure=structure)
     if count == 0:
         return []
-    covered = pet | (mask == boundary_index).numpy()
+    covered = pet | (mask == boundary_index)
     outlines, _ = ndimage.label(covered, structure=structure)
     flat = pieces.ravel()
     areas = np.bincount(flat, minlength=count + 1)
@@ -85,8 +85,9 @@ def pet_regions(
     cols = np.arange(mask.shape[1]) * map_cols // mask.shape[1]
     location = (rows[:, None] * map_cols + cols[None, :]).ravel()
     pixels_at = np.bincount(flat * map_rows * map_cols + location, minlength=(count + 1) * map_rows * map_cols)
-    pixels_at = torch.from_numpy(pixels_at.reshape(count + 1, -1)[1:]).float()
-    breeds = (pixels_at @ breed_maps.flatten(1).float().T / torch.from_numpy(areas[1:, None])).softmax(dim=1)
+    pixels_at = pixels_at.reshape(count + 1, -1)[1:].astype(np.float32)
+    breed_logits = pixels_at @ np.asarray(breed_maps, dtype=np.float32).reshape(len(breed_maps), -1).T
+    breeds = softmax(breed_logits / areas[1:, None].astype(np.float32), axis=1)
     outline_of = np.zeros(count + 1, dtype=np.int64)
     outline_of[flat] = outlines.ravel()  # every pixel of a piece lies in the same outline
     animals: list[_Animal] = []
@@ -102,31 +103,31 @@ def pet_regions(
     animals.sort(key=lambda animal: -animal.area)
     kept = [a.pieces for a in animals if a.area >= min_fraction * pet.size and a.area >= relative_fraction * animals[0].area]
     if len(kept) <= 1:
-        return [torch.from_numpy(covered)] if kept else []
+        return [covered] if kept else []
     animal_of_piece = np.zeros(count + 1, dtype=np.int32)
     for number, labels in enumerate(kept, start=1):
         animal_of_piece[labels] = number
     return _fill_outlines(animal_of_piece[pieces], covered, len(kept))
 
 
-def _fill_outlines(animal_map: np.ndarray, covered: np.ndarray, count: int) -> list[torch.Tensor]:
+def _fill_outlines(animal_map: np.ndarray, covered: np.ndarray, count: int) -> list[np.ndarray]:
     """Regions 1..``count`` of ``animal_map`` (0 = not yet given), each ``covered`` pixel given to
     the animal whose pixels are nearest."""
     if count == 1:  # every pixel's nearest animal is the only one (the distance transform is a third of the regions' time)
-        return [torch.from_numpy(covered.copy())]
+        return [covered.copy()]
     _, (rows, cols) = ndimage.distance_transform_edt(animal_map == 0, return_indices=True)
     nearest = animal_map[rows, cols]
-    return [torch.from_numpy(covered & (nearest == number)) for number in range(1, count + 1)]
+    return [covered & (nearest == number) for number in range(1, count + 1)]
 
 
 def center_regions(
-    mask: torch.Tensor,
-    heatmap: torch.Tensor,
+    mask: np.ndarray,
+    heatmap: np.ndarray,
     threshold: float,
     off_mask_threshold: float,
     min_fraction: float = MIN_ANIMAL_FRACTION,
     relative_fraction: float = SECOND_ANIMAL_FRACTION,
-) -> list[torch.Tensor]:
+) -> list[np.ndarray]:
     """One boolean HxW region per animal of a label ``mask``, one animal per peak of the (h, w)
     centre ``heatmap`` (probabilities, :func:`petnet.inference.centers.find_peaks`), largest first.
 
@@ -139,7 +140,7 @@ def center_regions(
     ``min_fraction`` of the mask, and outline animals smaller than ``relative_fraction`` of the
     largest, are dropped (their pixels go to the nearest animal kept). Empty when no peak counts.
     """
-    covered = np.isin(mask.numpy(), ANIMAL_INDICES)
+    covered = np.isin(mask, ANIMAL_INDICES)
     height, width = mask.shape
     cell_rows, cell_cols = height / heatmap.shape[0], width / heatmap.shape[1]
     peaks = [
@@ -163,7 +164,7 @@ def center_regions(
         region[max(0, round(top * cell_rows)) : round(bottom * cell_rows), max(0, round(left * cell_cols)) : round(right * cell_cols)] = True
         region &= ~covered
         if region.sum() >= min_fraction * covered.size:
-            regions.append(torch.from_numpy(region))
+            regions.append(region)
     return sorted(regions, key=lambda region: -int(region.sum()))
 
 
@@ -178,7 +179,7 @@ def _nearest_covered(covered: np.ndarray) -> Callable[[int, int], tuple[float, t
 
 def _outline_animals(
     covered: np.ndarray, points: list[tuple[int, int]], relative_fraction: float, min_fraction: float
-) -> list[torch.Tensor]:
+) -> list[np.ndarray]:
     """The ``covered`` pixels shared among animals at ``points`` (pixels on it), as :func:`center_regions` says."""
     outlines, _ = ndimage.label(covered, structure=np.ones((3, 3), dtype=bool))
     animal_map = np.zeros(covered.shape, dtype=np.int32)
@@ -205,25 +206,25 @@ class _Animal:
     """Pieces of pet pixels taken as one animal while :func:`pet_regions` groups them."""
 
     outline: int
-    breeds: torch.Tensor
+    breeds: np.ndarray
     """Breed probabilities of its largest piece."""
     pieces: list[int]
     area: int
 
 
-def _distinct(first: torch.Tensor, second: torch.Tensor, confidence: float) -> bool:
+def _distinct(first: np.ndarray, second: np.ndarray, confidence: float) -> bool:
     """Two breed distributions name different breeds, each with at least ``confidence``."""
     return bool(first.argmax() != second.argmax() and min(first.max(), second.max()) >= confidence)
 
 
-def region_box(region: torch.Tensor) -> tuple[int, int, int, int]:
+def region_box(region: np.ndarray) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) pixel box of a non-empty boolean region; right/bottom exclusive."""
-    rows = torch.nonzero(region.any(dim=1)).flatten()
-    cols = torch.nonzero(region.any(dim=0)).flatten()
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def crop_box(region: torch.Tensor, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
+def crop_box(region: np.ndarray, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
     """:func:`region_box` widened by ``margin`` of its size on each side, within the region's image:
     the box an animal is cropped to when the network looks at it on its own."""
     left, top, right, bottom = region_box(region)

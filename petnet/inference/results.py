@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 _COMPAT_KEYS = ("species", "breed", "mask")
 
@@ -21,7 +21,7 @@ class Pet:
     breed_confidences: tuple[float, ...]
     box: tuple[int, int, int, int]
     """(left, top, right, bottom) in photo pixels, right and bottom exclusive."""
-    region: torch.Tensor
+    region: np.ndarray
     """HxW bool at the photo's size: this animal's pet and boundary pixels, or for an animal the mask
     missed (found by the centre head away from any pet pixel) the box its heatmap peak implies."""
 
@@ -33,7 +33,7 @@ class Pet:
             "breed": list(self.breed),
             "breed_confidences": list(self.breed_confidences),
             "box": list(self.box),
-            "area_fraction": float(self.region.float().mean()),
+            "area_fraction": float(self.region.mean()),
         }
 
 
@@ -51,7 +51,7 @@ class Prediction(Mapping):
     """'cat' or 'dog'."""
     breed: tuple[str, ...]
     """Top-3 breed names (dataset spelling), restricted to the predicted species, best first."""
-    mask: torch.Tensor
+    mask: np.ndarray
     """HxW uint8 mask at the network's input size: 0 = pet, 1 = background, 2 = boundary."""
     species_confidence: float
     """Probability of the predicted species: its breeds' summed probability (under one half only
@@ -63,9 +63,9 @@ class Prediction(Mapping):
     """Probability of every species: its breeds' summed probability."""
     breed_probabilities: dict[str, float]
     """Unconditional probability of every breed, in label order."""
-    full_mask: torch.Tensor
-    """Mask at the original image size (equal to ``mask`` for preprocessed tensor inputs)."""
-    mask_probabilities: torch.Tensor
+    full_mask: np.ndarray
+    """HxW uint8 mask at the original image size (equal to ``mask`` for preprocessed inputs)."""
+    mask_probabilities: np.ndarray
     """(3, S, S) float probabilities of pet, background and boundary at the network's input size,
     for soft cut-outs (resample them to the photo with :func:`resize_scores`)."""
     pet_score: float
@@ -102,7 +102,7 @@ class Prediction(Mapping):
             "breed": list(self.breed) if found else [],
             "breed_confidences": list(self.breed_confidences) if found else [],
             "species_probabilities": self.species_probabilities if found else None,
-            "pet_fraction": float((self.full_mask == 0).float().mean()),
+            "pet_fraction": float((self.full_mask == 0).mean()),
             "image_size": [width, height],
             "pets": [pet.to_dict() for pet in self.pets],
         }

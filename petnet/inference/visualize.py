@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from petnet.inference.decoding import mask_from_logits, resize_scores
@@ -47,9 +46,9 @@ def animal_color(index: int) -> tuple[int, int, int]:
     return ANIMAL_COLORS[index % len(ANIMAL_COLORS)]
 
 
-def _mask_array(mask: np.ndarray | torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+def _mask_array(mask: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """``mask`` as an HxW uint8 array, resized with nearest neighbour to ``size`` (W, H) if given."""
-    array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    array = np.asarray(mask)
     if array.ndim != 2:
         raise ValueError(f"Expected an HxW mask, got shape {array.shape}.")
     if array.size and (array.min() < 0 or array.max() >= len(MASK_CLASSES)):
@@ -60,7 +59,7 @@ def _mask_array(mask: np.ndarray | torch.Tensor, size: tuple[int, int] | None = 
     return array
 
 
-def palette_mask(mask: np.ndarray | torch.Tensor) -> Image.Image:
+def palette_mask(mask: np.ndarray) -> Image.Image:
     """The mask as a palette ("P") image: pixel values stay 0/1/2 for programs, while any image
     viewer shows them in :data:`MASK_COLORS` instead of three nearly black greys."""
     image = Image.fromarray(_mask_array(mask), mode="P")
@@ -68,7 +67,7 @@ def palette_mask(mask: np.ndarray | torch.Tensor) -> Image.Image:
     return image
 
 
-def animal_map(regions: Sequence[torch.Tensor | np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+def animal_map(regions: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """HxW uint8 map of which animal each pixel belongs to: 0 = none, k = the k-th region (1-based).
 
     ``regions`` are boolean HxW masks such as ``Pet.region``, largest first; where two overlap, the
@@ -76,14 +75,13 @@ def animal_map(regions: Sequence[torch.Tensor | np.ndarray], shape: tuple[int, i
     """
     animals = np.zeros(shape, dtype=np.uint8)
     for number, region in reversed(list(enumerate(regions, start=1))):
-        array = region.numpy() if isinstance(region, torch.Tensor) else np.asarray(region)
-        animals[array.astype(bool)] = number
+        animals[np.asarray(region, dtype=bool)] = number
     return animals
 
 
 def overlay_mask(
     image: Image.Image,
-    mask: np.ndarray | torch.Tensor,
+    mask: np.ndarray,
     alpha: float = 0.5,
     animals: np.ndarray | None = None,
 ) -> Image.Image:
@@ -114,23 +112,21 @@ def overlay_mask(
     return Image.blend(photo, Image.fromarray(colours), alpha)
 
 
-def cutout_alpha(probabilities: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+def cutout_alpha(probabilities: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """HxW uint8 opacity of a soft pet cut-out from (3, h, w) mask probabilities (at ``size`` (H, W)).
 
     Pixels whose likeliest class is pet are opaque; elsewhere opacity is P(pet) + P(boundary) / 2,
     so the boundary band (half pet, half background in the trimaps) fades out by how sure the
     network is of it instead of keeping a hard ring of grass or fence around the pet.
     """
-    if size is not None:
-        probabilities = resize_scores(probabilities, size)
-    probabilities = probabilities.float()
+    probabilities = resize_scores(probabilities, size) if size is not None else np.asarray(probabilities, dtype=np.float32)
     alpha = probabilities[PET_INDEX] + probabilities[BOUNDARY_INDEX] / 2
-    alpha = torch.where(mask_from_logits(probabilities) == PET_INDEX, torch.ones_like(alpha), alpha)
-    alpha = torch.where(alpha < _NOISE_ALPHA, torch.zeros_like(alpha), alpha)
-    return (alpha.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    alpha[mask_from_logits(probabilities) == PET_INDEX] = 1
+    alpha[alpha < _NOISE_ALPHA] = 0
+    return (np.clip(alpha, 0, 1) * 255).round().astype(np.uint8)
 
 
-def pet_cutout(image: Image.Image, probabilities: torch.Tensor) -> Image.Image:
+def pet_cutout(image: Image.Image, probabilities: np.ndarray) -> Image.Image:
     """RGBA copy of ``image`` with soft transparency (:func:`cutout_alpha`), cropped to the pet.
 
     ``probabilities`` are the (3, h, w) mask probabilities of any size (``Prediction.mask_probabilities``);

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -179,22 +180,24 @@ class PetNet(
 
     @property
     def predictor(self) -> Predictor:
-        """The prediction pipeline around this network (:class:`~petnet.inference.pipeline.Predictor`)."""
+        """The prediction pipeline around this network (:class:`~petnet.inference.pipeline.Predictor`
+        over :class:`TorchNetwork`)."""
         if self._predictor is None:
-            self._predictor = Predictor(self)
+            self._predictor = Predictor(TorchNetwork(self))
         return self._predictor
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """Read an image input and turn it into the normalised 3xSxS tensor the network expects."""
-        return self.predictor.prepare(image).tensor
+        return torch.from_numpy(self.predictor.prepare(image).tensor)
 
     def predict(self, image: ImageInput | torch.Tensor) -> Prediction:
         """Whether there is a cat or dog, and for each animal its species, top-3 breeds (of that
         species) and mask region; the top-level fields describe the largest animal.
 
-        ``image`` is a preprocessed 3xHxW tensor (mask comes back HxW) or anything
+        ``image`` is a preprocessed 3xHxW tensor or float array (mask comes back HxW) or anything
         :func:`petnet.images.load_image` reads (mask at ``config.image_size``, ``full_mask`` at
-        the photo's size as read). Raises :class:`petnet.errors.InvalidImageError` for unusable input.
+        the photo's size as read); the result's masks are numpy arrays. Raises
+        :class:`petnet.errors.InvalidImageError` for unusable input.
         """
         return self.predictor.predict(image)
 
@@ -260,6 +263,41 @@ class PetNet(
                 f"{model_file} does not fit this PetNet configuration ({error}). "
                 "Load it with the config.json saved next to it."
             ) from error
+
+
+class TorchNetwork:
+    """A :class:`PetNet` as the prediction pipeline's :class:`~petnet.inference.pipeline.Network`:
+    numpy batches in, float32 numpy outputs out. In between, the module's own passes
+    (:meth:`PetNet.infer` and the others, which training calls with tensors) run on its device, in
+    its channels-last layout, without autograd; they compute in its ``inference_dtype`` themselves."""
+
+    def __init__(self, model: PetNet) -> None:
+        self.model = model
+
+    @property
+    def config(self) -> PetNetConfig:
+        return self.model.config
+
+    def infer(self, images: np.ndarray) -> PetNetOutput:
+        return self._run(self.model.infer, images).apply(_to_numpy)
+
+    def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
+        return self._run(self.model.infer_single_view, images).apply(_to_numpy)
+
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        species, breeds = self._run(self.model.infer_classification, images)
+        return _to_numpy(species), _to_numpy(breeds)
+
+    def _run(self, network_pass: Callable[[torch.Tensor], Any], images: np.ndarray) -> Any:
+        batch = torch.from_numpy(images).to(self.model.device, torch.float32, memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return network_pass(batch)
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A float32 C-contiguous array: the mask logits come out channels-last, a layout in which numpy's
+    per-pixel softmax and argmax over the classes ran several times slower."""
+    return tensor.float().cpu().contiguous().numpy()
 
 
 def write_config_file(directory: Path, config: Mapping[str, Any]) -> Path:

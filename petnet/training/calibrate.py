@@ -25,7 +25,7 @@ from scipy.optimize import minimize_scalar
 from petnet.config import TrainConfig
 from petnet.data.datasets import PetRecord, non_pet_split, read_non_pets, split_records
 from petnet.evaluation.metrics import expected_calibration_error, log_loss
-from petnet.hub import load_model
+from petnet.hub import ALL_PRECISIONS, RUNTIMES, load_model
 from petnet.inference.results import Prediction
 from petnet.labels import BREEDS
 from petnet.models.network import write_config_file
@@ -109,8 +109,12 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     parser.add_argument("--non-pet-root", type=Path, default=NON_PET_ROOT)
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
     parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="the runtime to calibrate for (default $PETNET_RUNTIME, else auto: what load_model runs)")
+    parser.add_argument("--precision", choices=ALL_PRECISIONS, default="auto", help="and its precision (as load_model)")
     args = parser.parse_args(argv)
-    model = load_model(args.model)
+    model = load_model(args.model, runtime=args.runtime, precision=args.precision)
+    log.info("Calibrating %s on %s", args.model, model.runtime)
     model.config.breed_temperature = 1.0  # fitted to the network's own probabilities
     records, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
     predictions = model.predict_batch([record.image_path for record in records])

@@ -17,13 +17,14 @@ import torch
 from huggingface_hub import constants
 from PIL import Image
 from safetensors import safe_open
+from scipy.special import softmax
 from tqdm.auto import tqdm
 
 from petnet.config import TrainConfig
 from petnet.data.datasets import pseudo_mask_path, split_records
 from petnet.errors import WeightsError
 from petnet.images import load_image
-from petnet.inference.decoding import resize_scores
+from petnet.inference.decoding import mask_from_logits, resize_scores
 from petnet.labels import IGNORE_INDEX
 from petnet.models.network import PetNet
 
@@ -33,12 +34,13 @@ DEFAULT_MIN_CONFIDENCE = 0.9
 """Pixels whose most likely class has a lower probability are left unlabelled (255)."""
 
 
-def pseudo_mask(mask_logits: torch.Tensor, size: tuple[int, int], min_confidence: float) -> np.ndarray:
-    """(3, h, w) logits -> (H, W) uint8 labels at ``size``, ``IGNORE_INDEX`` below ``min_confidence``."""
-    confidence, labels = resize_scores(mask_logits, size).softmax(dim=0).max(dim=0)
-    labels = labels.to(torch.uint8)
-    labels[confidence < min_confidence] = IGNORE_INDEX
-    return labels.numpy()
+def pseudo_mask(mask_logits: np.ndarray | torch.Tensor, size: tuple[int, int], min_confidence: float) -> np.ndarray:
+    """(3, h, w) logits (an array or a CPU tensor) -> (H, W) uint8 labels at ``size``,
+    ``IGNORE_INDEX`` below ``min_confidence``."""
+    probabilities = softmax(resize_scores(np.asarray(mask_logits), size), axis=0)
+    labels = mask_from_logits(probabilities)
+    labels[probabilities.max(axis=0) < min_confidence] = IGNORE_INDEX
+    return labels
 
 
 def load_mask_teacher(directory: Path) -> PetNet:

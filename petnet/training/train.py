@@ -41,7 +41,7 @@ from petnet.data.datasets import (
     train_val_split,
 )
 from petnet.data.scenes import ScenePlacer
-from petnet.data.transforms import SCENE_CROP_SCALE, train_transform
+from petnet.data.transforms import SCENE_CROP_SCALE, train_transform, val_transform
 from petnet.evaluation.metrics import (
     accuracy,
     binary_auroc,
@@ -54,7 +54,6 @@ from petnet.evaluation.metrics import (
 from petnet.evaluation.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.hub import load_model
 from petnet.inference.decoding import TOP_K_BREEDS, PetNetOutput
-from petnet.inference.preprocess import eval_transform
 from petnet.labels import BREED_SPECIES_INDEX, IGNORE_INDEX, SPECIES
 from petnet.models.network import PetNet
 from petnet.training.losses import LOSS_NAMES, multitask_loss
@@ -275,7 +274,7 @@ class Trainer:
         scene_augment = train_transform(model_config, config.crop_size, config.trivial_augment, SCENE_CROP_SCALE)
         self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None,
                                           ScenePlacer(backgrounds), config.scene_probability, scene_augment)
-        self.val_set = OxfordPetDataset(val_records, eval_transform(model_config))
+        self.val_set = OxfordPetDataset(val_records, val_transform(model_config))
         seed_everything(config.init_seed)  # the same initial decoder and heads on every rank and run
         self.model = start if start is not None else (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
         # channels_last: ~1.8x faster convolutions on CPU (oneDNN) and on GPU tensor cores

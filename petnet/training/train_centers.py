@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scipy.special import expit
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -127,7 +128,7 @@ def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequ
     counts = []
     for image in tqdm(images, desc="counting animals", leave=False):
         output, [mask] = predictor.first_look([predictor.prepare(image).tensor])
-        heights = np.array([height for *_, height in find_peaks(output.center_logits[0].sigmoid(), lowest)])
+        heights = np.array([height for *_, height in find_peaks(expit(output.center_logits[0]), lowest)])
         by_peaks_reached: dict[tuple[int, int], int] = {}
         row = []
         for pair in thresholds:
