@@ -19,8 +19,6 @@ from petnet.data.datasets import (
     NON_PET_SPLITS,
     NOT_A_PET,
     STRETCHED_SIZE,
-    OxfordPetDataset,
-    collate_skipping_failures,
     non_pet_split,
     read_non_pets,
     read_split,
@@ -28,6 +26,7 @@ from petnet.data.datasets import (
     split_records,
     train_val_split,
 )
+from petnet.data.training_set import OxfordPetDataset, collate_skipping_failures
 from petnet.data.transforms import PhotometricTrivialAugmentWide, train_transform, val_transform
 from petnet.errors import DatasetError, InvalidImageError
 from petnet.images import load_image

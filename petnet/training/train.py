@@ -32,8 +32,6 @@ from tqdm.auto import tqdm
 from petnet.config import MODEL_FLAGS, LossWeights, PetNetConfig, TrainConfig
 from petnet.data.cutmix import copy_paste_pets, cutmix_pets
 from petnet.data.datasets import (
-    OxfordPetDataset,
-    collate_skipping_failures,
     is_other_animal,
     non_pet_split,
     read_non_pets,
@@ -41,6 +39,7 @@ from petnet.data.datasets import (
     train_val_split,
 )
 from petnet.data.scenes import ScenePlacer
+from petnet.data.training_set import OxfordPetDataset, collate_skipping_failures
 from petnet.data.transforms import SCENE_CROP_SCALE, train_transform, val_transform
 from petnet.evaluation.metrics import (
     accuracy,

@@ -73,3 +73,14 @@ def test_petnet_predict_labels_a_folder_on_onnx_runtime(tmp_path: Path) -> None:
         results = {Path(row["file"]).name: row for row in csv.DictReader(rows)}
     assert set(results) == {Path(p).name for p in example_paths()[:2]} | {"broken.jpg"}
     assert results["broken.jpg"]["error"] and not results[Path(example_paths()[0]).name]["error"]
+
+
+def test_the_dashboard_renders_the_shipped_reports_without_torch() -> None:
+    out = _run(
+        "import sys; from streamlit.testing.v1 import AppTest\n"
+        "app = AppTest.from_file('app/dashboard.py', default_timeout=120).run()\n"
+        "assert not app.exception, [e.message for e in app.exception]\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print(len(app.tabs))"
+    )
+    assert int(out.strip().splitlines()[-1]) >= 5
