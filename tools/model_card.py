@@ -313,7 +313,7 @@ def readme_results(test: Mapping[str, Any], val: Mapping[str, Any], bench: Mappi
     """The README's results block (between the markers)."""
     return f"""{RESULTS_START}
 Measured with `python -m petnet.evaluate --split test` on the shipped weights ({test["model"]["backbone"]},
-{test["model"]["image_size"]} px input) over the {test["split_description"]}: part of the official test split
+{test["model"]["image_size"]} px input, run by {test["model"].get("runtime", "PyTorch")}, what `load_model()` gives) over the {test["split_description"]}: part of the official test split
 is withheld for independent checking, so these are figures on the part we have. Breed accuracy ranks the
 breeds of the predicted species, as `predict` returns them. {classification_method_sentence(test)}
 {mask_method_sentence(test)} They are scored

@@ -89,8 +89,9 @@ def cook_soup(
     with ``decoder_from`` (some of ``run_dirs``) the mask decoder is the mean of those runs' alone."""
     if export not in EXPORTS:
         raise ValueError(f"export must be one of {', '.join(EXPORTS)}; got {export!r}.")
-    models = [load_model(_model_dir(Path(run), export), fuse=False) for run in run_dirs]
-    if any(model.config != models[0].config for model in models[1:]):
+    models = [load_model(_model_dir(Path(run), export), runtime="torch", fuse=False) for run in run_dirs]
+    shapes = [{name: getattr(model.config, name) for name in _SHAPE_FIELDS} for model in models]
+    if any(shape != shapes[0] for shape in shapes[1:]):
         raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
     soup = models[0]
     averaged = average_state_dicts([model.state_dict() for model in models], weights)
@@ -114,6 +115,12 @@ def cook_soup(
     soup.load_state_dict(averaged)
     soup.weights_source = source
     return soup
+
+
+_SHAPE_FIELDS = ("backbone", "image_size", "decoder_channels", "species_names", "breed_names", "breed_species",
+                 "mask_classes", "center_head", "mean", "std")
+"""What ingredients must share; their thresholds and temperature may differ (the soup keeps the first
+ingredient's until ``petnet.training.calibrate`` fits its own)."""
 
 
 def _model_dir(run_dir: Path, export: str) -> Path:

@@ -241,7 +241,7 @@ def load_teacher(config: TrainConfig, device: torch.device) -> PetNet | None:
         return None
     if not Path(config.teacher).is_dir():
         raise FileNotFoundError(f"--teacher {config.teacher} is not a model folder (config.json + model.safetensors).")
-    teacher = load_model(config.teacher, device=str(device))
+    teacher = load_model(config.teacher, device=str(device), runtime="torch")
     if differing := [name for name in TEACHER_MUST_MATCH if getattr(teacher.config, name) != getattr(config.model, name)]:
         raise ValueError(f"--teacher {config.teacher} differs from the model it would teach in {', '.join(differing)}.")
     return teacher

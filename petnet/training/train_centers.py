@@ -172,9 +172,9 @@ class CenterTrainer:
         self.args = args
         self.output_dir = args.output_dir
         self.dtype = inference_dtype("auto", "cpu")
-        self.model = with_center_head(load_model(args.model, fuse=False, precision="float32"))
+        self.model = with_center_head(load_model(args.model, runtime="torch", fuse=False, precision="float32"))
         if args.head_from:
-            self.model.center_head.load_state_dict(trained_center_head(load_model(args.head_from, fuse=False)).state_dict())
+            self.model.center_head.load_state_dict(trained_center_head(load_model(args.head_from, runtime="torch", fuse=False)).state_dict())
         self.model.inference_dtype = self.dtype  # thresholds are chosen on what users get
         records = read_split(args.data_root, "trainval")
         self.train_pets, self.val_pets = train_val_split(records, args.val_fraction, args.seed)
