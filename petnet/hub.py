@@ -102,8 +102,9 @@ def load_model(
     Runtime on a CPU wherever onnxruntime is installed and the model has ONNX graphs, else PyTorch.
     ONNX Runtime gives a :class:`~petnet.inference.onnx_network.OnnxModel`; ``precision`` is then
     ``auto`` (the graphs ``config.onnx_precision`` names), ``float32`` or ``int8``, and ``threads``
-    its threads (default: the CPUs this process may use; for PyTorch, given, it sets the process's). A missing or corrupt graph falls back to
-    PyTorch with one warning, or raises where PyTorch is not installed.
+    its threads (default: the CPUs this process may use; given for PyTorch, it sets the process's).
+    A missing or corrupt graph falls back to PyTorch with one warning, or raises where PyTorch is
+    not installed. ``device`` and ``fuse`` concern PyTorch alone.
 
     PyTorch gives the :class:`~petnet.models.network.PetNet` module in eval mode on ``device``;
     ``precision`` is ``auto`` (bfloat16 on CPUs that have it in hardware), ``float32`` or
