@@ -2,8 +2,9 @@
 
 Masks are wrapped as ``tv_tensors.Mask`` so geometric transforms move them with the image and
 resample them with nearest neighbour, while photometric ones leave them untouched. Every transform
-takes the model's :class:`PetNetConfig`, the one place for input size and normalisation; the
-prediction pipeline's own preprocessing, which these end with, is :mod:`petnet.inference.preprocess`.
+takes the model's :class:`PetNetConfig`, the one place for input size and normalisation, and ends
+with :func:`normalize`; the prediction pipeline's own preprocessing, numpy only so that predicting
+needs no PyTorch, is :mod:`petnet.inference.preprocess`, which :func:`val_transform` equals.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from petnet.config import PetNetConfig
 
 _GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 SCENE_CROP_SCALE = (0.85, 1.0)
+"""Crop area of a training scene (:class:`petnet.data.scenes.ScenePlacer`): a larger crop could cut its
+small pet out of a photo still labelled as holding one."""
 
 
 def normalize(config: PetNetConfig) -> list[v2.Transform]:
