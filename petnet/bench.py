@@ -95,14 +95,14 @@ def two_animal_photo() -> Image.Image:
 
 def throughput(model, jpeg: bytes, batch_size: int, runs: int) -> float:
     """Images per second of ``predict_batch`` over preprocessed inputs at ``batch_size`` (median run)."""
-    inputs = [model.predictor.prepare(jpeg).tensor] * batch_size
+    inputs = [model.predictor.prepare(jpeg).pixels] * batch_size
     seconds = timings(lambda: model.predict_batch(inputs, batch_size=batch_size), runs, warmup=1)
     return float(batch_size / np.median(seconds))
 
 
 def network_pass(model, jpeg: bytes) -> Callable[[], object]:
     """The first look alone: the photo (and its mirror image) through the network."""
-    batch = np.asarray(model.predictor.prepare(jpeg).tensor)[None]
+    batch = np.asarray(model.predictor.prepare(jpeg).pixels)[None]
     return partial(model.predictor.network.infer, batch)
 
 

@@ -205,7 +205,7 @@ def test_animal_counts_equal_the_region_rule_at_every_threshold_pair() -> None:
     images = [Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for _ in range(4)]
     counts = animal_counts(model, images, THRESHOLDS)
     for image, row in zip(images, counts):
-        output = model.predictor.network.infer(model.predictor.prepare(image).tensor[None])
+        output = model.predictor.network.infer(model.predictor.prepare(image).pixels[None])
         mask = mask_from_logits(output.mask_logits[0])
         assert row.tolist() == [max(1, len(model.predictor.regions(mask, output, 0, pair))) for pair in THRESHOLDS]
     assert len(set(counts.ravel().tolist())) > 2

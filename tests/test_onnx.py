@@ -25,7 +25,7 @@ EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))[:4]
 
 
 def _inputs(model, paths: list[Path]) -> np.ndarray:
-    return np.stack([np.asarray(model.predictor.prepare(load_image(path)).tensor) for path in paths])
+    return np.stack([np.asarray(model.predictor.prepare(load_image(path)).pixels) for path in paths])
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

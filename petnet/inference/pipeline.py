@@ -71,7 +71,7 @@ class PreparedImage(NamedTuple):
     """One image ready for the network: its float32 (3, H, W) input, original (H, W), and the photo
     when there is one."""
 
-    tensor: np.ndarray
+    pixels: np.ndarray
     size: tuple[int, int]
     photo: Image.Image | None
 
@@ -135,15 +135,15 @@ class Predictor:
 
     def answer(self, inputs: Sequence[PreparedImage]) -> list[Answer]:
         """The whole pipeline for prepared images (of any sizes)."""
-        shapes = {tuple(item.tensor.shape) for item in inputs}
+        shapes = {tuple(item.pixels.shape) for item in inputs}
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
             return [answer for item in inputs for answer in self.answer([item])]
-        output, masks = self.first_look([item.tensor for item in inputs])
+        output, masks = self.first_look([item.pixels for item in inputs])
         found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
         holds_pet = (expit(output.pet_logits) >= self.config.pet_threshold).tolist()
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
         if self.config.closer_look:
-            output = self.look_closer(output, animals, [item.tensor for item in inputs], lambda i: inputs[i].photo)
+            output = self.look_closer(output, animals, [item.pixels for item in inputs], lambda i: inputs[i].photo)
         decoded = self.decode(output)
         predictions = [
             self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
@@ -231,7 +231,7 @@ class Predictor:
 
     def _classify_crops(self, item: PreparedImage, regions: list[np.ndarray]) -> PetNetOutput:
         """One forward pass over a crop around each region."""
-        crops = [self._crop(item.tensor, item.photo, crop_box(region)) for region in regions]
+        crops = [self._crop(item.pixels, item.photo, crop_box(region)) for region in regions]
         return self.network.infer_single_view(np.stack(crops))
 
     def _crop(self, tensor: np.ndarray, photo: Image.Image | None, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -188,7 +188,7 @@ class PetNet(
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """Read an image input and turn it into the normalised 3xSxS tensor the network expects."""
-        return torch.from_numpy(self.predictor.prepare(image).tensor)
+        return torch.from_numpy(self.predictor.prepare(image).pixels)
 
     def predict(self, image: ImageInput | torch.Tensor) -> Prediction:
         """Whether there is a cat or dog, and for each animal its species, top-3 breeds (of that

@@ -127,7 +127,7 @@ def animal_counts(model: PetNet, images: Sequence[Image.Image], thresholds: Sequ
     predictor = model.predictor
     counts = []
     for image in tqdm(images, desc="counting animals", leave=False):
-        output, [mask] = predictor.first_look([predictor.prepare(image).tensor])
+        output, [mask] = predictor.first_look([predictor.prepare(image).pixels])
         heights = np.array([height for *_, height in find_peaks(expit(output.center_logits[0]), lowest)])
         by_peaks_reached: dict[tuple[int, int], int] = {}
         row = []
