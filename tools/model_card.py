@@ -372,7 +372,10 @@ result.has_pet, result.pets          # is there a cat or dog; one entry per anim
 The PetNet package carries these weights (`petnet/weights`), so the library installed on its own
 (`pip install "git+<PetNet repository URL>"`, or `pip install .` in a clone) predicts offline from
 any working directory. Online, `load_model()` asks this repository for tag `v<package version>` and
-uses its files only if their SHA-256 equals the packaged files'.
+uses its files only if their SHA-256 equals the packaged files'. On a CPU it runs `model.int8.onnx`
+and `classify.int8.onnx` on ONNX Runtime (`config.json`'s `onnx_precision`), without PyTorch;
+`model.safetensors` is the same network for PyTorch (`load_model(runtime="torch")`, training, GPUs),
+and `model.onnx` / `classify.onnx` its float32 export.
 
 ## Results
 
