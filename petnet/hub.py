@@ -112,7 +112,7 @@ def load_model(
     pass ``fuse=False`` for a model to fine-tune, save or load a state dict into.
     Raises :class:`~petnet.errors.WeightsError` when no usable weights can be found.
     """
-    runtime = choose_runtime(runtime, device)
+    runtime = choose_runtime(runtime, device, precision)
     named = str(path_or_repo) if path_or_repo is not None else os.environ.get(REPO_ENV_VAR)
     source = named or DEFAULT_REPO_ID
     build = functools.partial(_build, runtime=runtime, device=device, fuse=fuse, precision=precision, threads=threads)
@@ -140,18 +140,22 @@ def load_model(
     return build(lambda name: BUNDLED_MODEL_DIR / name, f"bundled: {BUNDLED_MODEL_DIR.resolve()}")
 
 
-def choose_runtime(runtime: str | None, device: str = "cpu") -> str:
+def choose_runtime(runtime: str | None, device: str = "cpu", precision: str = "auto") -> str:
     """The runtime asked for (one of :data:`RUNTIMES`; default ``$PETNET_RUNTIME``, else ``auto``),
     checked: ``auto`` stays ``auto`` (ONNX Runtime if the model has graphs) on a CPU where onnxruntime
-    is installed, and becomes ``torch`` elsewhere."""
+    is installed, and becomes ``torch`` elsewhere or for PyTorch's own ``bfloat16``."""
     runtime = runtime or os.environ.get(RUNTIME_ENV_VAR) or "auto"
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r} (${RUNTIME_ENV_VAR}?).")
-    if runtime == "auto":
-        return "auto" if str(device).startswith("cpu") and _installed("onnxruntime") else "torch"
+    on_cpu = str(device).startswith("cpu")
+    if runtime == "auto" and not (on_cpu and _installed("onnxruntime") and precision != "bfloat16"):
+        runtime = "torch"
+    if runtime == "torch" and not _installed("torch"):
+        raise WeightsError("PyTorch runs this model here (runtime, device or precision), and it is not installed: "
+                           "pip install 'petnet[torch]'.")  # fmt: skip
     if runtime == "onnx" and not _installed("onnxruntime"):
         raise WeightsError("runtime 'onnx' needs onnxruntime: pip install onnxruntime")
-    if runtime == "onnx" and not str(device).startswith("cpu"):
+    if runtime == "onnx" and not on_cpu:
         raise ValueError(f"The ONNX runtime runs on the CPU only; use runtime='torch' for device {device!r}.")
     return runtime
 
@@ -164,8 +168,6 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
            threads: int | None) -> Model:  # fmt: skip
     """The model of the files ``fetch(name)`` gives (a local path, or a verified download) on ``runtime``."""
     config = PetNetConfig.from_dict(json.loads(_read(fetch(constants.CONFIG_NAME))), label)
-    if runtime == "auto" and precision == "bfloat16":
-        runtime = "torch"  # PyTorch's number format
     onnx_precision = config.onnx_precision if precision == "auto" else precision
     if runtime == "auto" and not _has_file(fetch, graph_files(onnx_precision)[0]):
         log.info("%s has no ONNX graphs (python -m petnet.training.export makes them): PyTorch runs it.", label)
@@ -234,6 +236,7 @@ def _hub_fetcher(repo_id: str, revision: str | None, verify: bool) -> tuple[Call
     the packaged one. Also the ``weights_source`` label of the repo's snapshot."""
     local_files_only = constants.is_offline_mode() or not _hub_answers(repo_id, revision)
 
+    @functools.cache  # the label's config.json, or a graph looked for and then loaded: fetched and checked once
     def fetch(name: str) -> Path:
         path = Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=local_files_only))
         if verify:
