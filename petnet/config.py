@@ -43,6 +43,12 @@ class PetNetConfig:
     pixels for one more pass of the backbone (no decoder), under half a network pass. On validation
     with the shipped soup's weights: breed top-1 344 of 367 against 341, top-3 362 either way, breed
     log loss 0.758 against 0.775 nats, species 366 against 367. Off for models saved before it."""
+    pet_pooling_sharpness: float = 0.0
+    """How the pet-presence head pools its per-location logits over the photo: 0 averages them (a
+    pet must fill much of the frame to raise the mean), ``r > 0`` takes their log-mean-exp at
+    sharpness ``r``, ``log(mean(exp(r * logits))) / r``, which leans towards the locations that show
+    a pet, so a pet in a corner of the photo counts. Re-fitted on frozen features by
+    ``python -m petnet.training.refit_pet_head``, which chooses ``r`` on held-out training photos."""
     pet_threshold: float = 0.5
     """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
     calibration part of the non-pet photos (``python -m petnet.training.calibrate``), never on test."""

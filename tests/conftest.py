@@ -83,7 +83,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="session")
 def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random PetNet (Lite0, 64 px, centre head) saved with its float32 and int8 ONNX graphs,
+    """A small random PetNet (Lite0, 64 px, centre head, sharp pet pooling) saved with its float32 and int8 ONNX graphs,
     made by the steps of ``python -m petnet.training.export`` (int8 calibrated on a few generated images)."""
     import torch
 
@@ -95,7 +95,7 @@ def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     directory = tmp_path_factory.mktemp("tiny-onnx")
     torch.manual_seed(0)
-    PetNet(PetNetConfig(image_size=64, center_head=True)).save_pretrained(directory)
+    PetNet(PetNetConfig(image_size=64, center_head=True, pet_pooling_sharpness=1.0)).save_pretrained(directory)
     model = load_model(directory, runtime="torch", precision="float32")
     export_float32(model, directory / ONNX_FILES["float32"])
     cut_classification(directory / ONNX_FILES["float32"], directory / ONNX_FILES["float32-classify"])

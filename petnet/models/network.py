@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -48,6 +49,12 @@ class ClassificationHead(nn.Sequential):
         linear layer commute)."""
         linear = self[-1]
         return F.conv2d(features, linear.weight[:, :, None, None], linear.bias)
+
+
+def pool_sharply(logits: torch.Tensor, sharpness: float) -> torch.Tensor:
+    """``log(mean(exp(sharpness * logits))) / sharpness`` over the last dimension: the mean of the
+    logits as ``sharpness`` nears 0, their largest as it grows."""
+    return (torch.logsumexp(logits.float() * sharpness, dim=-1) - math.log(logits.shape[-1])) / sharpness
 
 
 class PetNet(
@@ -107,6 +114,14 @@ class PetNet(
             self.is_fused = True
         return self
 
+    def pet_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(B,) pet-presence logits of the last backbone features: the head's mean over the locations,
+        or their log-mean-exp at ``config.pet_pooling_sharpness`` when it is above 0."""
+        sharpness = self.config.pet_pooling_sharpness
+        if sharpness <= 0:
+            return self.pet_head(features)[:, 0]
+        return pool_sharply(self.pet_head.class_map(features).flatten(1), sharpness)
+
     def forward(self, images: torch.Tensor) -> PetNetOutput:
         features = self.encoder(images)
         blocks = self.decoder.block_outputs(features)
@@ -114,7 +129,7 @@ class PetNet(
             species_logits=self.species_head(features[-1]),
             breed_logits=self.breed_head(features[-1]),
             mask_logits=self.decoder.classify(blocks[-1], output_size=images.shape[-2:]),
-            pet_logits=self.pet_head(features[-1])[:, 0],
+            pet_logits=self.pet_logits(features[-1]),
             breed_maps=self.breed_head.class_map(features[-1]),
             center_logits=self.center_logits(features, blocks) if self.center_head else None,
         )

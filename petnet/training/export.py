@@ -62,11 +62,14 @@ CALIBRATION_PHOTOS = 160
 """Training photos (each with its mirror image) the int8 activation ranges are calibrated on."""
 _OPSET18_DEFAULTS = {
     "ReduceMean": {"noop_with_empty_axes": 0},
+    "ReduceLogSumExp": {"noop_with_empty_axes": 0},
     "Resize": {"antialias": 0, "keep_aspect_ratio_policy": b"stretch"},
 }
 """Attributes opset 18 added, removed (point 1) only where they hold the value opset 17 implies."""
 _HEAVY_OPS = ("Conv", "Gemm")
-_PASS_THROUGH_OPS = ("Gather", "Resize", "Reshape", "Squeeze", "Unsqueeze", "Flatten")
+_PASS_THROUGH_OPS = ("Gather", "Resize", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Cast",
+                     "Mul", "Div", "Sub", "Add", "ReduceLogSumExp")  # fmt: skip
+"""Weightless ops between a layer and a graph output (the last ones: a sharp pet pooling's arithmetic)."""
 
 
 class _FullGraph(torch.nn.Module):
