@@ -9,7 +9,7 @@ pipeline runs where PyTorch is not installed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -129,6 +129,13 @@ def resize_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float32)
     if tuple(scores.shape[-2:]) == tuple(size):
         return scores
+    return next(_resized_rows(scores, size, size[0]))[1]
+
+
+def _resized_rows(scores: np.ndarray, size: tuple[int, int], block: int) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`resize_scores` of float32 ``scores`` ``block`` output rows at a time, as (first row, rows):
+    a large photo's label map is made a block at a time, each block small enough to stay in the CPU's
+    cache, instead of from a full-size array per class."""
     first_col, second_col, col_weight = _bilinear_taps(scores.shape[-1], size[1])
     first_row, second_row, row_weight = _bilinear_taps(scores.shape[-2], size[0])
     # ``np.take`` keeps the result C-contiguous (indexing with ``[..., cols]`` puts the channels innermost,
@@ -137,11 +144,13 @@ def resize_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     right -= left
     right *= col_weight
     right += left
-    top, bottom = np.take(right, first_row, axis=-2), np.take(right, second_row, axis=-2)
-    bottom -= top
-    bottom *= row_weight[:, None]
-    bottom += top
-    return bottom
+    for start in range(0, size[0], block):
+        rows = slice(start, start + block)
+        top, bottom = np.take(right, first_row[rows], axis=-2), np.take(right, second_row[rows], axis=-2)
+        bottom -= top
+        bottom *= row_weight[rows, None]
+        bottom += top
+        yield start, bottom
 
 
 def _bilinear_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,15 +162,31 @@ def _bilinear_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray,
     return first, np.minimum(first + 1, size_in - 1), source - first.astype(np.float32)
 
 
+MASK_BLOCK_ROWS = 64
+"""Rows of a photo-size label map made at once (:func:`_resized_rows`): for a 2048x1536 photo, blocks
+of 16-64 rows took less than half the time of whole-photo arrays per class, 128 rows or more no less."""
+
+
 def mask_from_logits(mask_logits: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """Argmax label map (uint8) of (C, H, W) logits or probabilities, resampled bilinearly to ``size`` first."""
-    scores = resize_scores(mask_logits, size) if size is not None else np.asarray(mask_logits)
-    # One comparison per class (the first maximum wins, as with argmax) is ~4x faster than
-    # ``argmax(axis=0)``, which walks the classes per pixel: at a photo's size it was most of the decoding.
+    scores = np.asarray(mask_logits, dtype=np.float32)
+    if size is None or tuple(scores.shape[-2:]) == tuple(size):
+        return _argmax_labels(scores)
+    labels = np.empty(size, dtype=np.uint8)
+    for start, rows in _resized_rows(scores, size, MASK_BLOCK_ROWS):
+        labels[start : start + len(rows[0])] = _argmax_labels(rows)
+    return labels
+
+
+def _argmax_labels(scores: np.ndarray) -> np.ndarray:
+    """The first largest class of each pixel of (C, H, W) ``scores``, as uint8.
+
+    One comparison per class is ~4x faster than ``argmax(axis=0)``, which walks the classes per
+    pixel: at a photo's size it was most of the decoding."""
     labels = np.zeros(scores.shape[1:], dtype=np.uint8)
     best = scores[0].copy()
     for label in range(1, len(scores)):
         higher = scores[label] > best
-        labels[higher] = label
+        np.copyto(labels, np.uint8(label), where=higher)
         np.maximum(best, scores[label], out=best)
     return labels
