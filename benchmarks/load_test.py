@@ -40,7 +40,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -53,6 +52,7 @@ from pathlib import Path
 import httpx
 from gradio_client import Client, handle_file
 
+from petnet.bench import worktree
 from petnet.inference.archive import IMAGE_SUFFIXES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -312,19 +312,6 @@ def served_demo(
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-@contextmanager
-def worktree(ref: str) -> Iterator[Path]:
-    """A temporary, detached git worktree of the project at commit ``ref``."""
-    with tempfile.TemporaryDirectory(prefix="petnet-baseline-") as parent:
-        path = Path(parent) / "project"
-        subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=PROJECT_ROOT, check=True,
-                       capture_output=True)  # fmt: skip
-        try:
-            yield path
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=PROJECT_ROOT, check=False)
 
 
 def compare(args: argparse.Namespace) -> int:

@@ -2,16 +2,27 @@
 
 Figures, not assertions (tests never time anything). For each runtime of ``--runtimes`` (default:
 PyTorch in the precision ``load_model`` picks, ONNX Runtime float32 and int8; those not installed
-are skipped), in one process and in turns, so that they share the machine's noise:
+are skipped), each timed in a process of its own, the runtimes one after the other for ``--rounds``
+rounds, so that they share the machine's noise without sharing a process: in one process, PyTorch's
+OpenMP threads keep spinning after each call and slowed the ONNX Runtime call after it by 3-8 ms
+(int8 ``predict`` 22.5-23.0 ms alone, 26.1-31.2 ms right after PyTorch's; 23.5-24.6 ms with
+``OMP_WAIT_POLICY=PASSIVE``, which slowed PyTorch to 81-86 ms):
 
 - single-image latency end to end, as the demo serves a request: decode JPEG bytes, preprocess,
   the network, the closer look, decoding and the mask upsampled to the photo's size
-  (``model.predict(jpeg_bytes)``), p50/p90 over ``--runs`` after ``--warmup`` runs, called one
-  runtime after the other; and the ratio of each p50 to the first runtime's, which the noise of a
-  shared machine moves far less than either figure;
+  (``model.predict(jpeg_bytes)``), p50/p90 over ``--runs`` per round after ``--warmup`` runs; and
+  the ratio of each p50 to the first runtime's, which the noise of a shared machine moves far less
+  than either figure;
 - the network's first look alone (``network.infer`` on the photo and its mirror image);
 - a photo of two animals (two example photos side by side), which adds one pass over their crops;
-- batch throughput of ``predict_batch`` on already preprocessed inputs;
+- a phone-size photo: the photo enlarged to :data:`LARGE_PHOTO` and saved as a JPEG, as large as
+  ``petnet.images.load_image`` reads photos: decoding, preprocessing and the photo-size mask grow
+  with its pixels, the network does not;
+- batch throughput of ``predict_batch`` on already preprocessed inputs (the median round);
+- with ``--baseline-ref REF``, the same two photos end to end through the project as it was at git
+  commit ``REF`` (a temporary worktree, its own bundled weights, its default runtime), in processes
+  of its own taking turns with the others: the goals of the serving issue are ratios to the PyTorch
+  path of its day, which this project's later work on the shared pipeline has since made faster too;
 - the first prediction in a fresh process (``import petnet``, ``load_model``, one ``predict``:
   what a cold start costs a user, the median of ``--load-runs``) and that process's peak memory,
   with a few more predictions: a serving process's footprint;
@@ -24,15 +35,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import io
 import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -57,7 +70,27 @@ RUNTIMES = {
 }
 """``--runtimes`` choices: ``load_model`` arguments (``torch``: the precision it picks on this CPU)."""
 DEFAULT_RUNTIMES = ("torch", "onnx-float32", "onnx-int8")
-REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements.txt"
+LARGE_PHOTO = (2048, 1536)
+"""Width and height of the phone-size photo (``petnet.images.MAX_SIDE`` on its longer side)."""
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
+_BASELINE_WORKER = """
+import json, sys, time
+photo, large, runs, warmup, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+import torch; torch.set_num_threads(threads)
+import petnet
+model = petnet.load_model(sys.argv[6])
+seconds = {}
+for figure, path in (("latency", photo), ("large_photo_latency", large)):
+    data = open(path, "rb").read()
+    for _ in range(warmup):
+        model.predict(data)
+    seconds[figure] = []
+    for _ in range(runs):
+        started = time.perf_counter(); model.predict(data); seconds[figure].append(time.perf_counter() - started)
+print(json.dumps({"runtime": getattr(model, "runtime", "torch"), "seconds": seconds}))
+"""
+"""One round of the baseline's timings, run by the interpreter of today's install on the old project's code."""
 
 
 def timings(function: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
@@ -77,15 +110,11 @@ def summary(seconds: np.ndarray) -> dict[str, float]:
             "runs": len(seconds)}  # fmt: skip
 
 
-def in_turns(functions: Sequence[Callable[[], object]], runs: int, warmup: int) -> list[dict[str, float]]:
-    """:func:`summary` of each function, called in turn, one call each, ``runs`` rounds after ``warmup``."""
-    for function in functions:
-        timings(function, runs=0, warmup=warmup)
-    seconds: list[list[float]] = [[] for _ in functions]
-    for _ in range(runs):
-        for function, times in zip(functions, seconds):
-            times.extend(timings(function, runs=1, warmup=0))
-    return [summary(np.array(times)) for times in seconds]
+def large_photo_jpeg(photo: Image.Image) -> bytes:
+    """``photo`` enlarged to :data:`LARGE_PHOTO`, as JPEG bytes (quality 90, as cameras save)."""
+    encoded = io.BytesIO()
+    photo.resize(LARGE_PHOTO, Image.Resampling.BICUBIC).save(encoded, format="JPEG", quality=90)
+    return encoded.getvalue()
 
 
 def two_animal_photo() -> Image.Image:
@@ -172,11 +201,6 @@ def install_size_mib(requirements: Path = REQUIREMENTS) -> float | None:
     return total / 2**20
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def available(names: Sequence[str], model_source: str) -> list[str]:
     """The runtimes of ``names`` this install and model can run (PyTorch installed; ONNX graphs present)."""
     import importlib.util
@@ -195,50 +219,116 @@ def available(names: Sequence[str], model_source: str) -> list[str]:
     return kept
 
 
-def run(args: argparse.Namespace) -> dict:
-    jpeg = Path(args.image).read_bytes()
-    photo = load_image(jpeg)
-    names = available(args.runtimes, args.model)
-    if not names:
-        raise SystemExit(f"none of the runtimes {', '.join(args.runtimes)} can run here")
-    if any(RUNTIMES[name]["runtime"] == "torch" for name in names):
+def time_runtime(args: argparse.Namespace, name: str) -> dict:
+    """One round for runtime ``name`` in this process: its load time, raw seconds per call of each
+    timed figure, the throughputs, and what the two-animal photo is answered with."""
+    if RUNTIMES[name]["runtime"] == "torch":
         import torch
 
         torch.set_num_threads(args.threads)
+    jpeg = Path(args.image).read_bytes()
+    started = time.perf_counter()
+    model = load_model(args.model, threads=args.threads, **RUNTIMES[name])
+    loaded = time.perf_counter() - started
+    two, large = two_animal_photo(), large_photo_jpeg(load_image(jpeg))
+    calls = {"latency": partial(model.predict, jpeg), "network": network_pass(model, jpeg),
+             "two_animal_latency": partial(model.predict, two), "large_photo_latency": partial(model.predict, large)}  # fmt: skip
+    return {
+        "runtime": model.runtime,
+        "warm_load_s": loaded,
+        "image_size": model.config.image_size,
+        "seconds": {figure: timings(call, args.runs, args.warmup).tolist() for figure, call in calls.items()},
+        "throughput_images_per_s": {str(b): throughput(model, jpeg, b, args.batch_runs) for b in args.batch_sizes},
+        "pets_found_side_by_side": len(model.predict(two).pets),
+    }
+
+
+def round_in_a_process(args: argparse.Namespace, name: str) -> dict:
+    """:func:`time_runtime` in a new interpreter (``--worker``), so no other runtime's threads are about."""
+    command = [sys.executable, "-m", "petnet.bench", "--worker", name, "--model", args.model, "--image", str(args.image),
+               "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
+               "--batch-runs", str(args.batch_runs), "--batch-sizes", *map(str, args.batch_sizes)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A temporary, detached git worktree of the project at commit ``ref``."""
+    with tempfile.TemporaryDirectory(prefix="petnet-baseline-") as parent:
+        path = Path(parent) / "project"
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=PROJECT_ROOT, check=True,
+                       capture_output=True)  # fmt: skip
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=PROJECT_ROOT, check=False)
+
+
+def baseline_round(args: argparse.Namespace, tree: Path, large: Path) -> dict:
+    """One round of :data:`_BASELINE_WORKER` on the project at ``tree``: its code first on the path."""
+    environment = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, "-c", _BASELINE_WORKER, str(Path(args.image).resolve()), str(large), str(args.runs),
+               str(args.warmup), str(args.threads), str(tree / "petnet" / "weights")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment, cwd=tree)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run(args: argparse.Namespace) -> dict:
+    photo = load_image(Path(args.image).read_bytes())
+    names = available(args.runtimes, args.model)
+    if not names:
+        raise SystemExit(f"none of the runtimes {', '.join(args.runtimes)} can run here")
+    rounds: dict[str, list[dict]] = {name: [] for name in names}
+    baseline: list[dict] = []
+    with ExitStack() as stack:
+        if args.baseline_ref:
+            tree = stack.enter_context(worktree(args.baseline_ref))
+            large = tree / "large-photo.jpg"
+            large.write_bytes(large_photo_jpeg(photo))
+        for _ in range(args.rounds):
+            if args.baseline_ref:
+                baseline.append(baseline_round(args, tree, large))
+            for name in names:
+                rounds[name].append(round_in_a_process(args, name))
     results: dict = {
         "petnet_version": __version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
+        "rounds": args.rounds,
         "model": display_source(args.model),
         "image": f"{Path(args.image).name} ({photo.width}x{photo.height})",
+        "image_size": rounds[names[0]][0]["image_size"],
         "light_install_mib": install_size_mib(),
+        "runtimes": {},
     }
-    models = {}
-    for name in names:
-        started = time.perf_counter()
-        models[name] = load_model(args.model, threads=args.threads, **RUNTIMES[name])
-        results.setdefault("runtimes", {})[name] = {"runtime": models[name].runtime, "warm_load_s": time.perf_counter() - started}
-    results["image_size"] = next(iter(models.values())).config.image_size
-    two = two_animal_photo()
-    for figure, calls in (
-        ("latency", [partial(model.predict, jpeg) for model in models.values()]),
-        ("network", [network_pass(model, jpeg) for model in models.values()]),
-        ("two_animal_latency", [partial(model.predict, two) for model in models.values()]),
-    ):
-        for name, timing in zip(models, in_turns(calls, args.runs, args.warmup)):
-            results["runtimes"][name][figure] = timing
+    for name, measured in rounds.items():
+        figures = results["runtimes"][name] = {
+            "runtime": measured[0]["runtime"],
+            "warm_load_s": float(np.median([r["warm_load_s"] for r in measured])),
+            "pets_found_side_by_side": measured[0]["pets_found_side_by_side"],
+        }
+        for figure in measured[0]["seconds"]:
+            figures[figure] = summary(np.concatenate([r["seconds"][figure] for r in measured]))
+        figures["throughput_images_per_s"] = {
+            size: float(np.median([r["throughput_images_per_s"][size] for r in measured])) for size in measured[0]["throughput_images_per_s"]
+        }
     reference = results["runtimes"][names[0]]
-    for name, model in models.items():
+    if baseline:
+        results["baseline"] = {"ref": args.baseline_ref, "runtime": baseline[0]["runtime"]}
+        for figure in baseline[0]["seconds"]:
+            results["baseline"][figure] = summary(np.concatenate([r["seconds"][figure] for r in baseline]))
+    for name in names:
         figures = results["runtimes"][name]
-        figures["p50_ratio"] = figures["latency"]["p50_ms"] / reference["latency"]["p50_ms"]
-        figures["network_p50_ratio"] = figures["network"]["p50_ms"] / reference["network"]["p50_ms"]
-        figures["pets_found_side_by_side"] = len(model.predict(two).pets)
-        figures["throughput_images_per_s"] = {str(b): throughput(model, jpeg, b, args.batch_runs) for b in args.batch_sizes}
+        for figure, ratio in (("latency", "p50_ratio"), ("network", "network_p50_ratio"), ("large_photo_latency", "large_photo_p50_ratio")):
+            figures[ratio] = figures[figure]["p50_ms"] / reference[figure]["p50_ms"]
+        if baseline:
+            for figure, ratio in (("latency", "p50_ratio_to_baseline"), ("large_photo_latency", "large_photo_p50_ratio_to_baseline")):
+                figures[ratio] = figures[figure]["p50_ms"] / results["baseline"][figure]["p50_ms"]
         if args.load_runs > 0:
             figures["cold_start"] = cold_start(args.model, RUNTIMES[name], args.image, args.threads, args.load_runs)
     results["reference"] = names[0]
-    results["peak_rss_mib"] = peak_rss_mib()
     return results
 
 
@@ -252,7 +342,7 @@ def table(results: dict) -> str:
 
     lines = [
         (f"PetNet {results['petnet_version']} on CPU ({results['threads']} threads of {results['cpu_count']}), "
-         f"input {results['image_size']} px, photo {results['image']}"),
+         f"input {results['image_size']} px, photo {results['image']}, {results['rounds']} rounds of a process per runtime"),
         row("", [figures["runtime"] for figures in runtimes]),
         row("single image end to end p50 (ms)", [f"{f['latency']['p50_ms']:.1f}" for f in runtimes]),
         row("single image end to end p90 (ms)", [f"{f['latency']['p90_ms']:.1f}" for f in runtimes]),
@@ -261,7 +351,17 @@ def table(results: dict) -> str:
         row(f"  ratio to {runtimes[0]['runtime']}", [f"{f['network_p50_ratio']:.2f}" for f in runtimes]),
         row("two animals side by side p50 (ms)",
             [f"{f['two_animal_latency']['p50_ms']:.1f} ({f['pets_found_side_by_side']} found)" for f in runtimes]),
+        row(f"{LARGE_PHOTO[0]}x{LARGE_PHOTO[1]} JPEG end to end p50 (ms)", [f"{f['large_photo_latency']['p50_ms']:.1f}" for f in runtimes]),
+        row(f"  ratio to {runtimes[0]['runtime']}", [f"{f['large_photo_p50_ratio']:.2f}" for f in runtimes]),
     ]  # fmt: skip
+    if "baseline" in results:
+        base = results["baseline"]
+        lines += [
+            (f"the project at {base['ref']} ({base['runtime']}): single image p50 {base['latency']['p50_ms']:.1f} ms, "
+             f"{LARGE_PHOTO[0]}x{LARGE_PHOTO[1]} JPEG p50 {base['large_photo_latency']['p50_ms']:.1f} ms"),
+            row("  single image p50 ratio to it", [f"{f['p50_ratio_to_baseline']:.2f}" for f in runtimes]),
+            row(f"  {LARGE_PHOTO[0]}x{LARGE_PHOTO[1]} p50 ratio to it", [f"{f['large_photo_p50_ratio_to_baseline']:.2f}" for f in runtimes]),
+        ]
     for size in runtimes[0]["throughput_images_per_s"]:
         lines.append(row(f"throughput at batch {size} (images/s)", [f"{f['throughput_images_per_s'][size]:.1f}" for f in runtimes]))
     if all("cold_start" in f for f in runtimes):
@@ -273,7 +373,6 @@ def table(results: dict) -> str:
         ]
     if results["light_install_mib"] is not None:
         lines.append(f"{'light install (requirements.txt), MiB':<40}{results['light_install_mib']:>{width}.0f}")
-    lines.append(f"{'peak memory of this benchmark (MiB)':<40}{results['peak_rss_mib']:>{width}.0f}")
     return "\n".join(lines)
 
 
@@ -284,7 +383,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="what to compare; the first is the reference of the ratios")  # fmt: skip
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="JPEG used for every run")
     parser.add_argument("--threads", type=int, default=2, help="threads of each runtime (default 2)")
-    parser.add_argument("--runs", type=int, default=50, help="timed single-image runs per runtime")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs of each figure per runtime and round")
+    parser.add_argument("--rounds", type=int, default=4, help="processes per runtime, the runtimes taking turns")
+    parser.add_argument("--worker", choices=list(RUNTIMES), help=argparse.SUPPRESS)  # one round, printed as JSON
+    parser.add_argument("--baseline-ref", help="also time the project at this git commit (a temporary worktree)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 2, 4, 8])
     parser.add_argument("--batch-runs", type=int, default=5, help="timed runs per batch size")
@@ -299,6 +401,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.worker:
+        measured = time_runtime(args, args.worker)
+        print(json.dumps(measured))
+        return measured
     results = run(args)
     print(table(results))
     if args.json:
