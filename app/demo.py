@@ -174,6 +174,7 @@ class PetDemo:
                 except Exception:  # one visitor's failure must not fail the batch's others
                     log.exception("Drawing the results of %s failed", shown_name)
         self.sweep()
+        return_freed_memory()
         return outputs  # type: ignore[return-value]  # every slot is filled above
 
     def _readable(self, path: str) -> bool:
@@ -576,13 +577,26 @@ def cap_malloc_arenas() -> None:
     """Cap glibc's malloc arenas (:data:`MALLOC_ARENAS`, unless ``MALLOC_ARENA_MAX`` is set), for the
     server process only: it changes the whole process (``app.py`` calls it before anything is loaded).
     The network's threads are the model's own (``load_model(threads=...)`` in :func:`build_demo`)."""
-    if "MALLOC_ARENA_MAX" not in os.environ and sys.platform == "linux":
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-        except OSError:  # not glibc (musl has no arenas to cap)
-            pass
+    if "MALLOC_ARENA_MAX" not in os.environ and _GLIBC is not None:
+        _GLIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
+def return_freed_memory() -> None:
+    """Give the heap memory freed by a batch (decoded photos, masks, drawings) back to the system
+    (glibc's ``malloc_trim``), so the server's resident memory is what it holds, not what its
+    busiest moment left behind. A no-op where libc is not glibc."""
+    if _GLIBC is not None:
+        _GLIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6") if sys.platform == "linux" else None
+    except OSError:  # musl
+        return None
+
+
+_GLIBC = _glibc()
 _M_ARENA_MAX = -8
 """``mallopt``'s parameter number for the arena cap (glibc ``malloc.h``)."""
 
