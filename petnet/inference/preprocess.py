@@ -4,7 +4,8 @@ Numpy and scipy only, so that predicting needs no PyTorch, yet bit for bit what 
 trained, validated and calibrated on: torchvision's ``Resize(antialias=True)`` of the 8-bit photo,
 then training's :func:`petnet.data.transforms.normalize` (``tests/test_data.py`` checks the two).
 Pillow's own bilinear resize is the same filter but rounds its weights differently: one grey level
-off on 1-3% of the pixels, which moved pet scores by up to 0.002 in bfloat16.
+off on 1-3% of the pixels, which moved pet scores by up to 0.002 in bfloat16. Photos more than twice
+the input size, which training never saw, are first reduced by a whole factor (:data:`REDUCING_GAP`).
 """
 
 from __future__ import annotations
