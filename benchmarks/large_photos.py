@@ -2,8 +2,7 @@
 
     python benchmarks/large_photos.py --every 3
 
-The prediction pipeline shrinks a photo more than :data:`~petnet.inference.preprocess.REDUCING_GAP`
-times the network's input along a side by a whole factor first (:func:`~petnet.inference.preprocess.reduce_large`).
+The prediction pipeline shrinks a large photo by a whole factor first (:func:`~petnet.inference.preprocess.reduce_large`).
 This takes every ``--every``-th validation photo, enlarged to ``--size`` (a phone photo read at
 ``petnet.images.MAX_SIDE``), through the network's first look preprocessed both ways, and prints how
 far apart the inputs and the answers are; then times both preprocessings of one such photo.
@@ -49,7 +48,7 @@ def main() -> None:
         pixels = [resized(photo, size, reduce) for reduce in (False, True)]
         grey_levels.append(np.abs(pixels[0].astype(int) - pixels[1]))
         inputs = np.stack([(p.transpose(2, 0, 1) * np.float32(1 / 255) - mean) / std for p in pixels])
-        outputs = [model.network.infer(inputs[i : i + 1]) for i in range(2)]
+        outputs = [model.predictor.network.infer(inputs[i : i + 1]) for i in range(2)]
         score_gaps.append(abs(float(expit(outputs[0].pet_logits[0]) - expit(outputs[1].pet_logits[0]))))
         breeds = [int(o.breed_logits[0].argmax()) for o in outputs]
         same_breed += breeds[0] == breeds[1]

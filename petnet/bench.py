@@ -248,8 +248,7 @@ def round_in_a_process(args: argparse.Namespace, name: str) -> dict:
     command = [sys.executable, "-m", "petnet.bench", "--worker", name, "--model", args.model, "--image", str(args.image),
                "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
                "--batch-runs", str(args.batch_runs), "--batch-sizes", *map(str, args.batch_sizes)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return _json_of(subprocess.run(command, capture_output=True, text=True, check=False))
 
 
 @contextmanager
@@ -263,6 +262,7 @@ def worktree(ref: str) -> Iterator[Path]:
             yield path
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=PROJECT_ROOT, check=False)
+            subprocess.run(["git", "worktree", "prune"], cwd=PROJECT_ROOT, check=False)
 
 
 def baseline_round(args: argparse.Namespace, tree: Path, large: Path) -> dict:
@@ -270,7 +270,13 @@ def baseline_round(args: argparse.Namespace, tree: Path, large: Path) -> dict:
     environment = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-c", _BASELINE_WORKER, str(Path(args.image).resolve()), str(large), str(args.runs),
                str(args.warmup), str(args.threads), str(tree / "petnet" / "weights")]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment, cwd=tree)
+    return _json_of(subprocess.run(command, capture_output=True, text=True, check=False, env=environment, cwd=tree))
+
+
+def _json_of(result: subprocess.CompletedProcess) -> dict:
+    """The JSON a timing process printed last, or its error output as the error."""
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, result.args[:4]))} ... failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -393,6 +399,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--load-runs", type=int, default=3, help="fresh processes timed to their first prediction (0: none)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.runs < 1:
+        parser.error("--rounds and --runs must be at least 1")
     for photo in (args.image, *TWO_ANIMALS):
         if not photo.is_file():
             parser.error(f"no photo at {photo}: run from a PetNet checkout, or set PETNET_EXAMPLES_DIR (and --image)")

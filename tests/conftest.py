@@ -95,7 +95,7 @@ def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     directory = tmp_path_factory.mktemp("tiny-onnx")
     torch.manual_seed(0)
-    PetNet(PetNetConfig(image_size=64, center_head=True, pet_pooling_sharpness=1.0)).save_pretrained(directory)
+    PetNet(PetNetConfig(image_size=64, center_head=True, pet_pooling_sharpness=2.0)).save_pretrained(directory)
     model = load_model(directory, runtime="torch", precision="float32")
     export_float32(model, directory / ONNX_FILES["float32"])
     cut_classification(directory / ONNX_FILES["float32"], directory / ONNX_FILES["float32-classify"])

@@ -66,7 +66,8 @@ def train_transform(
 def val_transform(config: PetNetConfig) -> v2.Compose:
     """Deterministic preprocessing of validation samples, masks along: stretched to the model's square
     input and normalised, as the prediction pipeline's :func:`~petnet.inference.preprocess.eval_transform`
-    prepares a photo (``tests/test_data.py`` checks that the two give the network the same input)."""
+    prepares a photo (``tests/test_data.py`` checks that the two give the network the same input for
+    photos below four times the input size, which that pipeline reduces first)."""
     size = config.image_size
     return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *normalize(config)])
 

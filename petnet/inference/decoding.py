@@ -129,7 +129,7 @@ def resize_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float32)
     if tuple(scores.shape[-2:]) == tuple(size):
         return scores
-    return next(_resized_rows(scores, size, size[0]))[1]
+    return next(_resized_rows(scores, size, max(size[0], 1)))[1]
 
 
 def _resized_rows(scores: np.ndarray, size: tuple[int, int], block: int) -> Iterator[tuple[int, np.ndarray]]:

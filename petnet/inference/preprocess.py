@@ -4,8 +4,8 @@ Numpy and scipy only, so that predicting needs no PyTorch, yet bit for bit what 
 trained, validated and calibrated on: torchvision's ``Resize(antialias=True)`` of the 8-bit photo,
 then training's :func:`petnet.data.transforms.normalize` (``tests/test_data.py`` checks the two).
 Pillow's own bilinear resize is the same filter but rounds its weights differently: one grey level
-off on 1-3% of the pixels, which moved pet scores by up to 0.002 in bfloat16. Photos more than twice
-the input size, which training never saw, are first reduced by a whole factor (:data:`REDUCING_GAP`).
+off on 1-3% of the pixels, which moved pet scores by up to 0.002 in bfloat16. Photos four times the
+input size or more, which training never saw, are first reduced by a whole factor (:data:`REDUCING_GAP`).
 """
 
 from __future__ import annotations
@@ -40,20 +40,20 @@ def eval_transform(config: PetNetConfig) -> Callable[[Image.Image], np.ndarray]:
 
 
 REDUCING_GAP = 2
-"""A photo more than this many times the network's input size along a side is first shrunk along it
-by a whole factor with Pillow's box filter (:func:`reduce_large`), leaving at least this many times
-the input for the antialiased resize: ``Image.thumbnail``'s default ``reducing_gap``. The resize's
+"""A photo side at least twice this many times the network's input (960 px for 240) is first shrunk
+by the largest whole factor that leaves at least this many times the input, with Pillow's box filter
+(:func:`reduce_large`), before the antialiased resize: ``Image.thumbnail``'s default ``reducing_gap``. The resize's
 cost grows with the photo's pixels: for a 2048x1536 photo (a phone photo as
 :data:`petnet.images.MAX_SIDE` reads it) 29.7 ms, twice the network's first look, against 5.9 ms
 reduced first. On 123 validation photos enlarged to that size, the network's input moved by at most
 6 grey levels (0.5% of values by more than 1), pet scores by at most 0.011, and the top breed of 2
-(115 right either way) (``python benchmarks/large_photos.py``). Photos up to twice the input size
-(every Oxford-IIIT photo: all training, calibration and evaluation) are resized exactly as before."""
+(115 right either way) (``python benchmarks/large_photos.py``). Smaller photos (every Oxford-IIIT
+photo: all training, calibration and evaluation) are resized exactly as before."""
 
 
 def reduce_large(photo: Image.Image, size: int, gap: int = REDUCING_GAP) -> Image.Image:
-    """``photo`` shrunk by a whole factor along each side that is more than ``gap`` times ``size``
-    (Pillow's ``Image.reduce``: the mean of each factor x factor box), else as it is."""
+    """``photo`` shrunk along each side by the largest whole factor that leaves at least ``gap`` times
+    ``size`` (Pillow's ``Image.reduce``: the mean of each box), or as it is where that factor is 1."""
     factors = (max(1, photo.width // (size * gap)), max(1, photo.height // (size * gap)))
     return photo.reduce(factors) if factors != (1, 1) else photo
 

@@ -116,7 +116,8 @@ class PetNet(
 
     def pet_logits(self, features: torch.Tensor) -> torch.Tensor:
         """(B,) pet-presence logits of the last backbone features: the head's mean over the locations,
-        or their log-mean-exp at ``config.pet_pooling_sharpness`` when it is above 0."""
+        or their log-mean-exp at ``config.pet_pooling_sharpness`` when it is above 0 (without the
+        head's dropout: such a head is fitted on frozen features, ``petnet.training.refit_pet_head``)."""
         sharpness = self.config.pet_pooling_sharpness
         if sharpness <= 0:
             return self.pet_head(features)[:, 0]

@@ -13,7 +13,7 @@ of ``--model``; what it learns from is what the head needs:
 - the training non-pet photos, the other animals among them weighted ``--other-animal-weight`` times
   (they are what a sharper pooling wrongly accepts first).
 
-The features are computed once (eval mode, the prediction pipeline's preprocessing). ``r`` is chosen
+The features are computed once (eval mode, validation's preprocessing: the prediction pipeline's for photos of this size). ``r`` is chosen
 among ``--sharpness`` by the weighted log loss on a held-out fifth of those training photos; the
 head is then fitted on all of them at that ``r`` and saved with it. Validation and test are never
 looked at: calibrate the threshold and temperature on validation next (``petnet.training.calibrate``).
@@ -65,7 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed; also seeds the scenes")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=1)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if min(args.sharpness) <= 0:
+        parser.error("--sharpness values must be above 0 (0 is the mean pooling the head was trained for)")
+    return args
 
 
 def training_photos(args: argparse.Namespace) -> tuple[list, list]:
@@ -132,7 +135,9 @@ def main(argv: list[str] | None = None) -> Path:
     # non-pets weigh as much in total as the pet photos, the other animals among them args.other_animal_weight times the rest
     weights = torch.where(animal, args.other_animal_weight, 1.0)
     weights[labels == 0] *= labels.sum() / weights[labels == 0].sum()
-    held_out = torch.rand(len(labels), generator=torch.Generator().manual_seed(args.seed)) < HOLDOUT_FRACTION
+    # held out by source photo: a pet photo and its scene are both held out or both fitted on
+    drawn = torch.rand(len(pets) + len(non_pets), generator=torch.Generator().manual_seed(args.seed)) < HOLDOUT_FRACTION
+    held_out = torch.cat([drawn[: len(pets)], drawn[: len(pets)], drawn[len(pets) :]])
     head = model.pet_head[-1]
     choice = {}
     for sharpness in args.sharpness:
