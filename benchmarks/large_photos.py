@@ -38,8 +38,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=[2048, 1536], help="width and height the photos are enlarged to")
     args = parser.parse_args()
     model = load_model()
-    size, config = model.config.image_size, model.config
-    mean, std = np.asarray(config.mean, np.float32)[:, None, None], np.asarray(config.std, np.float32)[:, None, None]
+    size = model.config.image_size
+    transforms = (preprocess.eval_transform(model.config, reducing_gap=0), model.predictor.preprocess)  # direct, reduced first
     split = TrainConfig()
     records = split_records(OXFORD_PET_ROOT, "val", split.val_fraction, split.split_seed)[:: args.every]
     grey_levels, score_gaps, same_breed, same_mask, right = [], [], 0, [], [0, 0]
@@ -47,7 +47,7 @@ def main() -> None:
         photo = load_image(record.image_path).resize(tuple(args.size), Image.Resampling.BICUBIC)
         pixels = [resized(photo, size, reduce) for reduce in (False, True)]
         grey_levels.append(np.abs(pixels[0].astype(int) - pixels[1]))
-        inputs = np.stack([(p.transpose(2, 0, 1) * np.float32(1 / 255) - mean) / std for p in pixels])
+        inputs = np.stack([transform(photo) for transform in transforms])
         outputs = [model.predictor.network.infer(inputs[i : i + 1]) for i in range(2)]
         score_gaps.append(abs(float(expit(outputs[0].pet_logits[0]) - expit(outputs[1].pet_logits[0]))))
         breeds = [int(o.breed_logits[0].argmax()) for o in outputs]

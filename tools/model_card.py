@@ -99,28 +99,31 @@ def speed_table(bench: Mapping[str, Any]) -> str:
     def cold(key: str, form: str) -> list[str]:
         return [format(f["cold_start"][key], form) if f.get("cold_start") else "" for f in runtimes]
 
+    base = bench.get("baseline")  # the project at an earlier commit, timed beside the runtimes
+    baseline_row = [
+        (f"p50 as a share of the project's at {base['ref']} ({base['latency']['p50_ms']:.1f} ms, {base['runtime']})",
+         [f"{f['p50_ratio_to_baseline']:.2f}" for f in runtimes]),
+    ] if base else []  # fmt: skip
+    large_photo_row = [
+        ("The same photo as a 2048x1536 JPEG (a phone photo), end to end, p50",
+         [f"{f['large_photo_latency']['p50_ms']:.1f} ms" for f in runtimes]),
+    ] if all("large_photo_latency" in f for f in runtimes) else []  # fmt: skip  # benchmarks from before it have none
     rows = [
         ("Single photo, end to end (decode, preprocess, network, closer look, mask at photo size), p50",
          [f"{f['latency']['p50_ms']:.1f} ms" for f in runtimes]),
         ("Single photo, end to end, p90", [f"{f['latency']['p90_ms']:.1f} ms" for f in runtimes]),
         (f"p50 as a share of {reference}'s", [f"{f['p50_ratio']:.2f}" for f in runtimes]),
+        *baseline_row,
         ("The network's first look (photo and mirror image), p50", [f"{f['network']['p50_ms']:.1f} ms" for f in runtimes]),
         ("A cat and a dog side by side, p50",
          [f"{f['two_animal_latency']['p50_ms']:.1f} ms ({f['pets_found_side_by_side']} found)" for f in runtimes]),
+        *large_photo_row,
         *((f"Throughput on preprocessed photos, batches of {size}",
            [f"{f['throughput_images_per_s'][size]:.0f} images/s" for f in runtimes])
           for size in runtimes[0]["throughput_images_per_s"]),
         ("First prediction in a fresh process (import, load, predict), median", [c + " s" if c else "" for c in cold("first_prediction_s", ".2f")]),
         ("Peak memory of that process after 10 photos", [c + " MiB" if c else "" for c in cold("peak_rss_mib", ".0f")]),
     ]  # fmt: skip
-    if all("large_photo_latency" in f for f in runtimes):  # benchmarks from before it have no such photo
-        rows.insert(5, ("The same photo as a 2048x1536 JPEG (a phone photo), end to end, p50",
-                        [f"{f['large_photo_latency']['p50_ms']:.1f} ms" for f in runtimes]))  # fmt: skip
-    if base := bench.get("baseline"):  # the project at an earlier commit, timed beside the runtimes
-        rows[3:3] = [
-            (f"p50 as a share of the project's at {base['ref']} ({base['latency']['p50_ms']:.1f} ms, {base['runtime']})",
-             [f"{f['p50_ratio_to_baseline']:.2f}" for f in runtimes]),
-        ]  # fmt: skip
     lines = [
         "| Measure | " + " | ".join(f["runtime"] for f in runtimes) + " |",
         "|---|" + "---|" * len(runtimes),

@@ -20,25 +20,6 @@ from scipy import sparse
 
 from petnet.config import PetNetConfig
 
-
-def eval_transform(config: PetNetConfig) -> Callable[[Image.Image], np.ndarray]:
-    """Deterministic preprocessing for evaluation and inference: an RGB photo stretched to a square
-    and normalised, as a float32 (3, S, S) array.
-
-    Stretching (not cropping) matches the dataset, whose images were stretched to squares, and
-    keeps every pixel so the predicted mask maps back onto the whole photo.
-    """
-    size = config.image_size
-    mean = np.asarray(config.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(config.std, dtype=np.float32)[:, None, None]
-
-    def transform(photo: Image.Image) -> np.ndarray:
-        pixels = np.ascontiguousarray(_resize_uint8(np.asarray(reduce_large(photo, size)), (size, size)).transpose(2, 0, 1))
-        return (pixels * np.float32(1 / 255) - mean) / std  # torchvision's ToDtype(scale=True), then Normalize
-
-    return transform
-
-
 REDUCING_GAP = 2
 """A photo side at least twice this many times the network's input (960 px for 240) is first shrunk
 by the largest whole factor that leaves at least this many times the input, with Pillow's box filter
@@ -56,6 +37,26 @@ def reduce_large(photo: Image.Image, size: int, gap: int = REDUCING_GAP) -> Imag
     ``size`` (Pillow's ``Image.reduce``: the mean of each box), or as it is where that factor is 1."""
     factors = (max(1, photo.width // (size * gap)), max(1, photo.height // (size * gap)))
     return photo.reduce(factors) if factors != (1, 1) else photo
+
+
+def eval_transform(config: PetNetConfig, reducing_gap: int = REDUCING_GAP) -> Callable[[Image.Image], np.ndarray]:
+    """Deterministic preprocessing for evaluation and inference: an RGB photo stretched to a square
+    and normalised, as a float32 (3, S, S) array.
+
+    Stretching (not cropping) matches the dataset, whose images were stretched to squares, and
+    keeps every pixel so the predicted mask maps back onto the whole photo. ``reducing_gap`` is
+    :func:`reduce_large`'s; 0 resizes every photo directly (``benchmarks/large_photos.py`` compares the two).
+    """
+    size = config.image_size
+    mean = np.asarray(config.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(config.std, dtype=np.float32)[:, None, None]
+
+    def transform(photo: Image.Image) -> np.ndarray:
+        source = reduce_large(photo, size, reducing_gap) if reducing_gap else photo
+        pixels = np.ascontiguousarray(_resize_uint8(np.asarray(source), (size, size)).transpose(2, 0, 1))
+        return (pixels * np.float32(1 / 255) - mean) / std  # torchvision's ToDtype(scale=True), then Normalize
+
+    return transform
 
 
 def resize_channels(channels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -66,7 +66,6 @@ _OPSET18_DEFAULTS = {
     "Resize": {"antialias": 0, "keep_aspect_ratio_policy": b"stretch"},
 }
 """Attributes opset 18 added, removed (point 1) only where they hold the value opset 17 implies."""
-_HEAVY_OPS = ("Conv", "Gemm")
 _PASS_THROUGH_OPS = ("Gather", "Resize", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Cast",
                      "Mul", "Div", "Sub", "Add", "ReduceLogSumExp")  # fmt: skip
 """Weightless ops between a layer and a graph output (the last ones: a sharp pet pooling's arithmetic)."""
@@ -149,7 +148,7 @@ def output_layers(graph: onnx.GraphProto) -> list[str]:
         node = producer.get(output.name)
         while node is not None:
             keep.append(node.name)
-            if node.op_type in _HEAVY_OPS or node.op_type not in _PASS_THROUGH_OPS:
+            if node.op_type not in _PASS_THROUGH_OPS:  # the layer (Conv, Gemm) that makes the output
                 break
             node = producer.get(node.input[0])
     return keep
