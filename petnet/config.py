@@ -160,6 +160,10 @@ class TrainConfig:
     """Share of the training pet photos placed into a training non-pet photo first, small or large,
     cut out along their mask or zoomed out whole (:class:`petnet.data.scenes.ScenePlacer`): users'
     pets do not always fill the frame as Oxford-IIIT's do. Needs ``non_pet_root``."""
+    scene_other_animals: bool = False
+    """Place the training photos of other animals into scenes too, at the same ``scene_probability``
+    (zoomed out whole; their masks are all background): a bear or a guinea pig seen small in a street is
+    the hard negative of a pet seen small, so the presence decision learns the animal, not its size."""
     other_animal_repeats: int = 1
     """How many times each training non-pet photo of another animal (a bear, a guinea pig ...) is
     seen per epoch: the hard negatives of the pet-presence decision, weighted up."""
@@ -189,7 +193,8 @@ class TrainConfig:
     teacher: str = ""
     """A local PetNet folder (``save_pretrained``) whose species and breed probabilities on each
     training batch the run also learns (the ``distill`` loss; validation scores the student alone):
-    a soup of finished runs taught to one network. Needs ``loss_weights.distill`` above 0."""
+    a soup of finished runs taught to one network. Needs ``loss_weights.distill`` above 0. Photos placed
+    into scenes are not distilled: there the teacher, trained on close-ups, is the model being corrected."""
     distill_temperature: float = 2.0
     """Softens both sides of the distillation loss; above 1 the teacher's runner-up breeds weigh more."""
     limit: int = 0

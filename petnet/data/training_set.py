@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
-from petnet.data.datasets import PetRecord, load_record_image, pseudo_mask_path, read_pseudo_mask, read_trimap
+from petnet.data.datasets import PetRecord, is_other_animal, load_record_image, pseudo_mask_path, read_pseudo_mask, read_trimap
 from petnet.errors import InvalidImageError
 from petnet.labels import BACKGROUND_INDEX, IGNORE_INDEX
 
@@ -26,13 +26,14 @@ log = logging.getLogger(__name__)
 class OxfordPetDataset(Dataset):
     """Samples as dicts: ``image`` (3xSxS float), ``mask`` (SxS long, 255 = ignore), ``pseudo_mask``
     (the same for pseudo labels, from ``pseudo_mask_dir``, only where there is no real trimap),
-    ``species``, ``breed`` (``NOT_A_PET`` for a photo with no pet), ``is_pet``, ``has_mask``, ``index``.
+    ``species``, ``breed`` (``NOT_A_PET`` for a photo with no pet), ``is_pet``, ``has_mask``, ``in_scene``, ``index``.
     A sample that fails to load is returned as ``None``, logged and remembered in ``failures``;
     :func:`collate_skipping_failures` drops it from the batch.
 
     With ``scenes`` (a :class:`petnet.data.scenes.ScenePlacer`), a share ``scene_probability`` of the
     pet photos is first placed into a photo with no pet, masks along, and then augmented by
-    ``scene_transform``: a transform that crops little, so the placed pet stays in the picture."""
+    ``scene_transform``: a transform that crops little, so the placed pet stays in the picture. With
+    ``scene_other_animals`` the photos of other animals are placed into scenes as well (hard negatives)."""
 
     def __init__(
         self,
@@ -42,6 +43,7 @@ class OxfordPetDataset(Dataset):
         scenes: Callable | None = None,
         scene_probability: float = 0.0,
         scene_transform: Callable | None = None,
+        scene_other_animals: bool = False,
     ) -> None:
         self.records = list(records)
         self.transform = transform
@@ -49,6 +51,7 @@ class OxfordPetDataset(Dataset):
         self.scenes = scenes if scene_probability > 0 else None
         self.scene_probability = scene_probability
         self.scene_transform = scene_transform or transform
+        self.scene_other_animals = scene_other_animals
         self.failures: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -62,7 +65,9 @@ class OxfordPetDataset(Dataset):
             mask = self._real_mask(record, shape)
             pseudo = self._pseudo_mask(record, shape)
             transform = self.transform
-            if self.scenes is not None and record.is_pet and random.random() < self.scene_probability:
+            placeable = record.is_pet or (self.scene_other_animals and is_other_animal(record))
+            in_scene = self.scenes is not None and placeable and random.random() < self.scene_probability
+            if in_scene:
                 image, mask, pseudo = self.scenes(image, mask, pseudo, random)
                 transform = self.scene_transform
         except (InvalidImageError, OSError) as error:
@@ -80,6 +85,7 @@ class OxfordPetDataset(Dataset):
             "breed": record.breed_index,
             "is_pet": record.is_pet,
             "has_mask": record.has_trimap,
+            "in_scene": in_scene,
             "index": index,
         }
 

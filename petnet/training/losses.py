@@ -103,7 +103,8 @@ def multitask_loss(
     the photos with no pet push those logits towards uniform instead (``outlier``). Pixels marked
     ``IGNORE_INDEX`` contribute nothing, so a batch with no trimap has zero segmentation loss.
     ``teacher``, another model's output on the same batch, adds ``distill``: the mean of
-    :func:`distillation_loss` on the pets' species and breed logits at ``temperature``.
+    :func:`distillation_loss` on the pets' species and breed logits at ``temperature``, photos placed
+    into scenes (``batch["in_scene"]``) left out.
     """
     is_pet = batch.get("is_pet", torch.ones_like(batch["species"], dtype=torch.bool)).bool()
     zero = _zero(output)
@@ -111,10 +112,11 @@ def multitask_loss(
     if is_pet.any():
         losses["species"] = _label_loss(output.species_logits, batch["species"], batch, is_pet, label_smoothing)
         losses["breed"] = _label_loss(output.breed_logits, batch["breed"], batch, is_pet, label_smoothing)
-        if teacher is not None:
+        taught = is_pet & ~batch.get("in_scene", torch.zeros_like(is_pet)).bool()
+        if teacher is not None and taught.any():
             losses["distill"] = (
-                distillation_loss(output.species_logits[is_pet], teacher.species_logits[is_pet], temperature)
-                + distillation_loss(output.breed_logits[is_pet], teacher.breed_logits[is_pet], temperature)
+                distillation_loss(output.species_logits[taught], teacher.species_logits[taught], temperature)
+                + distillation_loss(output.breed_logits[taught], teacher.breed_logits[taught], temperature)
             ) / 2
     if (~is_pet).any():
         outliers = ~is_pet
