@@ -143,6 +143,18 @@ def test_a_teacher_adds_a_distillation_term_over_the_pets_only() -> None:
     assert (losses["total"] - without["total"]).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_photos_placed_into_scenes_are_not_distilled() -> None:
+    output, teacher = _output(), _output(seed=1)
+    batch = {**_batch(torch.full((2, 8, 8), IGNORE_INDEX)), "is_pet": torch.tensor([True, True])}
+    first_only = {**batch, "in_scene": torch.tensor([False, True])}
+    losses = multitask_loss(output, first_only, LossWeights(distill=1), teacher=teacher, temperature=2.0)
+    expected = (distillation_loss(output.species_logits[:1], teacher.species_logits[:1], 2.0)
+                + distillation_loss(output.breed_logits[:1], teacher.breed_logits[:1], 2.0)) / 2  # fmt: skip
+    assert losses["distill"].item() == pytest.approx(expected.item())
+    all_scenes = {**batch, "in_scene": torch.tensor([True, True])}
+    assert multitask_loss(output, all_scenes, LossWeights(distill=1), teacher=teacher)["distill"].item() == 0
+
+
 def test_lovasz_softmax_is_one_minus_mean_iou_on_hard_predictions() -> None:
     generator = torch.Generator().manual_seed(0)
     target = torch.randint(0, 3, (2, 8, 8), generator=generator)

@@ -89,3 +89,30 @@ def test_a_training_scene_carries_the_pets_masks_and_real_background_labels(tmp_
         assert (scene_pseudo == IGNORE_INDEX).all()
         assert np.asarray(scene)[pet].min() > 150, "the labelled pet pixels show the (bright) pet"
     assert {"zoomed_out", "cutout"} <= kinds
+
+
+def test_other_animals_go_into_scenes_only_when_asked(tmp_path):
+    from petnet.data.scenes import ScenePlacer
+    from petnet.data.training_set import OxfordPetDataset
+    from petnet.labels import BACKGROUND_INDEX
+
+    path = tmp_path / "n02398521_hippopotamus.jpg"  # an animal by its ImageNet class
+    Image.new("RGB", (64, 48), (250, 250, 250)).save(path)
+    animal = PetRecord(path.stem, NOT_A_PET, NOT_A_PET, path, None)
+    placer = ScenePlacer(_backgrounds(tmp_path), sizes=(0.3, 0.6))
+
+    def identity(image, mask, pseudo):
+        from torchvision.transforms.v2.functional import pil_to_tensor
+
+        return pil_to_tensor(image), mask, pseudo
+
+    for asked in (False, True):
+        dataset = OxfordPetDataset([animal], identity, scenes=placer, scene_probability=1.0, scene_other_animals=asked)
+        sample = dataset[0]
+        assert bool(sample["in_scene"]) is asked and not sample["is_pet"]
+        assert (sample["mask"] == BACKGROUND_INDEX).all(), "a non-pet is background wherever it is placed"
+        animal_pixels = (sample["image"][0] > 150).float().mean().item()  # the scenes are dark green (red 90)
+        if asked:
+            assert 0 < animal_pixels < 0.5, "placed: the bright animal photo is small in a scene"
+        else:
+            assert animal_pixels == 1.0, "not placed: the photo as it is"
