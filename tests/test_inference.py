@@ -13,7 +13,7 @@ from scipy.special import expit, softmax
 from petnet.config import PetNetConfig
 from petnet.inference.decoding import PetNetOutput, decode_output, mean_probability_logits
 from petnet.inference.regions import crop_box, pet_regions, region_box
-from petnet.labels import BREED_SPECIES
+from petnet.labels import BREED_NAMES, BREED_SPECIES
 from petnet.models.network import PetNet
 
 SIZE = 64
@@ -292,3 +292,68 @@ def test_a_temperature_changes_the_probabilities_shown_but_no_answer() -> None:
     assert np.allclose(sharp.top_breed_confidences, np.take_along_axis(sharp.breed_probabilities, sharp.top_breeds, axis=1))
     named = sharp.species_probabilities[0, sharp.species_index[0]]
     assert sharp.top_breed_confidences[0].sum() <= named + 1e-6  # never a breed surer than its species
+
+
+class _SecondLookNetwork:
+    """A numpy ``Network`` whose first look sees no pet but a centre peak, and whose crops show one
+    (or not): the second look's inputs and outputs, with every pass recorded."""
+
+    def __init__(self, config: PetNetConfig, crop_pet_logit: float, peak_logit: float = 0.0) -> None:
+        self.config, self.crop_pet_logit, self.peak_logit = config, crop_pet_logit, peak_logit
+        self.passes: list[tuple[str, int]] = []
+
+    def _output(self, count: int, pet_logit: float, species: float) -> PetNetOutput:
+        mask = np.zeros((count, 3, SIZE, SIZE), np.float32)
+        mask[:, 1] = 5  # background everywhere but a square in the middle
+        mask[:, 0, 16:48, 16:48] = 10
+        centers = np.full((count, 16, 16), -8.0, np.float32)
+        centers[:, 4, 12] = self.peak_logit  # a peak near the top right: an animal there?
+        breeds = np.zeros((count, 37), np.float32)
+        breeds[:, CAT_BREEDS[2] if species > 0 else DOG_BREEDS[3]] = 6
+        return PetNetOutput(np.array([[species, -species]] * count, np.float32), breeds, mask,
+                            np.full(count, pet_logit, np.float32), np.zeros((count, 37, 1, 1), np.float32), centers)  # fmt: skip
+
+    def infer(self, images: np.ndarray) -> PetNetOutput:
+        self.passes.append(("first look", len(images)))
+        output = self._output(len(images), -6.0, species=-3.0)
+        output.mask_logits[:, 0] = -10  # the photo's mask sees no pet
+        return output
+
+    def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
+        self.passes.append(("second look", len(images)))
+        return self._output(len(images), self.crop_pet_logit, species=3.0)
+
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.passes.append(("closer look", len(images)))
+        output = self._output(len(images), 0.0, species=3.0)
+        return output.species_logits, output.breed_logits
+
+
+def _second_look(crop_pet_logit: float, peak_logit: float = 0.0, second_look: bool = True):
+    from petnet.inference.pipeline import Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, presence_second_look=second_look)
+    network = _SecondLookNetwork(config, crop_pet_logit, peak_logit)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    return Predictor(network).predict(photo), network.passes
+
+
+def test_a_second_look_finds_a_small_pet_where_the_centre_heatmap_peaks() -> None:
+    prediction, passes = _second_look(crop_pet_logit=4.0)
+    assert passes == [("first look", 1), ("second look", 1)], "the crop is the closer look too"
+    assert prediction.has_pet and len(prediction.pets) == 1
+    assert prediction.pet_score == pytest.approx(expit(4.0)), "the crop's score decided"
+    assert prediction.species == "cat" and prediction.breed[0] == BREED_NAMES[CAT_BREEDS[2]], "named by the crop"
+    left, top, right, bottom = prediction.pets[0].box  # in the 128 px photo; the peak's cell (4, 12) of 16
+    assert 64 < (left + right) / 2 < 128 and 0 < (top + bottom) / 2 < 64, "the animal is where the peak was"
+    assert (prediction.full_mask[top:bottom, left:right] == 0).any(), "the crop's mask pasted into its box"
+    assert (prediction.full_mask[100:, :40] == 1).all(), "the rest keeps the photo's mask"
+
+
+def test_no_second_look_without_a_peak_or_when_the_crop_says_no_or_when_off() -> None:
+    for kwargs in ({"crop_pet_logit": -4.0}, {"crop_pet_logit": 4.0, "peak_logit": -5.0}, {"crop_pet_logit": 4.0, "second_look": False}):
+        prediction, passes = _second_look(**kwargs)
+        assert not prediction.has_pet and prediction.pets == ()
+        assert prediction.pet_score == pytest.approx(expit(-6.0)), "the first look's score stands"
+        expected = [("first look", 1), ("second look", 1)] if kwargs == {"crop_pet_logit": -4.0} else [("first look", 1)]
+        assert passes == expected, kwargs

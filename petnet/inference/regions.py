@@ -159,13 +159,28 @@ def center_regions(
             missed.append(peak)
     regions = _outline_animals(covered, points, relative_fraction, min_fraction) if points else []
     for peak in missed:
-        top, left, bottom, right = hill_box(heatmap, peak)
-        region = np.zeros_like(covered)
-        region[max(0, round(top * cell_rows)) : round(bottom * cell_rows), max(0, round(left * cell_cols)) : round(right * cell_cols)] = True
-        region &= ~covered
+        region = hill_region(heatmap, peak, covered.shape) & ~covered
         if region.sum() >= min_fraction * covered.size:
             regions.append(region)
     return sorted(regions, key=lambda region: -int(region.sum()))
+
+
+def hill_region(heatmap: np.ndarray, peak: tuple[int, int, float], shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of an (H, W) = ``shape`` image inside the box :func:`~petnet.inference.centers.hill_box`
+    reads from ``peak``'s hill in the (h, w) centre ``heatmap``: where that animal is, mask or not."""
+    top, left, bottom, right = hill_box(heatmap, peak)
+    cell_rows, cell_cols = shape[0] / heatmap.shape[0], shape[1] / heatmap.shape[1]
+    region = np.zeros(shape, dtype=bool)
+    region[max(0, round(top * cell_rows)) : round(bottom * cell_rows), max(0, round(left * cell_cols)) : round(right * cell_cols)] = True
+    return region
+
+
+def candidate_region(heatmap: np.ndarray, shape: tuple[int, int], min_peak: float) -> np.ndarray | None:
+    """Where the (h, w) centre ``heatmap`` most suspects an animal, as :func:`hill_region` of its
+    highest peak at ``min_peak`` or more, or None: what the second look for a small pet crops to."""
+    peaks = find_peaks(heatmap, min_peak)
+    region = hill_region(heatmap, peaks[0], shape) if peaks else None
+    return region if region is not None and region.any() else None
 
 
 def _nearest_covered(covered: np.ndarray) -> Callable[[int, int], tuple[float, tuple[int, int]]]:

@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     model = load_model(args.model, runtime=args.runtime, precision=args.precision)
     log.info("Calibrating %s on %s", args.model, model.runtime)
     model.config.breed_temperature = 1.0  # fitted to the network's own probabilities
+    model.config.presence_second_look = False  # the threshold judges the first look (the second reuses it on its crop)
     records, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
     predictions = model.predict_batch([record.image_path for record in records])
     pet_scores = [p.pet_score for p in predictions]
