@@ -42,7 +42,7 @@ from petnet.inference.decoding import (
 from petnet.inference.preprocess import eval_transform, resize_channels
 from petnet.inference.regions import animal_regions, candidate_region, crop_box, region_box
 from petnet.inference.results import Pet, Prediction
-from petnet.labels import ANIMAL_INDICES, BACKGROUND_INDEX
+from petnet.labels import BACKGROUND_INDEX
 
 if TYPE_CHECKING:
     import torch
@@ -203,7 +203,7 @@ class Predictor:
             masks[i] = mask_from_logits(updated["mask_logits"][i])
             box = np.zeros(masks[i].shape, dtype=bool)
             box[top:bottom, left:right] = True
-            animal = box & np.isin(masks[i], ANIMAL_INDICES)
+            animal = box & (masks[i] != BACKGROUND_INDEX)
             animals[i] = animal if animal.any() else box
         return (output._replace(**updated), animals) if animals else (output, {})
 

@@ -84,7 +84,8 @@ def _resize_axis_uint8(pixels: np.ndarray, size: int) -> np.ndarray:
     sums = fixed @ np.ascontiguousarray(pixels, dtype=np.int32).reshape(len(pixels), -1)
     sums += 1 << (precision - 1)
     sums >>= precision
-    return np.clip(sums, 0, 255).astype(np.uint8).reshape((size, *pixels.shape[1:]))
+    np.minimum(sums, 255, out=sums)  # never below 0: the weights and pixels are not negative
+    return sums.astype(np.uint8).reshape((size, *pixels.shape[1:]))
 
 
 @functools.lru_cache(maxsize=64)
