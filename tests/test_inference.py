@@ -202,9 +202,10 @@ def test_crop_box_widens_the_region_by_the_margin_within_the_image() -> None:
 def test_infer_classification_is_the_forward_pass_without_the_decoder(model: PetNet) -> None:
     images = torch.randn(2, 3, SIZE, SIZE)
     with torch.inference_mode():
-        full, (species, breeds) = model(images), model.infer_classification(images)
+        full, (species, breeds, pets) = model(images), model.infer_classification(images)
     torch.testing.assert_close(species, full.species_logits)
     torch.testing.assert_close(breeds, full.breed_logits)
+    torch.testing.assert_close(pets, full.pet_logits)
 
 
 @pytest.fixture
@@ -257,7 +258,7 @@ def test_a_closer_look_only_at_lone_animals_that_do_not_fill_the_image(closer_mo
     crop = torch.nn.functional.interpolate(torch.from_numpy(tensors[0][None, :, 8:54, 7:43]), size=(SIZE, SIZE), mode="bilinear",
                                            antialias=True)  # crop_box(lone): (7, 8, 43, 54)  # fmt: skip
     with torch.inference_mode():
-        species, breeds = (logits.numpy() for logits in closer_model.infer_classification(crop))
+        species, breeds, _ = (logits.numpy() for logits in closer_model.infer_classification(crop))
     np.testing.assert_allclose(softmax(looked.breed_logits[:1], axis=1), (softmax(output.breed_logits[:1], axis=1) + softmax(breeds, axis=1)) / 2,
                                atol=1e-5)  # fmt: skip
     np.testing.assert_allclose(softmax(looked.species_logits[:1], axis=1),
@@ -323,10 +324,10 @@ class _SecondLookNetwork:
         self.passes.append(("second look", len(images)))
         return self._output(len(images), self.crop_pet_logit, species=3.0)
 
-    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.passes.append(("closer look", len(images)))
-        output = self._output(len(images), 0.0, species=3.0)
-        return output.species_logits, output.breed_logits
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.passes.append(("backbone", len(images)))
+        output = self._output(len(images), self.crop_pet_logit, species=3.0)
+        return output.species_logits, output.breed_logits, output.pet_logits
 
 
 def _second_look(crop_pet_logit: float, peak_logit: float = 0.0, second_look: bool = True):
@@ -340,7 +341,7 @@ def _second_look(crop_pet_logit: float, peak_logit: float = 0.0, second_look: bo
 
 def test_a_second_look_finds_a_small_pet_where_the_centre_heatmap_peaks() -> None:
     prediction, passes = _second_look(crop_pet_logit=4.0)
-    assert passes == [("first look", 1), ("second look", 1)], "the crop is the closer look too"
+    assert passes == [("first look", 1), ("backbone", 1), ("second look", 1)], "asked, then seen whole; no closer look"
     assert prediction.has_pet and len(prediction.pets) == 1
     assert prediction.pet_score == pytest.approx(expit(4.0)), "the crop's score decided"
     assert prediction.species == "cat" and prediction.breed[0] == BREED_NAMES[CAT_BREEDS[2]], "named by the crop"
@@ -355,5 +356,5 @@ def test_no_second_look_without_a_peak_or_when_the_crop_says_no_or_when_off() ->
         prediction, passes = _second_look(**kwargs)
         assert not prediction.has_pet and prediction.pets == ()
         assert prediction.pet_score == pytest.approx(expit(-6.0)), "the first look's score stands"
-        expected = [("first look", 1), ("second look", 1)] if kwargs == {"crop_pet_logit": -4.0} else [("first look", 1)]
+        expected = [("first look", 1), ("backbone", 1)] if kwargs == {"crop_pet_logit": -4.0} else [("first look", 1)]
         assert passes == expected, kwargs

@@ -23,7 +23,8 @@ OPSET = 17
 INPUT_NAME = "images"
 FULL_OUTPUTS = ("species_logits", "breed_logits", "mask_logits", "pet_logits", "breed_maps", "center_logits")
 """The full graph's outputs: :class:`PetNetOutput`'s fields in order (no ``center_logits`` without the centre head)."""
-CLASSIFY_OUTPUTS = ("species_logits", "breed_logits")
+CLASSIFY_OUTPUTS = ("species_logits", "breed_logits", "pet_logits")
+"""The classification cut's outputs: the backbone's heads, without the decoder."""
 ONNX_PRECISIONS = ("float32", "int8")
 ONNX_FILES = {
     "float32": "model.onnx",
@@ -85,7 +86,7 @@ class OnnxNetwork:
         if list(shape[1:]) != [3, config.image_size, config.image_size]:
             problems.append(f"input {shape}, expected (batch, 3, {config.image_size}, {config.image_size})")
         if tuple(output.name for output in classify.get_outputs()) != CLASSIFY_OUTPUTS:
-            problems.append("the classification graph lacks species_logits / breed_logits")
+            problems.append(f"the classification graph does not give {', '.join(CLASSIFY_OUTPUTS)}")
         if problems:
             raise WeightsError(f"The ONNX graphs do not match config.json ({'; '.join(problems)}); "
                                "export them again with python -m petnet.training.export.")  # fmt: skip
@@ -132,9 +133,9 @@ class OnnxNetwork:
             center_logits=mirrored(both.center_logits),
         )
 
-    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        species, breeds = self._classify.run(list(CLASSIFY_OUTPUTS), {INPUT_NAME: _batch(images)})
-        return species, breeds
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        species, breeds, pets = self._classify.run(list(CLASSIFY_OUTPUTS), {INPUT_NAME: _batch(images)})
+        return species, breeds, pets
 
 
 def _batch(images: np.ndarray) -> np.ndarray:

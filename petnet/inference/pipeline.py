@@ -69,8 +69,9 @@ class Network(Protocol):
     def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
         """Everything, from the images as given (crops of a photo's animals)."""
 
-    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Species and breed logits alone (the closer look)."""
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Species, breed and pet logits alone, without the decoder (the closer look, and the second
+        look's first question)."""
 
 
 class PreparedImage(NamedTuple):
@@ -176,27 +177,32 @@ class Predictor:
         """The second look for a small pet: ``output`` and the label ``masks`` (updated in place) of
         the first look, with each photo that holds no pet by its score cropped to the box of its
         centre heatmap's highest peak (:func:`~petnet.inference.regions.candidate_region`, from
-        :data:`CANDIDATE_PEAK` up) and run through the whole network
-        (:meth:`Network.infer_single_view`). Where the crop's pet score reaches the threshold, the
-        photo's pet score, species and breed logits become the crop's, and the crop's mask logits
-        replace the photo's inside the box. Returns the updated output and, for each such photo,
-        its one animal: the pet and boundary pixels in the box, or the box when there are none."""
+        :data:`CANDIDATE_PEAK` up) and asked again, backbone only
+        (:meth:`Network.infer_classification`): most such photos hold no pet, and the decoder would
+        double the cost of saying so. Where the crop's pet score reaches the threshold, the crop
+        runs through the whole network (:meth:`Network.infer_single_view`): the photo's pet score,
+        species and breed logits become the crop's, and the crop's mask logits replace the photo's
+        inside the box. Returns the updated output and, for each such photo, its one animal: the
+        pet and boundary pixels in the box, or the box when there are none."""
         looks = []
         for i, (item, pet) in enumerate(zip(inputs, holds_pet, strict=True)):
             if pet or output.center_logits is None:
                 continue
             region = candidate_region(expit(output.center_logits[i]), masks[i].shape, CANDIDATE_PEAK)
             if region is not None:
-                looks.append((i, crop_box(region)))
+                box = crop_box(region)
+                looks.append((i, box, self._crop(item.pixels, item.photo, box)))
         if not looks:
             return output, {}
-        seen = self.network.infer_single_view(np.stack([self._crop(inputs[i].pixels, inputs[i].photo, box) for i, box in looks]))
+        _, _, pet_logits = self.network.infer_classification(np.stack([crop for _, _, crop in looks]))
+        looks = [look for look, logit in zip(looks, pet_logits, strict=True) if expit(logit) >= self.config.pet_threshold]
+        if not looks:
+            return output, {}
+        seen = self.network.infer_single_view(np.stack([crop for _, _, crop in looks]))
         names = ("pet_logits", "species_logits", "breed_logits", "mask_logits")
         updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in names}
         animals = {}
-        for j, (i, (left, top, right, bottom)) in enumerate(looks):
-            if expit(seen.pet_logits[j]) < self.config.pet_threshold:
-                continue
+        for j, (i, (left, top, right, bottom), _) in enumerate(looks):
             for name in names[:3]:
                 updated[name][i] = getattr(seen, name)[j]
             updated["mask_logits"][i][:, top:bottom, left:right] = resize_scores(seen.mask_logits[j], (bottom - top, right - left))
@@ -205,7 +211,7 @@ class Predictor:
             box[top:bottom, left:right] = True
             animal = box & (masks[i] != BACKGROUND_INDEX)
             animals[i] = animal if animal.any() else box
-        return (output._replace(**updated), animals) if animals else (output, {})
+        return output._replace(**updated), animals
 
     def look_closer(
         self,
@@ -234,7 +240,7 @@ class Predictor:
         if not looks:
             return output
         crops = np.stack([self._crop(tensors[i], photo_of(i), box) for i, box in looks])
-        species, breeds = self.network.infer_classification(crops)
+        species, breeds, _ = self.network.infer_classification(crops)
         rows = [i for i, _ in looks]
 
         def averaged(photo_logits: np.ndarray, crop_logits: np.ndarray) -> np.ndarray:

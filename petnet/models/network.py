@@ -178,12 +178,12 @@ class PetNet(
             output = self(images)
         return output.apply(torch.Tensor.float)
 
-    def infer_classification(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Species and breed logits alone (float32): the backbone and the two heads in
+    def infer_classification(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Species, breed and pet logits alone (float32): the backbone and its three heads in
         :attr:`inference_dtype`, without the decoder, which costs the network as much again."""
         with self._autocast():
             features = self.encoder(images)[-1]
-            return self.species_head(features).float(), self.breed_head(features).float()
+            return self.species_head(features).float(), self.breed_head(features).float(), self.pet_logits(features).float()
 
     @property
     def device(self) -> torch.device:
@@ -300,9 +300,8 @@ class TorchNetwork:
     def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
         return self._run(self.model.infer_single_view, images).apply(_to_numpy)
 
-    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        species, breeds = self._run(self.model.infer_classification, images)
-        return _to_numpy(species), _to_numpy(breeds)
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(_to_numpy(logits) for logits in self._run(self.model.infer_classification, images))
 
     def _run(self, network_pass: Callable[[torch.Tensor], Any], images: np.ndarray) -> Any:
         batch = torch.from_numpy(images).to(self.model.device, torch.float32, memory_format=torch.channels_last)
