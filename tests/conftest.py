@@ -89,17 +89,12 @@ def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from petnet.config import PetNetConfig
     from petnet.hub import load_model
-    from petnet.inference.onnx_network import ONNX_FILES
     from petnet.models.network import PetNet
-    from petnet.training.export import cut_classification, export_float32, quantize_int8
+    from petnet.training.export import write_graphs
 
     directory = tmp_path_factory.mktemp("tiny-onnx")
     torch.manual_seed(0)
     PetNet(PetNetConfig(image_size=64, center_head=True, pet_pooling_sharpness=2.0)).save_pretrained(directory)
     model = load_model(directory, runtime="torch", precision="float32")
-    export_float32(model, directory / ONNX_FILES["float32"])
-    cut_classification(directory / ONNX_FILES["float32"], directory / ONNX_FILES["float32-classify"])
-    images = np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32)
-    quantize_int8(directory / ONNX_FILES["float32"], directory / ONNX_FILES["int8"], images)
-    cut_classification(directory / ONNX_FILES["int8"], directory / ONNX_FILES["int8-classify"])
+    write_graphs(model, directory, np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32))
     return directory

@@ -142,3 +142,16 @@ def test_the_default_repo_serves_the_graphs_checked_against_the_packaged_ones(
         assert graph.name in warning and "SHA-256" in warning
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("directory", ["tiny", "shipped"])
+def test_graphs_upsample_by_constant_scales(directory: str, request: pytest.FixtureRequest) -> None:
+    """No ``Shape`` op sizes a ``Resize`` (export's point 5): in an int8 graph it would dequantize a
+    whole activation only to read its shape."""
+    import onnx
+
+    folder = request.getfixturevalue("tiny_onnx_model") if directory == "tiny" else BUNDLED_MODEL_DIR
+    for file in ONNX_FILES.values():
+        ops = [node.op_type for node in onnx.load(str(folder / file)).graph.node]
+        assert "Shape" not in ops, file
+        assert ("Resize" in ops) == ("classify" not in file), file
