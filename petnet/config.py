@@ -45,11 +45,11 @@ class PetNetConfig:
     log loss 0.758 against 0.775 nats, species 366 against 367. Off for models saved before it."""
     presence_second_look: bool = False
     """Look again at a photo whose pet score misses ``pet_threshold``: crop it to where the centre
-    heatmap most suspects an animal and run the whole network on the crop
+    heatmap most suspects an animal and ask the network about the crop
     (:meth:`petnet.inference.pipeline.Predictor.look_again`). A pet that fills a tenth to a half of
     the photo is averaged away by the first look, which learnt from close-ups; zoomed in, the pet
-    head sees it as one and still says no to other animals. Costs a pass only for such photos.
-    Off for models saved before it."""
+    head sees it as one and still says no to other animals. Costs a backbone pass for such photos
+    (and a whole-network one where a pet is found). Off for models saved before it."""
     pet_pooling_sharpness: float = 0.0
     """How the pet-presence head pools its per-location logits over the photo: 0 averages them (a
     pet must fill much of the frame to raise the mean), ``r > 0`` takes their log-mean-exp at

@@ -6,7 +6,7 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
 1. the network's first look (:meth:`Network.infer`: masks averaged with the mirror image's);
 2. the label map, and the animal regions it holds (:func:`~petnet.inference.regions.animal_regions`);
 3. the pet check (``pet_score >= config.pet_threshold``), and for a photo that misses it, the second
-   look (``config.presence_second_look``): the whole network on a crop to its likeliest animal;
+   look (``config.presence_second_look``): the network asked again about a crop to its likeliest animal;
 4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again, the
    two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
