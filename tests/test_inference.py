@@ -358,3 +358,32 @@ def test_no_second_look_without_a_peak_or_when_the_crop_says_no_or_when_off() ->
         assert prediction.pet_score == pytest.approx(expit(-6.0)), "the first look's score stands"
         expected = [("first look", 1), ("backbone", 1)] if kwargs == {"crop_pet_logit": -4.0} else [("first look", 1)]
         assert passes == expected, kwargs
+
+
+class _SureNetwork(_SecondLookNetwork):
+    """A first look that sees one pet in the middle, its top breed at a chosen logit."""
+
+    def __init__(self, config: PetNetConfig, top_logit: float) -> None:
+        super().__init__(config, crop_pet_logit=4.0, peak_logit=-9.0)
+        self.top_logit = top_logit
+
+    def infer(self, images: np.ndarray) -> PetNetOutput:
+        self.passes.append(("first look", len(images)))
+        output = self._output(len(images), 6.0, species=3.0)
+        output.breed_logits[:, CAT_BREEDS[2]] = self.top_logit
+        output.center_logits[:, 8, 8] = 4.0  # the pet's centre, on the mask's square
+        return output
+
+
+def test_the_closer_look_only_where_the_first_look_is_unsure() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    for top_logit, below, looked in ((6.0, 1.0, True), (6.0, 0.6, False), (2.0, 0.6, True)):
+        config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=below)
+        network = _SureNetwork(config, top_logit)
+        photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+        prediction = Predictor(network).predict(photo)
+        assert prediction.has_pet and len(prediction.pets) == 1
+        sure = softmax(network.infer(np.zeros((1, 3, SIZE, SIZE), np.float32)).breed_logits, axis=1).max()
+        assert (sure < below) == looked, (top_logit, sure)  # 6 among zeros: 0.92; 2: 0.17
+        assert (("backbone", 1) in network.passes) == looked, (top_logit, below)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 from petnet.config import PetNetConfig
 from petnet.images import ImageInput, load_image
@@ -154,9 +154,10 @@ class Predictor:
             for i, region in seen_again.items():
                 found[i], holds_pet[i] = [region], True
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
-        if self.config.closer_look:  # a photo seen again was already classified from its crop
-            unseen = [[] if i in seen_again else regions for i, regions in enumerate(animals)]
-            output = self.look_closer(output, unseen, [item.pixels for item in inputs], lambda i: inputs[i].photo)
+        if self.config.closer_look:  # not where the first look is sure, nor where the second look classified the crop
+            unsure = self.unsure(output)
+            asked = [regions if unsure[i] and i not in seen_again else [] for i, regions in enumerate(animals)]
+            output = self.look_closer(output, asked, [item.pixels for item in inputs], lambda i: inputs[i].photo)
         decoded = self.decode(output)
         predictions = [
             self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
@@ -170,6 +171,15 @@ class Predictor:
     def decode(self, output: PetNetOutput) -> DecodedOutput:
         """:func:`decode_output` with this model's calibration (``config.breed_temperature``)."""
         return decode_output(output, self.breed_species_index, temperature=self.config.breed_temperature)
+
+    def unsure(self, output: PetNetOutput) -> list[bool]:
+        """Whether each image's first look gives its top breed less than ``config.closer_look_below``
+        (at ``config.breed_temperature``; always, at 1): the photos the closer look is for."""
+        below = self.config.closer_look_below
+        if below >= 1:
+            return [True] * len(output.breed_logits)
+        logits = np.asarray(output.breed_logits, dtype=np.float32) / self.config.breed_temperature
+        return (softmax(logits, axis=1).max(axis=1) < below).tolist()
 
     def look_again(
         self, output: PetNetOutput, masks: list[np.ndarray], inputs: Sequence[PreparedImage], holds_pet: Sequence[bool]

@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     args = parser.parse_args(argv)
     model = load_model(args.model, runtime=args.runtime, precision=args.precision)
     log.info("Calibrating %s on %s", args.model, model.runtime)
-    model.config.breed_temperature = 1.0  # fitted to the network's own probabilities
     model.config.presence_second_look = False  # the threshold judges the first look (the second reuses it on its crop)
+    in_use = model.config.breed_temperature  # which photos get the closer look depends on it (closer_look_below)
     records, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
     predictions = model.predict_batch([record.image_path for record in records])
     pet_scores = [p.pet_score for p in predictions]
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     kept = np.mean(np.asarray(pet_scores) >= threshold)
     accepted = np.mean(np.asarray(non_pet_scores) >= threshold)
     names = model.config.breed_names
-    logits = np.log(np.array([[p.breed_probabilities[name] for name in names] for p in predictions]).clip(1e-45))
+    # the final logits, up to a constant per photo: the temperature in use undone
+    logits = in_use * np.log(np.array([[p.breed_probabilities[name] for name in names] for p in predictions]).clip(1e-45))
     truth = np.array([record.breed_index for record in records])
     temperature = fit_temperature(logits, truth)
     config = json.loads((args.model / constants.CONFIG_NAME).read_text())
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     before = _calibration_summary(predictions, records)
     model.config.breed_temperature = temperature
     after = _calibration_summary(model.predict_batch([record.image_path for record in records]), records)
-    log.info("breed_temperature %.4f: validation %s before, %s after; written to %s", temperature, before, after, config_file)
+    log.info("breed_temperature %.4f: validation %s at %.4f before, %s after; written to %s",
+             temperature, before, in_use, after, config_file)  # fmt: skip
     return threshold, temperature
 
 
