@@ -7,8 +7,8 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
 2. the label map, and the animal regions it holds (:func:`~petnet.inference.regions.animal_regions`);
 3. the pet check (``pet_score >= config.pet_threshold``), and for a photo that misses it, the second
    look (``config.presence_second_look``): the network asked again about a crop to its likeliest animal;
-4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again, the
-   two views' probabilities averaged;
+4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again where
+   the first look is unsure of its breed (``config.closer_look_below``), the two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
    ``config.breed_temperature``); a photo with several animals gets one more pass over their crops.
 
