@@ -109,7 +109,7 @@ def speed_table(bench: Mapping[str, Any]) -> str:
          [f"{f['large_photo_latency']['p50_ms']:.1f} ms" for f in runtimes]),
     ] if all("large_photo_latency" in f for f in runtimes) else []  # fmt: skip  # benchmarks from before it have none
     rows = [
-        ("Single photo, end to end (decode, preprocess, network, closer look, mask at photo size), p50",
+        ("Single photo, end to end (decode, preprocess, network, closer look if unsure, mask at photo size), p50",
          [f"{f['latency']['p50_ms']:.1f} ms" for f in runtimes]),
         ("Single photo, end to end, p90", [f"{f['latency']['p90_ms']:.1f} ms" for f in runtimes]),
         (f"p50 as a share of {reference}'s", [f"{f['p50_ratio']:.2f}" for f in runtimes]),
