@@ -155,3 +155,27 @@ def test_graphs_upsample_by_constant_scales(directory: str, request: pytest.Fixt
         ops = [node.op_type for node in onnx.load(str(folder / file)).graph.node]
         assert "Shape" not in ops, file
         assert ("Resize" in ops) == ("classify" not in file), file
+
+
+def test_a_classification_graph_without_the_pet_logit_serves_a_model_without_the_second_look(
+    tiny_onnx_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Graphs exported before the cut gave the pet logit keep working, unless the config asks for
+    the second look, which needs it: then the model falls back with the plain warning."""
+    import json
+
+    import onnx.utils
+
+    from petnet.inference.onnx_network import CLASSIFY_OUTPUTS, INPUT_NAME
+
+    folder = shutil.copytree(tiny_onnx_model, tmp_path / "model")
+    full, cut = graph_files("float32")
+    onnx.utils.extract_model(str(folder / full), str(folder / cut), [INPUT_NAME], list(CLASSIFY_OUTPUTS[:2]))
+    model = load_model(folder, runtime="onnx", precision="float32")
+    assert isinstance(model, OnnxModel) and model.predictor.network.infer_classification(_inputs(model, EXAMPLES[:1]))[2] is None
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "presence_second_look": True}))
+    with caplog.at_level(logging.WARNING):
+        assert isinstance(load_model(folder, runtime="onnx", precision="float32"), PetNet)
+    [warning] = _warnings(caplog)
+    assert "pet_logits" in warning

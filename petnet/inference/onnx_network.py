@@ -85,12 +85,15 @@ class OnnxNetwork:
             problems.append(f"outputs {outputs}, expected {expected}")
         if list(shape[1:]) != [3, config.image_size, config.image_size]:
             problems.append(f"input {shape}, expected (batch, 3, {config.image_size}, {config.image_size})")
-        if tuple(output.name for output in classify.get_outputs()) != CLASSIFY_OUTPUTS:
+        cut = tuple(output.name for output in classify.get_outputs())
+        # graphs exported before the cut gave the pet logit still serve a model that never asks for it
+        if cut != CLASSIFY_OUTPUTS and (config.presence_second_look or cut != CLASSIFY_OUTPUTS[:2]):
             problems.append(f"the classification graph does not give {', '.join(CLASSIFY_OUTPUTS)}")
         if problems:
             raise WeightsError(f"The ONNX graphs do not match config.json ({'; '.join(problems)}); "
                                "export them again with python -m petnet.training.export.")  # fmt: skip
         self._outputs = list(outputs)
+        self._classify_outputs = list(cut)
 
     @classmethod
     def from_directory(cls, directory: Path, config: PetNetConfig, precision: str, threads: int | None = None) -> OnnxNetwork:
@@ -133,9 +136,9 @@ class OnnxNetwork:
             center_logits=mirrored(both.center_logits),
         )
 
-    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        species, breeds, pets = self._classify.run(list(CLASSIFY_OUTPUTS), {INPUT_NAME: _batch(images)})
-        return species, breeds, pets
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        species, breeds, *pets = self._classify.run(self._classify_outputs, {INPUT_NAME: _batch(images)})
+        return species, breeds, pets[0] if pets else None
 
 
 def _batch(images: np.ndarray) -> np.ndarray:

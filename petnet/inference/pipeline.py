@@ -54,7 +54,7 @@ shipped weights, pets at 20-45% of a scene got peaks of 0.02-0.3 where the pet s
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
-the closer look's crops follow as one more batch through the backbone."""
+the crops of the second and the closer look follow in batches of their own."""
 
 
 class Network(Protocol):
@@ -69,9 +69,10 @@ class Network(Protocol):
     def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
         """Everything, from the images as given (crops of a photo's animals)."""
 
-    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Species, breed and pet logits alone, without the decoder (the closer look, and the second
-        look's first question)."""
+        look's first question). The pet logits may be None where the model has no second look (ONNX
+        graphs exported before the classification cut gave them)."""
 
 
 class PreparedImage(NamedTuple):
@@ -88,7 +89,8 @@ class Answer(NamedTuple):
 
     prediction: Prediction
     mask_logits: np.ndarray
-    """(3, S, S) mask logits at the network's input size (mirror-averaged)."""
+    """(3, S, S) mask logits at the network's input size (mirror-averaged; inside the box of a pet the
+    second look found, the crop's)."""
     animals_found: int
     """Animals ``predict`` answers for were the photo taken to hold a pet (at least 1)."""
 
@@ -189,38 +191,39 @@ class Predictor:
         centre heatmap's highest peak (:func:`~petnet.inference.regions.candidate_region`, from
         :data:`CANDIDATE_PEAK` up) and asked again, backbone only
         (:meth:`Network.infer_classification`): most such photos hold no pet, and the decoder would
-        double the cost of saying so. Where the crop's pet score reaches the threshold, the crop
-        runs through the whole network (:meth:`Network.infer_single_view`): the photo's pet score,
-        species and breed logits become the crop's, and the crop's mask logits replace the photo's
-        inside the box. Returns the updated output and, for each such photo, its one animal: the
+        double the cost of saying so. A box that covers the whole photo is not asked again. Where the
+        crop's pet score reaches the threshold, the crop runs through the whole network
+        (:meth:`Network.infer_single_view`): the photo's pet score becomes the crop's, its species
+        and breed logits the crop's, and the crop's mask logits replace the photo's inside the box. Returns the updated output and, for each such photo, its one animal: the
         pet and boundary pixels in the box, or the box when there are none."""
         looks = []
         for i, (item, pet) in enumerate(zip(inputs, holds_pet, strict=True)):
             if pet or output.center_logits is None:
                 continue
             region = candidate_region(expit(output.center_logits[i]), masks[i].shape, CANDIDATE_PEAK)
-            if region is not None:
-                box = crop_box(region)
+            box = crop_box(region) if region is not None else None
+            if box is not None and box != (0, 0, region.shape[1], region.shape[0]):  # the whole photo already said no
                 looks.append((i, box, self._crop(item.pixels, item.photo, box)))
         if not looks:
             return output, {}
         _, _, pet_logits = self.network.infer_classification(np.stack([crop for _, _, crop in looks]))
-        looks = [look for look, logit in zip(looks, pet_logits, strict=True) if expit(logit) >= self.config.pet_threshold]
+        looks = [(*look, logit) for look, logit in zip(looks, pet_logits, strict=True) if expit(logit) >= self.config.pet_threshold]
         if not looks:
             return output, {}
-        seen = self.network.infer_single_view(np.stack([crop for _, _, crop in looks]))
-        names = ("pet_logits", "species_logits", "breed_logits", "mask_logits")
-        updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in names}
-        animals = {}
-        for j, (i, (left, top, right, bottom), _) in enumerate(looks):
-            for name in names[:3]:
+        seen = self.network.infer_single_view(np.stack([crop for _, _, crop, _ in looks]))
+        names = ("species_logits", "breed_logits", "mask_logits")
+        updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in (*names, "pet_logits")}
+        animals: dict[int, np.ndarray] = {}
+        for j, (i, (left, top, right, bottom), _, pet_logit) in enumerate(looks):
+            updated["pet_logits"][i] = pet_logit  # the score that decided: has_pet and pet_score agree
+            for name in names[:2]:
                 updated[name][i] = getattr(seen, name)[j]
             updated["mask_logits"][i][:, top:bottom, left:right] = resize_scores(seen.mask_logits[j], (bottom - top, right - left))
             masks[i] = mask_from_logits(updated["mask_logits"][i])
-            box = np.zeros(masks[i].shape, dtype=bool)
-            box[top:bottom, left:right] = True
-            animal = box & (masks[i] != BACKGROUND_INDEX)
-            animals[i] = animal if animal.any() else box
+            inside = np.zeros(masks[i].shape, dtype=bool)
+            inside[top:bottom, left:right] = True
+            animal = inside & (masks[i] != BACKGROUND_INDEX)
+            animals[i] = animal if animal.any() else inside
         return output._replace(**updated), animals
 
     def look_closer(

@@ -128,7 +128,8 @@ def center_regions(
     min_fraction: float = MIN_ANIMAL_FRACTION,
     relative_fraction: float = SECOND_ANIMAL_FRACTION,
 ) -> list[np.ndarray]:
-    """One boolean HxW region per animal of a label ``mask``, one animal per peak of the (h, w)
+    """One boolean HxW region per animal of a predicted label ``mask`` (pet, background and boundary
+    values only), one animal per peak of the (h, w)
     centre ``heatmap`` (probabilities, :func:`petnet.inference.centers.find_peaks`), largest first.
 
     A peak on or near (two cells) the mask's pet pixels counts from ``threshold`` up. It belongs to

@@ -69,7 +69,8 @@ class Prediction(Mapping):
     """(3, S, S) float probabilities of pet, background and boundary at the network's input size,
     for soft cut-outs (resample them to the photo with :func:`resize_scores`)."""
     pet_score: float
-    """Probability that the photo holds a cat or dog."""
+    """Probability that the photo holds a cat or dog: the first look's, or for a photo whose pet the
+    second look found (``config.presence_second_look``), the score of the crop it found it in."""
     has_pet: bool
     """``pet_score`` reached the model's ``config.pet_threshold`` (``petnet.training.calibrate`` chose it on validation)."""
     pets: tuple[Pet, ...] = ()

@@ -129,6 +129,8 @@ def constant_resize_scales(path: Path) -> None:
         if not source or not target or None in source[2:] + target[2:]:
             raise ValueError(f"{node.name}: the spatial size is not fixed ({source} -> {target})")
         scales = np.array([1, 1, target[2] / source[2], target[3] / source[3]], dtype=np.float32)
+        if [int(np.floor(np.float32(size) * scale)) for size, scale in zip(source[2:], scales[2:])] != target[2:]:
+            raise ValueError(f"{node.name}: no float32 scale gives {source[2:]} -> {target[2:]} exactly")
         model.graph.initializer.append(numpy_helper.from_array(scales, f"{node.name}_scales"))
         node.input[2] = f"{node.name}_scales"
         del node.input[3]
@@ -138,8 +140,8 @@ def constant_resize_scales(path: Path) -> None:
 
 
 def cut_classification(full: Path, path: Path) -> None:
-    """The backbone and the species and breed heads of graph ``full``, sharing its weights (and an
-    int8 graph's scales, so the closer look sees the first look's backbone exactly)."""
+    """The backbone and the species, breed and pet heads of graph ``full``, sharing its weights (and
+    an int8 graph's scales, so the closer and second looks see the first look's backbone exactly)."""
     onnx.utils.extract_model(str(full), str(path), [INPUT_NAME], list(CLASSIFY_OUTPUTS))
 
 
