@@ -16,7 +16,14 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
-from petnet.data.datasets import PetRecord, is_other_animal, load_record_image, pseudo_mask_path, read_pseudo_mask, read_trimap
+from petnet.data.datasets import (
+    PetRecord,
+    is_other_animal,
+    load_record_image,
+    pseudo_mask_path,
+    read_pseudo_mask,
+    read_trimap,
+)
 from petnet.errors import InvalidImageError
 from petnet.labels import BACKGROUND_INDEX, IGNORE_INDEX
 

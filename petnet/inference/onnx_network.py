@@ -87,7 +87,8 @@ class OnnxNetwork:
             problems.append(f"input {shape}, expected (batch, 3, {config.image_size}, {config.image_size})")
         cut = tuple(output.name for output in classify.get_outputs())
         # graphs exported before the cut gave the pet logit still serve a model that never asks for it
-        if cut != CLASSIFY_OUTPUTS and (config.presence_second_look or cut != CLASSIFY_OUTPUTS[:2]):
+        accepted_cuts = {CLASSIFY_OUTPUTS} if config.presence_second_look else {CLASSIFY_OUTPUTS, CLASSIFY_OUTPUTS[:2]}
+        if cut not in accepted_cuts:
             problems.append(f"the classification graph does not give {', '.join(CLASSIFY_OUTPUTS)}")
         if problems:
             raise WeightsError(f"The ONNX graphs do not match config.json ({'; '.join(problems)}); "

@@ -194,8 +194,9 @@ class Predictor:
         double the cost of saying so. A box that covers the whole photo is not asked again. Where the
         crop's pet score reaches the threshold, the crop runs through the whole network
         (:meth:`Network.infer_single_view`): the photo's pet score becomes the crop's, its species
-        and breed logits the crop's, and the crop's mask logits replace the photo's inside the box. Returns the updated output and, for each such photo, its one animal: the
-        pet and boundary pixels in the box, or the box when there are none."""
+        and breed logits the crop's, and the crop's mask logits replace the photo's inside the box.
+        Returns the updated output and, for each such photo, its one animal: the pet and boundary
+        pixels in the box, or the box when there are none."""
         looks = []
         for i, (item, pet) in enumerate(zip(inputs, holds_pet, strict=True)):
             if pet or output.center_logits is None:

@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     args = parser.parse_args(argv)
     model = load_model(args.model, runtime=args.runtime, precision=args.precision)
     log.info("Calibrating %s on %s", args.model, model.runtime)
-    second_look, model.config.presence_second_look = model.config.presence_second_look, False  # the threshold judges
-    # the first look (the second reuses it on its crop); it is back on for the checks after the fit
+    # the threshold judges the first look (the second look reuses it on its crop): off for the fit, back on after it
+    second_look, model.config.presence_second_look = model.config.presence_second_look, False
     in_use = model.config.breed_temperature  # which photos get the closer look depends on it (closer_look_below)
     records, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
     predictions = model.predict_batch([record.image_path for record in records])
@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     log.info("breed_temperature %.4f: validation %s at %.4f before, %s after; written to %s",
              temperature, before, in_use, _calibration_summary(served, records), config_file)  # fmt: skip
     if second_look:
-        accepted = np.mean([p.has_pet for p in model.predict_batch(non_pets)])
+        served_non_pets = model.predict_batch(non_pets)
         log.info("with the second look: keeps %.1f%% of the validation pets, accepts %.1f%% of the calibration non-pets",
-                 100 * np.mean([p.has_pet for p in served]), 100 * accepted)  # fmt: skip
+                 100 * np.mean([p.has_pet for p in served]), 100 * np.mean([p.has_pet for p in served_non_pets]))  # fmt: skip
     return threshold, temperature
 
 
