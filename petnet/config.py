@@ -132,6 +132,10 @@ class LossWeights:
     distill: float = 0.0
     """KL divergence to the teacher's species and breed probabilities on the same augmented batch
     (``TrainConfig.teacher``; :func:`petnet.training.losses.distillation_loss`)."""
+    mask_distill: float = 0.0
+    """The same KL divergence, pixel by pixel, to the teacher's mask probabilities on the pets not placed
+    into scenes: holds the close-ups' masks (a soup's, which a fine-tune drifts from) while a run
+    learns other things."""
 
 
 @dataclass
@@ -177,6 +181,9 @@ class TrainConfig:
     """Place the training photos of other animals into scenes too, at the same ``scene_probability``
     (zoomed out whole; their masks are all background): a bear or a guinea pig seen small in a street is
     the hard negative of a pet seen small, so the presence decision learns the animal, not its size."""
+    scene_masks: bool = True
+    """Train the mask on photos placed into scenes too. Off, their masks are ignored: a cut-out's
+    pasted, blurred edge is a boundary band no real photo has, and the decoder learns it."""
     other_animal_repeats: int = 1
     """How many times each training non-pet photo of another animal (a bear, a guinea pig ...) is
     seen per epoch: the hard negatives of the pet-presence decision, weighted up."""
@@ -206,7 +213,8 @@ class TrainConfig:
     teacher: str = ""
     """A local PetNet folder (``save_pretrained``) whose species and breed probabilities on each
     training batch the run also learns (the ``distill`` loss; validation scores the student alone):
-    a soup of finished runs taught to one network. Needs ``loss_weights.distill`` above 0. Photos placed
+    a soup of finished runs taught to one network. Needs ``loss_weights.distill`` or
+    ``loss_weights.mask_distill`` above 0. Photos placed
     into scenes are not distilled: there the teacher, trained on close-ups, is the model being corrected."""
     distill_temperature: float = 2.0
     """Softens both sides of the distillation loss; above 1 the teacher's runner-up breeds weigh more."""

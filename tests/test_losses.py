@@ -155,6 +155,17 @@ def test_photos_placed_into_scenes_are_not_distilled() -> None:
     assert multitask_loss(output, all_scenes, LossWeights(distill=1), teacher=teacher)["distill"].item() == 0
 
 
+def test_mask_distillation_compares_each_pixel_of_the_close_ups_only() -> None:
+    output, teacher = _output(), _output(seed=1)
+    batch = {**_batch(torch.full((2, 8, 8), IGNORE_INDEX)), "is_pet": torch.tensor([True, True]),
+             "in_scene": torch.tensor([False, True])}  # fmt: skip
+    losses = multitask_loss(output, batch, LossWeights(mask_distill=1), teacher=teacher, temperature=2.0)
+    pixels = [logits[:1].permute(0, 2, 3, 1).reshape(-1, 3) for logits in (output.mask_logits, teacher.mask_logits)]
+    assert losses["mask_distill"].item() == pytest.approx(distillation_loss(*pixels, 2.0).item(), rel=1e-5)
+    assert multitask_loss(teacher, batch, LossWeights(mask_distill=1), teacher=teacher)["mask_distill"].item() == pytest.approx(0, abs=1e-6)
+    assert multitask_loss(output, batch, LossWeights(distill=1), teacher=teacher)["mask_distill"].item() == 0, "off unless weighted"
+
+
 def test_lovasz_softmax_is_one_minus_mean_iou_on_hard_predictions() -> None:
     generator = torch.Generator().manual_seed(0)
     target = torch.randint(0, 3, (2, 8, 8), generator=generator)

@@ -94,7 +94,7 @@ def test_a_training_scene_carries_the_pets_masks_and_real_background_labels(tmp_
 def test_other_animals_go_into_scenes_only_when_asked(tmp_path):
     from petnet.data.scenes import ScenePlacer
     from petnet.data.training_set import OxfordPetDataset
-    from petnet.labels import BACKGROUND_INDEX
+    from petnet.labels import BACKGROUND_INDEX, IGNORE_INDEX
 
     path = tmp_path / "n02398521_hippopotamus.jpg"  # an animal by its ImageNet class
     Image.new("RGB", (64, 48), (250, 250, 250)).save(path)
@@ -116,3 +116,6 @@ def test_other_animals_go_into_scenes_only_when_asked(tmp_path):
             assert 0 < animal_pixels < 0.5, "placed: the bright animal photo is small in a scene"
         else:
             assert animal_pixels == 1.0, "not placed: the photo as it is"
+    unmasked = OxfordPetDataset([animal], identity, scenes=placer, scene_probability=1.0, scene_other_animals=True,
+                                scene_masks=False)[0]  # fmt: skip
+    assert (unmasked["mask"] == IGNORE_INDEX).all() and (unmasked["pseudo_mask"] == IGNORE_INDEX).all()

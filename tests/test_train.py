@@ -22,7 +22,7 @@ from petnet.models.network import PetNet
 from petnet.training import train
 from petnet.training.train import CHECKPOINT_NAME, FINAL_DIR_NAME, MODEL_DIR_NAME, Trainer, atomic_save, parse_args
 
-LOSSES = ["total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier", "distill", "lovasz"]
+LOSSES = ["total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier", "distill", "mask_distill", "lovasz"]
 LOG_COLUMNS = [
     "epoch", "lr", "frozen_backbone", *(f"train_{name}" for name in LOSSES), *(f"val_{name}" for name in LOSSES),
     "val_named_species_accuracy", "val_breed_top1_accuracy", "val_breed_top3_accuracy", "val_mean_iou_at_input_size",

@@ -40,7 +40,8 @@ class OxfordPetDataset(Dataset):
     With ``scenes`` (a :class:`petnet.data.scenes.ScenePlacer`), a share ``scene_probability`` of the
     pet photos is first placed into a photo with no pet, masks along, and then augmented by
     ``scene_transform``: a transform that crops little, so the placed pet stays in the picture. With
-    ``scene_other_animals`` the photos of other animals are placed into scenes as well (hard negatives)."""
+    ``scene_other_animals`` the photos of other animals are placed into scenes as well (hard negatives);
+    without ``scene_masks`` a scene's masks are ignored (``IGNORE_INDEX``)."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class OxfordPetDataset(Dataset):
         scene_probability: float = 0.0,
         scene_transform: Callable | None = None,
         scene_other_animals: bool = False,
+        scene_masks: bool = True,
     ) -> None:
         self.records = list(records)
         self.transform = transform
@@ -59,6 +61,7 @@ class OxfordPetDataset(Dataset):
         self.scene_probability = scene_probability
         self.scene_transform = scene_transform or transform
         self.scene_other_animals = scene_other_animals
+        self.scene_masks = scene_masks
         self.failures: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -76,6 +79,8 @@ class OxfordPetDataset(Dataset):
             in_scene = self.scenes is not None and placeable and random.random() < self.scene_probability
             if in_scene:
                 image, mask, pseudo = self.scenes(image, mask, pseudo, random)
+                if not self.scene_masks:
+                    mask = pseudo = np.full(mask.shape, IGNORE_INDEX, dtype=np.uint8)
                 transform = self.scene_transform
         except (InvalidImageError, OSError) as error:
             self.failures[record.name] = str(error)

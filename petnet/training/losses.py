@@ -1,6 +1,6 @@
 """Multi-task loss: species CE + breed CE + segmentation CE + soft Dice (+ Lovász-softmax), and for
 training with non-pet photos, pseudo masks and a teacher: pet-presence BCE, outlier exposure, pseudo-mask CE and
-distillation of the teacher's species and breed probabilities."""
+distillation of the teacher's species, breed and mask probabilities."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from petnet.config import LossWeights
 from petnet.inference.decoding import PetNetOutput
 from petnet.labels import IGNORE_INDEX
 
-LOSS_NAMES = ("total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier", "distill", "lovasz")
+LOSS_NAMES = ("total", "species", "breed", "segmentation", "dice", "pseudo_mask", "pet", "outlier", "distill", "mask_distill", "lovasz")
 
 
 def soft_dice_loss(mask_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -73,6 +73,11 @@ def _zero(output: PetNetOutput) -> torch.Tensor:
     return sum(tensor.sum() for tensor in output if tensor is not None) * 0.0
 
 
+def _pixels(mask_logits: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) mask logits as (B*H*W, C) rows, one per pixel."""
+    return mask_logits.movedim(1, -1).reshape(-1, mask_logits.shape[1])
+
+
 def _label_loss(
     logits: torch.Tensor, labels: torch.Tensor, batch: dict, is_pet: torch.Tensor, label_smoothing: float
 ) -> torch.Tensor:
@@ -103,8 +108,9 @@ def multitask_loss(
     the photos with no pet push those logits towards uniform instead (``outlier``). Pixels marked
     ``IGNORE_INDEX`` contribute nothing, so a batch with no trimap has zero segmentation loss.
     ``teacher``, another model's output on the same batch, adds ``distill``: the mean of
-    :func:`distillation_loss` on the pets' species and breed logits at ``temperature``, photos placed
-    into scenes (``batch["in_scene"]``) left out.
+    :func:`distillation_loss` on the pets' species and breed logits at ``temperature``, and
+    ``mask_distill``, the same on each pixel's mask logits, photos placed into scenes
+    (``batch["in_scene"]``) left out.
     """
     is_pet = batch.get("is_pet", torch.ones_like(batch["species"], dtype=torch.bool)).bool()
     zero = _zero(output)
@@ -118,6 +124,10 @@ def multitask_loss(
                 distillation_loss(output.species_logits[taught], teacher.species_logits[taught], temperature)
                 + distillation_loss(output.breed_logits[taught], teacher.breed_logits[taught], temperature)
             ) / 2
+            if weights.mask_distill:
+                losses["mask_distill"] = distillation_loss(
+                    _pixels(output.mask_logits[taught]), _pixels(teacher.mask_logits[taught]), temperature
+                )
     if (~is_pet).any():
         outliers = ~is_pet
         losses["outlier"] = (

@@ -233,10 +233,10 @@ def load_teacher(config: TrainConfig, device: torch.device) -> PetNet | None:
     as shipped models do (batch norms folded; bfloat16 on CPUs that compute it natively,
     :mod:`petnet.models.precision`), as for the distilled run of docs/experiments.md.
     """
-    weight = config.loss_weights.distill
+    weight = config.loss_weights.distill + config.loss_weights.mask_distill
     if bool(config.teacher) != (weight > 0):
-        raise ValueError(f"--teacher and a --distill-weight above 0 go together; got teacher {config.teacher!r}, "
-                         f"distill weight {weight}.")  # fmt: skip
+        raise ValueError(f"--teacher and a --distill-weight or --mask-distill-weight above 0 go together; got teacher "
+                         f"{config.teacher!r}, distill weights {weight}.")  # fmt: skip
     if not config.teacher:
         return None
     if not Path(config.teacher).is_dir():
@@ -273,7 +273,7 @@ class Trainer:
         scene_augment = train_transform(model_config, config.crop_size, config.trivial_augment, SCENE_CROP_SCALE)
         self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None,
                                           ScenePlacer(backgrounds), config.scene_probability, scene_augment,
-                                          config.scene_other_animals)
+                                          config.scene_other_animals, config.scene_masks)
         self.val_set = OxfordPetDataset(val_records, val_transform(model_config))
         seed_everything(config.init_seed)  # the same initial decoder and heads on every rank and run
         self.model = start if start is not None else (PetNet.from_imagenet if config.pretrained else PetNet)(model_config)
