@@ -12,7 +12,7 @@ from scipy.special import expit, softmax
 
 from petnet.config import PetNetConfig
 from petnet.inference.decoding import PetNetOutput, decode_output, mean_probability_logits
-from petnet.inference.regions import crop_box, pet_regions, region_box
+from petnet.inference.regions import box_region, crop_box, partial_crop_box, pet_regions, region_box
 from petnet.labels import BREED_NAMES, BREED_SPECIES
 from petnet.models.network import PetNet
 
@@ -197,6 +197,15 @@ def test_crop_box_widens_the_region_by_the_margin_within_the_image() -> None:
     assert crop_box(region, margin=0.1) == (18, 8, 42, 32)
     region[0:50, 2:62] = True
     assert crop_box(region, margin=0.1) == (0, 0, SIZE, 55), "clipped to the image"
+
+
+def test_a_crop_box_that_is_the_whole_image_is_no_crop() -> None:
+    region = np.zeros((SIZE, SIZE), dtype=bool)
+    region[10:30, 20:40] = True
+    assert partial_crop_box(region) == crop_box(region)
+    assert np.array_equal(box_region(region.shape, region_box(region)), region), "a box's pixels give the box back"
+    region[:, :] = True
+    assert partial_crop_box(region) is None
 
 
 def test_infer_classification_is_the_forward_pass_without_the_decoder(model: PetNet) -> None:

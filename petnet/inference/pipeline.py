@@ -40,7 +40,14 @@ from petnet.inference.decoding import (
     resize_scores,
 )
 from petnet.inference.preprocess import eval_transform, resize_channels
-from petnet.inference.regions import animal_regions, candidate_region, crop_box, region_box
+from petnet.inference.regions import (
+    animal_regions,
+    box_region,
+    candidate_region,
+    crop_box,
+    partial_crop_box,
+    region_box,
+)
 from petnet.inference.results import Pet, Prediction
 from petnet.labels import BACKGROUND_INDEX
 
@@ -202,8 +209,7 @@ class Predictor:
             if pet or output.center_logits is None:
                 continue
             region = candidate_region(expit(output.center_logits[i]), masks[i].shape, CANDIDATE_PEAK)
-            box = crop_box(region) if region is not None else None
-            if box is not None and box != (0, 0, region.shape[1], region.shape[0]):  # the whole photo already said no
+            if region is not None and (box := partial_crop_box(region)) is not None:  # the whole photo already said no
                 looks.append((i, box, self._crop(item.pixels, item.photo, box)))
         if not looks:
             return output, {}
@@ -221,8 +227,7 @@ class Predictor:
                 updated[name][i] = getattr(seen, name)[j]
             updated["mask_logits"][i][:, top:bottom, left:right] = resize_scores(seen.mask_logits[j], (bottom - top, right - left))
             masks[i] = mask_from_logits(updated["mask_logits"][i])
-            inside = np.zeros(masks[i].shape, dtype=bool)
-            inside[top:bottom, left:right] = True
+            inside = box_region(masks[i].shape, (left, top, right, bottom))
             animal = inside & (masks[i] != BACKGROUND_INDEX)
             animals[i] = animal if animal.any() else inside
         return output._replace(**updated), animals
@@ -248,8 +253,8 @@ class Predictor:
         stay the photo's.
         """
         looks = []
-        for i, (regions, tensor) in enumerate(zip(animals, tensors, strict=True)):
-            if len(regions) == 1 and (box := crop_box(regions[0])) != (0, 0, tensor.shape[-1], tensor.shape[-2]):
+        for i, regions in enumerate(animals):
+            if len(regions) == 1 and (box := partial_crop_box(regions[0])) is not None:
                 looks.append((i, box))
         if not looks:
             return output

@@ -171,9 +171,8 @@ def hill_region(heatmap: np.ndarray, peak: tuple[int, int, float], shape: tuple[
     reads from ``peak``'s hill in the (h, w) centre ``heatmap``: where that animal is, mask or not."""
     top, left, bottom, right = hill_box(heatmap, peak)
     cell_rows, cell_cols = shape[0] / heatmap.shape[0], shape[1] / heatmap.shape[1]
-    region = np.zeros(shape, dtype=bool)
-    region[max(0, round(top * cell_rows)) : round(bottom * cell_rows), max(0, round(left * cell_cols)) : round(right * cell_cols)] = True
-    return region
+    box = (round(left * cell_cols), round(top * cell_rows), round(right * cell_cols), round(bottom * cell_rows))
+    return box_region(shape, box)
 
 
 def candidate_region(heatmap: np.ndarray, shape: tuple[int, int], min_peak: float) -> np.ndarray | None:
@@ -247,5 +246,20 @@ def crop_box(region: np.ndarray, margin: float = CROP_MARGIN) -> tuple[int, int,
     grow_x, grow_y = round((right - left) * margin), round((bottom - top) * margin)
     height, width = region.shape
     return max(0, left - grow_x), max(0, top - grow_y), min(width, right + grow_x), min(height, bottom + grow_y)
+
+
+def partial_crop_box(region: np.ndarray) -> tuple[int, int, int, int] | None:
+    """:func:`crop_box` of ``region``, or None when that box is the whole image: a crop that would
+    only show the image again."""
+    box = crop_box(region)
+    return None if box == (0, 0, region.shape[1], region.shape[0]) else box
+
+
+def box_region(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels of an image of ``shape`` (H, W) inside ``box`` (left, top, right, bottom; clipped at 0)."""
+    left, top, right, bottom = box
+    region = np.zeros(shape, dtype=bool)
+    region[max(0, top) : bottom, max(0, left) : right] = True
+    return region
 
 
