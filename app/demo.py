@@ -218,7 +218,7 @@ class PetDemo:
         with np.load(view, allow_pickle=False) as stored:
             shown = ShownPrediction(Image.fromarray(stored["photo"]), stored["mask"], stored["animals"])
         old_overlay = next(p for p in paths if _download_kind(p) == "overlay")
-        [overlay] = self._publish({Path(old_overlay).name: _png(_draw(shown, opacity))}).values()
+        [overlay] = self._publish({Path(old_overlay).name: _jpeg(_draw(shown, opacity))}).values()
         return overlay, [overlay, *(p for p in paths if p != old_overlay)]
 
     def _show(self, photo: Image.Image, shown_name: str, prediction: Prediction, opacity: float) -> Outputs:
@@ -227,7 +227,7 @@ class PetDemo:
         animals = animal_map([pet.region for pet in prediction.pets], tuple(prediction.full_mask.shape))
         shown = _for_screen(photo, prediction.full_mask, animals, self.settings.screen_max_side)
         cutout = pet_cutout(photo, prediction.mask_probabilities) if prediction.has_pet else None
-        downloads = {_download_name("overlay", stem): _png(_draw(shown, opacity))}
+        downloads = {_download_name("overlay", stem): _jpeg(_draw(shown, opacity))}
         shown_only = {VIEW_FILE: _npz(shown)}
         if cutout is not None:
             downloads[_download_name("cutout", stem)] = _png(cutout)
@@ -304,19 +304,22 @@ def _upload_location(upload: str | Mapping[str, Any] | None) -> tuple[str, str] 
     return str(upload), Path(upload).name
 
 
-DOWNLOAD_KINDS = ("overlay", "cutout", "mask")
+DOWNLOAD_SUFFIXES = {"overlay": ".jpg", "cutout": ".png", "mask": ".png"}
+"""The downloads by kind, and their file types: the overlay is a photo, a JPEG (encoded in a
+thirtieth of a PNG's time, which a busy server feels); the cut-out keeps its transparency and the
+mask its exact values in PNGs."""
 
 
 def _download_name(kind: str, stem: str) -> str:
-    """``overlay-my_cat.png``: the kind first, so that a phone, which shortens long names at their
+    """``overlay-my_cat.jpg``: the kind first, so that a phone, which shortens long names at their
     end, still shows which download is which."""
-    return f"{kind}-{stem}.png"
+    return f"{kind}-{stem}{DOWNLOAD_SUFFIXES[kind]}"
 
 
 def _download_kind(path: str) -> str | None:
     """The kind of one of our download paths (:func:`_download_name`), else None."""
     kind, dash, _ = Path(path).name.partition("-")
-    return kind if dash and kind in DOWNLOAD_KINDS and path.endswith(".png") else None
+    return kind if dash and Path(path).suffix == DOWNLOAD_SUFFIXES.get(kind) else None
 
 
 def _file_stem(name: str) -> str:

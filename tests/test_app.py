@@ -163,11 +163,11 @@ def test_batch_size_comes_from_the_environment() -> None:
 def test_one_pet_gives_species_breeds_overlay_cutout_and_named_downloads(tmp_path: Path) -> None:
     overlay, verdict, details, preview, downloads = _handlers(tmp_path).predict(_photo(tmp_path), 0.5)
 
-    assert Path(overlay).name == "overlay-my_cat.png" and Image.open(overlay).size == (200, 120)
+    assert Path(overlay).name == "overlay-my_cat.jpg" and Image.open(overlay).size == (200, 120)
     assert "Dog · 90% sure" in verdict and verdict.count('class="breed"') == 3
     assert "Beagle" in verdict and "60%" in verdict and results_html.NO_PET not in verdict
     assert details["has_pet"] is True and len(details["pets"]) == 1 and details["pets"][0]["breed"][0] == "beagle"
-    assert [Path(p).name for p in downloads] == ["overlay-my_cat.png", "cutout-my_cat.png", "mask-my_cat.png"]
+    assert [Path(p).name for p in downloads] == ["overlay-my_cat.jpg", "cutout-my_cat.png", "mask-my_cat.png"]
 
     mask = Image.open(downloads[2])
     assert mask.mode == "P" and mask.size == (200, 120)
@@ -189,7 +189,7 @@ def test_no_pet_says_so_and_offers_no_cutout(tmp_path: Path) -> None:
     assert results_html.NO_PET == "No cat or dog found in this photo."
     assert results_html.NO_PET in verdict and "sure" not in verdict
     assert details["has_pet"] is False and details["pets"] == []
-    assert preview is None and [Path(p).name for p in downloads] == ["overlay-my_cat.png", "mask-my_cat.png"]
+    assert preview is None and [Path(p).name for p in downloads] == ["overlay-my_cat.jpg", "mask-my_cat.png"]
     assert overlay == downloads[0]
 
 
@@ -198,8 +198,8 @@ def test_two_pets_get_one_result_each_and_their_own_colour(tmp_path: Path) -> No
     assert verdict.count('class="pet-card"') == 2 and "2 animals found" in verdict
     assert "Dog · 90% sure" in verdict and "Cat · 80% sure" in verdict and "Bengal" in verdict
     assert [pet["species"] for pet in details["pets"]] == ["dog", "cat"]
-    pixels = np.asarray(Image.open(overlay))
-    assert tuple(pixels[60, 50]) == animal_color(0) and tuple(pixels[60, 150]) == animal_color(1)
+    pixels = np.asarray(Image.open(overlay)).astype(int)  # a JPEG: colours within a few levels
+    assert np.abs(pixels[60, 50] - animal_color(0)).max() <= 4 and np.abs(pixels[60, 150] - animal_color(1)).max() <= 4
     assert f"rgb{animal_color(1)}" in verdict  # each card's swatch matches its overlay colour
 
 
@@ -212,7 +212,7 @@ def test_concurrent_visitors_share_one_network_pass_and_a_bad_file_stays_theirs(
     assert handlers.model.batches == [2]  # the two usable photos went through the network together
     assert len(columns) == 5 and all(len(column) == 3 for column in columns)
     overlays, verdicts, details, _, downloads = columns
-    assert Path(overlays[0]).name == "overlay-a.png" and Path(overlays[2]).name == "overlay-b.png"
+    assert Path(overlays[0]).name == "overlay-a.jpg" and Path(overlays[2]).name == "overlay-b.jpg"
     assert overlays[1] is None and downloads[1] is None and details[1] == {"error": NOT_A_PICTURE}
     assert "notes.jpg" in verdicts[1] and "Dog · 90% sure" in verdicts[0] + verdicts[2]
 
@@ -232,7 +232,7 @@ def test_opacity_redraws_from_the_stored_view_without_the_model(
     assert (
         clear_downloads[0] == clear
         and clear_downloads[1:] == downloads[1:]
-        and Path(clear).name == "overlay-my_cat.png"
+        and Path(clear).name == "overlay-my_cat.jpg"
     )
     opaque, _ = handlers.redraw(clear_downloads, 1.0)  # works again from the redrawn list
     assert tuple(np.asarray(Image.open(opaque))[60, 150]) == animal_color(1)
@@ -393,7 +393,7 @@ def test_old_result_folders_are_swept(tmp_path: Path) -> None:
 def test_photo_names_become_safe_download_names(tmp_path: Path) -> None:
     path = _photo(tmp_path, "upload.jpg")
     downloads = _handlers(tmp_path / "out").predict({"path": path, "orig_name": "../My cat (1).HEIC"}, 0.5)[-1]
-    assert Path(downloads[0]).name == "overlay-My_cat_1.png"
+    assert Path(downloads[0]).name == "overlay-My_cat_1.jpg"
 
 
 def test_a_real_network_goes_through_the_same_path(tmp_path: Path) -> None:

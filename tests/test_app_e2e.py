@@ -49,13 +49,13 @@ def test_predict_endpoint_returns_results(client: Client) -> None:
     overlay, verdict, details, preview, downloads = client.predict(
         handle_file(example_paths()[0]), 0.5, api_name="/predict"
     )
-    assert Image.open(overlay).size == (256, 256) and Path(overlay).name == "overlay-Abyssinian_202.png"
+    assert Image.open(overlay).size == (256, 256) and Path(overlay).name == "overlay-Abyssinian_202.jpg"
     assert set(details) >= {"has_pet", "pet_score", "pets", "species", "breed"}
     assert len(details["pets"]) >= 1 if details["has_pet"] else details["pets"] == []
     for pet in details["pets"]:
         assert pet["species"] in {"cat", "dog"} and len(pet["breed"]) == 3 and len(pet["box"]) == 4
     names = [Path(path).name for path in downloads]
-    assert names[0] == "overlay-Abyssinian_202.png" and names[-1] == "mask-Abyssinian_202.png"
+    assert names[0] == "overlay-Abyssinian_202.jpg" and names[-1] == "mask-Abyssinian_202.png"
     mask = Image.open(downloads[-1])
     assert mask.mode == "P" and set(np.unique(np.asarray(mask))) <= {0, 1, 2}
     assert ("sure" in verdict) == details["has_pet"] == (preview is not None)
