@@ -164,6 +164,26 @@ def test_training_samples_have_a_peak_per_animal(tiny_pet_root, kind: str, monke
         assert int((sample["heatmap"] == 1).sum()) == expected
 
 
+@pytest.mark.parametrize("other_animal", [False, True])
+def test_a_scene_holds_its_placed_pet_s_peak_or_none_for_another_animal(tiny_pet_root, tmp_path, monkeypatch,
+                                                                         other_animal: bool) -> None:  # fmt: skip
+    from torchvision.transforms import v2
+
+    from petnet.data.datasets import NOT_A_PET, PetRecord
+    from petnet.data.scenes import ScenePlacer
+
+    records = read_split(tiny_pet_root, "trainval")
+    path = tmp_path / "n02398521_hippopotamus.jpg"  # another animal, by its ImageNet class
+    Image.new("RGB", (64, 48), (250, 250, 250)).save(path)
+    animal = PetRecord(path.stem, NOT_A_PET, NOT_A_PET, path, None)
+    monkeypatch.setattr("petnet.data.center_data.OTHER_ANIMAL_SCENES", 1.0 if other_animal else 0.0)
+    resize = v2.Compose([v2.ToImage(), v2.Resize((64, 64)), v2.ToDtype(torch.float32, scale=True)])
+    placer = ScenePlacer(records[:2], sizes=(0.7, 0.7))  # stand-in backgrounds
+    dataset = CenterTrainingSet(records, [animal], resize, (8, 8), length=3, fixed=True, scenes=placer, scene_share=1.0)
+    for sample in dataset:
+        assert int((sample["heatmap"] == 1).sum()) == (0 if other_animal else 1)
+
+
 @pytest.fixture(scope="module")
 def centered() -> PetNet:
     torch.manual_seed(0)

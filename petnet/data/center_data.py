@@ -5,6 +5,8 @@ Oxford-IIIT Pet has one animal per photo, so photos with several are made up fro
 layouts of :mod:`petnet.data.composites` with random sizes and overlaps (and stacked as well as side by
 side). An animal's pixels come from its real trimap or, without one, its pseudo mask
 (``python -m petnet.training.pseudolabel``): where each animal is, not ground truth for the mask scores.
+With a :class:`~petnet.data.scenes.ScenePlacer`, a share of the photos are pets placed small into
+photos with no pet, and other animals placed the same way with no animal to find.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from petnet.data.composites import different_sizes, overlapping, side_by_side
-from petnet.data.datasets import PetRecord, pseudo_mask_path, read_pseudo_mask, read_trimap
+from petnet.data.datasets import PetRecord, is_other_animal, pseudo_mask_path, read_pseudo_mask, read_trimap
 from petnet.errors import InvalidImageError
 from petnet.images import load_image
 from petnet.inference.centers import center_heatmap
 from petnet.inference.regions import MIN_ANIMAL_FRACTION
-from petnet.labels import ANIMAL_INDICES
+from petnet.labels import ANIMAL_INDICES, BACKGROUND_INDEX, IGNORE_INDEX
 
 log = logging.getLogger("petnet.data.center_data")
 
@@ -39,6 +41,9 @@ KINDS = {
     "three": 0.05,
 }
 """What a training photo is, and how often: mostly the single pets the app mostly sees."""
+OTHER_ANIMAL_SCENES = 0.25
+"""Of the photos placed into scenes, the share that place another animal (nothing to find) instead
+of a pet, where there are photos of other animals."""
 MAX_ATTEMPTS = 10
 """Draws of other photos when one is unreadable, before the error is raised."""
 
@@ -47,7 +52,10 @@ class CenterTrainingSet(Dataset):
     """``length`` samples as dicts of ``image`` (3xSxS) and ``heatmap`` (the target, ``heatmap_size``).
 
     Training draws each sample at random (from the torch generator the DataLoader seeds); with
-    ``fixed`` sample ``i`` is the same every time, for validation."""
+    ``fixed`` sample ``i`` is the same every time, for validation. With ``scenes`` (a
+    :class:`~petnet.data.scenes.ScenePlacer`), a share ``scene_share`` of the samples are placed into
+    a scene (:meth:`_scene`) instead: the second look for a small pet crops to the highest peak, so
+    the head must peak on small pets, and not on another animal seen as small."""
 
     def __init__(
         self,
@@ -58,6 +66,8 @@ class CenterTrainingSet(Dataset):
         length: int,
         pseudo_mask_dir: str | Path | None = None,
         fixed: bool = False,
+        scenes: Callable | None = None,
+        scene_share: float = 0.0,
     ) -> None:
         self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
         self.pets = [record for record in pets if self._mask_path(record) is not None]
@@ -68,6 +78,9 @@ class CenterTrainingSet(Dataset):
         self.heatmap_size = heatmap_size
         self.length = length
         self.fixed = fixed
+        self.scenes = scenes if scene_share > 0 else None
+        self.scene_share = scene_share
+        self.other_animals = [record for record in self.non_pets if is_other_animal(record)]
 
     def __len__(self) -> int:
         return self.length
@@ -76,6 +89,8 @@ class CenterTrainingSet(Dataset):
         rng = random.Random(index if self.fixed else int(torch.randint(2**62, ())))
         kinds = [k for k in KINDS if k != "no_pet" or self.non_pets]
         kind = rng.choices(kinds, weights=[KINDS[k] for k in kinds])[0]
+        if self.scenes is not None and rng.random() < self.scene_share:
+            kind = "scene"
         for attempt in range(MAX_ATTEMPTS):
             try:
                 image, animals = self._compose(kind, rng)
@@ -94,6 +109,8 @@ class CenterTrainingSet(Dataset):
 
     def _compose(self, kind: str, rng: random.Random) -> tuple[Image.Image, Image.Image]:
         """A photo and its animal map ("L": 0 = no animal, n = the n-th animal)."""
+        if kind == "scene":
+            return self._scene(rng)
         if kind == "no_pet":
             photo = load_image(rng.choice(self.non_pets).image_path)
             return photo, Image.new("L", photo.size)
@@ -121,6 +138,18 @@ class CenterTrainingSet(Dataset):
         for photo, photo_map, _ in animals[1:]:
             image, animal_map = side_by_side(image, turn(photo)), side_by_side(animal_map, turn(photo_map))
         return turn(image), turn(animal_map)
+
+    def _scene(self, rng: random.Random) -> tuple[Image.Image, Image.Image]:
+        """A pet placed into a photo with no pet, its animal map placed along with it; or, a share
+        :data:`OTHER_ANIMAL_SCENES` of the time, another animal placed the same way, with no animal."""
+        if self.other_animals and rng.random() < OTHER_ANIMAL_SCENES:
+            photo = load_image(rng.choice(self.other_animals).image_path)
+            background = np.full((photo.height, photo.width), BACKGROUND_INDEX, dtype=np.uint8)  # zoomed out whole
+            scene, _, _ = self.scenes(photo, background, np.full_like(background, IGNORE_INDEX), rng)
+            return scene, Image.new("L", scene.size)
+        photo, _, trimap = self._animal(rng.choice(self.pets), 1)
+        scene, placed, _ = self.scenes(photo, trimap, np.full_like(trimap, IGNORE_INDEX), rng)
+        return scene, Image.fromarray(np.isin(placed, ANIMAL_INDICES).astype(np.uint8))
 
     def _animal(self, record: PetRecord, number: int) -> tuple[Image.Image, Image.Image, np.ndarray]:
         """The photo, its animal map with the animal's pixels at ``number``, and its trimap."""

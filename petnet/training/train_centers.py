@@ -31,6 +31,7 @@ from petnet.config import TrainConfig
 from petnet.data.center_data import CenterTrainingSet
 from petnet.data.composites import build_composites
 from petnet.data.datasets import non_pet_split, read_non_pets, read_split, train_val_split
+from petnet.data.scenes import ScenePlacer
 from petnet.data.transforms import center_transform
 from petnet.evaluation.report import TRAIN_CONFIG_NAME, TRAINING_LOG_NAME
 from petnet.hub import load_model
@@ -78,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--samples-per-epoch", type=int, default=3000)
     parser.add_argument("--val-samples", type=int, default=400)
+    parser.add_argument("--scene-share", type=float, default=0.0, help="share of the training photos placed into a "
+                        "training non-pet photo (pets small, and other animals, as in training's --scene-probability)")
     parser.add_argument("--composites-per-layout", type=int, default=50, help="validation composites for the threshold")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
     parser.add_argument("--seed", type=int, default=defaults.split_seed, help="the validation split's, training's --split-seed; also seeds this run")
@@ -183,9 +186,12 @@ class CenterTrainer:
         with torch.no_grad():
             heatmap_size = tuple(self.model(torch.zeros(1, 3, size, size)).center_logits.shape[-2:])
         transform = center_transform(self.model.config)
+        train_non_pets = non_pet_split(non_pets, "train") if non_pets else []
+        if args.scene_share and not train_non_pets:
+            raise ValueError("--scene-share needs --non-pet-root: scenes are built on the training non-pet photos.")
         self.train_set = CenterTrainingSet(
-            self.train_pets, non_pet_split(non_pets, "train") if non_pets else [], transform, heatmap_size,
-            args.samples_per_epoch, args.pseudo_mask_dir,
+            self.train_pets, train_non_pets, transform, heatmap_size, args.samples_per_epoch, args.pseudo_mask_dir,
+            scenes=ScenePlacer(train_non_pets), scene_share=args.scene_share,
         )
         # validation loss: the training recipe on validation pets with trimaps, drawn the same way every epoch
         self.val_set = CenterTrainingSet(
