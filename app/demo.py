@@ -107,7 +107,7 @@ class ShownPrediction:
 
 
 Outputs = tuple[str | None, str, dict[str, Any] | None, str | None, list[str] | None]
-"""Overlay PNG path, results panel HTML, API details, cut-out preview path, download paths."""
+"""Overlay JPEG path, results panel HTML, API details, cut-out preview path, download paths."""
 
 
 class PetDemo:
@@ -138,8 +138,9 @@ class PetDemo:
         return [list(column) for column in zip(*results, strict=True)] if results else [[] for _ in range(5)]
 
     def predict(self, upload: str | Mapping[str, Any] | None, opacity: float) -> Outputs:
-        """Overlay PNG path, results panel HTML, details for API clients, checkerboard cut-out
-        preview and the downloads (overlay, cut-out and palette mask PNGs named after the photo).
+        """Overlay JPEG path, results panel HTML, details for API clients, checkerboard cut-out
+        preview and the downloads named after the photo (the overlay JPEG, the cut-out and palette
+        mask PNGs).
 
         ``details`` is ``Prediction.to_dict()`` (``has_pet``, ``pets`` ...) or ``{"error": message}``
         for a file that is not a usable photo; everything is empty when the input was cleared.
@@ -217,8 +218,12 @@ class PetDemo:
             return None, None
         with np.load(view, allow_pickle=False) as stored:
             shown = ShownPrediction(Image.fromarray(stored["photo"]), stored["mask"], stored["animals"])
-        old_overlay = next(p for p in paths if _download_kind(p) == "overlay")
-        [overlay] = self._publish({Path(old_overlay).name: _jpeg(_draw(shown, opacity))}).values()
+        # by its name's start: a page loaded before the overlay became a JPEG sends back overlay-x.png
+        old_overlay = next((p for p in paths if Path(p).name.startswith("overlay-")), None)
+        if old_overlay is None:
+            return None, None
+        name = Path(old_overlay).with_suffix(DOWNLOAD_SUFFIXES["overlay"]).name
+        [overlay] = self._publish({name: _jpeg(_draw(shown, opacity))}).values()
         return overlay, [overlay, *(p for p in paths if p != old_overlay)]
 
     def _show(self, photo: Image.Image, shown_name: str, prediction: Prediction, opacity: float) -> Outputs:

@@ -182,8 +182,10 @@ class TrainConfig:
     (zoomed out whole; their masks are all background): a bear or a guinea pig seen small in a street is
     the hard negative of a pet seen small, so the presence decision learns the animal, not its size."""
     scene_masks: bool = True
-    """Train the mask on photos placed into scenes too. Off, their masks are ignored: a cut-out's
-    pasted, blurred edge is a boundary band no real photo has, and the decoder learns it."""
+    """Train the mask on photos placed into scenes too. Off, every scene's masks are ignored: the
+    cut-outs', whose pasted, blurred edge is a boundary band no real photo has, and with them the
+    zoomed-out photos' and the other animals' all-background ones; the mask then learns from
+    close-ups and the photos with no pet as they are."""
     other_animal_repeats: int = 1
     """How many times each training non-pet photo of another animal (a bear, a guinea pig ...) is
     seen per epoch: the hard negatives of the pet-presence decision, weighted up."""
@@ -211,11 +213,11 @@ class TrainConfig:
     every other module is frozen: no gradients, and in eval mode (batch-norm statistics, dropout and
     stochastic depth as at inference). Empty: everything trains."""
     teacher: str = ""
-    """A local PetNet folder (``save_pretrained``) whose species and breed probabilities on each
-    training batch the run also learns (the ``distill`` loss; validation scores the student alone):
-    a soup of finished runs taught to one network. Needs ``loss_weights.distill`` or
-    ``loss_weights.mask_distill`` above 0. Photos placed
-    into scenes are not distilled: there the teacher, trained on close-ups, is the model being corrected."""
+    """A local PetNet folder (``save_pretrained``) whose species and breed probabilities (the
+    ``distill`` loss) and mask probabilities (``mask_distill``) on each training batch the run also
+    learns; validation scores the student alone: a soup of finished runs taught to one network.
+    Needs ``loss_weights.distill`` or ``loss_weights.mask_distill`` above 0. Photos placed into
+    scenes are not distilled: there the teacher, trained on close-ups, is the model being corrected."""
     distill_temperature: float = 2.0
     """Softens both sides of the distillation loss; above 1 the teacher's runner-up breeds weigh more."""
     limit: int = 0

@@ -24,6 +24,7 @@ from torchvision import tv_tensors
 
 from petnet.data.composites import different_sizes, overlapping, side_by_side
 from petnet.data.datasets import PetRecord, is_other_animal, pseudo_mask_path, read_pseudo_mask, read_trimap
+from petnet.data.scenes import ScenePlacer
 from petnet.errors import InvalidImageError
 from petnet.images import load_image
 from petnet.inference.centers import center_heatmap
@@ -66,7 +67,7 @@ class CenterTrainingSet(Dataset):
         length: int,
         pseudo_mask_dir: str | Path | None = None,
         fixed: bool = False,
-        scenes: Callable | None = None,
+        scenes: ScenePlacer | None = None,
         scene_share: float = 0.0,
     ) -> None:
         self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
@@ -144,11 +145,10 @@ class CenterTrainingSet(Dataset):
         :data:`OTHER_ANIMAL_SCENES` of the time, another animal placed the same way, with no animal."""
         if self.other_animals and rng.random() < OTHER_ANIMAL_SCENES:
             photo = load_image(rng.choice(self.other_animals).image_path)
-            background = np.full((photo.height, photo.width), BACKGROUND_INDEX, dtype=np.uint8)  # zoomed out whole
-            scene, _, _ = self.scenes(photo, background, np.full_like(background, IGNORE_INDEX), rng)
-            return scene, Image.new("L", scene.size)
-        photo, _, trimap = self._animal(rng.choice(self.pets), 1)
-        scene, placed, _ = self.scenes(photo, trimap, np.full_like(trimap, IGNORE_INDEX), rng)
+            labels = np.full((photo.height, photo.width), BACKGROUND_INDEX, dtype=np.uint8)  # no pet: zoomed out whole
+        else:
+            photo, _, labels = self._animal(rng.choice(self.pets), 1)
+        scene, placed, _ = self.scenes(photo, labels, np.full_like(labels, IGNORE_INDEX), rng)
         return scene, Image.fromarray(np.isin(placed, ANIMAL_INDICES).astype(np.uint8))
 
     def _animal(self, record: PetRecord, number: int) -> tuple[Image.Image, Image.Image, np.ndarray]:

@@ -243,7 +243,7 @@ class Predictor:
 
         ``animals`` are the regions the pipeline answers for in each image (none for an image
         without a pet). An image with exactly one is cropped to that animal's box
-        (:func:`~petnet.inference.regions.crop_box`), from its photo (``photo_of(i)``, called only
+        (:func:`~petnet.inference.regions.partial_crop_box`), from its photo (``photo_of(i)``, called only
         for those images) when there is one, else from its network input ``tensors[i]``, and
         classified again at the input size: the pet is seen with more pixels. Its species and breed
         logits become the log of the mean of the photo's and the crop's probabilities
@@ -253,7 +253,7 @@ class Predictor:
         stay the photo's.
         """
         looks = []
-        for i, regions in enumerate(animals):
+        for i, (regions, _) in enumerate(zip(animals, tensors, strict=True)):
             if len(regions) == 1 and (box := partial_crop_box(regions[0])) is not None:
                 looks.append((i, box))
         if not looks:

@@ -119,15 +119,15 @@ def multitask_loss(
         losses["species"] = _label_loss(output.species_logits, batch["species"], batch, is_pet, label_smoothing)
         losses["breed"] = _label_loss(output.breed_logits, batch["breed"], batch, is_pet, label_smoothing)
         taught = is_pet & ~batch.get("in_scene", torch.zeros_like(is_pet)).bool()
-        if teacher is not None and taught.any():
+        if teacher is not None and taught.any() and weights.distill:
             losses["distill"] = (
                 distillation_loss(output.species_logits[taught], teacher.species_logits[taught], temperature)
                 + distillation_loss(output.breed_logits[taught], teacher.breed_logits[taught], temperature)
             ) / 2
-            if weights.mask_distill:
-                losses["mask_distill"] = distillation_loss(
-                    _pixels(output.mask_logits[taught]), _pixels(teacher.mask_logits[taught]), temperature
-                )
+        if teacher is not None and taught.any() and weights.mask_distill:
+            losses["mask_distill"] = distillation_loss(
+                _pixels(output.mask_logits[taught]), _pixels(teacher.mask_logits[taught]), temperature
+            )
     if (~is_pet).any():
         outliers = ~is_pet
         losses["outlier"] = (

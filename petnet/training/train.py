@@ -236,7 +236,8 @@ def load_teacher(config: TrainConfig, device: torch.device) -> PetNet | None:
     weight = config.loss_weights.distill + config.loss_weights.mask_distill
     if bool(config.teacher) != (weight > 0):
         raise ValueError(f"--teacher and a --distill-weight or --mask-distill-weight above 0 go together; got teacher "
-                         f"{config.teacher!r}, distill weights {weight}.")  # fmt: skip
+                         f"{config.teacher!r}, --distill-weight {config.loss_weights.distill}, "
+                         f"--mask-distill-weight {config.loss_weights.mask_distill}.")  # fmt: skip
     if not config.teacher:
         return None
     if not Path(config.teacher).is_dir():

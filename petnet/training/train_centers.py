@@ -2,7 +2,8 @@
 
 The rest of the network is frozen (eval mode, no gradients), so species, breed, mask and pet-score
 outputs stay exactly those of ``--model``; only :class:`petnet.models.centers.CenterHead` learns, from
-single pets, photos with no pet and made-up photos of several pets (:mod:`petnet.data.center_data`).
+single pets, photos with no pet and made-up photos of several pets (:mod:`petnet.data.center_data`),
+and with ``--scene-share`` pets and other animals placed small into photos with no pet.
 Training photos are the training part of ``trainval`` (carved as in ``petnet.training.train``) and the
 training part of the non-pet photos. The peak thresholds are then chosen on validation: on two-animal
 composites of the validation pets and on the validation pets themselves (:func:`choose_center_threshold`),
@@ -187,6 +188,8 @@ class CenterTrainer:
             heatmap_size = tuple(self.model(torch.zeros(1, 3, size, size)).center_logits.shape[-2:])
         transform = center_transform(self.model.config)
         train_non_pets = non_pet_split(non_pets, "train") if non_pets else []
+        if not 0 <= args.scene_share <= 1:
+            raise ValueError(f"--scene-share is a share of the samples, from 0 to 1; got {args.scene_share}.")
         if args.scene_share and not train_non_pets:
             raise ValueError("--scene-share needs --non-pet-root: scenes are built on the training non-pet photos.")
         self.train_set = CenterTrainingSet(
