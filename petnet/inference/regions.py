@@ -261,5 +261,3 @@ def box_region(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.nda
     region = np.zeros(shape, dtype=bool)
     region[max(0, top) : bottom, max(0, left) : right] = True
     return region
-
-
