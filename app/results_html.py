@@ -14,6 +14,7 @@ from petnet.inference.visualize import ANIMAL_COLORS, MASK_COLORS, animal_color
 from petnet.labels import MASK_CLASSES, display_name
 
 NO_PET = "No cat or dog found in this photo."
+OTHER_ANIMAL = "No cat or dog found: this looks like another kind of animal."
 SMALL_ANIMAL = 0.45
 """An animal whose box's longer side is under this share of the photo's shorter side is "small in
 the photo": the network learnt from close-ups, and on validation pets placed into scenes at 20-45%
@@ -56,9 +57,9 @@ def refusal(shown_name: str, message: str) -> str:
 
 
 def verdict(prediction: Prediction) -> str:
-    """ "No cat or dog found", or species and top-3 breeds of each animal (coloured as in the overlay)."""
+    """ "No cat or dog found" (saying so when it looks like another animal), or species and top-3 breeds of each animal (coloured as in the overlay)."""
     if not prediction.has_pet:
-        return f'<div class="panel no-pet"><span class="species">{NO_PET}</span></div>'
+        return f'<div class="panel no-pet"><span class="species">{OTHER_ANIMAL if prediction.other_animal else NO_PET}</span></div>'
     several = len(prediction.pets) > 1
     cards = "".join(_card(pet, index, several) for index, pet in enumerate(prediction.pets))
     heading = f'<div class="count">{len(prediction.pets)} animals found</div>' if several else ""

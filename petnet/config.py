@@ -65,6 +65,11 @@ class PetNetConfig:
     pet_threshold: float = 0.5
     """``pet_score`` at or above which a photo holds a cat or dog. Chosen on validation pets and the
     calibration part of the non-pet photos (``python -m petnet.training.calibrate``), never on test."""
+    animal_check_threshold: float | None = None
+    """Turn away a photo taken to hold a pet when ImageNet's classifier gives other animals at least
+    this log-odds against dogs and domestic cats (:mod:`petnet.inference.animal_check`; its graph
+    beside the model's, ``animals.int8.onnx``). Fitted on the training pets alone by ``python -m
+    petnet.training.animal_check`` (kept 99.9%); ``None``, models saved before it, checks nothing."""
     breed_temperature: float = 1.0
     """The final breed logits (the mirror and closer-look views combined) are divided by it before
     the softmax, so that the breed and species probabilities people see are calibrated: of photos

@@ -92,6 +92,8 @@ class ImageOutcome:
     conditioned_breed_logits: np.ndarray
     predicted_breeds: tuple[int, ...]
     pet_score: float
+    has_pet: bool
+    """What ``predict`` says: the pet score reached the threshold and the other-animal check let it be."""
     pixel_confusion: np.ndarray | None
     mask: np.ndarray | None
     animals_found: int
@@ -181,14 +183,17 @@ def score_answer(record: PetRecord, answer: Answer) -> ImageOutcome:
         conditioned_breed_logits=ranked_within_species(breed_logits[None], np.array(BREED_SPECIES_INDEX))[0],
         predicted_breeds=tuple(BREED_NAMES.index(name) for name in prediction.breed),
         pet_score=prediction.pet_score,
+        has_pet=prediction.has_pet,
         pixel_confusion=pixel_confusion,
         mask=mask,
         animals_found=answer.animals_found,
     )
 
 
-def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[float], threshold: float) -> dict:
-    """Pet-presence figures at the model's threshold: pets kept, non-pets accepted, AUROC."""
+def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[float], threshold: float,
+                      pets_found: Sequence[bool], non_pets_found: Sequence[bool]) -> dict:  # fmt: skip
+    """Pet-presence figures: pets kept and non-pets accepted as ``predict`` decided (``*_found``: the
+    score at the model's ``threshold``, then the other-animal check), and the scores' AUROC."""
     pets, non_pets = np.asarray(pet_scores, dtype=float), np.asarray(non_pet_scores, dtype=float)
     scores = np.concatenate([pets, non_pets])
     truth = np.concatenate([np.ones(len(pets), dtype=bool), np.zeros(len(non_pets), dtype=bool)])
@@ -196,8 +201,8 @@ def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[floa
         "threshold": threshold,
         "num_pets": len(pets),
         "num_non_pets": len(non_pets),
-        "pets_kept": float((pets >= threshold).mean()) if len(pets) else math.nan,
-        "non_pets_accepted": float((non_pets >= threshold).mean()) if len(non_pets) else math.nan,
+        "pets_kept": float(np.mean(pets_found)) if len(pets) else math.nan,
+        "non_pets_accepted": float(np.mean(non_pets_found)) if len(non_pets) else math.nan,
         "auroc": binary_auroc(scores, truth),
     }
 
@@ -518,7 +523,8 @@ def evaluate_detection(model: PetNet, outcomes: Sequence[ImageOutcome], records:
     non_pets = non_pet_split(read_non_pets(non_pet_root), NON_PET_PART[args.split])
     non_pet_predictions = model.predict_batch([record.image_path for record in non_pets])
     detection = detection_metrics([o.pet_score for o in outcomes], [p.pet_score for p in non_pet_predictions],
-                                  model.config.pet_threshold)  # fmt: skip
+                                  model.config.pet_threshold, [o.has_pet for o in outcomes],
+                                  [p.has_pet for p in non_pet_predictions])  # fmt: skip
     detection["non_pet_part"] = f"{NON_PET_PART[args.split]} part of {non_pet_root.name}/ ({len(non_pets)} photos)"
     animals = [is_other_animal(record) for record in non_pets]
     for key, wanted in (("other_animals", True), ("other_non_pets", False)):

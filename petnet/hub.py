@@ -48,6 +48,7 @@ from huggingface_hub.utils import validate_repo_id
 from petnet import __version__, paths
 from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
+from petnet.inference.animal_check import ANIMAL_CHECK_FILE, AnimalCheck
 from petnet.inference.onnx_network import OnnxModel, OnnxNetwork, graph_files
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
            threads: int | None) -> Model:  # fmt: skip
     """The model of the files ``fetch(name)`` gives (a local path, or a verified download) on ``runtime``."""
     config = PetNetConfig.from_dict(json.loads(_read(fetch(constants.CONFIG_NAME))), label)
+    animal_check = _animal_check(fetch, config, threads)
     onnx_precision = config.onnx_precision if precision == "auto" else precision
     if runtime == "auto" and not _has_file(fetch, graph_files(onnx_precision)[0]):
         log.info("%s has no ONNX graphs (python -m petnet.training.export makes them): PyTorch runs it.", label)
@@ -175,7 +177,7 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
     if runtime != "torch":
         try:
             graphs = [fetch(name) for name in graph_files(onnx_precision)]
-            model = OnnxModel(OnnxNetwork.from_directory(graphs[0].parent, config, onnx_precision, threads))
+            model = OnnxModel(OnnxNetwork.from_directory(graphs[0].parent, config, onnx_precision, threads), animal_check)
         except (WeightsError, *_HUB_FAILURES) as error:
             if not _installed("torch"):
                 raise WeightsError(f"No usable ONNX graphs ({error}), and PyTorch, the other runtime, is not installed.") from error
@@ -199,7 +201,18 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
     model.weights_source = label
     model = model.to(device).eval()
     model.inference_dtype = dtype
+    model.predictor.animal_check = animal_check
     return model.fuse_for_inference() if fuse else model
+
+
+def _animal_check(fetch: Callable[[str], Path], config: PetNetConfig, threads: int | None) -> AnimalCheck | None:
+    """The other-animal check ``config`` asks for (``None`` where it sets no ``animal_check_threshold``);
+    whichever runtime runs the network, ONNX Runtime runs the check. A model folder without its graph
+    raises :class:`WeightsError`; a Hub repo without it, the Hub's error (``load_model`` then falls
+    back to the packaged weights)."""
+    if config.animal_check_threshold is None:
+        return None
+    return AnimalCheck.from_file(fetch(ANIMAL_CHECK_FILE), threads)
 
 
 def _has_file(fetch: Callable[[str], Path], name: str) -> bool:

@@ -274,6 +274,8 @@ def _write_pictures(
 
 
 def _describe(source: Source, prediction: Prediction) -> str:
+    if prediction.other_animal:
+        return f"{source.shown}: no cat or dog found, another kind of animal (pet score {prediction.pet_score:.0%})"
     if not prediction.has_pet:
         return f"{source.shown}: no cat or dog found (pet score {prediction.pet_score:.0%})"
     animals = []

@@ -184,6 +184,15 @@ def test_one_pet_gives_species_breeds_overlay_cutout_and_named_downloads(tmp_pat
     assert shown.mode == "RGB" and shown.size == cutout.size and preview not in downloads  # on a checkerboard
 
 
+def test_another_kind_of_animal_is_said_to_be_one() -> None:
+    from dataclasses import replace
+
+    [no_pet] = StubModel(animals=0).predict_batch([Image.new("RGB", (64, 64))])
+    verdict = results_html.verdict(replace(no_pet, other_animal=True))
+    assert results_html.OTHER_ANIMAL in verdict and results_html.NO_PET not in verdict
+    assert results_html.NO_PET in results_html.verdict(no_pet)
+
+
 def test_no_pet_says_so_and_offers_no_cutout(tmp_path: Path) -> None:
     overlay, verdict, details, preview, downloads = _handlers(tmp_path, animals=0).predict(_photo(tmp_path), 0.5)
     assert results_html.NO_PET == "No cat or dog found in this photo."

@@ -396,3 +396,88 @@ def test_the_closer_look_only_where_the_first_look_is_unsure() -> None:
         sure = softmax(network.infer(np.zeros((1, 3, SIZE, SIZE), np.float32)).breed_logits, axis=1).max()
         assert (sure < below) == looked, (top_logit, sure)  # 6 among zeros: 0.92; 2: 0.17
         assert (("backbone", 1) in network.passes) == looked, (top_logit, below)
+
+
+class _FakeAnimalCheck:
+    """An other-animal check that gives every image the same odds and records the batches it saw."""
+
+    size = 32
+
+    def __init__(self, odds: float) -> None:
+        self.value, self.batches = odds, []
+
+    def odds(self, images: np.ndarray) -> np.ndarray:
+        assert images.shape[1:] == (3, self.size, self.size)
+        self.batches.append(len(images))
+        return np.full(len(images), self.value)
+
+
+def _checked(network: _SecondLookNetwork, odds: float, threshold: float | None = 2.0):
+    from petnet.inference.pipeline import Predictor
+
+    network.config.animal_check_threshold = threshold
+    check = _FakeAnimalCheck(odds)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    return Predictor(network, check).predict(photo), check
+
+
+def test_the_animal_check_turns_away_a_pet_score_that_imagenet_calls_another_animal() -> None:
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6)
+    prediction, check = _checked(_SureNetwork(config, top_logit=6.0), odds=3.0)
+    assert prediction.pet_score >= 0.8, "the network's score stands"
+    assert not prediction.has_pet and prediction.other_animal and prediction.pets == ()
+    assert prediction.to_dict()["other_animal"] is True and prediction.to_dict()["species"] is None
+    assert check.batches == [1]
+    for odds, threshold in ((1.0, 2.0), (3.0, None)):  # odds under the threshold, or no threshold
+        prediction, check = _checked(_SureNetwork(config, top_logit=6.0), odds, threshold)
+        assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
+        assert check.batches == ([1] if threshold is not None else [])
+
+
+def test_the_animal_check_sees_the_animals_found_by_either_look_and_nothing_else() -> None:
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, presence_second_look=True)
+    prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=-4.0), odds=3.0)
+    assert not prediction.has_pet and not prediction.other_animal, "no pet found: nothing to check"
+    assert check.batches == []
+    prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=3.0)
+    assert check.batches == [1], "the pet the second look found"
+    assert not prediction.has_pet and prediction.other_animal and prediction.pets == ()
+    prediction, _ = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=1.0)
+    assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
+
+
+def test_the_animal_check_is_shown_the_animal_cut_out() -> None:
+    from dataclasses import replace
+
+    from petnet.inference.pipeline import Predictor, PreparedImage
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True)
+    predictor = Predictor(_SureNetwork(config, top_logit=6.0))
+    photo = Image.fromarray(np.full((128, 128, 3), 255, dtype=np.uint8))  # white: 1 once normalised
+    prediction = predictor.predict(photo)
+    region = np.zeros((128, 128), bool)
+    region[32:96, 32:64] = region[64:96, 64:96] = True  # an L in the box (32, 32, 96, 96)
+    prediction = replace(prediction, pets=(replace(prediction.pets[0], region=region),))
+    view = predictor.animal_view(predictor.prepare(photo), prediction, 64)
+    assert view.shape == (3, 64, 64) and set(np.unique(view.round(3))) == {0.0, 1.0}, "the animal white, the rest grey"
+    np.testing.assert_array_equal(view[0] == 1, region[32:96, 32:96])  # the 64 px box fills the 64 px view
+    assert predictor.animal_view(predictor.prepare(photo), prediction, 32).shape == (3, 32, 32), "at the check's size"
+    tensor = PreparedImage(np.ones((3, SIZE, SIZE), np.float32), (SIZE, SIZE), None)  # a preprocessed input
+    whole = region[32:96, 32:96]  # an L whose box is the whole input
+    shown = predictor.animal_view(tensor, replace(prediction, pets=(replace(prediction.pets[0], region=whole),)), SIZE)
+    np.testing.assert_array_equal(shown[0] > 0.5, whole)
+
+
+def test_other_animal_odds_weigh_imagenets_other_animals_against_its_dogs_and_cats() -> None:
+    from petnet.inference.animal_check import IMAGENET_OTHER_ANIMALS, IMAGENET_PETS, other_animal_odds
+
+    assert len(IMAGENET_PETS) == 118 + 5 and len(set(IMAGENET_PETS) & set(IMAGENET_OTHER_ANIMALS)) == 0
+    logits = np.zeros((4, 1000))
+    logits[0, 294] = 10  # brown bear
+    logits[1, 208] = 10  # Labrador retriever
+    logits[2, 269] = 10  # timber wolf: neither side
+    logits[3, 500] = 10  # a cliff dwelling: neither side
+    odds = other_animal_odds(logits)
+    assert odds[0] > 4 > -4 > odds[1]
+    expected = np.log(len(IMAGENET_OTHER_ANIMALS)) - np.log(len(IMAGENET_PETS))
+    np.testing.assert_allclose(odds[2:], expected, atol=1e-9)

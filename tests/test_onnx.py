@@ -179,3 +179,43 @@ def test_a_classification_graph_without_the_pet_logit_serves_a_model_without_the
         assert isinstance(load_model(folder, runtime="onnx", precision="float32"), PetNet)
     [warning] = _warnings(caplog)
     assert "pet_logits" in warning
+
+
+def _with_animal_check(folder: Path, threshold: float) -> Path:
+    """``folder``'s config given ``animal_check_threshold`` and a tiny stand-in for the check's graph:
+    a convolution and a linear layer to ImageNet's 1,000 logits, written as ``animal_check`` writes it."""
+    import json
+
+    import torch
+
+    from petnet.inference.animal_check import ANIMAL_CHECK_FILE
+    from petnet.inference.onnx_network import INPUT_NAME, OPSET
+
+    torch.manual_seed(0)
+    classifier = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 1000))
+    torch.onnx.export(classifier.eval(), (torch.zeros(1, 3, 48, 48),), str(folder / ANIMAL_CHECK_FILE), input_names=[INPUT_NAME],
+                      dynamic_axes={INPUT_NAME: {0: "batch"}}, opset_version=OPSET, dynamo=False)  # fmt: skip
+    values = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**values, "animal_check_threshold": threshold}))
+    return folder
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_a_model_with_an_animal_check_runs_it_on_either_runtime(runtime: str, tiny_onnx_model: Path, tmp_path: Path) -> None:
+    folder = _with_animal_check(shutil.copytree(tiny_onnx_model, tmp_path / "model"), threshold=-100.0)
+    model = load_model(folder, runtime=runtime, precision="float32")
+    assert model.predictor.animal_check.size == 48
+    model.config.pet_threshold = 0.0  # every photo taken to hold a pet, so every photo is checked
+    prediction = model.predict(EXAMPLES[0])
+    assert not prediction.has_pet and prediction.other_animal, "odds above -100: another animal"
+    model.config.animal_check_threshold = 100.0
+    assert model.predict(EXAMPLES[0]).has_pet
+
+
+def test_a_model_folder_whose_config_asks_for_a_missing_animal_check_is_a_clear_error(tiny_onnx_model: Path, tmp_path: Path) -> None:
+    from petnet.inference.animal_check import ANIMAL_CHECK_FILE
+
+    folder = _with_animal_check(shutil.copytree(tiny_onnx_model, tmp_path / "model"), threshold=2.0)
+    (folder / ANIMAL_CHECK_FILE).unlink()
+    with pytest.raises(WeightsError, match="petnet.training.animal_check writes it"):
+        load_model(folder, runtime="onnx")

@@ -251,3 +251,16 @@ def test_ray_engine_on_a_local_cluster_gives_the_local_rows(tiny_model_dir: Path
     on_ray = pd.read_parquet(tmp_path / "ray" / "results.parquet").sort_values("file").reset_index(drop=True)
     assert list(on_ray.columns) == list(CSV_COLUMNS) and len(on_ray) == len(local) == 8
     pd.testing.assert_frame_equal(on_ray.drop(columns=["overlay", "mask"]), local.drop(columns=["overlay", "mask"]))
+
+
+def test_a_photo_the_animal_check_turned_away_is_said_to_show_another_animal(pet_blind_model_dir: Path) -> None:
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from petnet.hub import load_model
+    from petnet.predict import _describe
+
+    prediction = load_model(pet_blind_model_dir).predict(synthetic_pet(64, seed=3)[0])
+    source = SimpleNamespace(shown="bear.jpg")
+    assert _describe(source, prediction).startswith("bear.jpg: no cat or dog found (pet score")
+    assert "another kind of animal" in _describe(source, replace(prediction, other_animal=True))

@@ -9,8 +9,8 @@ space. ``petnet.load_model`` picks it on CPUs wherever onnxruntime is installed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +18,10 @@ from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
 from petnet.inference.decoding import PetNetOutput
 from petnet.inference.pipeline import Predictor
+from petnet.inference.sessions import default_threads, make_session
+
+if TYPE_CHECKING:
+    from petnet.inference.animal_check import AnimalCheck
 
 OPSET = 17
 INPUT_NAME = "images"
@@ -40,39 +44,6 @@ def graph_files(precision: str) -> tuple[str, str]:
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"ONNX precision must be one of {', '.join(ONNX_PRECISIONS)}; got {precision!r}.")
     return ONNX_FILES[precision], ONNX_FILES[f"{precision}-classify"]
-
-
-def default_threads() -> int:
-    """The CPUs this process may run on (a container's or ``taskset``'s share, not the host's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def make_session(path: Path, threads: int):
-    """A CPU session: ``threads`` intra-op threads, full graph optimisation, spinning within a run only.
-
-    ONNX Runtime's idle threads otherwise busy-wait after each run and take the cores from the
-    pipeline's own work between passes (decoding, resizing masks, reading the next photo): on 2 cores
-    that doubled an int8 first look (74 ms against 31 ms). Not spinning at all makes each of the
-    graph's parallel sections wake its threads from sleep; spinning until the run ends
-    (``session.force_spinning_stop``) took ``predict`` from 25.4-26.9 ms to 23.8-25.2 ms on the
-    bench photo, the two sessions side by side in one process, three rounds.
-
-    Memory patterns are off: ONNX Runtime would keep one planned allocation per input shape, and a
-    server's batches come in every size from 1 to 8. Off, a process predicting 360 photos in batches
-    of random sizes peaked at 196-199 MB against 220-225 MB, at the same speed (45-54 images/s both
-    ways; the bench photo's p50 17.7-17.8 ms both ways)."""
-    import onnxruntime as ort  # here, so that importing this module never needs it
-
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    options.add_session_config_entry("session.force_spinning_stop", "1")
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_mem_pattern = False
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: the fallback in petnet.hub says what went wrong
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxNetwork:
@@ -158,8 +129,8 @@ class OnnxModel(Predictor):
     ``predict_batch``, ``config`` and the rest of :class:`Predictor`, with ``weights_source`` and
     ``runtime`` as on the PyTorch model."""
 
-    def __init__(self, network: OnnxNetwork) -> None:
-        super().__init__(network)
+    def __init__(self, network: OnnxNetwork, animal_check: AnimalCheck | None = None) -> None:
+        super().__init__(network, animal_check)
         self.weights_source = ""
         self.runtime = f"onnxruntime {network.precision}"
 

@@ -10,7 +10,9 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
 4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again where
    the first look is unsure of its breed (``config.closer_look_below``), the two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
-   ``config.breed_temperature``); a photo with several animals gets one more pass over their crops.
+   ``config.breed_temperature``); a photo with several animals gets one more pass over their crops;
+6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`):
+   ImageNet's classifier shown the animals found, cut out, turns away those it takes for another animal.
 
 The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
 over numpy arrays plugs in without a second pipeline (the PyTorch model through
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
@@ -31,6 +34,7 @@ from scipy.special import expit, softmax
 
 from petnet.config import PetNetConfig
 from petnet.images import ImageInput, load_image
+from petnet.inference.animal_check import AnimalCheck, check_input
 from petnet.inference.decoding import (
     DecodedOutput,
     PetNetOutput,
@@ -104,10 +108,13 @@ class Answer(NamedTuple):
 
 class Predictor:
     """The steps after preprocessing, around one :class:`Network` (``config`` is read at each call,
-    so a changed threshold or temperature takes effect at once)."""
+    so a changed threshold or temperature takes effect at once) and the other-animal check
+    (``animal_check``, which :func:`petnet.load_model` attaches where the config has a threshold; a
+    predictor without one checks nothing)."""
 
-    def __init__(self, network: Network) -> None:
+    def __init__(self, network: Network, animal_check: AnimalCheck | None = None) -> None:
         self.network = network
+        self.animal_check = animal_check
         self.preprocess = eval_transform(network.config)
         """Photo -> normalised float32 (3, S, S) array, the network's input."""
         species = {name: i for i, name in enumerate(network.config.species_names)}
@@ -172,6 +179,7 @@ class Predictor:
             self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
             for i, item in enumerate(inputs)
         ]
+        predictions = self.check_animals(inputs, predictions)
         return [
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(predictions)
@@ -270,6 +278,36 @@ class Predictor:
         return output._replace(
             species_logits=averaged(output.species_logits, species), breed_logits=averaged(output.breed_logits, breeds)
         )
+
+    def check_animals(self, inputs: Sequence[PreparedImage], predictions: list[Prediction]) -> list[Prediction]:
+        """``predictions`` with those the other-animal check takes for another animal turned away
+        (``has_pet`` False, ``other_animal`` True, no pets): ImageNet's log-odds of other animals
+        against dogs and domestic cats, for the animals found cut out (:meth:`animal_view`), at or above
+        ``config.animal_check_threshold``. Unchanged without a threshold or a check."""
+        threshold = self.config.animal_check_threshold
+        rows = [i for i, prediction in enumerate(predictions) if prediction.has_pet]
+        if threshold is None or self.animal_check is None or not rows:
+            return predictions
+        size = self.animal_check.size
+        odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], predictions[i], size) for i in rows]))
+        checked = list(predictions)
+        for i, other in zip(rows, odds >= threshold, strict=True):
+            if other:
+                checked[i] = replace(predictions[i], has_pet=False, other_animal=True, pets=())
+        return checked
+
+    def animal_view(self, item: PreparedImage, prediction: Prediction, size: int) -> np.ndarray:
+        """What the other-animal check is shown of a photo that holds a pet: the box around its
+        animals' regions at ``size`` x ``size`` (the check's input), every pixel outside the animals
+        mid-grey (:func:`~petnet.inference.animal_check.check_input`). A pet beside another animal,
+        or placed into a photo of one, is judged by itself."""
+        region = np.logical_or.reduce([pet.region for pet in prediction.pets])  # at the photo's size
+        box = region_box(region)
+        left, top, right, bottom = box
+        inside = region[top:bottom, left:right]
+        if item.photo is None:  # a preprocessed input: its pixels are the photo's
+            return resize_channels(item.pixels[:, top:bottom, left:right] * inside, (size, size))
+        return check_input(item.photo.crop(box), inside, size)
 
     def _prediction(
         self, item: PreparedImage, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: np.ndarray,

@@ -72,7 +72,11 @@ class Prediction(Mapping):
     """Probability that the photo holds a cat or dog: the first look's, or for a photo whose pet the
     second look found (``config.presence_second_look``), the score of the crop it found it in."""
     has_pet: bool
-    """``pet_score`` reached the model's ``config.pet_threshold`` (``petnet.training.calibrate`` chose it on validation)."""
+    """``pet_score`` reached the model's ``config.pet_threshold`` (``petnet.training.calibrate`` chose it
+    on validation), and the other-animal check did not take the photo for another animal."""
+    other_animal: bool = False
+    """The pet score reached the threshold, but ImageNet's classifier took the photo (or the second
+    look's crop) for another animal (``config.animal_check_threshold``): ``has_pet`` is False."""
     pets: tuple[Pet, ...] = ()
     """One entry per animal, largest first; empty when ``has_pet`` is False. With a pet but no
     connected pet region big enough to count (:data:`MIN_ANIMAL_FRACTION`), one entry for the whole photo."""
@@ -98,6 +102,7 @@ class Prediction(Mapping):
         return {
             "has_pet": found,
             "pet_score": self.pet_score,
+            "other_animal": self.other_animal,
             "species": self.species if found else None,
             "species_confidence": self.species_confidence if found else None,
             "breed": list(self.breed) if found else [],

@@ -74,17 +74,24 @@ def rename_by_position(source: dict[str, torch.Tensor], target_keys_shapes: dict
     return renamed
 
 
-def load_imagenet_backbone(encoder: nn.Module, backbone: str) -> None:
-    """Initialise a timm ``features_only`` encoder with the packaged ImageNet weights, strictly.
-
-    The file is checked against the full classifier (all tensors, strict) and then the encoder
-    receives its subset, again strictly, so no tensor is dropped or left uninitialised.
-    """
+def imagenet_classifier(backbone: str) -> nn.Module:
+    """timm's ``backbone`` with its ImageNet classifier, loaded strictly from the packaged weights
+    (hash checked) and in eval mode: the starting point of PetNet's backbone, and the other-animal
+    check (:mod:`petnet.training.animal_check`) as it is."""
     path = imagenet_weights_path(backbone)
     verify_hash_prefix(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     classifier = timm.create_model(backbone, pretrained=False)
     expected = {key: value.shape for key, value in classifier.state_dict().items()}
     classifier.load_state_dict(rename_by_position(state, expected), strict=True)
-    full_state = classifier.state_dict()
+    return classifier.eval()
+
+
+def load_imagenet_backbone(encoder: nn.Module, backbone: str) -> None:
+    """Initialise a timm ``features_only`` encoder with the packaged ImageNet weights, strictly.
+
+    The file is checked against the full classifier (all tensors, strict) and then the encoder
+    receives its subset, again strictly, so no tensor is dropped or left uninitialised.
+    """
+    full_state = imagenet_classifier(backbone).state_dict()
     encoder.load_state_dict({key: full_state[key] for key in encoder.state_dict()}, strict=True)

@@ -1,0 +1,39 @@
+"""ONNX Runtime sessions as PetNet runs them on a CPU: the network's graphs and the other-animal check's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_threads() -> int:
+    """The CPUs this process may run on (a container's or ``taskset``'s share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def make_session(path: Path, threads: int):
+    """A CPU session: ``threads`` intra-op threads, full graph optimisation, spinning within a run only.
+
+    ONNX Runtime's idle threads otherwise busy-wait after each run and take the cores from the
+    pipeline's own work between passes (decoding, resizing masks, reading the next photo): on 2 cores
+    that doubled an int8 first look (74 ms against 31 ms). Not spinning at all makes each of the
+    graph's parallel sections wake its threads from sleep; spinning until the run ends
+    (``session.force_spinning_stop``) took ``predict`` from 25.4-26.9 ms to 23.8-25.2 ms on the
+    bench photo, the two sessions side by side in one process, three rounds.
+
+    Memory patterns are off: ONNX Runtime would keep one planned allocation per input shape, and a
+    server's batches come in every size from 1 to 8. Off, a process predicting 360 photos in batches
+    of random sizes peaked at 196-199 MB against 220-225 MB, at the same speed (45-54 images/s both
+    ways; the bench photo's p50 17.7-17.8 ms both ways)."""
+    import onnxruntime as ort  # here, so that importing this module never needs it
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = False
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: the fallback in petnet.hub says what went wrong
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
