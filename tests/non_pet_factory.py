@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from petnet.data.datasets import NOT_A_PET, PetRecord
+
 
 def make_non_pets(root: Path, count: int = 8, size: tuple[int, int] = (80, 60)) -> Path:
     """``count`` striped pictures of varying aspect, listed as ImageNet-style classes."""
@@ -20,3 +22,10 @@ def make_non_pets(root: Path, count: int = 8, size: tuple[int, int] = (80, 60)) 
         lines.append(f"{name}\tn0000{n:04d}\tthing {n}")
     (root / "list.tsv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def other_animal_photo(directory: Path) -> PetRecord:
+    """A plain light photo in ``directory`` named like ImageNet's hippopotamus: another animal, by its class."""
+    path = directory / "n02398521_hippopotamus.jpg"
+    Image.new("RGB", (64, 48), (250, 250, 250)).save(path)
+    return PetRecord(path.stem, NOT_A_PET, NOT_A_PET, path, None)

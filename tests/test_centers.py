@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from non_pet_factory import other_animal_photo
 from PIL import Image
 
 from petnet.config import PetNetConfig
@@ -169,13 +170,10 @@ def test_a_scene_holds_its_placed_pet_s_peak_or_none_for_another_animal(tiny_pet
                                                                          other_animal: bool) -> None:  # fmt: skip
     from torchvision.transforms import v2
 
-    from petnet.data.datasets import NOT_A_PET, PetRecord
     from petnet.data.scenes import ScenePlacer
 
     records = read_split(tiny_pet_root, "trainval")
-    path = tmp_path / "n02398521_hippopotamus.jpg"  # another animal, by its ImageNet class
-    Image.new("RGB", (64, 48), (250, 250, 250)).save(path)
-    animal = PetRecord(path.stem, NOT_A_PET, NOT_A_PET, path, None)
+    animal = other_animal_photo(tmp_path)
     monkeypatch.setattr("petnet.data.center_data.OTHER_ANIMAL_SCENES", 1.0 if other_animal else 0.0)
     resize = v2.Compose([v2.ToImage(), v2.Resize((64, 64)), v2.ToDtype(torch.float32, scale=True)])
     placer = ScenePlacer(records[:2], sizes=(0.7, 0.7))  # stand-in backgrounds

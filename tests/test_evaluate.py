@@ -198,3 +198,12 @@ def test_the_closer_look_scores_what_predict_returns(tiny_pet_root, monkeypatch)
         prediction = model.predict(record.image_path)
         evaluated = np.exp(outcome.breed_logits - outcome.breed_logits.max())
         assert list(prediction.breed_probabilities.values()) == pytest.approx(evaluated / evaluated.sum(), abs=1e-5)
+
+
+def test_detection_counts_what_predict_decided_and_ranks_by_score() -> None:
+    from petnet.evaluate import detection_metrics
+
+    # a pet found by its crop (score 0.2), a non-pet over the threshold that the check turned away (0.9)
+    metrics = detection_metrics([0.95, 0.2], [0.9, 0.1], 0.5, pets_found=[True, True], non_pets_found=[False, False])
+    assert metrics["pets_kept"] == 1.0 and metrics["non_pets_accepted"] == 0.0
+    assert metrics["auroc"] == pytest.approx(0.75) and metrics["threshold"] == 0.5

@@ -446,7 +446,18 @@ def test_the_animal_check_sees_the_animals_found_by_either_look_and_nothing_else
     assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
 
 
-def test_the_animal_check_is_shown_the_animal_cut_out() -> None:
+class _BrightIsAnotherAnimal(_FakeAnimalCheck):
+    """A check that takes a bright view for another animal and a dark one for a pet."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+    def odds(self, images: np.ndarray) -> np.ndarray:
+        self.batches.append(len(images))
+        return np.where(images.mean(axis=(1, 2, 3)) > 0, 10.0, -10.0)
+
+
+def test_the_animal_check_is_shown_each_animal_cut_out() -> None:
     from dataclasses import replace
 
     from petnet.inference.pipeline import Predictor, PreparedImage
@@ -454,18 +465,55 @@ def test_the_animal_check_is_shown_the_animal_cut_out() -> None:
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True)
     predictor = Predictor(_SureNetwork(config, top_logit=6.0))
     photo = Image.fromarray(np.full((128, 128, 3), 255, dtype=np.uint8))  # white: 1 once normalised
-    prediction = predictor.predict(photo)
+    pet = predictor.predict(photo).pets[0]
     region = np.zeros((128, 128), bool)
     region[32:96, 32:64] = region[64:96, 64:96] = True  # an L in the box (32, 32, 96, 96)
-    prediction = replace(prediction, pets=(replace(prediction.pets[0], region=region),))
-    view = predictor.animal_view(predictor.prepare(photo), prediction, 64)
+    view = predictor.animal_view(predictor.prepare(photo), replace(pet, region=region), 64)
     assert view.shape == (3, 64, 64) and set(np.unique(view.round(3))) == {0.0, 1.0}, "the animal white, the rest grey"
     np.testing.assert_array_equal(view[0] == 1, region[32:96, 32:96])  # the 64 px box fills the 64 px view
-    assert predictor.animal_view(predictor.prepare(photo), prediction, 32).shape == (3, 32, 32), "at the check's size"
-    tensor = PreparedImage(np.ones((3, SIZE, SIZE), np.float32), (SIZE, SIZE), None)  # a preprocessed input
-    whole = region[32:96, 32:96]  # an L whose box is the whole input
-    shown = predictor.animal_view(tensor, replace(prediction, pets=(replace(prediction.pets[0], region=whole),)), SIZE)
-    np.testing.assert_array_equal(shown[0] > 0.5, whole)
+    assert predictor.animal_view(predictor.prepare(photo), replace(pet, region=region), 32).shape == (3, 32, 32)
+    tensor = PreparedImage(np.ones((3, 128, 128), np.float32), (128, 128), None)  # the same photo, preprocessed
+    np.testing.assert_allclose(predictor.animal_view(tensor, replace(pet, region=region), 64), view, atol=1e-6)
+
+
+def test_the_animal_check_judges_each_photo_and_each_animal_on_its_own() -> None:
+    from dataclasses import replace
+
+    from petnet.inference.pipeline import Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, animal_check_threshold=2.0)
+    check = _BrightIsAnotherAnimal()
+    predictor = Predictor(_SureNetwork(config, top_logit=6.0), check)
+    bright, dark = (Image.fromarray(np.full((128, 128, 3), value, dtype=np.uint8)) for value in (250, 5))
+    turned_away, kept = predictor.predict_batch([bright, dark])
+    assert check.batches == [2], "one batch for the photos' animals"
+    assert (turned_away.has_pet, turned_away.other_animal) == (False, True) and turned_away.pets == ()
+    assert (kept.has_pet, kept.other_animal, len(kept.pets)) == (True, False, 1)
+    half = np.zeros((128, 128, 3), np.uint8)
+    half[:, :64] = 250  # a bright animal on the left, a dark one on the right
+    photo = Image.fromarray(half)
+    item = predictor.prepare(photo)
+    first = predictor.answer([item])[0].prediction
+    left, right = np.zeros((128, 128), bool), np.zeros((128, 128), bool)
+    left[40:80, 8:56], right[40:80, 72:120] = True, True
+    two = replace(first, pets=(replace(first.pets[0], region=left), replace(first.pets[0], region=right)))
+    [checked] = predictor.check_animals([item], [two])
+    assert checked.has_pet and len(checked.pets) == 2, "one animal passes: the photo keeps both"
+    [checked] = predictor.check_animals([item], [replace(two, pets=two.pets[:1])])
+    assert checked.other_animal and not checked.has_pet
+
+
+def test_a_predictor_without_the_check_its_config_asks_for_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    from petnet.inference.pipeline import Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, animal_check_threshold=2.0)
+    predictor = Predictor(_SureNetwork(config, top_logit=6.0))
+    photo = Image.fromarray(np.full((128, 128, 3), 250, dtype=np.uint8))
+    with caplog.at_level("WARNING"):
+        assert predictor.predict(photo).has_pet and predictor.predict(photo).has_pet
+    assert [r.getMessage() for r in caplog.records].count(
+        "config.json sets animal_check_threshold, but this predictor has no animal check "
+        "(petnet.load_model attaches it): other animals are not turned away.") == 1
 
 
 def test_other_animal_odds_weigh_imagenets_other_animals_against_its_dogs_and_cats() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from non_pet_factory import other_animal_photo
 from PIL import Image
 
 from petnet.data.datasets import NOT_A_PET, PetRecord, is_other_animal, read_split
@@ -96,9 +97,7 @@ def test_other_animals_go_into_scenes_only_when_asked(tmp_path):
     from petnet.data.training_set import OxfordPetDataset
     from petnet.labels import BACKGROUND_INDEX, IGNORE_INDEX
 
-    path = tmp_path / "n02398521_hippopotamus.jpg"  # an animal by its ImageNet class
-    Image.new("RGB", (64, 48), (250, 250, 250)).save(path)
-    animal = PetRecord(path.stem, NOT_A_PET, NOT_A_PET, path, None)
+    animal = other_animal_photo(tmp_path)
     placer = ScenePlacer(_backgrounds(tmp_path), sizes=(0.3, 0.6))
 
     def identity(image, mask, pseudo):

@@ -3,18 +3,22 @@
 PetNet's pet head learnt "no cat or dog" from a few hundred non-pet photos, 132 of them other
 animals, and it takes some it never saw for pets, confidently: a polar bear for a Great Pyrenees,
 an Angora rabbit for a Ragdoll. The ImageNet classifier our backbone started from was trained on
-about 400 kinds of animal, those among them. So a photo the pipeline takes to hold a pet is shown
-to that classifier (EfficientNet-Lite0, int8, :data:`ANIMAL_CHECK_FILE` beside the model's graphs,
-written by ``python -m petnet.training.animal_check``), and turned away when its other animal
-classes outweigh its dog and domestic-cat classes by ``config.animal_check_threshold`` in log-odds
-(:func:`other_animal_odds`), a threshold that keeps 99.9% of the training pets.
+about 400 kinds of animal, those among them. So in a model that has the check (not the shipped
+weights, for its cost), each animal found in a photo the pipeline takes to hold a pet is cut out
+(:meth:`~petnet.inference.pipeline.Predictor.animal_view`, :func:`check_input`) and shown to that
+classifier (EfficientNet-Lite0, int8, :data:`ANIMAL_CHECK_FILE` beside the model's graphs, written
+by ``python -m petnet.training.animal_check``); the photo is turned away when, for every one of
+them, its other animal classes outweigh its dog and domestic-cat classes by
+``config.animal_check_threshold`` in log-odds (:func:`other_animal_odds`), a threshold that keeps
+99.9% of the training pets.
 
-numpy and onnxruntime only, like the rest of the pipeline.
+numpy, Pillow and onnxruntime only, like the rest of the pipeline.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -23,14 +27,18 @@ from scipy.special import logsumexp
 from petnet.errors import WeightsError
 from petnet.inference.sessions import default_threads, make_session
 
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
 ANIMAL_CHECK_FILE = "animals.int8.onnx"
 """The check's graph in a model folder: a normalised square input (``images``, its size fixed in the
 graph), ImageNet's 1,000 logits out."""
+IMAGENET_CLASSES = 1000
 IMAGENET_PETS = np.r_[151:269, 281:286]
 """ImageNet classes of dogs (151-268) and domestic cats (281-285)."""
 IMAGENET_OTHER_ANIMALS = np.r_[0:151, 294:398]
 """ImageNet's other animal classes (0-397 are animals): fish, birds, reptiles, insects, other
-mammals. Wolves, foxes, wild dogs (269-280) and wild cats (286-293) count for neither side: a
+mammals. Wolves, foxes, wild dogs, the hyena (269-280) and wild cats (286-293) count for neither side: a
 husky may look like a wolf, and a wild cat is no pet either; the pet head judges those alone."""
 
 
@@ -53,9 +61,12 @@ def other_animal_odds(logits: np.ndarray) -> np.ndarray:
 class AnimalCheck:
     """The check's graph on ONNX Runtime (:meth:`from_file`); :meth:`odds` runs it."""
 
-    def __init__(self, session) -> None:
+    def __init__(self, session: InferenceSession) -> None:
         self._session = session
-        graph_input = session.get_inputs()[0]
+        graph_input, output = session.get_inputs()[0], session.get_outputs()[0]
+        if output.shape[-1] != IMAGENET_CLASSES:  # a graph with a background class would shift every index
+            raise WeightsError(f"The animal check's graph gives {output.shape[-1]} logits, not ImageNet's {IMAGENET_CLASSES}; "
+                               "write it again with python -m petnet.training.animal_check.")  # fmt: skip
         self._input = graph_input.name
         self.size: int = graph_input.shape[-1]
         """The side of the square images the graph takes."""

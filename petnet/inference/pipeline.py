@@ -23,6 +23,7 @@ predicting needs no PyTorch.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -57,6 +58,8 @@ from petnet.labels import BACKGROUND_INDEX
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 CANDIDATE_PEAK = 0.02
 """Lowest centre-heatmap peak the second look crops to (``config.presence_second_look``): a
@@ -115,6 +118,7 @@ class Predictor:
     def __init__(self, network: Network, animal_check: AnimalCheck | None = None) -> None:
         self.network = network
         self.animal_check = animal_check
+        self._warned_unchecked = False
         self.preprocess = eval_transform(network.config)
         """Photo -> normalised float32 (3, S, S) array, the network's input."""
         species = {name: i for i, name in enumerate(network.config.species_names)}
@@ -281,33 +285,40 @@ class Predictor:
 
     def check_animals(self, inputs: Sequence[PreparedImage], predictions: list[Prediction]) -> list[Prediction]:
         """``predictions`` with those the other-animal check takes for another animal turned away
-        (``has_pet`` False, ``other_animal`` True, no pets): ImageNet's log-odds of other animals
-        against dogs and domestic cats, for the animals found cut out (:meth:`animal_view`), at or above
-        ``config.animal_check_threshold``. Unchanged without a threshold or a check."""
+        (``has_pet`` False, ``other_animal`` True, no pets): every animal found, cut out on its own
+        (:meth:`animal_view`), given ImageNet's log-odds of other animals against dogs and domestic
+        cats at or above ``config.animal_check_threshold``. A photo keeps all its animals while one of
+        them passes: a dog beside a sheep the network also took for a pet is still a dog. Unchanged
+        without a threshold or a check (a :class:`Predictor` built without :func:`petnet.load_model`
+        says so once)."""
         threshold = self.config.animal_check_threshold
-        rows = [i for i, prediction in enumerate(predictions) if prediction.has_pet]
-        if threshold is None or self.animal_check is None or not rows:
+        if threshold is None:
+            return predictions
+        if self.animal_check is None:
+            if not self._warned_unchecked:
+                log.warning("config.json sets animal_check_threshold, but this predictor has no animal check "
+                            "(petnet.load_model attaches it): other animals are not turned away.")  # fmt: skip
+                self._warned_unchecked = True
+            return predictions
+        looks = [(i, pet) for i, prediction in enumerate(predictions) if prediction.has_pet for pet in prediction.pets]
+        if not looks:
             return predictions
         size = self.animal_check.size
-        odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], predictions[i], size) for i in rows]))
-        checked = list(predictions)
-        for i, other in zip(rows, odds >= threshold, strict=True):
-            if other:
-                checked[i] = replace(predictions[i], has_pet=False, other_animal=True, pets=())
-        return checked
+        odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], pet, size) for i, pet in looks]))
+        passed = {i for (i, _), other in zip(looks, odds >= threshold, strict=True) if not other}
+        return [
+            replace(prediction, has_pet=False, other_animal=True, pets=()) if prediction.has_pet and i not in passed else prediction
+            for i, prediction in enumerate(predictions)
+        ]
 
-    def animal_view(self, item: PreparedImage, prediction: Prediction, size: int) -> np.ndarray:
-        """What the other-animal check is shown of a photo that holds a pet: the box around its
-        animals' regions at ``size`` x ``size`` (the check's input), every pixel outside the animals
-        mid-grey (:func:`~petnet.inference.animal_check.check_input`). A pet beside another animal,
-        or placed into a photo of one, is judged by itself."""
-        region = np.logical_or.reduce([pet.region for pet in prediction.pets])  # at the photo's size
-        box = region_box(region)
-        left, top, right, bottom = box
-        inside = region[top:bottom, left:right]
-        if item.photo is None:  # a preprocessed input: its pixels are the photo's
-            return resize_channels(item.pixels[:, top:bottom, left:right] * inside, (size, size))
-        return check_input(item.photo.crop(box), inside, size)
+    def animal_view(self, item: PreparedImage, pet: Pet, size: int) -> np.ndarray:
+        """What the other-animal check is shown of one animal found: the box around its region at
+        ``size`` x ``size`` (the check's input), every pixel outside it mid-grey
+        (:func:`~petnet.inference.animal_check.check_input`). So a pet beside another animal, or placed
+        into a photo of one, is judged by itself."""
+        left, top, right, bottom = box = region_box(pet.region)  # at the photo's size
+        photo = item.photo if item.photo is not None else _photo_of(item.pixels, self.config)
+        return check_input(photo.crop(box), pet.region[top:bottom, left:right], size)
 
     def _prediction(
         self, item: PreparedImage, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: np.ndarray,
@@ -379,6 +390,13 @@ class Predictor:
             box=region_box(full_region),
             region=full_region,
         )
+
+
+def _photo_of(pixels: np.ndarray, config: PetNetConfig) -> Image.Image:
+    """The 8-bit photo a preprocessed (3, H, W) input shows: its normalisation undone."""
+    mean, std = np.asarray(config.mean, dtype=np.float32), np.asarray(config.std, dtype=np.float32)
+    rgb = pixels.transpose(1, 2, 0) * std + mean
+    return Image.fromarray((rgb * 255).round().clip(0, 255).astype(np.uint8))
 
 
 def _nearest(size_in: int, size_out: int) -> np.ndarray:

@@ -75,8 +75,9 @@ class Prediction(Mapping):
     """``pet_score`` reached the model's ``config.pet_threshold`` (``petnet.training.calibrate`` chose it
     on validation), and the other-animal check did not take the photo for another animal."""
     other_animal: bool = False
-    """The pet score reached the threshold, but ImageNet's classifier took the photo (or the second
-    look's crop) for another animal (``config.animal_check_threshold``): ``has_pet`` is False."""
+    """The pet score reached the threshold (or the second look's did), but ImageNet's classifier took
+    every animal found, cut out, for another kind of animal (``config.animal_check_threshold``, a
+    model with the check only): ``has_pet`` is False."""
     pets: tuple[Pet, ...] = ()
     """One entry per animal, largest first; empty when ``has_pet`` is False. With a pet but no
     connected pet region big enough to count (:data:`MIN_ANIMAL_FRACTION`), one entry for the whole photo."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 
 def default_threads() -> int:
@@ -11,7 +15,7 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def make_session(path: Path, threads: int):
+def make_session(path: Path, threads: int) -> InferenceSession:
     """A CPU session: ``threads`` intra-op threads, full graph optimisation, spinning within a run only.
 
     ONNX Runtime's idle threads otherwise busy-wait after each run and take the cores from the

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from petnet.config import TrainConfig
 from petnet.data.datasets import PetRecord, load_record_image, split_records
+from petnet.errors import DatasetError
 from petnet.hub import load_model
 from petnet.inference.animal_check import ANIMAL_CHECK_FILE, AnimalCheck
 from petnet.inference.onnx_network import INPUT_NAME, OPSET
@@ -67,31 +68,34 @@ def fit_threshold(pet_odds: np.ndarray, keep: float = KEEP_PETS) -> float:
 
 
 def pet_views(predictor: Predictor, records: Sequence[PetRecord]) -> np.ndarray:
-    """What the check is shown of each pet photo the model finds a pet in (``predictor`` without the check)."""
+    """What the check is shown of each animal the model finds in the pet photos (``predictor`` without the check)."""
     views = []
     for start in tqdm(range(0, len(records), PREDICT_BATCH_SIZE), desc="training pets"):
         prepared = [predictor.prepare(load_record_image(record)) for record in records[start : start + PREDICT_BATCH_SIZE]]
         for item, answer in zip(prepared, predictor.answer(prepared), strict=True):
-            if answer.prediction.has_pet:
-                views.append(predictor.animal_view(item, answer.prediction, CHECK_SIZE))
+            views.extend(predictor.animal_view(item, pet, CHECK_SIZE) for pet in answer.prediction.pets)
+    if not views:
+        raise DatasetError(f"The model found no pet in {len(records)} pet photos: nothing to fit the threshold on.")
     return np.stack(views)
 
 
-def add_check(model_dir: Path, data_root: Path = OXFORD_PET_ROOT, photos: int = CALIBRATION_PHOTOS) -> float:
-    """Write ``model_dir``'s check graph and its threshold into ``config.json``; returns the threshold."""
-    split = TrainConfig()  # the validation split training carves out of trainval: never looked at here
-    pets = split_records(data_root, "train", split.val_fraction, split.split_seed)
+def add_check(model_dir: Path, data_root: Path = OXFORD_PET_ROOT, photos: int = CALIBRATION_PHOTOS,
+              val_fraction: float = TrainConfig.val_fraction, seed: int = TrainConfig.split_seed) -> float:  # fmt: skip
+    """Write ``model_dir``'s check graph and its threshold into ``config.json``; returns the threshold.
+    ``val_fraction`` and ``seed`` are the model's training split's, whose validation part is never looked at."""
+    pets = split_records(data_root, "train", val_fraction, seed)
+    values = json.loads((model_dir / constants.CONFIG_NAME).read_text())
+    values.pop("animal_check_threshold", None)  # the model as it answers before the check (a new check's, or none)
+    write_config_file(model_dir, values)
     model = load_model(model_dir, runtime="onnx")
-    model.config.animal_check_threshold = None  # the model as it answers before the check
     views = pet_views(model.predictor, pets)
     path = model_dir / ANIMAL_CHECK_FILE
     export_check(path, views[:: max(1, len(views) // photos)][:photos])
     check = AnimalCheck.from_file(path)
     threshold = fit_threshold(np.concatenate([check.odds(views[i : i + 32]) for i in range(0, len(views), 32)]))
-    values = json.loads((model_dir / constants.CONFIG_NAME).read_text())
     values["animal_check_threshold"] = threshold
     write_config_file(model_dir, values)
-    log.info("Wrote %s (%.1f MB); animal_check_threshold %.3f keeps %.1f%% of the %d of %d training pets found",
+    log.info("Wrote %s (%.1f MB); animal_check_threshold %.3f keeps %.1f%% of the %d animals found in %d training pet photos",
              path, path.stat().st_size / 1e6, threshold, 100 * KEEP_PETS, len(views), len(pets))  # fmt: skip
     return threshold
 
@@ -101,9 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model folder (config.json and its graphs)")
     parser.add_argument("--data-root", type=Path, default=OXFORD_PET_ROOT, help="Oxford-IIIT Pet, for the training pets")
-    parser.add_argument("--photos", type=int, default=CALIBRATION_PHOTOS, help="training photos to calibrate int8 on")
+    parser.add_argument("--photos", type=int, default=CALIBRATION_PHOTOS, help="views of training pets to calibrate int8 on")
+    parser.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction, help="the model's training --val-fraction")
+    parser.add_argument("--seed", type=int, default=TrainConfig.split_seed, help="the model's training --split-seed")
     args = parser.parse_args(argv)
-    add_check(args.model, args.data_root, args.photos)
+    add_check(args.model, args.data_root, args.photos, args.val_fraction, args.seed)
 
 
 if __name__ == "__main__":
