@@ -497,9 +497,9 @@ def test_the_animal_check_judges_each_photo_and_each_animal_on_its_own() -> None
     left, right = np.zeros((128, 128), bool), np.zeros((128, 128), bool)
     left[40:80, 8:56], right[40:80, 72:120] = True, True
     two = replace(first, pets=(replace(first.pets[0], region=left), replace(first.pets[0], region=right)))
-    [checked] = predictor.check_animals([item], [two])
+    [checked] = predictor.check_animals([item], [two], [True])
     assert checked.has_pet and len(checked.pets) == 2, "one animal passes: the photo keeps both"
-    [checked] = predictor.check_animals([item], [replace(two, pets=two.pets[:1])])
+    [checked] = predictor.check_animals([item], [replace(two, pets=two.pets[:1])], [True])
     assert checked.other_animal and not checked.has_pet
 
 
@@ -529,3 +529,14 @@ def test_other_animal_odds_weigh_imagenets_other_animals_against_its_dogs_and_ca
     assert odds[0] > 4 > -4 > odds[1]
     expected = np.log(len(IMAGENET_OTHER_ANIMALS)) - np.log(len(IMAGENET_PETS))
     np.testing.assert_allclose(odds[2:], expected, atol=1e-9)
+
+
+def test_the_animal_check_can_be_kept_to_photos_petnet_is_unsure_of() -> None:
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6, animal_check_below=0.6)
+    prediction, check = _checked(_SureNetwork(config, top_logit=6.0), odds=3.0)  # the top breed at 0.92
+    assert prediction.has_pet and not prediction.other_animal and check.batches == [], "sure: not asked"
+    prediction, check = _checked(_SureNetwork(config, top_logit=2.0), odds=3.0)  # at 0.17
+    assert prediction.other_animal and check.batches == [1]
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, animal_check_below=0.01)
+    prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=3.0)
+    assert prediction.other_animal and check.batches == [1], "a pet the second look found is always asked about"

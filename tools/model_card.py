@@ -372,8 +372,11 @@ breeds** (among the breeds of the predicted species) and a **3-class trimap mask
 boundary). A `timm` {backbone} backbone initialised from ImageNet feeds a species head, a breed head,
 a pet-presence head and a U-Net decoder over the backbone's multi-scale features. The species named
 is the one of the most likely breed (the species head helps training only). A photo whose
-pet score is below `pet_threshold` (in `config.json`, chosen on validation) has no cat or dog; a photo
-with several animals gets one answer per animal, each from a crop of that animal. {counting_sentence(test)}
+pet score is below `pet_threshold` (in `config.json`, chosen on validation) has no cat or dog, and so has
+one where PetNet is unsure of the breed (`animal_check_below`) whose animals, cut out, ImageNet's
+EfficientNet-Lite0 classifier (`animals.int8.onnx`, as trained on ImageNet) takes for another kind of
+animal (`animal_check_threshold`, fitted on the training pets); a photo with several animals gets one
+answer per animal, each from a crop of that animal. {counting_sentence(test)}
 
 ```python
 import petnet
@@ -387,7 +390,8 @@ The PetNet package carries these weights (`petnet/weights`), so the library inst
 (`pip install "git+<PetNet repository URL>"`, or `pip install .` in a clone) predicts offline from
 any working directory. Online, `load_model()` asks this repository for tag `v<package version>` and
 uses its files only if their SHA-256 equals the packaged files'. On a CPU it runs `model.int8.onnx`
-and `classify.int8.onnx` on ONNX Runtime (`config.json`'s `onnx_precision`), without PyTorch;
+and `classify.int8.onnx` on ONNX Runtime (`config.json`'s `onnx_precision`), without PyTorch, and
+`animals.int8.onnx` on ONNX Runtime with either runtime;
 `model.safetensors` is the same network for PyTorch (`load_model(runtime="torch")`, training, GPUs),
 and `model.onnx` / `classify.onnx` its float32 export.
 

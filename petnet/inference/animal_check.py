@@ -3,8 +3,8 @@
 PetNet's pet head learnt "no cat or dog" from a few hundred non-pet photos, 132 of them other
 animals, and it takes some it never saw for pets, confidently: a polar bear for a Great Pyrenees,
 an Angora rabbit for a Ragdoll. The ImageNet classifier our backbone started from was trained on
-about 400 kinds of animal, those among them. So in a model that has the check (not the shipped
-weights, for its cost), each animal found in a photo the pipeline takes to hold a pet is cut out
+about 400 kinds of animal, those among them. So in a model that has the check, each animal found
+in a photo the pipeline takes to hold a pet, where it is unsure (``config.animal_check_below``), is cut out
 (:meth:`~petnet.inference.pipeline.Predictor.animal_view`, :func:`check_input`) and shown to that
 classifier (EfficientNet-Lite0, int8, :data:`ANIMAL_CHECK_FILE` beside the model's graphs, written
 by ``python -m petnet.training.animal_check``); the photo is turned away when, for every one of
@@ -77,7 +77,7 @@ class AnimalCheck:
         if not Path(path).is_file():
             raise WeightsError(f"{path} is missing (python -m petnet.training.animal_check writes it)")
         try:
-            return cls(make_session(Path(path), threads or default_threads()))
+            return cls(make_session(Path(path), threads or default_threads(), memory_arena=False))
         except Exception as error:  # onnxruntime's own exception types (InvalidProtobuf, Fail ...)
             raise WeightsError(f"ONNX Runtime cannot load {path} ({type(error).__name__}: {error})") from error
 

@@ -174,8 +174,9 @@ class Predictor:
             for i, region in seen_again.items():
                 found[i], holds_pet[i] = [region], True
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
+        doubted = [i in seen_again or unsure for i, unsure in enumerate(self.unsure(output, self.config.animal_check_below))]
         if self.config.closer_look:  # not where the first look is sure, nor where the second look classified the crop
-            unsure = self.unsure(output)
+            unsure = self.unsure(output, self.config.closer_look_below)
             asked = [regions if unsure[i] and i not in seen_again else [] for i, regions in enumerate(animals)]
             output = self.look_closer(output, asked, [item.pixels for item in inputs], lambda i: inputs[i].photo)
         decoded = self.decode(output)
@@ -183,7 +184,7 @@ class Predictor:
             self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
             for i, item in enumerate(inputs)
         ]
-        predictions = self.check_animals(inputs, predictions)
+        predictions = self.check_animals(inputs, predictions, doubted)
         return [
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(predictions)
@@ -193,10 +194,10 @@ class Predictor:
         """:func:`decode_output` with this model's calibration (``config.breed_temperature``)."""
         return decode_output(output, self.breed_species_index, temperature=self.config.breed_temperature)
 
-    def unsure(self, output: PetNetOutput) -> list[bool]:
-        """Whether each image's first look gives its top breed less than ``config.closer_look_below``
-        (at ``config.breed_temperature``; always, at 1): the photos the closer look is for."""
-        below = self.config.closer_look_below
+    def unsure(self, output: PetNetOutput, below: float) -> list[bool]:
+        """Whether each image's look so far gives its top breed less than ``below`` (at
+        ``config.breed_temperature``; always, at 1): with ``config.closer_look_below``, the photos the
+        closer look is for; with ``config.animal_check_below``, those the other-animal check is for."""
         if below >= 1:
             return [True] * len(output.breed_logits)
         logits = np.asarray(output.breed_logits, dtype=np.float32) / self.config.breed_temperature
@@ -283,14 +284,17 @@ class Predictor:
             species_logits=averaged(output.species_logits, species), breed_logits=averaged(output.breed_logits, breeds)
         )
 
-    def check_animals(self, inputs: Sequence[PreparedImage], predictions: list[Prediction]) -> list[Prediction]:
+    def check_animals(
+        self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool]
+    ) -> list[Prediction]:
         """``predictions`` with those the other-animal check takes for another animal turned away
-        (``has_pet`` False, ``other_animal`` True, no pets): every animal found, cut out on its own
-        (:meth:`animal_view`), given ImageNet's log-odds of other animals against dogs and domestic
-        cats at or above ``config.animal_check_threshold``. A photo keeps all its animals while one of
-        them passes: a dog beside a sheep the network also took for a pet is still a dog. Unchanged
-        without a threshold or a check (a :class:`Predictor` built without :func:`petnet.load_model`
-        says so once)."""
+        (``has_pet`` False, ``other_animal`` True, no pets). Asked only about photos that hold a pet
+        and are ``doubted`` (found by the second look, or a top breed below
+        ``config.animal_check_below``): every animal found, cut out on its own (:meth:`animal_view`),
+        given ImageNet's log-odds of other animals against dogs and domestic cats at or above
+        ``config.animal_check_threshold``. A photo keeps all its animals while one of them passes: a
+        dog beside a sheep the network also took for a pet is still a dog. Unchanged without a
+        threshold or a check (a :class:`Predictor` built without :func:`petnet.load_model` says so once)."""
         threshold = self.config.animal_check_threshold
         if threshold is None:
             return predictions
@@ -300,14 +304,16 @@ class Predictor:
                             "(petnet.load_model attaches it): other animals are not turned away.")  # fmt: skip
                 self._warned_unchecked = True
             return predictions
-        looks = [(i, pet) for i, prediction in enumerate(predictions) if prediction.has_pet for pet in prediction.pets]
+        looks = [(i, pet) for i, prediction in enumerate(predictions) if prediction.has_pet and doubted[i] for pet in prediction.pets]
         if not looks:
             return predictions
         size = self.animal_check.size
         odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], pet, size) for i, pet in looks]))
         passed = {i for (i, _), other in zip(looks, odds >= threshold, strict=True) if not other}
         return [
-            replace(prediction, has_pet=False, other_animal=True, pets=()) if prediction.has_pet and i not in passed else prediction
+            replace(prediction, has_pet=False, other_animal=True, pets=())
+            if prediction.has_pet and doubted[i] and i not in passed
+            else prediction
             for i, prediction in enumerate(predictions)
         ]
 
