@@ -11,8 +11,10 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
    the first look is unsure of its breed (``config.closer_look_below``), the two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
    ``config.breed_temperature``); a photo with several animals gets one more pass over their crops;
-6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`):
-   ImageNet's classifier shown the animals found, cut out, turns away those it takes for another animal.
+6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`),
+   where the pipeline is unsure (``config.animal_check_below``, or a pet the second look found):
+   ImageNet's classifier, shown each animal found cut out, turns away a photo whose animals it all
+   takes for other kinds of animal.
 
 The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
 over numpy arrays plugs in without a second pipeline (the PyTorch model through
