@@ -25,7 +25,7 @@ from PIL import Image
 from scipy.special import logsumexp
 
 from petnet.errors import WeightsError
-from petnet.inference.sessions import default_threads, make_session
+from petnet.inference.sessions import load_session
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -73,13 +73,9 @@ class AnimalCheck:
 
     @classmethod
     def from_file(cls, path: Path, threads: int | None = None) -> AnimalCheck:
-        """A session for the graph at ``path``; :class:`WeightsError` when it is missing or unreadable."""
-        if not Path(path).is_file():
-            raise WeightsError(f"{path} is missing (python -m petnet.training.animal_check writes it)")
-        try:
-            return cls(make_session(Path(path), threads or default_threads(), memory_arena=False))
-        except Exception as error:  # onnxruntime's own exception types (InvalidProtobuf, Fail ...)
-            raise WeightsError(f"ONNX Runtime cannot load {path} ({type(error).__name__}: {error})") from error
+        """A session for the graph at ``path`` (without ONNX Runtime's memory arena, see
+        :func:`~petnet.inference.sessions.make_session`); :class:`WeightsError` when it is missing or unreadable."""
+        return cls(load_session(path, "python -m petnet.training.animal_check", threads, memory_arena=False))
 
     def odds(self, images: np.ndarray) -> np.ndarray:
         """:func:`other_animal_odds` of a float32 (B, 3, S, S) batch, ``S`` the graph's :attr:`size`."""

@@ -18,7 +18,7 @@ from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
 from petnet.inference.decoding import PetNetOutput
 from petnet.inference.pipeline import Predictor
-from petnet.inference.sessions import default_threads, make_session
+from petnet.inference.sessions import default_threads, load_session
 
 if TYPE_CHECKING:
     from petnet.inference.animal_check import AnimalCheck
@@ -78,15 +78,7 @@ class OnnxNetwork:
         """Sessions for ``directory``'s graphs of ``precision``. Raises :class:`WeightsError` when a
         file is missing or ONNX Runtime cannot load it (a truncated or corrupt download)."""
         threads = threads or default_threads()
-        sessions = []
-        for name in graph_files(precision):
-            path = Path(directory) / name
-            if not path.is_file():
-                raise WeightsError(f"{path} is missing (python -m petnet.training.export writes it)")
-            try:
-                sessions.append(make_session(path, threads))
-            except Exception as error:  # onnxruntime's own exception types (InvalidProtobuf, Fail ...)
-                raise WeightsError(f"ONNX Runtime cannot load {path} ({type(error).__name__}: {error})") from error
+        sessions = [load_session(Path(directory) / name, "python -m petnet.training.export", threads) for name in graph_files(precision)]
         return cls(config, *sessions, precision=precision)
 
     def infer_single_view(self, images: np.ndarray) -> PetNetOutput:

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from petnet.errors import WeightsError
+
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
@@ -46,3 +48,15 @@ def make_session(path: Path, threads: int, memory_arena: bool = True) -> Inferen
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: the fallback in petnet.hub says what went wrong
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def load_session(path: Path, writer: str, threads: int | None = None, memory_arena: bool = True) -> InferenceSession:
+    """:func:`make_session` for the graph at ``path`` (``threads`` default: :func:`default_threads`).
+    Raises :class:`WeightsError` when the file is missing (naming ``writer``, the command that writes
+    it) or ONNX Runtime cannot load it (a truncated or corrupt download)."""
+    if not Path(path).is_file():
+        raise WeightsError(f"{path} is missing ({writer} writes it)")
+    try:
+        return make_session(Path(path), threads or default_threads(), memory_arena)
+    except Exception as error:  # onnxruntime's own exception types (InvalidProtobuf, Fail ...)
+        raise WeightsError(f"ONNX Runtime cannot load {path} ({type(error).__name__}: {error})") from error
