@@ -56,6 +56,23 @@ class PetNetConfig:
     the photo is averaged away by the first look, which learnt from close-ups; zoomed in, the pet
     head sees it as one and still says no to other animals. Costs a backbone pass for such photos
     (and a whole-network one where a pet is found). Off for models saved before it."""
+    second_look_peaks: int = 1
+    """How many of the centre heatmap's highest peaks the second look crops to, asked in one batch;
+    the crop with the highest pet score decides. The highest peak is on a small pet less often than
+    one of the two highest (validation scenes at 20-45%: 35 against 42 of 50); each peak costs a
+    backbone pass on a photo without a pet. 1 for models saved before it."""
+    second_look_side: float | None = None
+    """The second look's crop around each peak: a square of this fraction of the network input's
+    side, centred on the peak. ``None`` (models saved before it): the box the peak's hill implies
+    (:func:`~petnet.inference.regions.hill_region`), which for a small pet is several times the
+    pet, so the crop is still a zoomed-out photo. Chosen on validation (docs/experiments.md): 0.25-0.4
+    find about as many pets; 0.35 is shipped."""
+    second_look_confirm_side: float | None = None
+    """Keep a second-look find only where a closer crop, a square of this fraction of the input's
+    side around the same peak, also reaches ``pet_threshold`` (asked for the finds alone): a pet is
+    a pet at any zoom, while a patch that fools the pet head at one framing seldom does at another.
+    On validation, at 0.25 after a 0.35 crop, it dropped two other animals and two objects and
+    kept 36 of the 37 scene pets found (docs/experiments.md). ``None``: no confirmation."""
     pet_pooling_sharpness: float = 0.0
     """How the pet-presence head pools its per-location logits over the photo: 0 averages them (a
     pet must fill much of the frame to raise the mean), ``r > 0`` takes their log-mean-exp at

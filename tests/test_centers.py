@@ -15,7 +15,7 @@ from petnet.data.datasets import read_split
 from petnet.data.transforms import center_transform
 from petnet.inference.centers import center_heatmap, find_peaks, hill_box
 from petnet.inference.decoding import mask_from_logits
-from petnet.inference.regions import center_regions
+from petnet.inference.regions import candidate_boxes, center_regions, hill_region, partial_crop_box
 from petnet.labels import BACKGROUND_INDEX
 from petnet.models.network import PetNet
 from petnet.training.losses import center_focal_loss
@@ -304,3 +304,14 @@ def test_an_animal_the_mask_missed_keeps_its_box_at_the_photo_size(centered: Pet
     left, top, right, bottom = pet.box
     assert (left, top, right, bottom) == (235, 47, 469, 235), "the whole box, not the few pet pixels"
     assert not pet.region[100:105, 240:245].any()
+
+
+def test_candidate_boxes_are_squares_around_the_highest_peaks_kept_inside_the_image() -> None:
+    heatmap = np.zeros((16, 16), np.float32)
+    heatmap[2, 14], heatmap[8, 4], heatmap[12, 12] = 0.5, 0.3, 0.1
+    candidates = candidate_boxes(heatmap, (128, 128), 0.02, count=2, side=0.25)
+    assert [centre for centre, _ in candidates] == [(20.0, 116.0), (68.0, 36.0)], "the two highest, at their cells' centres"
+    assert [box for _, box in candidates] == [(96, 4, 128, 36), (20, 52, 52, 84)], "the first moved in from the right edge"
+    (_, box), = candidate_boxes(heatmap, (128, 128), 0.02)  # no side: one peak, its hill's box
+    assert box == partial_crop_box(hill_region(heatmap, find_peaks(heatmap, 0.02)[0], (128, 128)))
+    assert candidate_boxes(heatmap, (128, 128), 0.6, count=2, side=0.25) == [], "no peak that high"

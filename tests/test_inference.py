@@ -540,3 +540,51 @@ def test_the_animal_check_can_be_kept_to_photos_petnet_is_unsure_of() -> None:
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, animal_check_below=0.01)
     prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=3.0)
     assert prediction.other_animal and check.batches == [1], "a pet the second look found is always asked about"
+
+
+class _TwoPeakNetwork(_SecondLookNetwork):
+    """Two centre peaks, the lower one on the pet: a crop shows a pet where the photo is bright.
+    With ``closer_says_no`` the second batch of crops (the confirmation) sees none."""
+
+    def __init__(self, config: PetNetConfig, closer_says_no: bool = False) -> None:
+        super().__init__(config, crop_pet_logit=4.0)
+        self.closer_says_no = closer_says_no
+
+    def _output(self, count: int, pet_logit: float, species: float) -> PetNetOutput:
+        output = super()._output(count, pet_logit, species)
+        output.center_logits[:, 12, 3] = -1.0  # a lower peak, bottom left, where the pet is
+        return output
+
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        species, breeds, _ = super().infer_classification(images)
+        confirming = sum(kind == "backbone" for kind, _ in self.passes) > 1
+        bright = images.mean(axis=(1, 2, 3)) > 0
+        return species, breeds, np.where(bright & ~(confirming and self.closer_says_no), 4.0, -4.0).astype(np.float32)
+
+
+def _two_peaks(closer_says_no: bool = False, confirm: float | None = 0.25):
+    from petnet.inference.pipeline import Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
+                          second_look_side=0.35, second_look_confirm_side=confirm)  # fmt: skip
+    network = _TwoPeakNetwork(config, closer_says_no)
+    pixels = np.full((128, 128, 3), 20, dtype=np.uint8)
+    pixels[80:120, 8:48] = 230  # the pet, under the lower peak (cell 12, 3 of 16)
+    return Predictor(network).predict(Image.fromarray(pixels)), network.passes
+
+
+def test_the_second_look_asks_the_highest_peaks_at_once_and_keeps_the_crop_that_shows_a_pet() -> None:
+    prediction, passes = _two_peaks(confirm=None)
+    assert passes == [("first look", 1), ("backbone", 2), ("second look", 1)], "both peaks' crops in one batch"
+    assert prediction.has_pet and len(prediction.pets) == 1
+    left, top, right, bottom = prediction.pets[0].box
+    assert (left + right) / 2 < 64 < (top + bottom) / 2, "found under the lower peak, bottom left"
+
+
+def test_a_second_look_find_must_be_a_pet_seen_closer_too() -> None:
+    prediction, passes = _two_peaks()
+    assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1), ("second look", 1)], "the find alone asked again"
+    assert prediction.has_pet and len(prediction.pets) == 1
+    prediction, passes = _two_peaks(closer_says_no=True)
+    assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1)]
+    assert not prediction.has_pet and prediction.pets == ()

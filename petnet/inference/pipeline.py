@@ -6,7 +6,7 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
 1. the network's first look (:meth:`Network.infer`: masks averaged with the mirror image's);
 2. the label map, and the animal regions it holds (:func:`~petnet.inference.regions.animal_regions`);
 3. the pet check (``pet_score >= config.pet_threshold``), and for a photo that misses it, the second
-   look (``config.presence_second_look``): the network asked again about a crop to its likeliest animal;
+   look (``config.presence_second_look``): the network asked again about crops around its likeliest animals;
 4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again where
    the first look is unsure of its breed (``config.closer_look_below``), the two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
@@ -50,10 +50,11 @@ from petnet.inference.preprocess import eval_transform, resize_channels
 from petnet.inference.regions import (
     animal_regions,
     box_region,
-    candidate_region,
+    candidate_boxes,
     crop_box,
     partial_crop_box,
     region_box,
+    square_box,
 )
 from petnet.inference.results import Pet, Prediction
 from petnet.labels import BACKGROUND_INDEX
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANDIDATE_PEAK = 0.02
-"""Lowest centre-heatmap peak the second look crops to (``config.presence_second_look``): a
+"""Lowest centre-heatmap peak the second look crops around (``config.presence_second_look``): a
 proposal, not a decision, so it is low; the crop's pet score decides. On validation, with the
 shipped weights, pets at 20-45% of a scene got peaks of 0.02-0.3 where the pet score said no."""
 PREDICT_BATCH_SIZE = 2
@@ -209,34 +210,43 @@ class Predictor:
         self, output: PetNetOutput, masks: list[np.ndarray], inputs: Sequence[PreparedImage], holds_pet: Sequence[bool]
     ) -> tuple[PetNetOutput, dict[int, np.ndarray]]:
         """The second look for a small pet: ``output`` and the label ``masks`` (updated in place) of
-        the first look, with each photo that holds no pet by its score cropped to the box of its
-        centre heatmap's highest peak (:func:`~petnet.inference.regions.candidate_region`, from
-        :data:`CANDIDATE_PEAK` up) and asked again, backbone only
+        the first look, with each photo that holds no pet by its score cropped around its centre
+        heatmap's highest peaks (:func:`~petnet.inference.regions.candidate_boxes`, from
+        :data:`CANDIDATE_PEAK` up; ``config.second_look_peaks`` of them, squares of
+        ``config.second_look_side``) and asked again, all crops in one batch, backbone only
         (:meth:`Network.infer_classification`): most such photos hold no pet, and the decoder would
-        double the cost of saying so. A box that covers the whole photo is not asked again. Where the
-        crop's pet score reaches the threshold, the crop runs through the whole network
-        (:meth:`Network.infer_single_view`): the photo's pet score becomes the crop's, its species
-        and breed logits the crop's, and the crop's mask logits replace the photo's inside the box.
-        Returns the updated output and, for each such photo, its one animal: the pet and boundary
-        pixels in the box, or the box when there are none."""
-        looks = []
+        double the cost of saying so. Where a photo's best crop (by pet score) reaches the
+        threshold, and with ``config.second_look_confirm_side`` a closer square around the same
+        peak does too (asked in a batch of the finds alone), that crop runs through the whole
+        network (:meth:`Network.infer_single_view`):
+        the photo's pet score becomes the crop's, its species and breed logits the crop's, and the
+        crop's mask logits replace the photo's inside the box. Returns the updated output and, for
+        each such photo, its one animal: the pet and boundary pixels in the box, or the box when
+        there are none."""
+        config, looks = self.config, []
         for i, (item, pet) in enumerate(zip(inputs, holds_pet, strict=True)):
             if pet or output.center_logits is None:
                 continue
-            region = candidate_region(expit(output.center_logits[i]), masks[i].shape, CANDIDATE_PEAK)
-            if region is not None and (box := partial_crop_box(region)) is not None:  # the whole photo already said no
-                looks.append((i, box, self._crop(item.pixels, item.photo, box)))
+            heatmap = expit(output.center_logits[i])
+            for centre, box in candidate_boxes(heatmap, masks[i].shape, CANDIDATE_PEAK, config.second_look_peaks, config.second_look_side):
+                looks.append((i, centre, box))
+        looks = self._pet_crops(looks, inputs)
+        best: dict[int, tuple] = {}  # each photo's crop with the highest pet score
+        for i, centre, box, crop, logit in looks:
+            if i not in best or logit > best[i][-1]:
+                best[i] = (i, centre, box, crop, logit)
+        looks = list(best.values())
+        if config.second_look_confirm_side is not None:  # the find seen closer must be a pet too
+            closer = [(i, centre, square_box(masks[i].shape, centre, config.second_look_confirm_side)) for i, centre, *_ in looks]
+            confirmed = {i for i, *_ in self._pet_crops(closer, inputs)}
+            looks = [look for look in looks if look[0] in confirmed]
         if not looks:
             return output, {}
-        _, _, pet_logits = self.network.infer_classification(np.stack([crop for _, _, crop in looks]))
-        looks = [(*look, logit) for look, logit in zip(looks, pet_logits, strict=True) if expit(logit) >= self.config.pet_threshold]
-        if not looks:
-            return output, {}
-        seen = self.network.infer_single_view(np.stack([crop for _, _, crop, _ in looks]))
+        seen = self.network.infer_single_view(np.stack([crop for *_, crop, _ in looks]))
         names = ("species_logits", "breed_logits", "mask_logits")
         updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in (*names, "pet_logits")}
         animals: dict[int, np.ndarray] = {}
-        for j, (i, (left, top, right, bottom), _, pet_logit) in enumerate(looks):
+        for j, (i, _, (left, top, right, bottom), _, pet_logit) in enumerate(looks):
             updated["pet_logits"][i] = pet_logit  # the score that decided: has_pet and pet_score agree
             for name in names[:2]:
                 updated[name][i] = getattr(seen, name)[j]
@@ -246,6 +256,21 @@ class Predictor:
             animal = inside & (masks[i] != BACKGROUND_INDEX)
             animals[i] = animal if animal.any() else inside
         return output._replace(**updated), animals
+
+    def _pet_crops(
+        self, looks: Sequence[tuple[int, tuple[float, float], tuple[int, int, int, int]]], inputs: Sequence[PreparedImage]
+    ) -> list[tuple]:
+        """Of ``looks`` (image index, peak centre, box), those whose crop's pet score reaches the
+        threshold, as (index, centre, box, crop, pet logit): the crops asked in one batch, backbone only."""
+        if not looks:
+            return []
+        crops = [self._crop(inputs[i].pixels, inputs[i].photo, box) for i, _, box in looks]
+        _, _, pet_logits = self.network.infer_classification(np.stack(crops))
+        return [
+            (*look, crop, logit)
+            for look, crop, logit in zip(looks, crops, pet_logits, strict=True)
+            if expit(logit) >= self.config.pet_threshold
+        ]
 
     def look_closer(
         self,

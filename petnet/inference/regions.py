@@ -175,12 +175,31 @@ def hill_region(heatmap: np.ndarray, peak: tuple[int, int, float], shape: tuple[
     return box_region(shape, box)
 
 
-def candidate_region(heatmap: np.ndarray, shape: tuple[int, int], min_peak: float) -> np.ndarray | None:
-    """Where the (h, w) centre ``heatmap`` most suspects an animal, as :func:`hill_region` of its
-    highest peak at ``min_peak`` or more, or None: what the second look for a small pet crops to."""
-    peaks = find_peaks(heatmap, min_peak)
-    region = hill_region(heatmap, peaks[0], shape) if peaks else None
-    return region if region is not None and region.any() else None
+def candidate_boxes(
+    heatmap: np.ndarray, shape: tuple[int, int], min_peak: float, count: int = 1, side: float | None = None
+) -> list[tuple[tuple[float, float], tuple[int, int, int, int]]]:
+    """Where the (h, w) centre ``heatmap`` most suspects an animal in an image of ``shape`` (H, W),
+    what the second look for a small pet crops to: for each of its ``count`` highest peaks at
+    ``min_peak`` or more, the peak's centre (row, col) in the image's pixels and a crop box (left,
+    top, right, bottom) around it. The box is :func:`square_box` of ``side``, or without ``side``
+    :func:`partial_crop_box` of the peak's :func:`hill_region` (that peak left out where it is the whole image)."""
+    candidates = []
+    for peak in find_peaks(heatmap, min_peak)[:count]:
+        centre = ((peak[0] + 0.5) * shape[0] / heatmap.shape[0], (peak[1] + 0.5) * shape[1] / heatmap.shape[1])
+        if side is not None:
+            candidates.append((centre, square_box(shape, centre, side)))
+        elif (region := hill_region(heatmap, peak, shape)).any() and (box := partial_crop_box(region)) is not None:
+            candidates.append((centre, box))
+    return candidates
+
+
+def square_box(shape: tuple[int, int], centre: tuple[float, float], side: float) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box of a square of ``side`` times the shorter side of an image
+    of ``shape`` (H, W) around ``centre`` (row, col), moved inside the image where it would cross an edge."""
+    length = max(1, min(round(side * min(shape)), *shape))
+    top = min(max(0, round(centre[0] - length / 2)), shape[0] - length)
+    left = min(max(0, round(centre[1] - length / 2)), shape[1] - length)
+    return left, top, left + length, top + length
 
 
 def _nearest_covered(covered: np.ndarray) -> Callable[[int, int], tuple[float, tuple[int, int]]]:
