@@ -588,3 +588,10 @@ def test_a_second_look_find_must_be_a_pet_seen_closer_too() -> None:
     prediction, passes = _two_peaks(closer_says_no=True)
     assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1)]
     assert not prediction.has_pet and prediction.pets == ()
+
+
+def test_second_look_crops_go_in_passes_of_at_most_max_crops_per_pass(monkeypatch) -> None:
+    monkeypatch.setattr("petnet.inference.pipeline.MAX_CROPS_PER_PASS", 1)
+    prediction, passes = _two_peaks(confirm=None)
+    assert passes == [("first look", 1), ("backbone", 1), ("backbone", 1), ("second look", 1)]
+    assert prediction.has_pet and len(prediction.pets) == 1, "the same find"

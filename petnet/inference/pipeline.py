@@ -68,6 +68,12 @@ CANDIDATE_PEAK = 0.02
 """Lowest centre-heatmap peak the second look crops around (``config.presence_second_look``): a
 proposal, not a decision, so it is low; the crop's pet score decides. On validation, with the
 shipped weights, pets at 20-45% of a scene got peaks of 0.02-0.3 where the pet score said no."""
+MAX_CROPS_PER_PASS = 8
+"""Most second-look crops the backbone is asked about at once, so that a large batch (``petnet-predict
+--batch-size``, the archive runner's 8) costs no more memory than the demo's batches of 4: 8 photos
+without a pet make 16 crops (``config.second_look_peaks`` 2 each). In passes of 8, a process
+predicting the load test's 227 photos in batches of 1-8 peaked at 314 MB against 338-343 MB in one
+pass, at the same speed (45-47 images/s)."""
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
@@ -213,7 +219,7 @@ class Predictor:
         the first look, with each photo that holds no pet by its score cropped around its centre
         heatmap's highest peaks (:func:`~petnet.inference.regions.candidate_boxes`, from
         :data:`CANDIDATE_PEAK` up; ``config.second_look_peaks`` of them, squares of
-        ``config.second_look_side``) and asked again, all crops in one batch, backbone only
+        ``config.second_look_side``) and asked again, backbone only
         (:meth:`Network.infer_classification`): most such photos hold no pet, and the decoder would
         double the cost of saying so. Where a photo's best crop (by pet score) reaches the
         threshold, and with ``config.second_look_confirm_side`` a closer square around the same
@@ -261,11 +267,15 @@ class Predictor:
         self, looks: Sequence[tuple[int, tuple[float, float], tuple[int, int, int, int]]], inputs: Sequence[PreparedImage]
     ) -> list[tuple]:
         """Of ``looks`` (image index, peak centre, box), those whose crop's pet score reaches the
-        threshold, as (index, centre, box, crop, pet logit): the crops asked in one batch, backbone only."""
+        threshold, as (index, centre, box, crop, pet logit): the crops asked in batches of up to
+        :data:`MAX_CROPS_PER_PASS`, backbone only."""
         if not looks:
             return []
         crops = [self._crop(inputs[i].pixels, inputs[i].photo, box) for i, _, box in looks]
-        _, _, pet_logits = self.network.infer_classification(np.stack(crops))
+        pet_logits = np.concatenate([
+            self.network.infer_classification(np.stack(crops[start : start + MAX_CROPS_PER_PASS]))[2]
+            for start in range(0, len(crops), MAX_CROPS_PER_PASS)
+        ])  # fmt: skip
         return [
             (*look, crop, logit)
             for look, crop, logit in zip(looks, crops, pet_logits, strict=True)
