@@ -68,12 +68,12 @@ CANDIDATE_PEAK = 0.02
 """Lowest centre-heatmap peak the second look crops around (``config.presence_second_look``): a
 proposal, not a decision, so it is low; the crop's pet score decides. On validation, with the
 shipped weights, pets at 20-45% of a scene got peaks of 0.02-0.3 where the pet score said no."""
-MAX_CROPS_PER_PASS = 8
-"""Most second-look crops the backbone is asked about at once, so that a large batch (``petnet-predict
---batch-size``, the archive runner's 8) costs no more memory than the demo's batches of 4: 8 photos
-without a pet make 16 crops (``config.second_look_peaks`` 2 each). In passes of 8, a process
-predicting the load test's 227 photos in batches of 1-8 peaked at 314 MB against 338-343 MB in one
-pass, at the same speed (45-47 images/s)."""
+MAX_CROPS_PER_PASS = 4
+"""Most second-look crops the backbone is asked about at once: the demo's batch of 4 photos without
+a pet makes 8 (``config.second_look_peaks`` 2 each), ``petnet-predict --batch-size 8`` 16. A process
+predicting the load test's 227 photos in batches of 1-8 peaked at 300-302 MB in passes of 4,
+310-311 MB in passes of 8 and 338-343 MB in one pass (309-312 MB with the second look of before,
+one crop a photo), at the same speed (44-51 images/s, throwaway script, alternated runs)."""
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
