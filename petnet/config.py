@@ -58,9 +58,9 @@ class PetNetConfig:
     (and a whole-network one where a pet is found). Off for models saved before it."""
     second_look_peaks: int = 1
     """How many of the centre heatmap's highest peaks the second look crops to, asked in one batch;
-    the crop with the highest pet score decides. The highest peak is on a small pet less often than
-    one of the two highest (validation scenes at 20-45%: 35 against 42 of 50); each peak costs a
-    backbone pass on a photo without a pet. 1 for models saved before it."""
+    the crop with the highest pet score decides. The highest peak is not always on a small pet (in 35
+    of 50 validation scenes at 20-45%, one of the three highest in 44); each peak costs a backbone
+    pass on a photo without a pet. 1 for models saved before it."""
     second_look_side: float | None = None
     """The second look's crop around each peak: a square of this fraction of the network input's
     side, centred on the peak. ``None`` (models saved before it): the box the peak's hill implies
