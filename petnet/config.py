@@ -54,16 +54,17 @@ class PetNetConfig:
     heatmap most suspects an animal and ask the network about the crop
     (:meth:`petnet.inference.pipeline.Predictor.look_again`). A pet that fills a tenth to a half of
     the photo is averaged away by the first look, which learnt from close-ups; zoomed in, the pet
-    head sees it as one and still says no to other animals. Costs a backbone pass for such photos
-    (and a whole-network one where a pet is found). Off for models saved before it."""
+    head sees it as one and still says no to other animals. Costs a backbone pass for each crop
+    (``second_look_peaks``), one more to confirm a find (``second_look_confirm_side``) and a
+    whole-network pass where a pet is found. Off for models saved before it."""
     second_look_peaks: int = 1
-    """How many of the centre heatmap's highest peaks the second look crops to, asked in one batch;
+    """How many of the centre heatmap's highest peaks the second look crops around, asked together;
     the crop with the highest pet score decides. The highest peak is not always on a small pet (in 35
     of 50 validation scenes at 20-45%, one of the three highest in 44); each peak costs a backbone
     pass on a photo without a pet. 1 for models saved before it."""
     second_look_side: float | None = None
-    """The second look's crop around each peak: a square of this fraction of the network input's
-    side, centred on the peak. ``None`` (models saved before it): the box the peak's hill implies
+    """The second look's crop around each peak: a square of the network input (the photo stretched
+    square), this fraction of its side, centred on the peak: of a 4:3 photo, 0.35 of its width and of its height. ``None`` (models saved before it): the box the peak's hill implies
     (:func:`~petnet.inference.regions.hill_region`), which for a small pet is several times the
     pet, so the crop is still a zoomed-out photo. Chosen on validation (docs/experiments.md): 0.25-0.4
     find about as many pets; 0.35 is shipped."""
@@ -72,7 +73,8 @@ class PetNetConfig:
     side around the same peak, also reaches ``pet_threshold`` (asked for the finds alone): a pet is
     a pet at any zoom, while a patch that fools the pet head at one framing seldom does at another.
     On validation, at 0.25 after a 0.35 crop, it dropped two other animals and two objects and
-    kept 36 of the 37 scene pets found (docs/experiments.md). ``None``: no confirmation."""
+    kept 36 of the 37 scene pets found (docs/experiments.md). Only the best crop is confirmed: when
+    it fails, the photo holds no pet, whatever its other crops scored. ``None``: no confirmation."""
     pet_pooling_sharpness: float = 0.0
     """How the pet-presence head pools its per-location logits over the photo: 0 averages them (a
     pet must fill much of the frame to raise the mean), ``r > 0`` takes their log-mean-exp at
@@ -130,6 +132,12 @@ class PetNetConfig:
             raise ValueError(f"breed_species names unknown species {sorted(unknown)}")
         if len(self.decoder_channels) != 4:
             raise ValueError("decoder_channels needs 4 entries (strides 16, 8, 4, 2)")
+        if not isinstance(self.second_look_peaks, int) or isinstance(self.second_look_peaks, bool) or self.second_look_peaks < 1:
+            raise ValueError(f"second_look_peaks must be a whole number of at least 1; got {self.second_look_peaks!r}")
+        for name in ("second_look_side", "second_look_confirm_side"):
+            side = getattr(self, name)
+            if side is not None and not (isinstance(side, (int, float)) and 0 < side <= 1):
+                raise ValueError(f"{name} must be a fraction of the input's side in (0, 1], or null; got {side!r}")
 
 
 MODEL_FLAGS = ("backbone", "image_size", "dropout", "drop_path_rate")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from scipy.special import expit, softmax
 from petnet.config import PetNetConfig
 from petnet.inference.decoding import PetNetOutput, decode_output, mean_probability_logits
 from petnet.inference.regions import box_region, crop_box, partial_crop_box, pet_regions, region_box
+from petnet.inference.results import Pet, Prediction
 from petnet.labels import BREED_NAMES, BREED_SPECIES
 from petnet.models.network import PetNet
 
@@ -543,55 +545,81 @@ def test_the_animal_check_can_be_kept_to_photos_petnet_is_unsure_of() -> None:
 
 
 class _TwoPeakNetwork(_SecondLookNetwork):
-    """Two centre peaks, the lower one on the pet: a crop shows a pet where the photo is bright.
-    With ``closer_says_no`` the second batch of crops (the confirmation) sees none."""
+    """Two centre peaks, the higher top right (cell 4, 12 of 16), the lower bottom left (12, 3): a
+    crop's pet logit is 3 times its mean input, so a crop of a bright patch shows a pet and a
+    brighter one a surer pet. The first ``candidates`` crops asked are the second look's; those
+    after them confirm, and with ``closer_says_no`` see no pet."""
 
-    def __init__(self, config: PetNetConfig, closer_says_no: bool = False) -> None:
+    def __init__(self, config: PetNetConfig, closer_says_no: bool = False, candidates: int = 2) -> None:
         super().__init__(config, crop_pet_logit=4.0)
-        self.closer_says_no = closer_says_no
+        self.closer_says_no, self.candidates, self.asked = closer_says_no, candidates, 0
 
     def _output(self, count: int, pet_logit: float, species: float) -> PetNetOutput:
         output = super()._output(count, pet_logit, species)
-        output.center_logits[:, 12, 3] = -1.0  # a lower peak, bottom left, where the pet is
+        output.center_logits[:, 12, 3] = -1.0
         return output
 
     def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         species, breeds, _ = super().infer_classification(images)
-        confirming = sum(kind == "backbone" for kind, _ in self.passes) > 1
-        bright = images.mean(axis=(1, 2, 3)) > 0
-        return species, breeds, np.where(bright & ~(confirming and self.closer_says_no), 4.0, -4.0).astype(np.float32)
+        confirming = self.asked >= self.candidates
+        self.asked += len(images)
+        pet_logits = 3 * images.mean(axis=(1, 2, 3))
+        return species, breeds, (np.full(len(images), -4.0) if confirming and self.closer_says_no else pet_logits).astype(np.float32)
 
 
-def _two_peaks(closer_says_no: bool = False, confirm: float | None = 0.25):
+def _photo(bottom_left: int = 230, top_right: int = 20) -> Image.Image:
+    """A dark photo with patches of the given brightness under the two peaks."""
+    pixels = np.full((128, 128, 3), 20, dtype=np.uint8)
+    pixels[80:120, 8:48] = bottom_left  # under the lower peak
+    pixels[16:56, 80:120] = top_right  # under the higher peak
+    return Image.fromarray(pixels)
+
+
+def _two_peaks(
+    closer_says_no: bool = False, confirm: float | None = 0.25, photos: Sequence[Image.Image] = ()
+) -> tuple[list[Prediction], list[tuple[str, int]]]:
     from petnet.inference.pipeline import Predictor
 
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
                           second_look_side=0.35, second_look_confirm_side=confirm)  # fmt: skip
-    network = _TwoPeakNetwork(config, closer_says_no)
-    pixels = np.full((128, 128, 3), 20, dtype=np.uint8)
-    pixels[80:120, 8:48] = 230  # the pet, under the lower peak (cell 12, 3 of 16)
-    return Predictor(network).predict(Image.fromarray(pixels)), network.passes
+    photos = list(photos) or [_photo()]
+    network = _TwoPeakNetwork(config, closer_says_no, candidates=2 * len(photos))
+    return Predictor(network).predict_batch(photos, batch_size=len(photos)), network.passes
+
+
+def _centre(pet: Pet) -> tuple[float, float]:
+    left, top, right, bottom = pet.box
+    return (left + right) / 2, (top + bottom) / 2
 
 
 def test_the_second_look_asks_the_highest_peaks_at_once_and_keeps_the_crop_that_shows_a_pet() -> None:
-    prediction, passes = _two_peaks(confirm=None)
+    (prediction,), passes = _two_peaks(confirm=None)
     assert passes == [("first look", 1), ("backbone", 2), ("second look", 1)], "both peaks' crops in one batch"
     assert prediction.has_pet and len(prediction.pets) == 1
-    left, top, right, bottom = prediction.pets[0].box
-    assert (left + right) / 2 < 64 < (top + bottom) / 2, "found under the lower peak, bottom left"
+    x, y = _centre(prediction.pets[0])
+    assert x < 64 < y, "found under the lower peak, bottom left"
+    (prediction,), _ = _two_peaks(confirm=None, photos=[_photo(bottom_left=200, top_right=250)])
+    x, y = _centre(prediction.pets[0])
+    assert y < 64 < x, "both crops show a pet: the surer one, top right, wins"
 
 
 def test_a_second_look_find_must_be_a_pet_seen_closer_too() -> None:
-    prediction, passes = _two_peaks()
+    (prediction,), passes = _two_peaks()
     assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1), ("second look", 1)], "the find alone asked again"
     assert prediction.has_pet and len(prediction.pets) == 1
-    prediction, passes = _two_peaks(closer_says_no=True)
-    assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1)]
-    assert not prediction.has_pet and prediction.pets == ()
+    for photo in (_photo(), _photo(bottom_left=200, top_right=250)):
+        (prediction,), passes = _two_peaks(closer_says_no=True, photos=[photo])
+        assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1)]
+        assert not prediction.has_pet and prediction.pets == (), "the best crop failed; the other is not tried"
 
 
-def test_second_look_crops_go_in_passes_of_at_most_max_crops_per_pass(monkeypatch) -> None:
-    monkeypatch.setattr("petnet.inference.pipeline.MAX_CROPS_PER_PASS", 1)
-    prediction, passes = _two_peaks(confirm=None)
-    assert passes == [("first look", 1), ("backbone", 1), ("backbone", 1), ("second look", 1)]
-    assert prediction.has_pet and len(prediction.pets) == 1, "the same find"
+def test_second_look_crops_go_in_passes_of_at_most_max_crops_per_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("petnet.inference.pipeline.MAX_CROPS_PER_PASS", 4)
+    photos = [_photo(), _photo(bottom_left=20), _photo(bottom_left=20, top_right=230)]
+    predictions, passes = _two_peaks(photos=photos)
+    assert passes == [("first look", 3), ("backbone", 4), ("backbone", 2), ("backbone", 2), ("second look", 2)]
+    assert [p.has_pet for p in predictions] == [True, False, True], "each find answers for its own photo"
+    x, y = _centre(predictions[0].pets[0])
+    assert x < 64 < y
+    x, y = _centre(predictions[2].pets[0])
+    assert y < 64 < x

@@ -94,7 +94,7 @@ class Network(Protocol):
 
     def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Species, breed and pet logits alone, without the decoder (the closer look, and the second
-        look's first question). The pet logits may be None where the model has no second look (ONNX
+        look's crops and their confirmation). The pet logits may be None where the model has no second look (ONNX
         graphs exported before the classification cut gave them)."""
 
 
@@ -105,6 +105,17 @@ class PreparedImage(NamedTuple):
     pixels: np.ndarray
     size: tuple[int, int]
     photo: Image.Image | None
+
+
+class _Crop(NamedTuple):
+    """One crop the second look asks about: image ``index`` in the batch, the centre-heatmap peak
+    it is around (row, col in input pixels), its ``box`` and, once asked, the crop and its pet logit."""
+
+    index: int
+    centre: tuple[float, float]
+    box: tuple[int, int, int, int]
+    pixels: np.ndarray | None = None
+    pet_logit: float = -np.inf
 
 
 class Answer(NamedTuple):
@@ -219,12 +230,13 @@ class Predictor:
         the first look, with each photo that holds no pet by its score cropped around its centre
         heatmap's highest peaks (:func:`~petnet.inference.regions.candidate_boxes`, from
         :data:`CANDIDATE_PEAK` up; ``config.second_look_peaks`` of them, squares of
-        ``config.second_look_side``) and asked again, backbone only
+        ``config.second_look_side``, or without it the highest peak's hill box, as models saved
+        before these keys do) and asked again, backbone only
         (:meth:`Network.infer_classification`): most such photos hold no pet, and the decoder would
         double the cost of saying so. Where a photo's best crop (by pet score) reaches the
         threshold, and with ``config.second_look_confirm_side`` a closer square around the same
-        peak does too (asked in a batch of the finds alone), that crop runs through the whole
-        network (:meth:`Network.infer_single_view`):
+        peak does too (asked for the finds alone; a best crop that fails it is not replaced by the
+        photo's next one), that crop runs through the whole network (:meth:`Network.infer_single_view`):
         the photo's pet score becomes the crop's, its species and breed logits the crop's, and the
         crop's mask logits replace the photo's inside the box. Returns the updated output and, for
         each such photo, its one animal: the pet and boundary pixels in the box, or the box when
@@ -235,24 +247,24 @@ class Predictor:
                 continue
             heatmap = expit(output.center_logits[i])
             for centre, box in candidate_boxes(heatmap, masks[i].shape, CANDIDATE_PEAK, config.second_look_peaks, config.second_look_side):
-                looks.append((i, centre, box))
-        looks = self._pet_crops(looks, inputs)
-        best: dict[int, tuple] = {}  # each photo's crop with the highest pet score
-        for i, centre, box, crop, logit in looks:
-            if i not in best or logit > best[i][-1]:
-                best[i] = (i, centre, box, crop, logit)
-        looks = list(best.values())
+                looks.append(_Crop(i, centre, box))
+        best: dict[int, _Crop] = {}  # each photo's crop with the highest pet score, of those that reach the threshold
+        for look in self._pet_crops(looks, inputs):
+            if look.index not in best or look.pet_logit > best[look.index].pet_logit:
+                best[look.index] = look
+        finds = list(best.values())
         if config.second_look_confirm_side is not None:  # the find seen closer must be a pet too
-            closer = [(i, centre, square_box(masks[i].shape, centre, config.second_look_confirm_side)) for i, centre, *_ in looks]
-            confirmed = {i for i, *_ in self._pet_crops(closer, inputs)}
-            looks = [look for look in looks if look[0] in confirmed]
-        if not looks:
+            side = config.second_look_confirm_side
+            closer = [_Crop(look.index, look.centre, square_box(masks[look.index].shape, look.centre, side)) for look in finds]
+            confirmed = {look.index for look in self._pet_crops(closer, inputs)}
+            finds = [look for look in finds if look.index in confirmed]
+        if not finds:
             return output, {}
-        seen = self.network.infer_single_view(np.stack([crop for *_, crop, _ in looks]))
+        seen = self.network.infer_single_view(np.stack([look.pixels for look in finds]))
         names = ("species_logits", "breed_logits", "mask_logits")
         updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in (*names, "pet_logits")}
         animals: dict[int, np.ndarray] = {}
-        for j, (i, _, (left, top, right, bottom), _, pet_logit) in enumerate(looks):
+        for j, (i, _, (left, top, right, bottom), _, pet_logit) in enumerate(finds):
             updated["pet_logits"][i] = pet_logit  # the score that decided: has_pet and pet_score agree
             for name in names[:2]:
                 updated[name][i] = getattr(seen, name)[j]
@@ -263,21 +275,18 @@ class Predictor:
             animals[i] = animal if animal.any() else inside
         return output._replace(**updated), animals
 
-    def _pet_crops(
-        self, looks: Sequence[tuple[int, tuple[float, float], tuple[int, int, int, int]]], inputs: Sequence[PreparedImage]
-    ) -> list[tuple]:
-        """Of ``looks`` (image index, peak centre, box), those whose crop's pet score reaches the
-        threshold, as (index, centre, box, crop, pet logit): the crops asked in batches of up to
-        :data:`MAX_CROPS_PER_PASS`, backbone only."""
+    def _pet_crops(self, looks: Sequence[_Crop], inputs: Sequence[PreparedImage]) -> list[_Crop]:
+        """Those of ``looks`` whose crop's pet score reaches the threshold, with their crop and pet
+        logit filled in: the crops asked in passes of up to :data:`MAX_CROPS_PER_PASS`, backbone only."""
         if not looks:
             return []
-        crops = [self._crop(inputs[i].pixels, inputs[i].photo, box) for i, _, box in looks]
+        crops = [self._crop(inputs[look.index].pixels, inputs[look.index].photo, look.box) for look in looks]
         pet_logits = np.concatenate([
             self.network.infer_classification(np.stack(crops[start : start + MAX_CROPS_PER_PASS]))[2]
             for start in range(0, len(crops), MAX_CROPS_PER_PASS)
         ])  # fmt: skip
         return [
-            (*look, crop, logit)
+            look._replace(pixels=crop, pet_logit=float(logit))
             for look, crop, logit in zip(looks, crops, pet_logits, strict=True)
             if expit(logit) >= self.config.pet_threshold
         ]
