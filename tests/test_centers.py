@@ -15,7 +15,7 @@ from petnet.data.datasets import read_split
 from petnet.data.transforms import center_transform
 from petnet.inference.centers import center_heatmap, find_peaks, hill_box
 from petnet.inference.decoding import mask_from_logits
-from petnet.inference.regions import candidate_boxes, center_regions, hill_region, partial_crop_box
+from petnet.inference.regions import candidate_boxes, center_regions, hill_region, partial_crop_box, square_box
 from petnet.labels import BACKGROUND_INDEX
 from petnet.models.network import PetNet
 from petnet.training.losses import center_focal_loss
@@ -315,3 +315,10 @@ def test_candidate_boxes_are_squares_around_the_highest_peaks_kept_inside_the_im
     (_, box), = candidate_boxes(heatmap, (128, 128), 0.02)  # no side: one peak, its hill's box
     assert box == partial_crop_box(hill_region(heatmap, find_peaks(heatmap, 0.02)[0], (128, 128)))
     assert candidate_boxes(heatmap, (128, 128), 0.6, count=2, side=0.25) == [], "no peak that high"
+
+
+def test_square_boxes_stay_inside_images_of_any_shape() -> None:
+    assert square_box((100, 200), (2.0, 3.0), 0.3) == (0, 0, 30, 30), "moved in from the top left"
+    assert square_box((100, 200), (99.0, 199.0), 0.3) == (170, 70, 200, 100), "and from the bottom right"
+    assert square_box((100, 200), (50.0, 100.0), 1.0) == (50, 0, 150, 100), "a side of the shorter side"
+    assert square_box((100, 200), (50.0, 100.0), 0.001) == (100, 50, 101, 51), "at least a pixel"

@@ -598,7 +598,7 @@ def test_the_second_look_asks_the_highest_peaks_at_once_and_keeps_the_crop_that_
     assert prediction.has_pet and len(prediction.pets) == 1
     x, y = _centre(prediction.pets[0])
     assert x < 64 < y, "found under the lower peak, bottom left"
-    (prediction,), _ = _two_peaks(confirm=None, photos=[_photo(bottom_left=200, top_right=250)])
+    (prediction,), _ = _two_peaks(confirm=None, photos=[_photo(bottom_left=230, top_right=250)])
     x, y = _centre(prediction.pets[0])
     assert y < 64 < x, "both crops show a pet: the surer one, top right, wins"
 
@@ -607,7 +607,7 @@ def test_a_second_look_find_must_be_a_pet_seen_closer_too() -> None:
     (prediction,), passes = _two_peaks()
     assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1), ("second look", 1)], "the find alone asked again"
     assert prediction.has_pet and len(prediction.pets) == 1
-    for photo in (_photo(), _photo(bottom_left=200, top_right=250)):
+    for photo in (_photo(), _photo(bottom_left=230, top_right=250)):
         (prediction,), passes = _two_peaks(closer_says_no=True, photos=[photo])
         assert passes == [("first look", 1), ("backbone", 2), ("backbone", 1)]
         assert not prediction.has_pet and prediction.pets == (), "the best crop failed; the other is not tried"
@@ -623,3 +623,11 @@ def test_second_look_crops_go_in_passes_of_at_most_max_crops_per_pass(monkeypatc
     assert x < 64 < y
     x, y = _centre(predictions[2].pets[0])
     assert y < 64 < x
+
+
+@pytest.mark.parametrize("values", [{"second_look_peaks": 0}, {"second_look_peaks": 2.0}, {"second_look_side": 0.0},
+                                    {"second_look_side": 1.5}, {"second_look_confirm_side": -0.25}])  # fmt: skip
+def test_second_look_settings_out_of_range_are_refused(values: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(values))):
+        PetNetConfig(**values)
+    assert PetNetConfig().second_look_peaks == 1 and PetNetConfig().second_look_side is None, "models saved before: as before"
