@@ -73,7 +73,8 @@ MAX_CROPS_PER_PASS = 4
 a pet makes 8 (``config.second_look_peaks`` 2 each), ``petnet-predict --batch-size 8`` 16. A process
 predicting the load test's 227 photos in batches of 1-8 peaked at 300-302 MB in passes of 4,
 310-311 MB in passes of 8 and 338-343 MB in one pass (309-312 MB with the second look of before,
-one crop a photo), at the same speed (44-51 images/s, throwaway script, alternated runs)."""
+one crop a photo), at the same speed (44-51 images/s, throwaway script, alternated runs). Models
+without ``config.second_look_peaks`` (one crop a photo) are asked in the same passes."""
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
