@@ -219,3 +219,19 @@ def test_a_model_folder_whose_config_asks_for_a_missing_animal_check_is_a_clear_
     (folder / ANIMAL_CHECK_FILE).unlink()
     with pytest.raises(WeightsError, match="petnet.training.animal_check writes it"):
         load_model(folder, runtime="onnx")
+
+
+def test_a_model_saved_with_an_animal_check_keeps_its_graph(tiny_onnx_model: Path, tmp_path: Path) -> None:
+    from petnet.inference.animal_check import ANIMAL_CHECK_FILE
+
+    folder = _with_animal_check(shutil.copytree(tiny_onnx_model, tmp_path / "model"), threshold=2.0)
+    model = load_model(folder, runtime="torch", precision="float32", fuse=False)
+    model.save_pretrained(tmp_path / "saved")  # a re-fitted head or a soup is saved like this
+    assert (tmp_path / "saved" / ANIMAL_CHECK_FILE).read_bytes() == (folder / ANIMAL_CHECK_FILE).read_bytes()
+    assert load_model(tmp_path / "saved", runtime="torch").predictor.animal_check.size == 48
+    import copy
+
+    assert copy.deepcopy(model).predictor.animal_check is None, "a copy (export traces one) leaves the check's session behind"
+    model.predictor.animal_check = None
+    with pytest.raises(WeightsError, match="no animal check to save"):
+        model.save_pretrained(tmp_path / "unchecked")

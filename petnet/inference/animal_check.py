@@ -61,8 +61,11 @@ def other_animal_odds(logits: np.ndarray) -> np.ndarray:
 class AnimalCheck:
     """The check's graph on ONNX Runtime (:meth:`from_file`); :meth:`odds` runs it."""
 
-    def __init__(self, session: InferenceSession) -> None:
+    def __init__(self, session: InferenceSession, path: Path | None = None) -> None:
         self._session = session
+        self.path = path
+        """The graph's file (None for a session made elsewhere): saving a model that has the check
+        copies it beside the model's weights (:meth:`petnet.models.network.PetNet.save_pretrained`)."""
         graph_input, output = session.get_inputs()[0], session.get_outputs()[0]
         if output.shape[-1] != IMAGENET_CLASSES:  # a graph with a background class would shift every index
             raise WeightsError(f"The animal check's graph gives {output.shape[-1]} logits, not ImageNet's {IMAGENET_CLASSES}; "
@@ -75,7 +78,7 @@ class AnimalCheck:
     def from_file(cls, path: Path, threads: int | None = None) -> AnimalCheck:
         """A session for the graph at ``path`` (without ONNX Runtime's memory arena, see
         :func:`~petnet.inference.sessions.make_session`); :class:`WeightsError` when it is missing or unreadable."""
-        return cls(load_session(path, "python -m petnet.training.animal_check", threads, memory_arena=False))
+        return cls(load_session(path, "python -m petnet.training.animal_check", threads, memory_arena=False), Path(path))
 
     def odds(self, images: np.ndarray) -> np.ndarray:
         """:func:`other_animal_odds` of a float32 (B, 3, S, S) batch, ``S`` the graph's :attr:`size`."""

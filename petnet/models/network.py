@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from torch import nn
 from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
 from petnet.images import ImageInput
+from petnet.inference.animal_check import ANIMAL_CHECK_FILE
 from petnet.inference.decoding import PetNetOutput
 from petnet.inference.pipeline import PREDICT_BATCH_SIZE, Predictor
 from petnet.inference.results import Prediction
@@ -226,11 +228,29 @@ class PetNet(
         image; on a GPU pass a larger one."""
         return self.predictor.predict_batch(images, batch_size)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave the prediction pipeline behind (:attr:`predictor` builds it
+        again, without an other-animal check): the check holds an ONNX Runtime session, which can
+        be neither (``petnet.training.export`` copies the model before tracing it)."""
+        state = self.__dict__.copy()
+        state["_predictor"] = None
+        return state
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """Save weights as fp16 safetensors (half the size, no measurable accuracy change) and
-        ``config.json`` (:func:`write_config_file`; the mixin then leaves it)."""
+        ``config.json`` (:func:`write_config_file`; the mixin then leaves it). A config that sets
+        ``animal_check_threshold`` needs the check's graph beside it: the one this model was loaded
+        with is copied (the check does not depend on PetNet's weights, so a re-fitted head or a soup
+        keeps it); a model without one cannot be saved with that config."""
         if self.is_fused:
             raise WeightsError("A fused model cannot be saved; load it with load_model(..., fuse=False) to save it.")
+        if self.config.animal_check_threshold is not None:
+            check = self.predictor.animal_check
+            if check is None or check.path is None:
+                raise WeightsError("config.animal_check_threshold is set but this model has no animal check to save with it: "
+                                   "load the model with petnet.load_model, or set the threshold to None.")  # fmt: skip
+            if check.path.resolve() != (Path(save_directory) / ANIMAL_CHECK_FILE).resolve():
+                shutil.copyfile(check.path, Path(save_directory) / ANIMAL_CHECK_FILE)
         write_config_file(save_directory, dataclasses.asdict(self.config))
         state = {
             key: value.half() if value.is_floating_point() else value

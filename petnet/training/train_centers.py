@@ -99,6 +99,7 @@ def with_center_head(model: PetNet) -> PetNet:
     if unexpected or any(not name.startswith("center_head.") for name in missing):
         raise ValueError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
     result.weights_source = model.weights_source
+    result.predictor.animal_check = model.predictor.animal_check  # saved with it (PetNet.save_pretrained)
     train_only(result, ["center_head."])
     return result
 
