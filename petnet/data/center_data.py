@@ -55,8 +55,8 @@ class CenterTrainingSet(Dataset):
     Training draws each sample at random (from the torch generator the DataLoader seeds); with
     ``fixed`` sample ``i`` is the same every time, for validation. With ``scenes`` (a
     :class:`~petnet.data.scenes.ScenePlacer`), a share ``scene_share`` of the samples are placed into
-    a scene (:meth:`_scene`) instead: the second look for a small pet crops to the highest peak, so
-    the head must peak on small pets, and not on another animal seen as small."""
+    a scene (:meth:`_scene`) instead: the second look for a small pet crops around the highest peaks,
+    so the head must peak on small pets, and not on another animal seen as small."""
 
     def __init__(
         self,
