@@ -230,8 +230,12 @@ def test_a_model_saved_with_an_animal_check_keeps_its_graph(tiny_onnx_model: Pat
     assert (tmp_path / "saved" / ANIMAL_CHECK_FILE).read_bytes() == (folder / ANIMAL_CHECK_FILE).read_bytes()
     assert load_model(tmp_path / "saved", runtime="torch").predictor.animal_check.size == 48
     import copy
+    import pickle
 
-    assert copy.deepcopy(model).predictor.animal_check is None, "a copy (export traces one) leaves the check's session behind"
+    assert copy.deepcopy(model).predictor.animal_check is model.predictor.animal_check, "a copy (an EMA, export's) shares the check"
+    assert pickle.loads(pickle.dumps(model)).predictor.animal_check.path == folder / ANIMAL_CHECK_FILE
+    model.save_pretrained(tmp_path / "saved")  # again, into a folder that has the check already
     model.predictor.animal_check = None
     with pytest.raises(WeightsError, match="no animal check to save"):
-        model.save_pretrained(tmp_path / "unchecked")
+        model.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "config.json").is_file(), "refused before the folder was touched"

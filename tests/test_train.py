@@ -237,11 +237,14 @@ def test_a_finished_model_can_be_refit_in_part(straight_run, tiny_pet_root, tmp_
     start = PetNet.from_pretrained(str(straight_run / FINAL_DIR_NAME))
     start.config.pet_threshold = 0.7  # inference settings of the start travel with the re-fit
     start.save_pretrained(tmp_path / "start")
+    config_file = tmp_path / "start" / "config.json"  # as the shipped weights: an other-animal check's threshold
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "animal_check_threshold": 7.0}))
     trained = ("decoder.blocks.3.", "decoder.classifier.")
     train.main([*tiny_args(tiny_pet_root, tmp_path / "refit", "--epochs", "1"), "--init-from", str(tmp_path / "start"),
                 "--train-only", ",".join(trained), "--image-size", "32"])  # fmt: skip
     refit = PetNet.from_pretrained(str(tmp_path / "refit" / FINAL_DIR_NAME))
     assert refit.config == start.config  # the start's model configuration, not the --image-size flag
+    assert refit.config.animal_check_threshold is None, "fitted for the old network's masks: dropped"
     before, after = start.state_dict(), refit.state_dict()
     changed = {key for key in before if not torch.equal(before[key].half(), after[key].half())}
     assert changed and all(key.startswith(trained) for key in changed)  # frozen batch norms kept their statistics

@@ -80,6 +80,17 @@ class AnimalCheck:
         :func:`~petnet.inference.sessions.make_session`); :class:`WeightsError` when it is missing or unreadable."""
         return cls(load_session(path, "python -m petnet.training.animal_check", threads, memory_arena=False), Path(path))
 
+    def __deepcopy__(self, memo: dict) -> AnimalCheck:
+        """Itself: an ONNX Runtime session cannot be copied, and copies of a model (an EMA during
+        training, ``export``'s copy) may share one; ``run`` is safe from several threads."""
+        return self
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its graph's file, read again when unpickled."""
+        if self.path is None:
+            raise TypeError("An AnimalCheck made from a session, not a file, cannot be pickled.")
+        return AnimalCheck.from_file, (self.path,)
+
     def odds(self, images: np.ndarray) -> np.ndarray:
         """:func:`other_animal_odds` of a float32 (B, 3, S, S) batch, ``S`` the graph's :attr:`size`."""
         (logits,) = self._session.run(None, {self._input: np.ascontiguousarray(images, dtype=np.float32)})

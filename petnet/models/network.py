@@ -201,7 +201,7 @@ class PetNet(
         """The prediction pipeline around this network (:class:`~petnet.inference.pipeline.Predictor`
         over :class:`TorchNetwork`)."""
         if self._predictor is None:
-            self._predictor = Predictor(TorchNetwork(self))
+            self._predictor = Predictor(TorchNetwork(self), self.__dict__.pop("_carried_check", None))
         return self._predictor
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
@@ -229,28 +229,43 @@ class PetNet(
         return self.predictor.predict_batch(images, batch_size)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles leave the prediction pipeline behind (:attr:`predictor` builds it
-        again, without an other-animal check): the check holds an ONNX Runtime session, which can
-        be neither (``petnet.training.export`` copies the model before tracing it)."""
-        state = self.__dict__.copy()
+        """Copies and pickles leave the prediction pipeline, a cache :attr:`predictor` builds again,
+        behind, but keep its other-animal check (shared by a copy, pickled as its graph's file)."""
+        state = super().__getstate__()
+        predictor = state.get("_predictor")
+        if predictor is not None:
+            state["_carried_check"] = predictor.animal_check
         state["_predictor"] = None
         return state
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
+        """The Hub mixin's ``save_pretrained``, refused before anything is written (the mixin first
+        removes an existing ``config.json``) where the config sets ``animal_check_threshold`` and
+        this model has no check to save with it."""
+        if self.config.animal_check_threshold is not None and self._check_file() is None:
+            raise WeightsError("config.animal_check_threshold is set but this model has no animal check to save with it: "
+                               "load the model with petnet.load_model, or set the threshold to None.")  # fmt: skip
+        return super().save_pretrained(save_directory, **kwargs)
+
+    def _check_file(self) -> Path | None:
+        """The other-animal check's graph this model was loaded with, if any."""
+        predictor = self._predictor
+        check = predictor.animal_check if predictor is not None else self.__dict__.get("_carried_check")
+        return check.path if check is not None else None
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Save weights as fp16 safetensors (half the size, no measurable accuracy change) and
         ``config.json`` (:func:`write_config_file`; the mixin then leaves it). A config that sets
         ``animal_check_threshold`` needs the check's graph beside it: the one this model was loaded
-        with is copied (the check does not depend on PetNet's weights, so a re-fitted head or a soup
-        keeps it); a model without one cannot be saved with that config."""
+        with is copied, as a re-fitted head (``train_centers``) needs it; training a network anew
+        drops the threshold instead (``petnet.training.train``), since it was fitted on views cut
+        with the old network's masks."""
         if self.is_fused:
             raise WeightsError("A fused model cannot be saved; load it with load_model(..., fuse=False) to save it.")
-        if self.config.animal_check_threshold is not None:
-            check = self.predictor.animal_check
-            if check is None or check.path is None:
-                raise WeightsError("config.animal_check_threshold is set but this model has no animal check to save with it: "
-                                   "load the model with petnet.load_model, or set the threshold to None.")  # fmt: skip
-            if check.path.resolve() != (Path(save_directory) / ANIMAL_CHECK_FILE).resolve():
-                shutil.copyfile(check.path, Path(save_directory) / ANIMAL_CHECK_FILE)
+        if self.config.animal_check_threshold is not None:  # save_pretrained made sure there is a file
+            source, target = self._check_file(), Path(save_directory) / ANIMAL_CHECK_FILE
+            if not (target.exists() and os.path.samefile(source, target)):
+                shutil.copyfile(source, target)
         write_config_file(save_directory, dataclasses.asdict(self.config))
         state = {
             key: value.half() if value.is_floating_point() else value

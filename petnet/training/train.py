@@ -268,6 +268,11 @@ class Trainer:
         start = PetNet.from_pretrained(config.init_from) if config.init_from else None
         if start is not None:  # a finished model to re-fit parts of: its weights and its model configuration
             config = self.config = dataclasses.replace(config, model=start.config)
+        if config.model.animal_check_threshold is not None:  # fitted on views cut with another network's masks
+            log.info("Training drops animal_check_threshold: fit it again for the new network with python -m petnet.training.animal_check.")
+            config = self.config = dataclasses.replace(config, model=dataclasses.replace(config.model, animal_check_threshold=None))
+            if start is not None:
+                start.config = config.model
         self.teacher = load_teacher(config, distributed.device)
         model_config = config.model
         augment = train_transform(model_config, config.crop_size, config.trivial_augment)
