@@ -64,8 +64,9 @@ class PetNetConfig:
     pass on a photo without a pet. 1 for models saved before it."""
     second_look_side: float | None = None
     """The second look's crop around each peak: a square of the network input (the photo stretched
-    square), this fraction of its side, centred on the peak: of a 4:3 photo, 0.35 of its width and of its height. ``None`` (models saved before it): the box the peak's hill implies
-    (:func:`~petnet.inference.regions.hill_region`), which for a small pet is several times the
+    square), this fraction of its side, centred on the peak; of a photo that is not square, this
+    fraction of its width and of its height. ``None`` (models saved before it): the box the peak's
+    hill implies (:func:`~petnet.inference.regions.hill_region`), which for a small pet is several times the
     pet, so the crop is still a zoomed-out photo. Chosen on validation (docs/experiments.md): 0.25-0.4
     find about as many pets; 0.35 is shipped."""
     second_look_confirm_side: float | None = None
