@@ -351,16 +351,15 @@ class Predictor:
                             "(petnet.load_model attaches it): other animals are not turned away.")  # fmt: skip
                 self._warned_unchecked = True
             return predictions
-        looks = [(i, pet) for i, prediction in enumerate(predictions) if prediction.has_pet and doubted[i] for pet in prediction.pets]
+        asked = [i for i, prediction in enumerate(predictions) if prediction.has_pet and doubted[i]]
+        looks = [(i, pet) for i in asked for pet in predictions[i].pets]
         if not looks:
             return predictions
         size = self.animal_check.size
         odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], pet, size) for i, pet in looks]))
-        passed = {i for (i, _), other in zip(looks, odds >= threshold, strict=True) if not other}
+        turned_away = set(asked) - {i for (i, _), other in zip(looks, odds >= threshold, strict=True) if not other}
         return [
-            replace(prediction, has_pet=False, other_animal=True, pets=())
-            if prediction.has_pet and doubted[i] and i not in passed
-            else prediction
+            replace(prediction, has_pet=False, other_animal=True, pets=()) if i in turned_away else prediction
             for i, prediction in enumerate(predictions)
         ]
 
