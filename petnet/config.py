@@ -212,6 +212,10 @@ class TrainConfig:
     """Share of the training pet photos placed into a training non-pet photo first, small or large,
     cut out along their mask or zoomed out whole (:class:`petnet.data.scenes.ScenePlacer`): users'
     pets do not always fill the frame as Oxford-IIIT's do. Needs ``non_pet_root``."""
+    scene_smallest: float = 0.12
+    """The smallest placed pet's longer side, as a share of the scene's shorter side (the largest fills
+    it; log-uniform between). A re-fit of the breed head alone raises it: the head names a pet from
+    the closer look's crop, where the pet fills most of the view, not from a whole scene."""
     scene_other_animals: bool = False
     """Place the training photos of other animals into scenes too, at the same ``scene_probability``
     (zoomed out whole; their masks are all background): a bear or a guinea pig seen small in a street is

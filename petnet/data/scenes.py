@@ -96,6 +96,10 @@ class ScenePlacer:
     backgrounds: Sequence[PetRecord]
     sizes: tuple[float, float] = (0.12, 1.0)
 
+    def __post_init__(self) -> None:
+        if not 0 < self.sizes[0] <= self.sizes[1] <= 1:
+            raise ValueError(f"Scene pet sizes must satisfy 0 < smallest <= largest <= 1 (shares of the scene's shorter side), got {self.sizes}.")
+
     def __call__(
         self, image: Image.Image, mask: np.ndarray, pseudo: np.ndarray, rng: random.Random
     ) -> tuple[Image.Image, np.ndarray, np.ndarray]:

@@ -278,7 +278,7 @@ class Trainer:
         augment = train_transform(model_config, config.crop_size, config.trivial_augment)
         scene_augment = train_transform(model_config, config.crop_size, config.trivial_augment, SCENE_CROP_SCALE)
         self.train_set = OxfordPetDataset(train_records, augment, config.pseudo_mask_dir or None,
-                                          ScenePlacer(backgrounds), config.scene_probability, scene_augment,
+                                          ScenePlacer(backgrounds, (config.scene_smallest, 1.0)), config.scene_probability, scene_augment,
                                           config.scene_other_animals, config.scene_masks)
         self.val_set = OxfordPetDataset(val_records, val_transform(model_config))
         seed_everything(config.init_seed)  # the same initial decoder and heads on every rank and run
