@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from non_pet_factory import other_animal_photo
 from PIL import Image
 
@@ -90,6 +91,14 @@ def test_a_training_scene_carries_the_pets_masks_and_real_background_labels(tmp_
         assert (scene_pseudo == IGNORE_INDEX).all()
         assert np.asarray(scene)[pet].min() > 150, "the labelled pet pixels show the (bright) pet"
     assert {"zoomed_out", "cutout"} <= kinds
+
+
+@pytest.mark.parametrize("sizes", [(0.0, 0.5), (0.6, 0.5), (0.5, 1.2), (-0.1, 1.0)])
+def test_scene_sizes_out_of_range_are_refused(sizes):
+    from petnet.data.scenes import ScenePlacer
+
+    with pytest.raises(ValueError, match="smallest <= largest"):
+        ScenePlacer([], sizes=sizes)
 
 
 def test_other_animals_go_into_scenes_only_when_asked(tmp_path):
