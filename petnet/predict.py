@@ -51,6 +51,8 @@ from petnet.inference.visualize import overlay_mask, palette_mask
 log = logging.getLogger("petnet.predict")
 
 RESULTS_CSV = "results.csv"
+CSV_COLUMNS_BEFORE_OTHER_ANIMAL = tuple(column for column in CSV_COLUMNS if column != "other_animal")
+"""The columns of results files written before ``other_animal`` was one: a run resumes them (below)."""
 RESULTS_JSONL = "results.jsonl"
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
@@ -61,14 +63,16 @@ class ResultsFile:
 
     Opening reads the rows already there. A row whose file has changed since (size or modification
     time) is dropped, as is a last line cut short by a crash; the files are then rewritten once,
-    atomically, before anything is appended."""
+    atomically, before anything is appended. A file from before the ``other_animal`` column gets it:
+    False where there was a pet (the check turns only pet-less answers away), blank for errors, and
+    the photos without a pet are done again, since the row cannot say whether they were animals."""
 
     def __init__(self, out: Path, jsonl: bool) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.csv_path, self.jsonl_path = out / RESULTS_CSV, (out / RESULTS_JSONL if jsonl else None)
-        rows = self._read_csv()
+        rows, upgraded = self._read_csv()
         kept = [row for row in rows if self._still_current(row)]
-        if len(kept) != len(rows) or not self._csv_is_clean():
+        if upgraded or len(kept) != len(rows) or not self._csv_is_clean():
             self._rewrite_csv(kept)
         self.done: set[FileKey] = {FileKey.of_row(row) for row in kept}
         if self.jsonl_path is not None:
@@ -81,17 +85,27 @@ class ResultsFile:
             self._csv.flush()
         self._jsonl = self.jsonl_path.open("a") if self.jsonl_path is not None else None
 
-    def _read_csv(self) -> list[dict[str, str]]:
+    def _read_csv(self) -> tuple[list[dict[str, str]], bool]:
+        """The complete rows, and whether they come from a file of the columns before ``other_animal``."""
         if not self.csv_path.is_file():
-            return []
+            return [], False
         with self.csv_path.open(newline="") as file:
             reader = csv.DictReader(file)
-            if reader.fieldnames and list(reader.fieldnames) != list(CSV_COLUMNS):
+            columns = tuple(reader.fieldnames or CSV_COLUMNS)
+            if columns not in (CSV_COLUMNS, CSV_COLUMNS_BEFORE_OTHER_ANIMAL):
                 raise PetNetError(
                     f"{self.csv_path} has other columns than this petnet-predict writes; "
                     "pass another --out (or move the file away) to start afresh."
                 )
-            return [row for row in reader if None not in row.values() and row.get("modified_ns")]
+            rows = [row for row in reader if None not in row.values() and row.get("modified_ns")]
+        if columns == CSV_COLUMNS:
+            return rows, False
+        upgraded = []
+        for row in rows:
+            if row["has_pet"] == "False":
+                continue  # done again: turned away as another animal or not, the row does not say
+            upgraded.append({**row, "other_animal": "False" if row["has_pet"] == "True" else ""})
+        return upgraded, True
 
     def _csv_is_clean(self) -> bool:
         data = self.csv_path.read_bytes() if self.csv_path.is_file() else b""

@@ -145,6 +145,7 @@ def test_a_photo_without_a_pet_gets_no_breed(pet_blind_model_dir: Path, tmp_path
     assert main([str(image), "--out", str(tmp_path / "out"), "--json", "--model", str(pet_blind_model_dir)]) == 0
     [row] = _rows(tmp_path / "out")
     assert (row["has_pet"], row["num_pets"], row["species"], row["breed_1"], row["pets"]) == ("False", "0", "", "", "[]")
+    assert row["other_animal"] == "False"
     [record] = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert record["has_pet"] is False and record["pets"] == []
     assert "no cat or dog found" in capsys.readouterr().out
@@ -203,6 +204,34 @@ def test_a_changed_file_is_done_again_and_keeps_one_row(tiny_model_dir: Path, tm
     changed = str((photos / "p001.jpg").resolve())
     assert after[changed]["size_bytes"] != before[changed]["size_bytes"]
     assert all(after[name] == before[name] for name in before if name != changed)
+
+
+def test_results_from_before_the_other_animal_column_are_resumed(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A results.csv without ``other_animal`` gets the column: False where there was a pet, blank for
+    an error; a photo without a pet is done again, since its old row cannot say whether it was an animal."""
+    from petnet.errors import PetNetError
+    from petnet.predict import CSV_COLUMNS_BEFORE_OTHER_ANIMAL, ResultsFile
+
+    photos, out = _archive(tmp_path / "photos", 3), tmp_path / "out"
+    assert main([str(photos), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    rows = _rows(out)
+    [pet_less] = [row for row in rows if not row["error"]][:1]
+    pet_less.update(has_pet="False", num_pets="0", species="", pets="[]")  # as a pet-less photo's row reads
+    with (out / "results.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS_BEFORE_OTHER_ANIMAL, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main([str(photos), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    after = {row["file"]: row for row in _rows(out)}
+    assert list(_rows(out)[0]) == list(CSV_COLUMNS) and len(after) == len(rows) == 3  # p001, p002, the broken one
+    assert after[pet_less["file"]]["has_pet"] == "True", "the pet-less row was done again"
+    assert {row["other_animal"] for row in after.values() if not row["error"]} == {"False"}
+    assert {row["other_animal"] for row in after.values() if row["error"]} == {""}
+    (out / "results.csv").write_text("file,colour\n")
+    with pytest.raises(PetNetError, match="other columns"):
+        ResultsFile(out, jsonl=False)
 
 
 def test_ctrl_c_finishes_the_batch_and_says_so_without_a_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:

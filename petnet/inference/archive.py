@@ -40,13 +40,14 @@ RESULTS_PARQUET = "results.parquet"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"})
 """Files picked up from a folder (a file named explicitly is tried whatever its suffix)."""
 CSV_COLUMNS = (
-    "file", "size_bytes", "modified_ns", "has_pet", "pet_score", "num_pets", "species", "species_confidence",
+    "file", "size_bytes", "modified_ns", "has_pet", "other_animal", "pet_score", "num_pets", "species", "species_confidence",
     *(f"breed_{i}{part}" for i in range(1, TOP_K_BREEDS + 1) for part in ("", "_confidence")),
     "pet_fraction", "pets", "overlay", "mask", "error",
 )  # fmt: skip
 """One row per file; species and breeds (of the largest animal) stay empty when there is no pet, and
-``pets`` holds every animal as JSON (species, breeds, confidences, box). ``size_bytes`` and
-``modified_ns`` say which version of the file the row is for (a resumed run redoes a changed file)."""
+``pets`` holds every animal as JSON (species, breeds, confidences, box); ``other_animal`` is True
+for a photo the other-animal check turned away. ``size_bytes`` and ``modified_ns`` say which version
+of the file the row is for (a resumed run redoes a changed file)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def prediction_row(
     row = _base_row(key)
     row.update(
         has_pet=summary["has_pet"],
+        other_animal=summary["other_animal"],
         pet_score=f"{summary['pet_score']:.4f}",
         num_pets=len(summary["pets"]),
         pet_fraction=f"{summary['pet_fraction']:.4f}",
