@@ -15,6 +15,10 @@ from petnet.errors import WeightsError
 from petnet.labels import BREED_NAMES, BREED_SPECIES, MASK_CLASSES, SPECIES
 from petnet.paths import OXFORD_PET_ROOT
 
+SMALLEST_SCENE_PET = 0.12
+"""The smallest pet training places into a scene by default, as a share of the scene's shorter side
+(:class:`petnet.data.scenes.ScenePlacer`, ``TrainConfig.scene_smallest``); the largest fills it."""
+
 
 @dataclass
 class PetNetConfig:
@@ -212,7 +216,7 @@ class TrainConfig:
     """Share of the training pet photos placed into a training non-pet photo first, small or large,
     cut out along their mask or zoomed out whole (:class:`petnet.data.scenes.ScenePlacer`): users'
     pets do not always fill the frame as Oxford-IIIT's do. Needs ``non_pet_root``."""
-    scene_smallest: float = 0.12
+    scene_smallest: float = SMALLEST_SCENE_PET
     """The smallest placed pet's longer side, as a share of the scene's shorter side (the largest fills
     it; log-uniform between). A re-fit of the breed head alone raises it: the head names a pet from
     the closer look's crop, where the pet fills most of the view, not from a whole scene."""

@@ -51,7 +51,11 @@ from petnet.inference.visualize import overlay_mask, palette_mask
 log = logging.getLogger("petnet.predict")
 
 RESULTS_CSV = "results.csv"
-CSV_COLUMNS_BEFORE_OTHER_ANIMAL = tuple(column for column in CSV_COLUMNS if column != "other_animal")
+CSV_COLUMNS_BEFORE_OTHER_ANIMAL = (
+    "file", "size_bytes", "modified_ns", "has_pet", "pet_score", "num_pets", "species", "species_confidence",
+    "breed_1", "breed_1_confidence", "breed_2", "breed_2_confidence", "breed_3", "breed_3_confidence",
+    "pet_fraction", "pets", "overlay", "mask", "error",
+)  # fmt: skip
 """The columns of results files written before ``other_animal`` was one: a run resumes them (below)."""
 RESULTS_JSONL = "results.jsonl"
 INTERRUPTED = 130
@@ -64,8 +68,9 @@ class ResultsFile:
     Opening reads the rows already there. A row whose file has changed since (size or modification
     time) is dropped, as is a last line cut short by a crash; the files are then rewritten once,
     atomically, before anything is appended. A file from before the ``other_animal`` column gets it:
-    False where there was a pet (the check turns only pet-less answers away), blank for errors, and
-    the photos without a pet are done again, since the row cannot say whether they were animals."""
+    False where there was a pet (a photo the check turns away is left without one), and blank for
+    errors and for photos without a pet, whose rows cannot say whether the check turned them away
+    (their JSON records can: ``results.jsonl`` fills them in where there is one)."""
 
     def __init__(self, out: Path, jsonl: bool) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +82,7 @@ class ResultsFile:
         self.done: set[FileKey] = {FileKey.of_row(row) for row in kept}
         if self.jsonl_path is not None:
             self._keep_jsonl({row["file"] for row in kept})
-        new = not self.csv_path.is_file()
+        new = not self.csv_path.is_file() or self.csv_path.stat().st_size == 0  # killed before its header
         self._csv = self.csv_path.open("a", newline="")
         self._writer = csv.DictWriter(self._csv, fieldnames=CSV_COLUMNS)
         if new:
@@ -100,12 +105,31 @@ class ResultsFile:
             rows = [row for row in reader if None not in row.values() and row.get("modified_ns")]
         if columns == CSV_COLUMNS:
             return rows, False
-        upgraded = []
+        recorded = self._recorded_other_animals()
         for row in rows:
-            if row["has_pet"] == "False":
-                continue  # done again: turned away as another animal or not, the row does not say
-            upgraded.append({**row, "other_animal": "False" if row["has_pet"] == "True" else ""})
-        return upgraded, True
+            if row["error"]:
+                row["other_animal"] = ""
+            elif row["has_pet"] == "True":
+                row["other_animal"] = "False"
+            else:
+                row["other_animal"] = recorded.get(row["file"], "")
+        unknown = sum(not row["error"] and row["other_animal"] == "" for row in rows)
+        log.info("%s is from before the other_animal column: added to its %d rows (%d left blank: no pet, and no "
+                 "JSON record to say whether the other-animal check turned the photo away).", self.csv_path, len(rows), unknown)  # fmt: skip
+        return rows, True
+
+    def _recorded_other_animals(self) -> dict[str, str]:
+        """``other_animal`` of each file in ``results.jsonl`` beside the CSV, as the CSV writes it."""
+        path = self.csv_path.with_name(RESULTS_JSONL)
+        recorded = {}
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the last line, cut short by a crash
+                continue
+            if "other_animal" in record:
+                recorded[record["file"]] = str(bool(record["other_animal"]))
+        return recorded
 
     def _csv_is_clean(self) -> bool:
         data = self.csv_path.read_bytes() if self.csv_path.is_file() else b""

@@ -206,32 +206,54 @@ def test_a_changed_file_is_done_again_and_keeps_one_row(tiny_model_dir: Path, tm
     assert all(after[name] == before[name] for name in before if name != changed)
 
 
-def test_results_from_before_the_other_animal_column_are_resumed(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    """A results.csv without ``other_animal`` gets the column: False where there was a pet, blank for
-    an error; a photo without a pet is done again, since its old row cannot say whether it was an animal."""
+def test_results_from_before_the_other_animal_column_are_resumed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A results.csv without ``other_animal`` gets the column and keeps every row: False where there
+    was a pet, blank for an error, and for a photo without a pet what its JSON record says, else blank."""
     from petnet.errors import PetNetError
     from petnet.predict import CSV_COLUMNS_BEFORE_OTHER_ANIMAL, ResultsFile
 
     photos, out = _archive(tmp_path / "photos", 3), tmp_path / "out"
-    assert main([str(photos), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    assert main([str(photos), "--out", str(out), "--json", "--model", str(tiny_model_dir)]) == 0
     rows = _rows(out)
-    [pet_less] = [row for row in rows if not row["error"]][:1]
-    pet_less.update(has_pet="False", num_pets="0", species="", pets="[]")  # as a pet-less photo's row reads
+    pets = [row for row in rows if not row["error"]]
+    assert len(rows) == 3 and len(pets) == 2  # p001, p002 and the broken one
+    for row, turned_away in zip(pets, ("True", "")):  # as the rows of two photos without a pet read
+        row.update(has_pet="False", num_pets="0", species="", pets="[]")
+        if turned_away:  # the first one's JSON record says the check turned it away, the second has none
+            records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+            records = [{**r, "other_animal": True} if r["file"] == row["file"] else r for r in records]
+            lines = [json.dumps(r) for r in records if r["file"] != pets[1]["file"]]
+            (out / "results.jsonl").write_text("".join(line + "\n" for line in lines))
     with (out / "results.csv").open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS_BEFORE_OTHER_ANIMAL, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    assert main([str(photos), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
-    after = {row["file"]: row for row in _rows(out)}
-    assert list(_rows(out)[0]) == list(CSV_COLUMNS) and len(after) == len(rows) == 3  # p001, p002, the broken one
-    assert after[pet_less["file"]]["has_pet"] == "True", "the pet-less row was done again"
-    assert {row["other_animal"] for row in after.values() if not row["error"]} == {"False"}
-    assert {row["other_animal"] for row in after.values() if row["error"]} == {""}
+    assert main([str(photos), "--out", str(out), "--model", str(tiny_model_dir)]) == 0  # resumed: nothing to do
+    after = _rows(out)
+    assert list(after[0]) == list(CSV_COLUMNS) and len(after) == 3
+    by_file = {row["file"]: row for row in after}
+    assert by_file[pets[0]["file"]]["other_animal"] == "True" and by_file[pets[1]["file"]]["other_animal"] == ""
+    assert [row["other_animal"] for row in after if row["error"]] == [""]
+    assert all(by_file[row["file"]]["has_pet"] == "False" for row in pets), "kept as they were, not done again"
     (out / "results.csv").write_text("file,colour\n")
     with pytest.raises(PetNetError, match="other columns"):
         ResultsFile(out, jsonl=False)
+
+
+def test_an_empty_results_file_gets_its_header(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A run killed between creating results.csv and writing its header leaves it empty; the next run writes it."""
+    photos, out = _archive(tmp_path / "photos", 3), tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("")
+    assert main([str(photos), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    rows = _rows(out)
+    assert list(rows[0]) == list(CSV_COLUMNS) and len(rows) == 3
+
+
+def test_the_ray_engine_refuses_an_out_that_holds_results(tmp_path: Path, photo_dir: Path, caplog) -> None:
+    (tmp_path / "out" / "results.parquet").mkdir(parents=True)
+    assert main([str(photo_dir), "--engine", "ray", "--out", str(tmp_path / "out")]) == 1
+    assert "does not resume" in caplog.text
 
 
 def test_ctrl_c_finishes_the_batch_and_says_so_without_a_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:

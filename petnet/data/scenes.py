@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from petnet.config import SMALLEST_SCENE_PET
 from petnet.data.datasets import PetRecord, load_record_image, read_trimap
 from petnet.images import load_image
 from petnet.labels import ANIMAL_INDICES, BACKGROUND_INDEX, BREEDS, IGNORE_INDEX
@@ -94,11 +95,14 @@ class ScenePlacer:
     Backgrounds come from the training part of the non-pet photos only."""
 
     backgrounds: Sequence[PetRecord]
-    sizes: tuple[float, float] = (0.12, 1.0)
+    sizes: tuple[float, float] = (SMALLEST_SCENE_PET, 1.0)
 
     def __post_init__(self) -> None:
         if not 0 < self.sizes[0] <= self.sizes[1] <= 1:
-            raise ValueError(f"Scene pet sizes must satisfy 0 < smallest <= largest <= 1 (shares of the scene's shorter side), got {self.sizes}.")
+            raise ValueError(
+                f"Scene pet sizes must satisfy 0 < smallest <= largest <= 1 (shares of the scene's shorter side), "
+                f"got {self.sizes}."
+            )
 
     def __call__(
         self, image: Image.Image, mask: np.ndarray, pseudo: np.ndarray, rng: random.Random

@@ -230,7 +230,13 @@ def run_on_ray(
     """``petnet-predict --engine ray``: the inputs read as binary files by Ray Data (local folders or
     any URL its readers take), labelled by :class:`PredictBatch` actors, written to
     ``OUT/results.parquet`` (one row per file, :data:`CSV_COLUMNS`). Connects to ``$RAY_ADDRESS``'s
-    cluster when set, else starts a local one. Returns the exit status."""
+    cluster when set, else starts a local one. Returns the exit status. It writes every row at the
+    end and does not resume, so an ``OUT`` that already holds results is refused: appended to, the
+    folder would hold each photo twice, and older parts without a newer column lose it on reading."""
+    target = out / RESULTS_PARQUET
+    if target.exists():
+        log.error("%s already exists: the Ray engine does not resume; pass another --out or move it away.", target)
+        return 1
     try:
         import ray
     except ImportError:
@@ -251,7 +257,6 @@ def run_on_ray(
         PredictBatch, fn_constructor_kwargs={"model": model, "threads": ACTOR_THREADS}, batch_size=batch_size,
         concurrency=concurrency, num_cpus=1, batch_format="numpy",
     )  # fmt: skip
-    target = out / RESULTS_PARQUET
     rows.write_parquet(str(target))
     log.info("Wrote %s", target)
     return 0

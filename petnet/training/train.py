@@ -265,6 +265,8 @@ class Trainer:
             val_records += non_pet_split(non_pets, "calibration")
         if config.scene_probability and not backgrounds:
             raise ValueError("--scene-probability needs --non-pet-root: scenes are built on the training non-pet photos.")
+        if not 0 < config.scene_smallest <= 1:
+            raise ValueError(f"--scene-smallest must be in (0, 1] (a share of the scene's shorter side), got {config.scene_smallest}.")
         start = PetNet.from_pretrained(config.init_from) if config.init_from else None
         if start is not None:  # a finished model to re-fit parts of: its weights and its model configuration
             config = self.config = dataclasses.replace(config, model=start.config)

@@ -2,7 +2,7 @@
 # The shipped breed head re-fitted with half of the training pets placed into scenes at 50-100%, the shipped model
 # teaching on close-ups; graphs exported (int8), calibrated on int8; the shipped check and second look kept; validation as served.
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/../../../../.."  # the project root
 PY=.venv/bin/python
 $PY -m petnet.training.train --config assets/reports/earlier_runs/refit-breed-head/train_config.json \
   --output-dir runs/breed-scenes2 --pseudo-mask-dir runs/pseudo-masks --init-from petnet/weights --train-only breed_head. \

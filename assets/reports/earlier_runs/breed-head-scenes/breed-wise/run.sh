@@ -2,7 +2,7 @@
 # The mean of the shipped weights and runs/breed-scenes/final (they differ only in the breed head): graphs exported (int8),
 # calibrated on int8; the shipped check and second look kept; validation as served.
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/../../../../.."  # the project root
 PY=.venv/bin/python
 $PY -m petnet.training.soup petnet/weights runs/breed-scenes/final --out runs/breed-wise
 D=runs/breed-wise
