@@ -613,6 +613,32 @@ def test_a_second_look_find_must_be_a_pet_seen_closer_too() -> None:
         assert not prediction.has_pet and prediction.pets == (), "the best crop failed; the other is not tried"
 
 
+class _CloserNamesADogNetwork(_TwoPeakNetwork):
+    """The second look's crop names a cat breed; its confirmation crop, closer, a dog breed."""
+
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        confirming = self.asked >= self.candidates
+        species, breeds, pet_logits = super().infer_classification(images)
+        if confirming:
+            breeds = np.zeros_like(breeds)
+            breeds[:, DOG_BREEDS[3]] = 2
+        return species, breeds, pet_logits
+
+
+def test_a_second_look_find_is_named_by_both_of_its_crops() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
+                          second_look_side=0.35, second_look_confirm_side=0.25)  # fmt: skip
+    prediction = Predictor(_CloserNamesADogNetwork(config)).predict(_photo())
+    crop, closer = np.zeros(37), np.zeros(37)
+    crop[CAT_BREEDS[2]], closer[DOG_BREEDS[3]] = 6, 2
+    expected = (softmax(crop) + softmax(closer)) / 2  # the mean of the two views' probabilities
+    probabilities = np.array([prediction.breed_probabilities[name] for name in BREED_NAMES])
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-4)
+    assert prediction.breed[0] == BREED_NAMES[CAT_BREEDS[2]] and prediction.species == "cat"
+
+
 def test_second_look_crops_go_in_passes_of_at_most_max_crops_per_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("petnet.inference.pipeline.MAX_CROPS_PER_PASS", 4)
     photos = [_photo(), _photo(bottom_left=20), _photo(bottom_left=20, top_right=230)]

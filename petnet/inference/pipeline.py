@@ -110,13 +110,16 @@ class PreparedImage(NamedTuple):
 
 class _Crop(NamedTuple):
     """One crop the second look asks about: image ``index`` in the batch, the centre-heatmap peak
-    it is around (row, col in input pixels), its ``box`` and, once asked, the crop and its pet logit."""
+    it is around (row, col in input pixels), its ``box`` and, once asked, the crop and its pet,
+    species and breed logits."""
 
     index: int
     centre: tuple[float, float]
     box: tuple[int, int, int, int]
     pixels: np.ndarray | None = None
     pet_logit: float = -np.inf
+    species_logits: np.ndarray | None = None
+    breed_logits: np.ndarray | None = None
 
 
 class Answer(NamedTuple):
@@ -238,7 +241,9 @@ class Predictor:
         threshold, and with ``config.second_look_confirm_side`` a closer square around the same
         peak does too (asked for the finds alone; a best crop that fails it is not replaced by the
         photo's next one), that crop runs through the whole network (:meth:`Network.infer_single_view`):
-        the photo's pet score becomes the crop's, its species and breed logits the crop's, and the
+        the photo's pet score becomes the crop's, its species and breed logits the crop's (with the
+        confirmation, the log of the mean of the two crops' probabilities: the closer view was asked
+        anyway, and naming a small pet from both views gets its species right more often), and the
         crop's mask logits replace the photo's inside the box. Returns the updated output and, for
         each such photo, its one animal: the pet and boundary pixels in the box, or the box when
         there are none."""
@@ -254,21 +259,26 @@ class Predictor:
             if look.index not in best or look.pet_logit > best[look.index].pet_logit:
                 best[look.index] = look
         finds = list(best.values())
+        confirmations: dict[int, _Crop] = {}
         if config.second_look_confirm_side is not None:  # the find seen closer must be a pet too
             side = config.second_look_confirm_side
             closer = [_Crop(look.index, look.centre, square_box(masks[look.index].shape, look.centre, side)) for look in finds]
-            confirmed = {look.index for look in self._pet_crops(closer, inputs)}
-            finds = [look for look in finds if look.index in confirmed]
+            confirmations = {look.index: look for look in self._pet_crops(closer, inputs)}
+            finds = [look for look in finds if look.index in confirmations]
         if not finds:
             return output, {}
         seen = self.network.infer_single_view(np.stack([look.pixels for look in finds]))
         names = ("species_logits", "breed_logits", "mask_logits")
         updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in (*names, "pet_logits")}
         animals: dict[int, np.ndarray] = {}
-        for j, (i, _, (left, top, right, bottom), _, pet_logit) in enumerate(finds):
-            updated["pet_logits"][i] = pet_logit  # the score that decided: has_pet and pet_score agree
+        for j, look in enumerate(finds):
+            i, (left, top, right, bottom) = look.index, look.box
+            updated["pet_logits"][i] = look.pet_logit  # the score that decided: has_pet and pet_score agree
             for name in names[:2]:
-                updated[name][i] = getattr(seen, name)[j]
+                logits = getattr(seen, name)[j]
+                if (closer_view := confirmations.get(i)) is not None:
+                    logits = mean_probability_logits(logits[None], getattr(closer_view, name)[None])[0]
+                updated[name][i] = logits
             updated["mask_logits"][i][:, top:bottom, left:right] = resize_scores(seen.mask_logits[j], (bottom - top, right - left))
             masks[i] = mask_from_logits(updated["mask_logits"][i])
             inside = box_region(masks[i].shape, (left, top, right, bottom))
@@ -277,19 +287,20 @@ class Predictor:
         return output._replace(**updated), animals
 
     def _pet_crops(self, looks: Sequence[_Crop], inputs: Sequence[PreparedImage]) -> list[_Crop]:
-        """Those of ``looks`` whose crop's pet score reaches the threshold, with their crop and pet
-        logit filled in: the crops asked in passes of up to :data:`MAX_CROPS_PER_PASS`, backbone only."""
+        """Those of ``looks`` whose crop's pet score reaches the threshold, with their crop and logits
+        filled in: the crops asked in passes of up to :data:`MAX_CROPS_PER_PASS`, backbone only."""
         if not looks:
             return []
         crops = [self._crop(inputs[look.index].pixels, inputs[look.index].photo, look.box) for look in looks]
-        pet_logits = np.concatenate([
-            self.network.infer_classification(np.stack(crops[start : start + MAX_CROPS_PER_PASS]))[2]
+        passes = [
+            self.network.infer_classification(np.stack(crops[start : start + MAX_CROPS_PER_PASS]))
             for start in range(0, len(crops), MAX_CROPS_PER_PASS)
-        ])  # fmt: skip
+        ]
+        species, breeds, pet_logits = (np.concatenate([asked[k] for asked in passes]) for k in range(3))
         return [
-            look._replace(pixels=crop, pet_logit=float(logit))
-            for look, crop, logit in zip(looks, crops, pet_logits, strict=True)
-            if expit(logit) >= self.config.pet_threshold
+            look._replace(pixels=crop, pet_logit=float(pet_logits[k]), species_logits=species[k], breed_logits=breeds[k])
+            for k, (look, crop) in enumerate(zip(looks, crops, strict=True))
+            if expit(pet_logits[k]) >= self.config.pet_threshold
         ]
 
     def look_closer(
