@@ -83,11 +83,14 @@ def detection_line(report: Mapping[str, Any]) -> str:
     scenes = detection.get("scenes")
     if scenes:
         found = "; ".join(
-            f"{kind.replace('_', '-')} " + ", ".join(f"{band} {percent(c['found_one'] / c['num_images'])}" for band, c in bands.items())
+            f"{kind.replace('_', '-')} " + ", ".join(
+                f"{band} {percent(c['found_one'] / c['num_images'])} ({percent(c['species_right'] / c['num_images'])})"
+                for band, c in bands.items()
+            )
             for kind, bands in scenes.items() if all(c["num_images"] for c in bands.values())
         )  # fmt: skip
         line += (" Pets placed into scenes (the non-pet photos) at a share of the scene's shorter side, found as "
-                 f"one animal: {found}.")
+                 f"one animal (and with the species right): {found}.")
     return line
 
 
