@@ -639,6 +639,29 @@ def test_a_second_look_find_is_named_by_both_of_its_crops() -> None:
     assert prediction.breed[0] == BREED_NAMES[CAT_BREEDS[2]] and prediction.species == "cat"
 
 
+def test_each_second_look_find_is_named_by_its_own_closer_crop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Across photos and passes, a find's confirmation is the one cut around its own peak."""
+    from petnet.inference.pipeline import Predictor
+
+    class Network(_TwoPeakNetwork):
+        def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            confirming = self.asked >= self.candidates
+            species, breeds, pet_logits = super().infer_classification(images)
+            if confirming:  # a dog breed told by the crop's brightness: the photo it was cut from
+                breeds = np.zeros_like(breeds)
+                for row, image in enumerate(images):
+                    breeds[row, DOG_BREEDS[0] if image.mean() > 0.9 else DOG_BREEDS[1]] = 8
+            return species, breeds, pet_logits
+
+    monkeypatch.setattr("petnet.inference.pipeline.MAX_CROPS_PER_PASS", 1)
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
+                          second_look_side=0.35, second_look_confirm_side=0.25)  # fmt: skip
+    photos = [_photo(bottom_left=250), _photo(bottom_left=20, top_right=230)]
+    first, second = Predictor(Network(config, candidates=4)).predict_batch(photos, batch_size=2)
+    assert first.has_pet and second.has_pet
+    assert first.breed[0] == BREED_NAMES[DOG_BREEDS[0]] and second.breed[0] == BREED_NAMES[DOG_BREEDS[1]]
+
+
 def test_second_look_crops_go_in_passes_of_at_most_max_crops_per_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("petnet.inference.pipeline.MAX_CROPS_PER_PASS", 4)
     photos = [_photo(), _photo(bottom_left=20), _photo(bottom_left=20, top_right=230)]

@@ -84,7 +84,8 @@ def detection_line(report: Mapping[str, Any]) -> str:
     if scenes:
         found = "; ".join(
             f"{kind.replace('_', '-')} " + ", ".join(
-                f"{band} {percent(c['found_one'] / c['num_images'])} ({percent(c['species_right'] / c['num_images'])})"
+                f"{band} {percent(c['found_one'] / c['num_images'])}"
+                + (f" ({percent(c['species_right'] / c['num_images'])})" if "species_right" in c else "")
                 for band, c in bands.items()
             )
             for kind, bands in scenes.items() if all(c["num_images"] for c in bands.values())

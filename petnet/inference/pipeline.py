@@ -111,7 +111,7 @@ class PreparedImage(NamedTuple):
 class _Crop(NamedTuple):
     """One crop the second look asks about: image ``index`` in the batch, the centre-heatmap peak
     it is around (row, col in input pixels), its ``box`` and, once asked, the crop and its pet,
-    species and breed logits."""
+    species and breed logits (the backbone's; a confirmation crop's name its find)."""
 
     index: int
     centre: tuple[float, float]
@@ -242,8 +242,9 @@ class Predictor:
         peak does too (asked for the finds alone; a best crop that fails it is not replaced by the
         photo's next one), that crop runs through the whole network (:meth:`Network.infer_single_view`):
         the photo's pet score becomes the crop's, its species and breed logits the crop's (with the
-        confirmation, the log of the mean of the two crops' probabilities: the closer view was asked
-        anyway, and naming a small pet from both views gets its species right more often), and the
+        confirmation, the log of the mean of the two crops' probabilities, which :func:`decode_output`
+        then calibrates like any look's: the closer view was asked anyway, and naming a small pet from
+        both views gets its species, which follows the top breed, right more often), and the
         crop's mask logits replace the photo's inside the box. Returns the updated output and, for
         each such photo, its one animal: the pet and boundary pixels in the box, or the box when
         there are none."""
@@ -298,7 +299,9 @@ class Predictor:
         ]
         species, breeds, pet_logits = (np.concatenate([asked[k] for asked in passes]) for k in range(3))
         return [
-            look._replace(pixels=crop, pet_logit=float(pet_logits[k]), species_logits=species[k], breed_logits=breeds[k])
+            look._replace(
+                pixels=crop, pet_logit=float(pet_logits[k]), species_logits=species[k], breed_logits=breeds[k]
+            )
             for k, (look, crop) in enumerate(zip(looks, crops, strict=True))
             if expit(pet_logits[k]) >= self.config.pet_threshold
         ]
