@@ -90,8 +90,10 @@ def detection_line(report: Mapping[str, Any]) -> str:
             )
             for kind, bands in scenes.items() if all(c["num_images"] for c in bands.values())
         )  # fmt: skip
-        line += (" Pets placed into scenes (the non-pet photos) at a share of the scene's shorter side, found as "
-                 f"one animal (and with the species right): {found}.")
+        sizes = sorted({c["num_images"] for bands in scenes.values() for c in bands.values()})
+        per_cell = "/".join(str(size) for size in sizes)
+        line += (f" Pets placed into scenes (the non-pet photos; {per_cell} per kind and size) at a share of the scene's "
+                 f"shorter side, found as one animal (and with the species right): {found}.")
     return line
 
 
