@@ -111,7 +111,7 @@ class PreparedImage(NamedTuple):
 class _Crop(NamedTuple):
     """One crop the second look asks about: image ``index`` in the batch, the centre-heatmap peak
     it is around (row, col in input pixels), its ``box`` and, once asked, the crop and its pet,
-    species and breed logits (the backbone's; a confirmation crop's name its find)."""
+    species and breed logits (the backbone's; a confirmation crop's help name its find)."""
 
     index: int
     centre: tuple[float, float]
