@@ -62,6 +62,18 @@ INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
+def _jsonl_records(path: Path) -> list[tuple[str, dict]]:
+    """Each whole line of the JSONL file at ``path`` with its record (none when there is no file); a
+    line that is not JSON, the last one cut short by a crash, is left out."""
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 class ResultsFile:
     """``results.csv`` (and ``results.jsonl``) in ``--out``: which files are done, and appending rows.
 
@@ -120,16 +132,8 @@ class ResultsFile:
 
     def _recorded_other_animals(self) -> dict[str, str]:
         """``other_animal`` of each file in ``results.jsonl`` beside the CSV, as the CSV writes it."""
-        path = self.csv_path.with_name(RESULTS_JSONL)
-        recorded = {}
-        for line in path.read_text().splitlines() if path.is_file() else []:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # the last line, cut short by a crash
-                continue
-            if "other_animal" in record:
-                recorded[record["file"]] = str(bool(record["other_animal"]))
-        return recorded
+        records = _jsonl_records(self.csv_path.with_name(RESULTS_JSONL))
+        return {record["file"]: str(bool(record["other_animal"])) for _, record in records if "other_animal" in record}
 
     def _csv_is_clean(self) -> bool:
         data = self.csv_path.read_bytes() if self.csv_path.is_file() else b""
@@ -150,14 +154,7 @@ class ResultsFile:
     def _keep_jsonl(self, files: set[str]) -> None:
         if not self.jsonl_path.is_file():
             return
-        kept = []
-        for line in self.jsonl_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # the last line, cut short by a crash
-                continue
-            if record.get("file") in files:
-                kept.append(line + "\n")
+        kept = [line + "\n" for line, record in _jsonl_records(self.jsonl_path) if record.get("file") in files]
         partial = self.jsonl_path.with_suffix(".jsonl.partial")
         partial.write_text("".join(kept))
         partial.replace(self.jsonl_path)
