@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -575,15 +575,19 @@ def _photo(bottom_left: int = 230, top_right: int = 20) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+def _two_peak_config(confirm: float | None = 0.25) -> PetNetConfig:
+    """The shipped second look's settings (two peaks, 0.35 crops, confirmed at ``confirm``) at the test's size."""
+    return PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
+                        second_look_side=0.35, second_look_confirm_side=confirm)  # fmt: skip
+
+
 def _two_peaks(
     closer_says_no: bool = False, confirm: float | None = 0.25, photos: Sequence[Image.Image] = ()
 ) -> tuple[list[Prediction], list[tuple[str, int]]]:
     from petnet.inference.pipeline import Predictor
 
-    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
-                          second_look_side=0.35, second_look_confirm_side=confirm)  # fmt: skip
     photos = list(photos) or [_photo()]
-    network = _TwoPeakNetwork(config, closer_says_no, candidates=2 * len(photos))
+    network = _TwoPeakNetwork(_two_peak_config(confirm), closer_says_no, candidates=2 * len(photos))
     return Predictor(network).predict_batch(photos, batch_size=len(photos)), network.passes
 
 
@@ -614,23 +618,28 @@ def test_a_second_look_find_must_be_a_pet_seen_closer_too() -> None:
 
 
 class _CloserNamesADogNetwork(_TwoPeakNetwork):
-    """The second look's crop names a cat breed; its confirmation crop, closer, a dog breed."""
+    """The second look's crops name a cat breed; its confirmation crops, closer, the dog breed
+    ``closer_breed(crop)`` at logit ``logit``."""
+
+    def __init__(self, config: PetNetConfig, closer_breed: Callable[[np.ndarray], int], logit: float, candidates: int = 2) -> None:
+        super().__init__(config, candidates=candidates)
+        self.closer_breed, self.logit = closer_breed, logit
 
     def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         confirming = self.asked >= self.candidates
         species, breeds, pet_logits = super().infer_classification(images)
         if confirming:
             breeds = np.zeros_like(breeds)
-            breeds[:, DOG_BREEDS[3]] = 2
+            for row, image in enumerate(images):
+                breeds[row, self.closer_breed(image)] = self.logit
         return species, breeds, pet_logits
 
 
 def test_a_second_look_find_is_named_by_both_of_its_crops() -> None:
     from petnet.inference.pipeline import Predictor
 
-    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
-                          second_look_side=0.35, second_look_confirm_side=0.25)  # fmt: skip
-    prediction = Predictor(_CloserNamesADogNetwork(config)).predict(_photo())
+    network = _CloserNamesADogNetwork(_two_peak_config(), lambda crop: DOG_BREEDS[3], logit=2)
+    prediction = Predictor(network).predict(_photo())
     crop, closer = np.zeros(37), np.zeros(37)
     crop[CAT_BREEDS[2]], closer[DOG_BREEDS[3]] = 6, 2
     expected = (softmax(crop) + softmax(closer)) / 2  # the mean of the two views' probabilities
@@ -643,21 +652,13 @@ def test_each_second_look_find_is_named_by_its_own_closer_crop(monkeypatch: pyte
     """Across photos and passes, a find's confirmation is the one cut around its own peak."""
     from petnet.inference.pipeline import Predictor
 
-    class Network(_TwoPeakNetwork):
-        def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            confirming = self.asked >= self.candidates
-            species, breeds, pet_logits = super().infer_classification(images)
-            if confirming:  # a dog breed told by the crop's brightness: the photo it was cut from
-                breeds = np.zeros_like(breeds)
-                for row, image in enumerate(images):
-                    breeds[row, DOG_BREEDS[0] if image.mean() > 0.9 else DOG_BREEDS[1]] = 8
-            return species, breeds, pet_logits
+    def by_brightness(crop: np.ndarray) -> int:  # a dog breed told by the crop's brightness: the photo it was cut from
+        return DOG_BREEDS[0] if crop.mean() > 0.9 else DOG_BREEDS[1]
 
     monkeypatch.setattr("petnet.inference.pipeline.MAX_CROPS_PER_PASS", 1)
-    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
-                          second_look_side=0.35, second_look_confirm_side=0.25)  # fmt: skip
     photos = [_photo(bottom_left=250), _photo(bottom_left=20, top_right=230)]
-    first, second = Predictor(Network(config, candidates=4)).predict_batch(photos, batch_size=2)
+    network = _CloserNamesADogNetwork(_two_peak_config(), by_brightness, logit=8, candidates=4)
+    first, second = Predictor(network).predict_batch(photos, batch_size=2)
     assert first.has_pet and second.has_pet
     assert first.breed[0] == BREED_NAMES[DOG_BREEDS[0]] and second.breed[0] == BREED_NAMES[DOG_BREEDS[1]]
 
