@@ -80,6 +80,26 @@ class PetNetConfig:
     On validation, at 0.25 after a 0.35 crop, it dropped two other animals and two objects and
     kept 36 of the 37 scene pets found (docs/experiments.md). Only the best crop is confirmed: when
     it fails, the photo holds no pet, whatever its other crops scored. ``None``: no confirmation."""
+    tile_look_side: float | None = None
+    """For a photo in which neither look found a pet but one suspected one (``tile_look_from``), look
+    at a tile of it, this fraction of its width and of its height, as a photo of its own: the
+    network's first look (one view) and, where that finds no pet, the second look around the tile's
+    own centre peaks (:meth:`petnet.inference.pipeline.Predictor.look_at_tiles`). A pet the whole
+    photo's scale shows the centre head no peak for is seen at 1/side times the scale. The tile is
+    the corner one nearest the second look's best crop, or all four corners where only the first
+    look suspected a pet; at 0.6 the corner tiles overlap by a fifth of each side, so a pet up to a
+    fifth of the photo's width and height lies whole in one of them wherever it is. Costs a
+    whole-network pass and its second look for each tile; nothing for a photo the first look finds a
+    pet in. ``None`` (models saved before it): no tile look."""
+    tile_look_threshold: float = 0.95
+    """The pet score (a tile's first look's, or its second look's crop's) that a tile must reach to
+    hold a pet: higher than ``pet_threshold``, since each tile is one more chance for an animal that
+    is not a pet (a ram, an Angora rabbit) to pass. Chosen on validation (docs/experiments.md)."""
+    tile_look_from: float = 0.0
+    """With ``tile_look_side``, look at tiles only of a photo where a look already suspected a pet:
+    its second look's best crop, or else its first look, scored at least this. Most photos without a
+    pet come near neither, and the tile look would cost each of them three times what the other looks
+    do. Chosen on validation (docs/experiments.md); 0 looks at every photo without a pet."""
     pet_pooling_sharpness: float = 0.0
     """How the pet-presence head pools its per-location logits over the photo: 0 averages them (a
     pet must fill much of the frame to raise the mean), ``r > 0`` takes their log-mean-exp at
@@ -96,7 +116,7 @@ class PetNetConfig:
     petnet.training.animal_check`` (kept 99.9%); ``None``, models saved before it, checks nothing."""
     animal_check_below: float = 1.0
     """With ``animal_check_threshold``, ask the check only about photos where PetNet is unsure: a top
-    breed (the first look's, at ``breed_temperature``) below this, or a pet the second look found.
+    breed (the first look's, at ``breed_temperature``) below this, or a pet the second or the tile look found.
     1 asks about every photo that holds a pet."""
     breed_temperature: float = 1.0
     """The final breed logits (the mirror and closer-look views combined) are divided by it before
@@ -139,10 +159,14 @@ class PetNetConfig:
             raise ValueError("decoder_channels needs 4 entries (strides 16, 8, 4, 2)")
         if not isinstance(self.second_look_peaks, int) or isinstance(self.second_look_peaks, bool) or self.second_look_peaks < 1:
             raise ValueError(f"second_look_peaks must be a whole number of at least 1; got {self.second_look_peaks!r}")
-        for name in ("second_look_side", "second_look_confirm_side"):
+        for name in ("second_look_side", "second_look_confirm_side", "tile_look_side"):
             side = getattr(self, name)
             if side is not None and not (isinstance(side, (int, float)) and 0 < side <= 1):
                 raise ValueError(f"{name} must be a fraction of the input's side in (0, 1], or null; got {side!r}")
+        if not (isinstance(self.tile_look_threshold, (int, float)) and 0 < self.tile_look_threshold < 1):
+            raise ValueError(f"tile_look_threshold must be a pet score in (0, 1); got {self.tile_look_threshold!r}")
+        if not (isinstance(self.tile_look_from, (int, float)) and 0 <= self.tile_look_from < 1):
+            raise ValueError(f"tile_look_from must be a pet score in [0, 1); got {self.tile_look_from!r}")
 
 
 MODEL_FLAGS = ("backbone", "image_size", "dropout", "drop_path_rate")

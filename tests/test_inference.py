@@ -681,3 +681,164 @@ def test_second_look_settings_out_of_range_are_refused(values: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(values))):
         PetNetConfig(**values)
     assert PetNetConfig().second_look_peaks == 1 and PetNetConfig().second_look_side is None, "models saved before: as before"
+
+
+class _TileNetwork:
+    """A numpy ``Network`` whose first look at the photo sees no pet and no centre peak, while a crop
+    (a tile) shows a pet where it holds bright pixels: its pet logit ``scale`` times their share
+    minus 2 (a tenth of a tile: 0.98 at 60), its mask's pet pixels and its centre peak where they
+    are, and a cat breed."""
+
+    def __init__(self, config: PetNetConfig, scale: float = 60.0, first_look_peak: bool = False) -> None:
+        self.config, self.scale, self.first_look_peak = config, scale, first_look_peak
+        self.passes: list[tuple[str, int]] = []
+
+    def _output(self, images: np.ndarray) -> PetNetOutput:
+        count = len(images)
+        bright = images.mean(axis=1) > 0.5  # (B, S, S)
+        mask = np.zeros((count, 3, SIZE, SIZE), np.float32)
+        mask[:, 1] = 5
+        mask[:, 0] = np.where(bright, 10, -10)
+        centers = np.full((count, SIZE // 4, SIZE // 4), -8.0, np.float32)
+        for row, pixels in enumerate(bright):
+            if pixels.any():
+                y, x = np.argwhere(pixels).mean(axis=0) // 4
+                centers[row, int(y), int(x)] = 2.0
+        breeds = np.zeros((count, 37), np.float32)
+        breeds[:, CAT_BREEDS[1]] = 6
+        pet_logits = (self.scale * bright.mean(axis=(1, 2)) - 2).astype(np.float32)
+        return PetNetOutput(np.array([[3.0, -3.0]] * count, np.float32), breeds, mask, pet_logits,
+                            np.zeros((count, 37, 1, 1), np.float32), centers)  # fmt: skip
+
+    def infer(self, images: np.ndarray) -> PetNetOutput:
+        self.passes.append(("first look", len(images)))
+        output = self._output(images)
+        output.mask_logits[:, 0] = -10  # the whole photo's look sees no pet, and no peak unless asked to
+        if not self.first_look_peak:
+            output.center_logits[:] = -8.0
+        return output._replace(pet_logits=np.full(len(images), -6.0, np.float32))
+
+    def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
+        self.passes.append(("single view", len(images)))
+        return self._output(images)
+
+    def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.passes.append(("backbone", len(images)))
+        output = self._output(images)
+        return output.species_logits, output.breed_logits, output.pet_logits
+
+
+def _tile_config(side: float | None = 0.6, suspected_from: float = 0.0) -> PetNetConfig:
+    return PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, second_look_peaks=2,
+                        second_look_side=0.35, second_look_confirm_side=0.25, tile_look_side=side,
+                        tile_look_threshold=0.95, tile_look_from=suspected_from)  # fmt: skip
+
+
+def _small_pet_photo(left: int = 96, top: int = 96) -> Image.Image:
+    """A dark 128 px photo with a bright 24 px square (a small pet) at ``left``, ``top``."""
+    pixels = np.full((128, 128, 3), 20, dtype=np.uint8)
+    pixels[top : top + 24, left : left + 24] = 250
+    return Image.fromarray(pixels)
+
+
+def test_corner_boxes_are_four_overlapping_tiles_of_the_side_at_the_corners() -> None:
+    from petnet.inference.regions import corner_boxes
+
+    assert corner_boxes((60, 100), 0.6) == [(0, 0, 60, 36), (40, 0, 100, 36), (0, 24, 60, 60), (40, 24, 100, 60)]
+    assert corner_boxes((60, 100), 1.0) == [(0, 0, 100, 60)] * 4
+    for left, top, right, bottom in corner_boxes((240, 240), 0.6):  # any pet of up to a fifth of the side is whole in one
+        assert (right - left, bottom - top) == (144, 144)
+
+
+def test_the_tile_look_finds_a_small_pet_the_first_look_has_no_peak_for() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    network = _TileNetwork(_tile_config())
+    prediction = Predictor(network).predict(_small_pet_photo())
+    assert network.passes == [("first look", 1), ("single view", 2), ("single view", 2)], "no peak to look again at; four tiles"
+    assert prediction.has_pet and len(prediction.pets) == 1
+    left, top, right, bottom = prediction.pets[0].box
+    assert (left, top) >= (90, 90) and (right, bottom) <= (124, 124), "the animal is the bright square, on the photo"
+    assert prediction.pet_score > 0.95, "the tile's score decided"
+    assert prediction.breed[0] == BREED_NAMES[CAT_BREEDS[1]], "named by the tile"
+    assert (prediction.full_mask[96:120, 96:120] == 0).mean() > 0.8, "the tile's mask pasted into its place"
+    assert (prediction.full_mask[:60, :60] == 1).all(), "the rest keeps the photo's mask"
+
+
+def test_a_tile_looks_again_around_its_own_centre_peak() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    pixels = np.full((128, 128, 3), 20, dtype=np.uint8)
+    pixels[100:112, 100:112] = 250  # too small for the tile's pet score, not for a crop around its peak
+    network = _TileNetwork(_tile_config())
+    prediction = Predictor(network).predict(Image.fromarray(pixels))
+    assert network.passes == [("first look", 1), ("single view", 2), ("single view", 2), ("backbone", 1), ("backbone", 1),
+                              ("single view", 1)]  # fmt: skip
+    assert prediction.has_pet and len(prediction.pets) == 1 and prediction.pet_score > 0.95
+    left, top, right, bottom = prediction.pets[0].box
+    assert left < 106 < right and top < 106 < bottom, "found where the square is"
+
+
+def test_a_tile_must_reach_the_tile_threshold_and_the_look_can_be_off() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    network = _TileNetwork(_tile_config(), scale=43.0)  # the tile's score (0.9) between pet_threshold and tile_look_threshold
+    prediction = Predictor(network).predict(_small_pet_photo())
+    assert not prediction.has_pet and prediction.pets == ()
+    assert prediction.pet_score == pytest.approx(expit(-6.0)), "the first look's score stands"
+    network = _TileNetwork(_tile_config(side=None))
+    prediction = Predictor(network).predict(_small_pet_photo())
+    assert not prediction.has_pet and network.passes == [("first look", 1)], "off: models saved before it"
+
+
+def test_tiles_go_in_passes_and_each_find_answers_for_its_own_photo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from petnet.inference.pipeline import Predictor
+
+    monkeypatch.setattr("petnet.inference.pipeline.TILES_PER_PASS", 4)
+    photos = [_small_pet_photo(left=4, top=4), Image.fromarray(np.full((128, 128, 3), 20, np.uint8)), _small_pet_photo()]
+    network = _TileNetwork(_tile_config())
+    first, empty, last = Predictor(network).predict_batch(photos, batch_size=3)
+    assert network.passes == [("first look", 3), ("single view", 4), ("single view", 4), ("single view", 4)]
+    assert first.has_pet and last.has_pet and not empty.has_pet
+    assert first.pets[0].box[2] <= 32 and last.pets[0].box[0] >= 90, "top left in the first, bottom right in the last"
+
+
+def test_the_tile_look_only_where_a_look_suspected_a_pet_and_around_the_suspect_crop() -> None:
+    """The first look's score (0.0025) or a second-look crop's (about 0.7 here, a pet by no
+    threshold) must reach tile_look_from; a suspect crop is looked at in the one tile nearest it."""
+    from petnet.inference.pipeline import Predictor
+
+    tile_finds = [("backbone", 1), ("backbone", 1), ("single view", 1)]  # a tile's own second look, confirmed, seen whole
+    for suspected_from, first_look_peak, passes in (
+        (0.002, False, [("first look", 1), ("single view", 2), ("single view", 2), *tile_finds]),  # all four tiles
+        (0.05, False, [("first look", 1)]),
+        (0.5, True, [("first look", 1), ("backbone", 1), ("single view", 1), *tile_finds]),  # the crop, then its tile
+        (0.9, True, [("first look", 1), ("backbone", 1)]),
+    ):
+        network = _TileNetwork(_tile_config(suspected_from=suspected_from), scale=10.0, first_look_peak=first_look_peak)
+        prediction = Predictor(network).predict(_small_pet_photo())
+        assert network.passes == passes, (suspected_from, first_look_peak)
+        assert prediction.has_pet is (len(passes) > 2)
+        if prediction.has_pet:
+            left, top, right, bottom = prediction.pets[0].box
+            assert left < 108 < right and top < 108 < bottom, "the square, bottom right"
+
+
+def test_a_pet_the_tile_look_found_is_shown_to_the_animal_check() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    config = _tile_config()
+    config.animal_check_threshold, config.animal_check_below = 2.0, 0.6  # the tile's breed is sure: asked anyway
+    for odds, turned_away in ((3.0, True), (1.0, False)):
+        check = _FakeAnimalCheck(odds)
+        prediction = Predictor(_TileNetwork(config), check).predict(_small_pet_photo())
+        assert check.batches == [1]
+        assert prediction.other_animal is turned_away and prediction.has_pet is not turned_away
+
+
+@pytest.mark.parametrize("values", [{"tile_look_side": 0.0}, {"tile_look_side": 1.2}, {"tile_look_threshold": 0.0},
+                                    {"tile_look_threshold": 1.0}, {"tile_look_from": -0.1}, {"tile_look_from": 1.0}])  # fmt: skip
+def test_tile_look_settings_out_of_range_are_refused(values: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(values))):
+        PetNetConfig(**values)
+    assert PetNetConfig().tile_look_side is None, "models saved before it: no tile look"

@@ -6,13 +6,15 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
 1. the network's first look (:meth:`Network.infer`: masks averaged with the mirror image's);
 2. the label map, and the animal regions it holds (:func:`~petnet.inference.regions.animal_regions`);
 3. the pet check (``pet_score >= config.pet_threshold``), and for a photo that misses it, the second
-   look (``config.presence_second_look``): the network asked again about crops around its likeliest animals;
+   look (``config.presence_second_look``): the network asked again about crops around its likeliest animals,
+   and for a photo still without one that a look suspected, the tile look (``config.tile_look_side``): a
+   corner of it looked at as a photo of its own;
 4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again where
    the first look is unsure of its breed (``config.closer_look_below``), the two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
    ``config.breed_temperature``); a photo with several animals gets one more pass over their crops;
 6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`),
-   where the pipeline is unsure (``config.animal_check_below``, or a pet the second look found):
+   where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look found):
    ImageNet's classifier, shown each animal found cut out, turns away a photo whose animals it all
    takes for other kinds of animal.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -51,6 +53,7 @@ from petnet.inference.regions import (
     animal_regions,
     box_region,
     candidate_boxes,
+    corner_boxes,
     crop_box,
     partial_crop_box,
     region_box,
@@ -69,12 +72,17 @@ CANDIDATE_PEAK = 0.02
 proposal, not a decision, so it is low; the crop's pet score decides. On validation, with the
 shipped weights, pets at 20-45% of a scene got peaks of 0.02-0.3 where the pet score said no."""
 MAX_CROPS_PER_PASS = 4
-"""Most second-look crops the backbone is asked about at once: the demo's batch of 4 photos without
-a pet makes 8 (``config.second_look_peaks`` 2 each), ``petnet-predict --batch-size 8`` 16. A process
+"""Most crops the network is asked about at once (the second look's, the tile look's tiles, the finds
+seen whole): the demo's batch of 4 photos without a pet makes 8 second-look crops
+(``config.second_look_peaks`` 2 each) and 16 tiles, ``petnet-predict --batch-size 8`` twice that. A process
 predicting the load test's 227 photos in batches of 1-8 peaked at 300-302 MB in passes of 4,
 310-311 MB in passes of 8 and 338-343 MB in one pass (309-312 MB with the second look of before,
 one crop a photo), at the same speed (44-51 images/s, throwaway script, alternated runs). Models
 without ``config.second_look_peaks`` (one crop a photo) are asked in the same passes."""
+TILES_PER_PASS = 2
+"""Tiles the tile look runs through the whole network at once: as many images as one photo's first
+look with its mirror, so that it asks ONNX Runtime for no larger allocations than predicting one
+photo does (with all of a demo batch's tiles in passes of 4, the load test's server peaked at 428 MB)."""
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
@@ -128,7 +136,7 @@ class Answer(NamedTuple):
     prediction: Prediction
     mask_logits: np.ndarray
     """(3, S, S) mask logits at the network's input size (mirror-averaged; inside the box of a pet the
-    second look found, the crop's)."""
+    second or the tile look found, the crop's or the tile's)."""
     animals_found: int
     """Animals ``predict`` answers for were the photo taken to hold a pet (at least 1)."""
 
@@ -192,13 +200,23 @@ class Predictor:
         output, masks = self.first_look([item.pixels for item in inputs])
         found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
         holds_pet = (expit(output.pet_logits) >= self.config.pet_threshold).tolist()
+        first_scores = expit(output.pet_logits)
         seen_again: dict[int, np.ndarray] = {}
+        suspects: dict[int, _Crop] = {}
         if self.config.presence_second_look and not all(holds_pet):
-            output, seen_again = self.look_again(output, masks, inputs, holds_pet)
+            output, seen_again, suspects = self.look_again(output, masks, inputs, holds_pet)
             for i, region in seen_again.items():
                 found[i], holds_pet[i] = [region], True
+        tiled: dict[int, list[np.ndarray]] = {}
+        if self.config.tile_look_side is not None:
+            asked = self.suspected(holds_pet, first_scores, suspects)
+            if asked:
+                output, tiled = self.look_at_tiles(output, masks, inputs, asked)
+            for i, regions in tiled.items():
+                found[i], holds_pet[i] = regions, True
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
-        doubted = [i in seen_again or unsure for i, unsure in enumerate(self.unsure(output, self.config.animal_check_below))]
+        unsure = self.unsure(output, self.config.animal_check_below)
+        doubted = [i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
         if self.config.closer_look:  # not where the first look is sure, nor where the second look classified the crop
             unsure = self.unsure(output, self.config.closer_look_below)
             asked = [regions if unsure[i] and i not in seen_again else [] for i, regions in enumerate(animals)]
@@ -229,7 +247,7 @@ class Predictor:
 
     def look_again(
         self, output: PetNetOutput, masks: list[np.ndarray], inputs: Sequence[PreparedImage], holds_pet: Sequence[bool]
-    ) -> tuple[PetNetOutput, dict[int, np.ndarray]]:
+    ) -> tuple[PetNetOutput, dict[int, np.ndarray], dict[int, _Crop]]:
         """The second look for a small pet: ``output`` and the label ``masks`` (updated in place) of
         the first look, with each photo that holds no pet by its score cropped around its centre
         heatmap's highest peaks (:func:`~petnet.inference.regions.candidate_boxes`, from
@@ -245,9 +263,10 @@ class Predictor:
         confirmation, the log of the mean of the two crops' probabilities, which :func:`decode_output`
         then calibrates like any look's: the closer view was asked anyway, and naming a small pet from
         both views gets its species, which follows the top breed, right more often), and the
-        crop's mask logits replace the photo's inside the box. Returns the updated output and, for
+        crop's mask logits replace the photo's inside the box. Returns the updated output; for
         each such photo, its one animal: the pet and boundary pixels in the box, or the box when
-        there are none."""
+        there are none; and for each photo asked, its crop with the highest pet score (where the
+        tile look looks, :meth:`suspected`)."""
         config, looks = self.config, []
         for i, (item, pet) in enumerate(zip(inputs, holds_pet, strict=True)):
             if pet or output.center_logits is None:
@@ -255,41 +274,117 @@ class Predictor:
             heatmap = expit(output.center_logits[i])
             for centre, box in candidate_boxes(heatmap, masks[i].shape, CANDIDATE_PEAK, config.second_look_peaks, config.second_look_side):
                 looks.append(_Crop(i, centre, box))
-        best: dict[int, _Crop] = {}  # each photo's crop with the highest pet score, of those that reach the threshold
-        for look in self._pet_crops(looks, inputs):
+        best: dict[int, _Crop] = {}  # each photo's crop with the highest pet score
+        for look in self._ask(looks, inputs):
             if look.index not in best or look.pet_logit > best[look.index].pet_logit:
                 best[look.index] = look
-        finds = list(best.values())
+        suspects = dict(best)
+        finds = [look for look in best.values() if self._is_pet(look)]
         confirmations: dict[int, _Crop] = {}
         if config.second_look_confirm_side is not None:  # the find seen closer must be a pet too
             side = config.second_look_confirm_side
             closer = [_Crop(look.index, look.centre, square_box(masks[look.index].shape, look.centre, side)) for look in finds]
-            confirmations = {look.index: look for look in self._pet_crops(closer, inputs)}
+            confirmations = {look.index: look for look in self._ask(closer, inputs) if self._is_pet(look)}
             finds = [look for look in finds if look.index in confirmations]
         if not finds:
-            return output, {}
-        seen = self.network.infer_single_view(np.stack([look.pixels for look in finds]))
-        names = ("species_logits", "breed_logits", "mask_logits")
-        updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in (*names, "pet_logits")}
-        animals: dict[int, np.ndarray] = {}
+            return output, {}, suspects
+        seen = self._seen_whole([look.pixels for look in finds])
+        placed = []
         for j, look in enumerate(finds):
-            i, (left, top, right, bottom) = look.index, look.box
-            updated["pet_logits"][i] = look.pet_logit  # the score that decided: has_pet and pet_score agree
-            for name in names[:2]:
-                logits = getattr(seen, name)[j]
-                if (closer_view := confirmations.get(i)) is not None:
-                    logits = mean_probability_logits(logits[None], getattr(closer_view, name)[None])[0]
-                updated[name][i] = logits
-            updated["mask_logits"][i][:, top:bottom, left:right] = resize_scores(seen.mask_logits[j], (bottom - top, right - left))
-            masks[i] = mask_from_logits(updated["mask_logits"][i])
-            inside = box_region(masks[i].shape, (left, top, right, bottom))
-            animal = inside & (masks[i] != BACKGROUND_INDEX)
-            animals[i] = animal if animal.any() else inside
-        return output._replace(**updated), animals
+            species, breeds = seen.species_logits[j], seen.breed_logits[j]
+            if (closer_view := confirmations.get(look.index)) is not None:
+                species = mean_probability_logits(species[None], closer_view.species_logits[None])[0]
+                breeds = mean_probability_logits(breeds[None], closer_view.breed_logits[None])[0]
+            placed.append(_Placed(look.index, look.box, look.pet_logit, species, breeds, seen.mask_logits[j]))
+        output = _place(output, masks, placed)
+        return output, {look.index: _box_animal(masks[look.index], look.box) for look in finds}, suspects
 
-    def _pet_crops(self, looks: Sequence[_Crop], inputs: Sequence[PreparedImage]) -> list[_Crop]:
-        """Those of ``looks`` whose crop's pet score reaches the threshold, with their crop and logits
-        filled in: the crops asked in passes of up to :data:`MAX_CROPS_PER_PASS`, backbone only."""
+    def suspected(
+        self, holds_pet: Sequence[bool], first_scores: np.ndarray, suspects: Mapping[int, _Crop]
+    ) -> dict[int, tuple[float, float] | None]:
+        """The photos without a pet that the tile look asks about, and where: those whose second look's
+        best crop (``suspects``) scored at least ``config.tile_look_from``, at that crop's centre, and
+        else those whose first look did (``first_scores``), anywhere (``None``). Most photos without a
+        pet come near neither, and the tile look would cost them three times what the other looks do."""
+        asked: dict[int, tuple[float, float] | None] = {}
+        for i, pet in enumerate(holds_pet):
+            if pet:
+                continue
+            if (crop := suspects.get(i)) is not None and expit(crop.pet_logit) >= self.config.tile_look_from:
+                asked[i] = crop.centre
+            elif first_scores[i] >= self.config.tile_look_from:
+                asked[i] = None
+        return asked
+
+    def look_at_tiles(
+        self, output: PetNetOutput, masks: list[np.ndarray], inputs: Sequence[PreparedImage],
+        asked: Mapping[int, tuple[float, float] | None],
+    ) -> tuple[PetNetOutput, dict[int, list[np.ndarray]]]:  # fmt: skip
+        """The tile look for a pet neither look found (``config.tile_look_side``): ``output`` and the
+        label ``masks`` (updated in place) with each photo ``asked`` about (:meth:`suspected`) seen
+        again as the corner tile (:func:`~petnet.inference.regions.corner_boxes`) nearest the point
+        it is asked about, or as all four where it is asked about no point, each tile as a photo of its own:
+        the first look and, where it finds no pet, the second. A small pet the first look saw at a
+        scale its centre head has no peak for gets one at 1/side times that scale. A photo's tile
+        with the highest pet score, where that reaches ``config.tile_look_threshold`` (each tile is one
+        more chance for another animal to pass as a pet), takes the photo's place as a
+        second-look find does (pet score, species and breed logits, mask logits inside the tile),
+        and its animals are the tile's, mapped onto the photo. Returns the updated output and, for
+        each such photo, its animals."""
+        config = self.config
+        boxes = []
+        for i, point in asked.items():
+            corners = corner_boxes(masks[i].shape, config.tile_look_side)
+            if point is not None:  # the tile whose centre is nearest the point
+                corners = [min(corners, key=lambda box: ((box[1] + box[3]) / 2 - point[0]) ** 2 + ((box[0] + box[2]) / 2 - point[1]) ** 2)]
+            boxes += [(i, box) for box in corners]
+        tiles = [self._tile(inputs[i], box) for i, box in boxes]
+        # one view (the mirror found no more pets), in pairs: one photo's first look, mirrored, is no smaller
+        tile_output = self._seen_whole([tile.pixels for tile in tiles], TILES_PER_PASS)
+        tile_masks = [mask_from_logits(logits) for logits in tile_output.mask_logits]
+        tile_pets = (expit(tile_output.pet_logits) >= config.pet_threshold).tolist()
+        found = {k: self.regions(mask, tile_output, k) for k, mask in enumerate(tile_masks) if tile_pets[k]}
+        if config.presence_second_look and not all(tile_pets):
+            tile_output, seen_again, _ = self.look_again(tile_output, tile_masks, tiles, tile_pets)
+            found.update({k: [region] for k, region in seen_again.items()})
+        scores = expit(tile_output.pet_logits)
+        best: dict[int, int] = {}  # each photo's tile with the highest pet score, of those that hold a pet
+        for k in found:
+            if scores[k] >= config.tile_look_threshold and (boxes[k][0] not in best or scores[k] > scores[best[boxes[k][0]]]):
+                best[boxes[k][0]] = k
+        output = _place(output, masks, [
+            _Placed(i, boxes[k][1], tile_output.pet_logits[k], tile_output.species_logits[k], tile_output.breed_logits[k],
+                    tile_output.mask_logits[k])
+            for i, k in best.items()
+        ])  # fmt: skip
+        animals: dict[int, list[np.ndarray]] = {}
+        for i, k in best.items():
+            left, top, right, bottom = boxes[k][1]
+            rows, cols = _nearest(tile_masks[k].shape[0], bottom - top), _nearest(tile_masks[k].shape[1], right - left)
+            placed = []
+            for region in found[k]:
+                animal = np.zeros(masks[i].shape, dtype=bool)
+                animal[top:bottom, left:right] = region[np.ix_(rows, cols)]
+                if animal.any():
+                    placed.append(animal)
+            animals[i] = placed or [_box_animal(masks[i], boxes[k][1])]
+        return output, animals
+
+    def _seen_whole(self, crops: Sequence[np.ndarray], per_pass: int = MAX_CROPS_PER_PASS) -> PetNetOutput:
+        """:meth:`Network.infer_single_view` of network-size ``crops`` in passes of up to ``per_pass``."""
+        passes = [
+            self.network.infer_single_view(np.stack(crops[start : start + per_pass]))
+            for start in range(0, len(crops), per_pass)
+        ]
+        return PetNetOutput(*(None if passes[0][k] is None else np.concatenate([seen[k] for seen in passes]) for k in range(len(passes[0]))))
+
+    def _is_pet(self, look: _Crop) -> bool:
+        """Whether a crop asked about reaches the pet threshold."""
+        return bool(expit(look.pet_logit) >= self.config.pet_threshold)
+
+    def _ask(self, looks: Sequence[_Crop], inputs: Sequence[PreparedImage]) -> list[_Crop]:
+        """``looks`` with their crop and logits filled in: the crops asked in passes of up to
+        :data:`MAX_CROPS_PER_PASS`, backbone only."""
         if not looks:
             return []
         crops = [self._crop(inputs[look.index].pixels, inputs[look.index].photo, look.box) for look in looks]
@@ -303,7 +398,6 @@ class Predictor:
                 pixels=crop, pet_logit=float(pet_logits[k]), species_logits=species[k], breed_logits=breeds[k]
             )
             for k, (look, crop) in enumerate(zip(looks, crops, strict=True))
-            if expit(pet_logits[k]) >= self.config.pet_threshold
         ]
 
     def look_closer(
@@ -350,7 +444,7 @@ class Predictor:
     ) -> list[Prediction]:
         """``predictions`` with those the other-animal check takes for another animal turned away
         (``has_pet`` False, ``other_animal`` True, no pets). Asked only about photos that hold a pet
-        and are ``doubted`` (found by the second look, or a top breed below
+        and are ``doubted`` (found by the second or the tile look, or a top breed below
         ``config.animal_check_below``): every animal found, cut out on its own (:meth:`animal_view`),
         given ImageNet's log-odds of other animals against dogs and domestic cats at or above
         ``config.animal_check_threshold``. A photo keeps all its animals while one of them passes: a
@@ -426,13 +520,19 @@ class Predictor:
     def _crop(self, tensor: np.ndarray, photo: Image.Image | None, box: tuple[int, int, int, int]) -> np.ndarray:
         """The network input showing ``box`` (pixels of the network-size input ``tensor``), cut from
         the photo's own pixels when there is a photo (a large photo has more detail than the input)."""
-        left, top, right, bottom = box
         if photo is None:
+            left, top, right, bottom = box
             return resize_channels(tensor[:, top:bottom, left:right], tensor.shape[-2:])
-        scale_y, scale_x = photo.height / tensor.shape[-2], photo.width / tensor.shape[-1]
-        left, top = round(left * scale_x), round(top * scale_y)
-        right, bottom = max(left + 1, round(right * scale_x)), max(top + 1, round(bottom * scale_y))  # a small photo
-        return self.preprocess(photo.crop((left, top, right, bottom)))
+        return self.preprocess(photo.crop(_photo_box(tensor.shape[-2:], photo, box)))
+
+    def _tile(self, item: PreparedImage, box: tuple[int, int, int, int]) -> PreparedImage:
+        """``box`` of a prepared image (input pixels) as a prepared image of its own, its photo cut
+        from the photo's pixels when there is one."""
+        pixels = self._crop(item.pixels, item.photo, box)
+        if item.photo is None:
+            return PreparedImage(pixels, (box[3] - box[1], box[2] - box[0]), None)
+        photo = item.photo.crop(_photo_box(item.pixels.shape[-2:], item.photo, box))
+        return PreparedImage(pixels, (photo.height, photo.width), photo)
 
     def _pet(
         self, decoded: DecodedOutput, i: int, region: np.ndarray, mask: np.ndarray, size: tuple[int, int],
@@ -463,6 +563,50 @@ def _photo_of(pixels: np.ndarray, config: PetNetConfig) -> Image.Image:
     mean, std = np.asarray(config.mean, dtype=np.float32), np.asarray(config.std, dtype=np.float32)
     rgb = pixels.transpose(1, 2, 0) * std + mean
     return Image.fromarray((rgb * 255).round().clip(0, 255).astype(np.uint8))
+
+
+class _Placed(NamedTuple):
+    """What a crop of image ``index`` (its ``box``, input pixels) says, put in the image's place by :func:`_place`."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    pet_logit: float
+    species_logits: np.ndarray
+    breed_logits: np.ndarray
+    mask_logits: np.ndarray
+
+
+def _place(output: PetNetOutput, masks: list[np.ndarray], placed: Sequence[_Placed]) -> PetNetOutput:
+    """``output`` with each crop a look found a pet in taking its image's place: the image's pet score
+    becomes the crop's (the score that decided, so ``has_pet`` and ``pet_score`` agree), its species
+    and breed logits the crop's, and the crop's mask logits replace the image's inside the box; the
+    label ``masks`` are updated in place."""
+    if not placed:
+        return output
+    names = ("pet_logits", "species_logits", "breed_logits", "mask_logits")
+    updated = {name: np.array(getattr(output, name), dtype=np.float32) for name in names}
+    for crop in placed:
+        i, (left, top, right, bottom) = crop.index, crop.box
+        updated["pet_logits"][i] = crop.pet_logit
+        updated["species_logits"][i], updated["breed_logits"][i] = crop.species_logits, crop.breed_logits
+        updated["mask_logits"][i][:, top:bottom, left:right] = resize_scores(crop.mask_logits, (bottom - top, right - left))
+        masks[i] = mask_from_logits(updated["mask_logits"][i])
+    return output._replace(**updated)
+
+
+def _photo_box(shape: tuple[int, int], photo: Image.Image, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """``box`` of an input of ``shape`` (H, W) in the pixels of the ``photo`` it was made from (at least one pixel)."""
+    scale_y, scale_x = photo.height / shape[0], photo.width / shape[1]
+    left, top = round(box[0] * scale_x), round(box[1] * scale_y)
+    return left, top, max(left + 1, round(box[2] * scale_x)), max(top + 1, round(box[3] * scale_y))
+
+
+def _box_animal(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The animal a look found in ``box`` of a label ``mask``: its pet and boundary pixels there, or
+    the box when there are none."""
+    inside = box_region(mask.shape, box)
+    animal = inside & (mask != BACKGROUND_INDEX)
+    return animal if animal.any() else inside
 
 
 def _nearest(size_in: int, size_out: int) -> np.ndarray:

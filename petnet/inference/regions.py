@@ -193,6 +193,19 @@ def candidate_boxes(
     return candidates
 
 
+def corner_boxes(shape: tuple[int, int], side: float) -> list[tuple[int, int, int, int]]:
+    """The four (left, top, right, bottom) tiles at the corners of an image of ``shape`` (H, W), each
+    ``side`` times its height and width (overlapping where ``side`` is above a half): what the tile
+    look (``config.tile_look_side``) asks about."""
+    height, width = shape
+    tile_height, tile_width = max(1, round(side * height)), max(1, round(side * width))
+    return [
+        (left, top, left + tile_width, top + tile_height)
+        for top in (0, height - tile_height)
+        for left in (0, width - tile_width)
+    ]
+
+
 def square_box(shape: tuple[int, int], centre: tuple[float, float], side: float) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box of a square of ``side`` times the shorter side of an image
     of ``shape`` (H, W) around ``centre`` (row, col), moved inside the image where it would cross an edge."""

@@ -70,7 +70,8 @@ class Prediction(Mapping):
     for soft cut-outs (resample them to the photo with :func:`resize_scores`)."""
     pet_score: float
     """Probability that the photo holds a cat or dog: the first look's, or for a photo whose pet the
-    second look found (``config.presence_second_look``), the score of the crop it found it in."""
+    second look (``config.presence_second_look``) or the tile look (``config.tile_look_side``)
+    found, the score of the crop or tile it found it in."""
     has_pet: bool
     """``pet_score`` reached the model's ``config.pet_threshold`` (``petnet.training.calibrate`` chose it
     on validation), and the other-animal check did not take the photo for another animal."""
