@@ -72,9 +72,9 @@ CANDIDATE_PEAK = 0.02
 proposal, not a decision, so it is low; the crop's pet score decides. On validation, with the
 shipped weights, pets at 20-45% of a scene got peaks of 0.02-0.3 where the pet score said no."""
 MAX_CROPS_PER_PASS = 4
-"""Most crops the network is asked about at once (the second look's, the tile look's tiles, the finds
-seen whole): the demo's batch of 4 photos without a pet makes 8 second-look crops
-(``config.second_look_peaks`` 2 each) and 16 tiles, ``petnet-predict --batch-size 8`` twice that. A process
+"""Most crops the network is asked about at once (the second look's, and its finds seen whole): the
+demo's batch of 4 photos without a pet makes 8 (``config.second_look_peaks`` 2 each),
+``petnet-predict --batch-size 8`` 16. A process
 predicting the load test's 227 photos in batches of 1-8 peaked at 300-302 MB in passes of 4,
 310-311 MB in passes of 8 and 338-343 MB in one pass (309-312 MB with the second look of before,
 one crop a photo), at the same speed (44-51 images/s, throwaway script, alternated runs). Models
@@ -199,8 +199,8 @@ class Predictor:
             return [answer for item in inputs for answer in self.answer([item])]
         output, masks = self.first_look([item.pixels for item in inputs])
         found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
-        holds_pet = (expit(output.pet_logits) >= self.config.pet_threshold).tolist()
         first_scores = expit(output.pet_logits)
+        holds_pet = (first_scores >= self.config.pet_threshold).tolist()
         seen_again: dict[int, np.ndarray] = {}
         suspects: dict[int, _Crop] = {}
         if self.config.presence_second_look and not all(holds_pet):
