@@ -83,8 +83,8 @@ class PetNetConfig:
     tile_look_side: float | None = None
     """For a photo in which neither look found a pet but one suspected one (``tile_look_from``), look
     at a tile of it, this fraction of its width and of its height, as a photo of its own: the
-    network's first look (one view) and, where that finds no pet, the second look around the tile's
-    own centre peaks (:meth:`petnet.inference.pipeline.Predictor.look_at_tiles`). A pet the whole
+    network's first look (one view) and, where that finds no pet and ``presence_second_look`` is on,
+    the second look around the tile's own centre peaks (:meth:`petnet.inference.pipeline.Predictor.look_at_tiles`). A pet the whole
     photo's scale shows the centre head no peak for is seen at 1/side times the scale. The tile is
     the corner one nearest the second look's best crop, or all four corners where only the first
     look suspected a pet; at 0.6 the corner tiles overlap by a fifth of each side, so a pet up to a
@@ -93,8 +93,9 @@ class PetNetConfig:
     pet in. ``None`` (models saved before it): no tile look."""
     tile_look_threshold: float = 0.95
     """The pet score (a tile's first look's, or its second look's crop's) that a tile must reach to
-    hold a pet: higher than ``pet_threshold``, since each tile is one more chance for an animal that
-    is not a pet (a ram, an Angora rabbit) to pass. Chosen on validation (docs/experiments.md)."""
+    hold a pet: meant to be higher than ``pet_threshold`` (below it, ``pet_threshold`` is the bar),
+    since each tile is one more chance for an animal that is not a pet (a ram, an Angora rabbit) to
+    pass. Chosen on validation (docs/experiments.md)."""
     tile_look_from: float = 0.0
     """With ``tile_look_side``, look at tiles only of a photo where a look already suspected a pet:
     its second look's best crop, or else its first look, scored at least this. Most photos without a

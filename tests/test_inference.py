@@ -716,7 +716,8 @@ class _TileNetwork:
         output.mask_logits[:, 0] = -10  # the whole photo's look sees no pet, and no peak unless asked to
         if not self.first_look_peak:
             output.center_logits[:] = -8.0
-        return output._replace(pet_logits=np.full(len(images), -6.0, np.float32))
+        close_up = (images.mean(axis=1) > 0.5).mean(axis=(1, 2)) > 0.5  # a photo mostly bright: a pet filling it
+        return output._replace(pet_logits=np.where(close_up, 6.0, -6.0).astype(np.float32))
 
     def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
         self.passes.append(("single view", len(images)))
@@ -745,7 +746,7 @@ def test_corner_boxes_are_four_overlapping_tiles_of_the_side_at_the_corners() ->
     from petnet.inference.regions import corner_boxes
 
     assert corner_boxes((60, 100), 0.6) == [(0, 0, 60, 36), (40, 0, 100, 36), (0, 24, 60, 60), (40, 24, 100, 60)]
-    assert corner_boxes((60, 100), 1.0) == [(0, 0, 100, 60)] * 4
+    assert corner_boxes((60, 100), 1.0) == [(0, 0, 100, 60)], "the whole image once, not four times"
     for left, top, right, bottom in corner_boxes((240, 240), 0.6):  # any pet of up to a fifth of the side is whole in one
         assert (right - left, bottom - top) == (144, 144)
 
@@ -777,6 +778,23 @@ def test_a_tile_looks_again_around_its_own_centre_peak() -> None:
     assert prediction.has_pet and len(prediction.pets) == 1 and prediction.pet_score > 0.95
     left, top, right, bottom = prediction.pets[0].box
     assert left < 106 < right and top < 106 < bottom, "found where the square is"
+
+
+def test_the_tile_look_on_a_preprocessed_input_and_in_a_batch_with_a_close_up() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    network = _TileNetwork(_tile_config())
+    pixels = np.full((3, SIZE, SIZE), 20 / 127.5 - 1, np.float32)  # the small-pet photo, preprocessed at the input size
+    pixels[:, 48:60, 48:60] = 250 / 127.5 - 1
+    prediction = Predictor(network).predict(torch.from_numpy(pixels))
+    assert prediction.has_pet and prediction.full_mask.shape == (SIZE, SIZE)
+    left, top, right, bottom = prediction.pets[0].box
+    assert left < 54 < right and top < 54 < bottom, "found where the square is, in the input's pixels"
+    close_up = Image.fromarray(np.full((128, 128, 3), 250, np.uint8))
+    network = _TileNetwork(_tile_config())
+    found, small = Predictor(network).predict_batch([close_up, _small_pet_photo()], batch_size=2)
+    assert network.passes == [("first look", 2), ("single view", 2), ("single view", 2)], "the small pet's tiles alone"
+    assert found.has_pet and small.has_pet and small.pets[0].box[0] >= 90
 
 
 def test_a_tile_must_reach_the_tile_threshold_and_the_look_can_be_off() -> None:

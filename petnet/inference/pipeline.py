@@ -82,7 +82,9 @@ without ``config.second_look_peaks`` (one crop a photo) are asked in the same pa
 TILES_PER_PASS = 2
 """Tiles the tile look runs through the whole network at once: as many images as one photo's first
 look with its mirror, so that it asks ONNX Runtime for no larger allocations than predicting one
-photo does (with all of a demo batch's tiles in passes of 4, the load test's server peaked at 428 MB)."""
+photo does (the tile look's first build, all four corners of every photo without a pet in passes of
+4, took the load test's server to 428 MB; asked only where a look suspected a pet, in pairs, 411 MB;
+as shipped, 394 MB)."""
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
@@ -209,15 +211,17 @@ class Predictor:
                 found[i], holds_pet[i] = [region], True
         tiled: dict[int, list[np.ndarray]] = {}
         if self.config.tile_look_side is not None:
-            asked = self.suspected(holds_pet, first_scores, suspects)
-            if asked:
-                output, tiled = self.look_at_tiles(output, masks, inputs, asked)
+            suspected = self.suspected(holds_pet, first_scores, suspects)
+            if suspected:
+                output, tiled = self.look_at_tiles(output, masks, inputs, suspected)
             for i, regions in tiled.items():
                 found[i], holds_pet[i] = regions, True
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
         unsure = self.unsure(output, self.config.animal_check_below)
         doubted = [i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
-        if self.config.closer_look:  # not where the first look is sure, nor where the second look classified the crop
+        # the closer look: not where the first look is sure, nor where the second look classified a crop of
+        # the pet (a tile is not one: a pet the tile look found is looked at closer where its breed is unsure)
+        if self.config.closer_look:
             unsure = self.unsure(output, self.config.closer_look_below)
             asked = [regions if unsure[i] and i not in seen_again else [] for i, regions in enumerate(animals)]
             output = self.look_closer(output, asked, [item.pixels for item in inputs], lambda i: inputs[i].photo)
@@ -324,7 +328,7 @@ class Predictor:
         label ``masks`` (updated in place) with each photo ``asked`` about (:meth:`suspected`) seen
         again as the corner tile (:func:`~petnet.inference.regions.corner_boxes`) nearest the point
         it is asked about, or as all four where it is asked about no point, each tile as a photo of its own:
-        the first look and, where it finds no pet, the second. A small pet the first look saw at a
+        the first look and, where it finds no pet and the model has it, the second. A small pet the first look saw at a
         scale its centre head has no peak for gets one at 1/side times that scale. A photo's tile
         with the highest pet score, where that reaches ``config.tile_look_threshold`` (each tile is one
         more chance for another animal to pass as a pet), takes the photo's place as a
@@ -527,12 +531,11 @@ class Predictor:
 
     def _tile(self, item: PreparedImage, box: tuple[int, int, int, int]) -> PreparedImage:
         """``box`` of a prepared image (input pixels) as a prepared image of its own, its photo cut
-        from the photo's pixels when there is one."""
-        pixels = self._crop(item.pixels, item.photo, box)
+        from the photo's pixels when there is one (as :meth:`_crop` cuts it)."""
         if item.photo is None:
-            return PreparedImage(pixels, (box[3] - box[1], box[2] - box[0]), None)
+            return PreparedImage(self._crop(item.pixels, None, box), (box[3] - box[1], box[2] - box[0]), None)
         photo = item.photo.crop(_photo_box(item.pixels.shape[-2:], item.photo, box))
-        return PreparedImage(pixels, (photo.height, photo.width), photo)
+        return PreparedImage(self.preprocess(photo), (photo.height, photo.width), photo)
 
     def _pet(
         self, decoded: DecodedOutput, i: int, region: np.ndarray, mask: np.ndarray, size: tuple[int, int],

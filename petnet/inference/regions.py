@@ -194,16 +194,13 @@ def candidate_boxes(
 
 
 def corner_boxes(shape: tuple[int, int], side: float) -> list[tuple[int, int, int, int]]:
-    """The four (left, top, right, bottom) tiles at the corners of an image of ``shape`` (H, W), each
-    ``side`` times its height and width (overlapping where ``side`` is above a half): what the tile
-    look (``config.tile_look_side``) asks about."""
+    """The (left, top, right, bottom) tiles at the four corners of an image of ``shape`` (H, W), each
+    ``side`` times its height and width (overlapping where ``side`` is above a half; fewer where some
+    coincide): what the tile look (``config.tile_look_side``) looks at."""
     height, width = shape
     tile_height, tile_width = max(1, round(side * height)), max(1, round(side * width))
-    return [
-        (left, top, left + tile_width, top + tile_height)
-        for top in (0, height - tile_height)
-        for left in (0, width - tile_width)
-    ]
+    tiles = [(left, top, left + tile_width, top + tile_height) for top in (0, height - tile_height) for left in (0, width - tile_width)]
+    return list(dict.fromkeys(tiles))  # one tile, not four of the same, where it is the whole image
 
 
 def square_box(shape: tuple[int, int], centre: tuple[float, float], side: float) -> tuple[int, int, int, int]:
