@@ -200,15 +200,8 @@ class Predictor:
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
             return [answer for item in inputs for answer in self.answer([item])]
         output, masks = self.first_look([item.pixels for item in inputs])
-        found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
         first_scores = expit(output.pet_logits)
-        holds_pet = (first_scores >= self.config.pet_threshold).tolist()
-        seen_again: dict[int, np.ndarray] = {}
-        suspects: dict[int, _Crop] = {}
-        if self.config.presence_second_look and not all(holds_pet):
-            output, seen_again, suspects = self.look_again(output, masks, inputs, holds_pet)
-            for i, region in seen_again.items():
-                found[i], holds_pet[i] = [region], True
+        output, found, holds_pet, seen_again, suspects = self.look_for_pets(output, masks, inputs)
         tiled: dict[int, list[np.ndarray]] = {}
         if self.config.tile_look_side is not None:
             suspected = self.suspected(holds_pet, first_scores, suspects)
@@ -235,6 +228,20 @@ class Predictor:
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(predictions)
         ]
+
+    def look_for_pets(self, output: PetNetOutput, masks: list[np.ndarray], inputs: Sequence[PreparedImage]) -> _Found:
+        """The pet check of a first look's ``output`` (``masks`` its label maps, updated in place) and,
+        with ``config.presence_second_look``, the second look (:meth:`look_again`) for the images
+        that miss it: what a photo, and a tile of one (:meth:`look_at_tiles`), is first asked."""
+        found = [self.regions(mask, output, i) for i, mask in enumerate(masks)]
+        holds_pet = (expit(output.pet_logits) >= self.config.pet_threshold).tolist()
+        seen_again: dict[int, np.ndarray] = {}
+        suspects: dict[int, _Crop] = {}
+        if self.config.presence_second_look and not all(holds_pet):
+            output, seen_again, suspects = self.look_again(output, masks, inputs, holds_pet)
+            for i, region in seen_again.items():
+                found[i], holds_pet[i] = [region], True
+        return _Found(output, found, holds_pet, seen_again, suspects)
 
     def decode(self, output: PetNetOutput) -> DecodedOutput:
         """:func:`decode_output` with this model's calibration (``config.breed_temperature``)."""
@@ -346,15 +353,11 @@ class Predictor:
         # one view (the mirror found no more pets), in pairs: one photo's first look, mirrored, is no smaller
         tile_output = self._seen_whole([tile.pixels for tile in tiles], TILES_PER_PASS)
         tile_masks = [mask_from_logits(logits) for logits in tile_output.mask_logits]
-        tile_pets = (expit(tile_output.pet_logits) >= config.pet_threshold).tolist()
-        found = {k: self.regions(mask, tile_output, k) for k, mask in enumerate(tile_masks) if tile_pets[k]}
-        if config.presence_second_look and not all(tile_pets):
-            tile_output, seen_again, _ = self.look_again(tile_output, tile_masks, tiles, tile_pets)
-            found.update({k: [region] for k, region in seen_again.items()})
+        tile_output, found, tile_pets, _, _ = self.look_for_pets(tile_output, tile_masks, tiles)
         scores = expit(tile_output.pet_logits)
         best: dict[int, int] = {}  # each photo's tile with the highest pet score, of those that hold a pet
-        for k in found:
-            if scores[k] >= config.tile_look_threshold and (boxes[k][0] not in best or scores[k] > scores[best[boxes[k][0]]]):
+        for k, pet in enumerate(tile_pets):
+            if pet and scores[k] >= config.tile_look_threshold and (boxes[k][0] not in best or scores[k] > scores[best[boxes[k][0]]]):
                 best[boxes[k][0]] = k
         output = _place(output, masks, [
             _Placed(i, boxes[k][1], tile_output.pet_logits[k], tile_output.species_logits[k], tile_output.breed_logits[k],
@@ -566,6 +569,20 @@ def _photo_of(pixels: np.ndarray, config: PetNetConfig) -> Image.Image:
     mean, std = np.asarray(config.mean, dtype=np.float32), np.asarray(config.std, dtype=np.float32)
     rgb = pixels.transpose(1, 2, 0) * std + mean
     return Image.fromarray((rgb * 255).round().clip(0, 255).astype(np.uint8))
+
+
+class _Found(NamedTuple):
+    """What :meth:`Predictor.look_for_pets` found in a batch of images."""
+
+    output: PetNetOutput
+    """The first look's output, with the second look's finds in their images' places."""
+    regions: list[list[np.ndarray]]
+    """Each image's animal regions (a second-look find's one region for an image it found a pet in)."""
+    holds_pet: list[bool]
+    seen_again: dict[int, np.ndarray]
+    """The second look's finds, by image."""
+    suspects: dict[int, _Crop]
+    """Each image the second look asked about, its crop with the highest pet score."""
 
 
 class _Placed(NamedTuple):
