@@ -115,12 +115,6 @@ class PetNetConfig:
     this log-odds against dogs and domestic cats (:mod:`petnet.inference.animal_check`; its graph
     beside the model's, ``animals.int8.onnx``). Fitted on the training pets alone by ``python -m
     petnet.training.animal_check`` (kept 99.9%); ``None``, models saved before it, checks nothing."""
-    animal_check_small_threshold: float | None = None
-    """With ``animal_check_threshold``, the threshold for a photo whose pet the second or the tile look
-    found instead: a pet small in its photo, where the pet head is least sure and every other animal
-    the pipeline accepted among the training photos was found. Fitted by the same command to keep 99%
-    of the training scene pets those looks find; ``None`` (models saved before it) uses
-    ``animal_check_threshold`` there too."""
     animal_check_below: float = 1.0
     """With ``animal_check_threshold``, ask the check only about photos where PetNet is unsure: a top
     breed (the first look's, at ``breed_temperature``) below this, or a pet the second or the tile look found.

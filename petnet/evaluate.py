@@ -427,7 +427,6 @@ def build_report(outcomes: Sequence[ImageOutcome], *, split: str, description: s
             "precision": model.runtime.split()[-1],
             "pet_threshold": model.config.pet_threshold,
             "animal_check_threshold": model.config.animal_check_threshold,
-            "animal_check_small_threshold": model.config.animal_check_small_threshold,
             "breed_temperature": model.config.breed_temperature,
             "center_threshold": model.config.center_threshold if model.config.center_head else None,
             "center_off_mask_threshold": model.config.center_off_mask_threshold if model.config.center_head else None,

@@ -499,9 +499,9 @@ def test_the_animal_check_judges_each_photo_and_each_animal_on_its_own() -> None
     left, right = np.zeros((128, 128), bool), np.zeros((128, 128), bool)
     left[40:80, 8:56], right[40:80, 72:120] = True, True
     two = replace(first, pets=(replace(first.pets[0], region=left), replace(first.pets[0], region=right)))
-    [checked] = predictor.check_animals([item], [two], [True], [False])
+    [checked] = predictor.check_animals([item], [two], [True])
     assert checked.has_pet and len(checked.pets) == 2, "one animal passes: the photo keeps both"
-    [checked] = predictor.check_animals([item], [replace(two, pets=two.pets[:1])], [True], [False])
+    [checked] = predictor.check_animals([item], [replace(two, pets=two.pets[:1])], [True])
     assert checked.other_animal and not checked.has_pet
 
 
@@ -542,18 +542,6 @@ def test_the_animal_check_can_be_kept_to_photos_petnet_is_unsure_of() -> None:
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, animal_check_below=0.01)
     prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=3.0)
     assert prediction.other_animal and check.batches == [1], "a pet the second look found is always asked about"
-
-
-def test_a_pet_the_second_look_found_is_held_to_the_small_threshold_and_a_first_look_pet_is_not() -> None:
-    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, presence_second_look=True)
-    config.animal_check_small_threshold = 1.0  # odds 1.5: under the threshold of 2, over the small one
-    prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=1.5)
-    assert prediction.other_animal and not prediction.has_pet and check.batches == [1]
-    prediction, _ = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=0.5)
-    assert prediction.has_pet and not prediction.other_animal
-    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, animal_check_small_threshold=1.0)
-    prediction, check = _checked(_SureNetwork(config, top_logit=2.0), odds=1.5)  # found by the first look, unsure
-    assert prediction.has_pet and not prediction.other_animal and check.batches == [1], "the first look's pet: 2 holds"
 
 
 class _TwoPeakNetwork(_SecondLookNetwork):
@@ -859,8 +847,7 @@ def test_a_pet_the_tile_look_found_is_shown_to_the_animal_check() -> None:
 
     config = _tile_config()
     config.animal_check_threshold, config.animal_check_below = 2.0, 0.6  # the tile's breed is sure: asked anyway
-    for odds, small_threshold, turned_away in ((3.0, None, True), (1.0, None, False), (1.0, 0.5, True)):
-        config.animal_check_small_threshold = small_threshold
+    for odds, turned_away in ((3.0, True), (1.0, False)):
         check = _FakeAnimalCheck(odds)
         prediction = Predictor(_TileNetwork(config), check).predict(_small_pet_photo())
         assert check.batches == [1]

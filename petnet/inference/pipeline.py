@@ -14,9 +14,9 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
    ``config.breed_temperature``); a photo with several animals gets one more pass over their crops;
 6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`),
-   where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look found,
-   held to ``config.animal_check_small_threshold``): ImageNet's classifier, shown each animal found
-   cut out, turns away a photo whose animals it all takes for other kinds of animal.
+   where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look found):
+   ImageNet's classifier, shown each animal found cut out, turns away a photo whose animals it all
+   takes for other kinds of animal.
 
 The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
 over numpy arrays plugs in without a second pipeline (the PyTorch model through
@@ -141,9 +141,6 @@ class Answer(NamedTuple):
     second or the tile look found, the crop's or the tile's)."""
     animals_found: int
     """Animals ``predict`` answers for were the photo taken to hold a pet (at least 1)."""
-    looked_again: bool
-    """Whether the second or the tile look found the photo's pet (a small one): what the other-animal
-    check holds to ``config.animal_check_small_threshold``."""
 
 
 class Predictor:
@@ -213,8 +210,8 @@ class Predictor:
             for i, regions in tiled.items():
                 found[i], holds_pet[i] = regions, True
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
-        looked_again = [i in seen_again or i in tiled for i in range(len(inputs))]
-        doubted = self.unsure(output, self.config.animal_check_below)
+        unsure = self.unsure(output, self.config.animal_check_below)
+        doubted = [i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
         # the closer look: not where the first look is sure, nor where the second look classified a crop of
         # the pet (a tile is not one: a pet the tile look found is looked at closer where its breed is unsure)
         if self.config.closer_look:
@@ -226,9 +223,9 @@ class Predictor:
             self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
             for i, item in enumerate(inputs)
         ]
-        predictions = self.check_animals(inputs, predictions, doubted, looked_again)
+        predictions = self.check_animals(inputs, predictions, doubted)
         return [
-            Answer(prediction, output.mask_logits[i], max(1, len(found[i])), looked_again[i])
+            Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(predictions)
         ]
 
@@ -450,21 +447,18 @@ class Predictor:
         )
 
     def check_animals(
-        self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool],
-        looked_again: Sequence[bool],
-    ) -> list[Prediction]:  # fmt: skip
+        self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool]
+    ) -> list[Prediction]:
         """``predictions`` with those the other-animal check takes for another animal turned away
         (``has_pet`` False, ``other_animal`` True, no pets). Asked only about photos that hold a pet
-        and are ``doubted`` (a top breed below ``config.animal_check_below``) or ``looked_again`` (found
-        by the second or the tile look): every animal found, cut out on its own (:meth:`animal_view`),
+        and are ``doubted`` (found by the second or the tile look, or a top breed below
+        ``config.animal_check_below``): every animal found, cut out on its own (:meth:`animal_view`),
         given ImageNet's log-odds of other animals against dogs and domestic cats at or above
-        ``config.animal_check_threshold``, or for a photo looked at again
-        ``config.animal_check_small_threshold`` where the config has one. A photo keeps all its animals
-        while one of them passes: a dog beside a sheep the network also took for a pet is still a dog.
-        Unchanged without a threshold or a check (a :class:`Predictor` built without
-        :func:`petnet.load_model` says so once)."""
-        config = self.config
-        if config.animal_check_threshold is None:
+        ``config.animal_check_threshold``. A photo keeps all its animals while one of them passes: a
+        dog beside a sheep the network also took for a pet is still a dog. Unchanged without a
+        threshold or a check (a :class:`Predictor` built without :func:`petnet.load_model` says so once)."""
+        threshold = self.config.animal_check_threshold
+        if threshold is None:
             return predictions
         if self.animal_check is None:
             if not self._warned_unchecked:
@@ -472,18 +466,13 @@ class Predictor:
                             "(petnet.load_model attaches it): other animals are not turned away.")  # fmt: skip
                 self._warned_unchecked = True
             return predictions
-        small = config.animal_check_threshold if config.animal_check_small_threshold is None else config.animal_check_small_threshold
-        limits = {
-            i: small if looked_again[i] else config.animal_check_threshold
-            for i, prediction in enumerate(predictions)
-            if prediction.has_pet and (doubted[i] or looked_again[i])
-        }
-        looks = [(i, pet) for i in limits for pet in predictions[i].pets]
+        asked = [i for i, prediction in enumerate(predictions) if prediction.has_pet and doubted[i]]
+        looks = [(i, pet) for i in asked for pet in predictions[i].pets]
         if not looks:
             return predictions
         size = self.animal_check.size
         odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], pet, size) for i, pet in looks]))
-        turned_away = set(limits) - {i for (i, _), value in zip(looks, odds, strict=True) if value < limits[i]}
+        turned_away = set(asked) - {i for (i, _), other in zip(looks, odds >= threshold, strict=True) if not other}
         return [
             replace(prediction, has_pet=False, other_animal=True, pets=()) if i in turned_away else prediction
             for i, prediction in enumerate(predictions)

@@ -6,11 +6,7 @@ photos at :data:`CHECK_SIZE`, int8 as the network's graphs are
 (:func:`petnet.training.export.quantize_int8`, calibrated on what it is shown of 160 training pets).
 Then sets ``animal_check_threshold`` in ``DIR/config.json`` to the :data:`KEEP_PETS` quantile of the training pets' other-animal odds, each pet shown to the check as
 the pipeline shows it (:meth:`~petnet.inference.pipeline.Predictor.animal_view`: the animals the
-model finds, cut out), so the check turns away about one training pet in a thousand; and
-``animal_check_small_threshold`` to the :data:`KEEP_SMALL_PETS` quantile of the odds of the pets
-the second and tile looks find in scenes made of training pets and the training part of the non-pet
-photos (:func:`~petnet.data.scenes.build_scenes`, :data:`FIT_SCENES` per kind and size): where those looks find a
-pet, every other animal the pipeline accepted among the training photos was found too. Only
+model finds, cut out), so the check turns away about one training pet in a thousand. Only
 training photos are used: validation and test measure it.
 
 Lite0 is the smallest of the three backbones, at :data:`CHECK_SIZE`; still, one pass for every
@@ -33,17 +29,15 @@ from huggingface_hub import constants
 from tqdm.auto import tqdm
 
 from petnet.config import TrainConfig
-from petnet.data.datasets import non_pet_split, read_non_pets, split_records
-from petnet.data.scenes import build_scenes
+from petnet.data.datasets import PetRecord, load_record_image, split_records
 from petnet.errors import DatasetError
 from petnet.hub import load_model
-from petnet.images import ImageInput
 from petnet.inference.animal_check import ANIMAL_CHECK_FILE, AnimalCheck
 from petnet.inference.onnx_network import INPUT_NAME, OPSET
 from petnet.inference.pipeline import PREDICT_BATCH_SIZE, Predictor
 from petnet.models.network import write_config_file
 from petnet.models.pretrained import imagenet_classifier
-from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
+from petnet.paths import OXFORD_PET_ROOT
 from petnet.training.export import CALIBRATION_PHOTOS, quantize_int8
 
 log = logging.getLogger(__name__)
@@ -54,13 +48,6 @@ CHECK_SIZE = 160
 on 2 cores and, on validation, turned away the same other animals (docs/experiments.md)."""
 KEEP_PETS = 0.999
 """Share of the training pets the threshold keeps."""
-KEEP_SMALL_PETS = 0.99
-"""Share of the training scene pets found by the second or tile look that the small threshold keeps
-(docs/experiments.md: 99.9% of 176 pets would be their highest odds, which a squirrel monkey's stay under)."""
-FIT_SCENES = 100
-"""Training scenes per kind and size band (800 in all; the pipeline's second and tile looks find
-about 350 pets in them). At 50 (about 180 pets) the 99th percentile is the second-highest odds or
-so, and two such sets of scenes put it at 5.2 and 7.1 (docs/experiments.md)."""
 
 
 def export_check(path: Path, images: np.ndarray) -> None:
@@ -80,55 +67,37 @@ def fit_threshold(pet_odds: np.ndarray, keep: float = KEEP_PETS) -> float:
     return float(np.quantile(np.asarray(pet_odds, dtype=np.float64), keep))
 
 
-def pet_views(predictor: Predictor, photos: Sequence[ImageInput], looked_again: bool = False, desc: str = "training pets") -> np.ndarray:
-    """What the check is shown of each animal the model finds in the pet ``photos`` (``predictor``
-    without the check); with ``looked_again``, only of those the second or the tile look found."""
+def pet_views(predictor: Predictor, records: Sequence[PetRecord]) -> np.ndarray:
+    """What the check is shown of each animal the model finds in the pet photos (``predictor`` without the check)."""
     views = []
-    for start in tqdm(range(0, len(photos), PREDICT_BATCH_SIZE), desc=desc):
-        prepared = [predictor.prepare(photo) for photo in photos[start : start + PREDICT_BATCH_SIZE]]
+    for start in tqdm(range(0, len(records), PREDICT_BATCH_SIZE), desc="training pets"):
+        prepared = [predictor.prepare(load_record_image(record)) for record in records[start : start + PREDICT_BATCH_SIZE]]
         for item, answer in zip(prepared, predictor.answer(prepared), strict=True):
-            if answer.looked_again or not looked_again:
-                views.extend(predictor.animal_view(item, pet, CHECK_SIZE) for pet in answer.prediction.pets)
+            views.extend(predictor.animal_view(item, pet, CHECK_SIZE) for pet in answer.prediction.pets)
     if not views:
-        raise DatasetError(f"The model found no pet in {len(photos)} pet photos ({desc}): nothing to fit the threshold on.")
+        raise DatasetError(f"The model found no pet in {len(records)} pet photos: nothing to fit the threshold on.")
     return np.stack(views)
 
 
 def add_check(model_dir: Path, data_root: Path = OXFORD_PET_ROOT, photos: int = CALIBRATION_PHOTOS,
-              val_fraction: float = TrainConfig.val_fraction, seed: int = TrainConfig.split_seed,
-              non_pet_root: Path = NON_PET_ROOT, keep_graph: bool = False) -> tuple[float, float]:  # fmt: skip
-    """Write ``model_dir``'s check graph and its two thresholds into ``config.json``; returns them.
-    ``val_fraction`` and ``seed`` are the model's training split's, whose validation part is never looked at.
-    With ``keep_graph``, the graph already there stays and only the thresholds are fitted again: a
-    graph written anew is calibrated on the views the pipeline shows now and quantized differently,
-    and thresholds belong to the graph they were fitted with (written anew for the shipped model, the
-    close-ups' threshold came out 8.56 against its 7.64)."""
+              val_fraction: float = TrainConfig.val_fraction, seed: int = TrainConfig.split_seed) -> float:  # fmt: skip
+    """Write ``model_dir``'s check graph and its threshold into ``config.json``; returns the threshold.
+    ``val_fraction`` and ``seed`` are the model's training split's, whose validation part is never looked at."""
     pets = split_records(data_root, "train", val_fraction, seed)
     values = json.loads((model_dir / constants.CONFIG_NAME).read_text())
-    for key in ("animal_check_threshold", "animal_check_small_threshold"):
-        values.pop(key, None)  # the model as it answers before the check (a new check's, or none)
+    values.pop("animal_check_threshold", None)  # the model as it answers before the check (a new check's, or none)
     write_config_file(model_dir, values)
     model = load_model(model_dir, runtime="onnx")
-    views = pet_views(model.predictor, [record.image_path for record in pets])
-    backgrounds = non_pet_split(read_non_pets(non_pet_root), "train")
-    scenes = [scene.image for scene in build_scenes(pets, backgrounds, FIT_SCENES, seed=seed + 2)]
-    small_views = pet_views(model.predictor, scenes, looked_again=True, desc="training scenes")
+    views = pet_views(model.predictor, pets)
     path = model_dir / ANIMAL_CHECK_FILE
-    if not keep_graph:
-        export_check(path, views[:: max(1, len(views) // photos)][:photos])
+    export_check(path, views[:: max(1, len(views) // photos)][:photos])
     check = AnimalCheck.from_file(path)
-
-    def odds(shown: np.ndarray) -> np.ndarray:
-        return np.concatenate([check.odds(shown[i : i + 32]) for i in range(0, len(shown), 32)])
-
-    threshold, small = fit_threshold(odds(views)), fit_threshold(odds(small_views), KEEP_SMALL_PETS)
-    values.update(animal_check_threshold=threshold, animal_check_small_threshold=small)
+    threshold = fit_threshold(np.concatenate([check.odds(views[i : i + 32]) for i in range(0, len(views), 32)]))
+    values["animal_check_threshold"] = threshold
     write_config_file(model_dir, values)
-    log.info("Wrote %s (%.1f MB); animal_check_threshold %.3f keeps %.1f%% of the %d animals found in %d training pet photos; "
-             "animal_check_small_threshold %.3f keeps %.1f%% of the %d pets the second and tile looks found in %d training scenes",
-             path, path.stat().st_size / 1e6, threshold, 100 * KEEP_PETS, len(views), len(pets),
-             small, 100 * KEEP_SMALL_PETS, len(small_views), len(scenes))  # fmt: skip
-    return threshold, small
+    log.info("Wrote %s (%.1f MB); animal_check_threshold %.3f keeps %.1f%% of the %d animals found in %d training pet photos",
+             path, path.stat().st_size / 1e6, threshold, 100 * KEEP_PETS, len(views), len(pets))  # fmt: skip
+    return threshold
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,13 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model folder (config.json and its graphs)")
     parser.add_argument("--data-root", type=Path, default=OXFORD_PET_ROOT, help="Oxford-IIIT Pet, for the training pets")
-    parser.add_argument("--non-pet-root", type=Path, default=NON_PET_ROOT, help="the non-pet photos, whose training part the scenes are made of")
-    parser.add_argument("--keep-graph", action="store_true", help="fit the thresholds again for the check graph DIR has")
     parser.add_argument("--photos", type=int, default=CALIBRATION_PHOTOS, help="views of training pets to calibrate int8 on")
     parser.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction, help="the model's training --val-fraction")
     parser.add_argument("--seed", type=int, default=TrainConfig.split_seed, help="the model's training --split-seed")
     args = parser.parse_args(argv)
-    add_check(args.model, args.data_root, args.photos, args.val_fraction, args.seed, args.non_pet_root, args.keep_graph)
+    add_check(args.model, args.data_root, args.photos, args.val_fraction, args.seed)
 
 
 if __name__ == "__main__":
