@@ -1,0 +1,23 @@
+#!/bin/bash
+# runs/lite1-240-scenes: the third run's recipe with pets placed into scenes from the first epoch (30% of pet photos),
+# other animals placed as negatives, scenes left out of the mask losses; then the shipped soup grown by it 3:1 with the
+# shipped decoder and centre head, exported, calibrated on int8, validation as served.
+set -euo pipefail
+cd "$(dirname "$0")/../../../.."  # the project root
+PY=.venv/bin/python
+[ -f runs/lite1-240-scenes/final/model.safetensors ] || $PY -m petnet.training.train \
+  --config assets/reports/runs/lite1-240-s1/train_config.json --output-dir runs/lite1-240-scenes \
+  --pseudo-mask-dir runs/pseudo-masks --seed 10 --init-seed 1 --scene-probability 0.3 --scene-other-animals --no-scene-masks
+one() {  # name, soup flags...
+  local name=$1; shift
+  local D=runs/$name
+  rm -rf $D
+  $PY -m petnet.training.soup "$@" --export final --out $D
+  $PY -m petnet.training.export --model $D
+  [ -f $D/animals.int8.onnx ] || cp petnet/weights/animals.int8.onnx $D/
+  $PY -m petnet.training.calibrate --model $D --runtime onnx
+  $PY -m petnet.evaluate --split val --model $D --runtime onnx --out runs/reports/$name-val.json
+  echo "DONE $name"
+}
+one scenes-soup31 petnet/weights runs/lite1-240-scenes --weights 3 1 --decoder-from petnet/weights
+echo CHAIN DONE
