@@ -19,5 +19,19 @@ one() {  # name, soup flags...
   $PY -m petnet.evaluate --split val --model $D --runtime onnx --out runs/reports/$name-val.json
   echo "DONE $name"
 }
-one scenes-soup31 petnet/weights runs/lite1-240-scenes --weights 3 1 --decoder-from petnet/weights
+# a run straight from train.py has no centre head, and the soup averages only alike models: its export is given the
+# shipped centre head (which --decoder-from petnet/weights takes for the soup anyway)
+$PY - <<'PYEOF'
+import dataclasses
+from pathlib import Path
+from petnet.hub import load_model
+from petnet.models.network import PetNet
+shipped = load_model("petnet/weights", runtime="torch", fuse=False)
+run = load_model("runs/lite1-240-scenes/final", runtime="torch", fuse=False)
+model = PetNet(dataclasses.replace(run.config, center_head=True))
+heads = {k: v for k, v in shipped.state_dict().items() if k.startswith("center_head.")}
+model.load_state_dict({**run.state_dict(), **heads})
+model.save_pretrained(Path("runs/lite1-240-scenes/final-centre"))
+PYEOF
+one scenes-soup31 petnet/weights runs/lite1-240-scenes/final-centre --weights 3 1 --decoder-from petnet/weights
 echo CHAIN DONE
