@@ -367,11 +367,10 @@ class Predictor:
         animals: dict[int, list[np.ndarray]] = {}
         for i, k in best.items():
             left, top, right, bottom = boxes[k][1]
-            rows, cols = _nearest(tile_masks[k].shape[0], bottom - top), _nearest(tile_masks[k].shape[1], right - left)
             placed = []
             for region in found[k]:
                 animal = np.zeros(masks[i].shape, dtype=bool)
-                animal[top:bottom, left:right] = region[np.ix_(rows, cols)]
+                animal[top:bottom, left:right] = _stretched(region, (bottom - top, right - left))
                 if animal.any():
                     placed.append(animal)
             animals[i] = placed or [_box_animal(masks[i], boxes[k][1])]
@@ -548,7 +547,7 @@ class Predictor:
         maps onto the photo: onto ``full_mask``'s pet and boundary pixels when the region holds pet
         pixels, else (an animal the mask missed, or no pet pixels anywhere) onto its background ones."""
         species = int(decoded.species_index[i])
-        stretched = region[np.ix_(_nearest(region.shape[0], size[0]), _nearest(region.shape[1], size[1]))]
+        stretched = _stretched(region, size)
         on_mask = bool((region & (mask != BACKGROUND_INDEX)).any())
         full_region = stretched & ((full_mask != BACKGROUND_INDEX) if on_mask else (full_mask == BACKGROUND_INDEX))
         if not full_region.any():
@@ -635,6 +634,11 @@ def _nearest(size_in: int, size_out: int) -> np.ndarray:
     pixel centres), so an animal's region lands on the photo's pixels where it always has."""
     scale = np.float32(size_in) / np.float32(size_out)
     return np.minimum((np.arange(size_out, dtype=np.float32) * scale).astype(np.int64), size_in - 1)
+
+
+def _stretched(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool ``region`` stretched to ``size`` (H, W) by nearest neighbour (:func:`_nearest`)."""
+    return region[np.ix_(_nearest(region.shape[0], size[0]), _nearest(region.shape[1], size[1]))]
 
 
 def _preprocessed_input(image: object) -> np.ndarray | None:
