@@ -39,6 +39,7 @@ from app.dashboard_charts import (
 )
 from petnet.data.datasets import read_trimap
 from petnet.errors import DatasetError
+from petnet.evaluation.metrics import proportion_interval
 from petnet.evaluation.report import (
     BASELINE,
     HEADLINE_METRICS,
@@ -247,15 +248,17 @@ def show_calibration(report: dict) -> None:
 
 
 def scene_frame(scenes: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
-    """One row per kind of scene and size band: photos, and the shares found as one animal, of the
-    right species and of the right breed."""
+    """One row per kind of scene and size band: photos, and the shares found as one animal (with the
+    95% interval of that share: a band holds a few hundred scenes at most), of the right species and
+    of the right breed."""
     rows = []
     for kind, bands in scenes.items():
         for band, cell in bands.items():
             n = cell["num_images"] or 1
+            low, high = proportion_interval(cell["found_one"], cell["num_images"])
             rows.append({"scene": kind.replace("_", "-"), "pet size (of the short side)": band, "photos": cell["num_images"],
-                         "found as one animal": percent(cell["found_one"] / n), "species right": percent(cell["species_right"] / n),
-                         "breed right": percent(cell["breed_right"] / n)})  # fmt: skip
+                         "found as one animal": percent(cell["found_one"] / n), "95% interval": f"{percent(low)}-{percent(high)}",
+                         "species right": percent(cell["species_right"] / n), "breed right": percent(cell["breed_right"] / n)})  # fmt: skip
     return pd.DataFrame(rows)
 
 

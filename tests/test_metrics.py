@@ -15,6 +15,7 @@ from petnet.evaluation.metrics import (
     log_loss,
     most_confused_pairs,
     precision_recall_f1,
+    proportion_interval,
     top_k_accuracy,
     weighted_f1,
 )
@@ -195,3 +196,11 @@ def test_species_and_ranking_are_those_petnet_names() -> None:
     assert np.isneginf(ranked[0, 1:]).all() and ranked[0, 0] == 0.5
     assert np.isneginf(ranked[1, 0]) and ranked[1, 1:].tolist() == [0.5, 0.3]
     assert top_k_accuracy(ranked, np.array([0, 2]), 1) == 0.5  # the second is a dog, but not its first breed
+
+
+def test_proportion_interval_is_wilsons_by_hand() -> None:
+    # 47 of 50: centre (0.94 + z^2/100) / (1 + z^2/50), half-width z sqrt(0.94 * 0.06 / 50 + z^2 / 10000) / (1 + z^2/50)
+    low, high = proportion_interval(47, 50)
+    assert (low, high) == pytest.approx((0.8378, 0.9794), abs=1e-4)
+    assert proportion_interval(0, 10)[0] == 0.0 and proportion_interval(10, 10)[1] == 1.0
+    assert all(math.isnan(bound) for bound in proportion_interval(0, 0))

@@ -7,6 +7,7 @@ is derived here, so each definition exists once and is unit-tested against hand-
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import binomtest
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -164,3 +165,12 @@ def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, bin
     if not total:
         return float("nan")
     return float(sum(row["count"] * abs(row["confidence"] - row["accuracy"]) for row in rows if row["count"]) / total)
+
+
+def proportion_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a share ``successes`` / ``trials`` (NaN, NaN without trials): how far a
+    count of a few hundred scenes can be from the rate it estimates (Wilson 1927; ``scipy.stats``)."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    interval = binomtest(successes, trials).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)
