@@ -131,3 +131,18 @@ def test_weights_must_be_one_per_run_and_not_all_zero(tmp_path):
     for weights in (["1"], ["0", "0"], ["-1", "2"]):
         with pytest.raises(ValueError, match="one non-negative weight"):
             main([*runs, "--weights", *weights, "--out", str(tmp_path / "soup")])
+
+
+def test_a_run_without_a_centre_head_takes_the_decoder_runs_one(tmp_path):
+    with_head = _save_run(tmp_path / "soup", PetNetConfig(image_size=32, center_head=True), 0)
+    _save_run(tmp_path / "run", PetNetConfig(image_size=32, center_head=False), 1)
+    runs = [str(tmp_path / "soup"), str(tmp_path / "run")]
+    with pytest.raises(WeightsError, match="centre head"):
+        main([*runs, "--out", str(tmp_path / "grown")])
+    with pytest.raises(WeightsError, match="centre head"):
+        main([*runs, "--decoder-from", runs[1], "--out", str(tmp_path / "grown")])
+    main([*runs, "--weights", "3", "1", "--decoder-from", runs[0], "--out", str(tmp_path / "grown")])
+    grown = load_model(tmp_path / "grown", fuse=False)
+    assert grown.config.center_head
+    head = [key for key in grown.state_dict() if key.startswith("center_head.") and grown.state_dict()[key].is_floating_point()]
+    assert head and all(torch.equal(grown.state_dict()[key], with_head.state_dict()[key].half().float()) for key in head)

@@ -74,7 +74,8 @@ EXPORTS = ("model", "final")
 """The exports a training run writes: lowest validation loss, end of the schedule."""
 
 
-DECODER_PREFIXES = ("decoder.", "center_head.")
+CENTER_HEAD_PREFIX = "center_head."
+DECODER_PREFIXES = ("decoder.", CENTER_HEAD_PREFIX)
 """What ``--decoder-from`` takes from its runs alone: the decoder and the centre head that reads its features."""
 
 
@@ -86,41 +87,59 @@ def cook_soup(
 ) -> PetNet:
     """One model whose weights average the exported models (``RUN_DIR/<export>``, or ``RUN_DIR``
     itself when it is a model folder) of ``run_dirs``, weighted by ``weights`` (default uniform);
-    with ``decoder_from`` (some of ``run_dirs``) the mask decoder is the mean of those runs' alone."""
+    with ``decoder_from`` (some of ``run_dirs``) the mask decoder and centre head are the mean of those
+    runs' alone. Then the other runs need no centre head: a run straight from ``train`` has none until
+    ``train_centers`` fits one, and the soup takes the ``decoder_from`` runs' (the head reads the
+    decoder's features, so it is theirs either way)."""
     if export not in EXPORTS:
         raise ValueError(f"export must be one of {', '.join(EXPORTS)}; got {export!r}.")
     models = [load_model(_model_dir(Path(run), export), runtime="torch", fuse=False) for run in run_dirs]
     shapes = [{name: getattr(model.config, name) for name in _SHAPE_FIELDS} for model in models]
     if any(shape != shapes[0] for shape in shapes[1:]):
         raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
-    soup = models[0]
-    averaged = average_state_dicts([model.state_dict() for model in models], weights)
+    chosen = _decoder_runs(run_dirs, decoder_from)
+    with_head = [model.config.center_head for model in models]
+    if any(with_head) and not all(with_head) and not (chosen and all(with_head[i] for i in chosen)):
+        raise WeightsError("Some runs have a centre head and some not: name runs that have one in --decoder-from, "
+                           "and the soup takes its centre head from them.")  # fmt: skip
+    soup = models[with_head.index(True)] if any(with_head) else models[0]
+    shared = [{k: v for k, v in model.state_dict().items() if not k.startswith(CENTER_HEAD_PREFIX)} for model in models]
+    averaged = average_state_dicts(shared, weights)
     source = "average of " + ", ".join(str(run) for run in run_dirs)
     if weights is not None:
         source += " weighted " + ":".join(f"{weight:g}" for weight in weights)
-    if decoder_from:
-        runs = [Path(run).resolve() for run in run_dirs]
-        outside = [str(run) for run in decoder_from if Path(run).resolve() not in runs]
-        if outside:
-            raise ValueError(f"--decoder-from {' '.join(outside)} is not one of the runs averaged.")
-        if len({Path(run).resolve() for run in decoder_from}) < len(decoder_from):
-            raise ValueError("--decoder-from names a run twice.")
-        seeds = {str(run): _initial_weights_seed(Path(run)) for run in decoder_from}
-        if len({seed for seed in seeds.values() if seed is not None}) > 1:
-            raise ValueError(f"--decoder-from runs drew different initial decoders (init_seed {seeds}); their mean is no decoder.")
-        chosen = [runs.index(Path(run).resolve()) for run in decoder_from]
+    if chosen:
         decoders = [{k: v for k, v in models[i].state_dict().items() if k.startswith(DECODER_PREFIXES)} for i in chosen]
         averaged.update(average_state_dicts(decoders, None if weights is None else [weights[i] for i in chosen]))
         source += f", the decoder of {', '.join(str(run) for run in decoder_from)} alone"
+    elif all(with_head):
+        averaged.update(average_state_dicts([{k: v for k, v in model.state_dict().items() if k.startswith(CENTER_HEAD_PREFIX)}
+                                             for model in models], weights))  # fmt: skip
     soup.load_state_dict(averaged)
     soup.weights_source = source
     return soup
 
 
+def _decoder_runs(run_dirs: Sequence[Path], decoder_from: Sequence[Path]) -> list[int]:
+    """Where in ``run_dirs`` the ``decoder_from`` runs are; ValueError for one outside them, one named
+    twice, or runs that drew different initial decoders."""
+    runs = [Path(run).resolve() for run in run_dirs]
+    outside = [str(run) for run in decoder_from if Path(run).resolve() not in runs]
+    if outside:
+        raise ValueError(f"--decoder-from {' '.join(outside)} is not one of the runs averaged.")
+    if len({Path(run).resolve() for run in decoder_from}) < len(decoder_from):
+        raise ValueError("--decoder-from names a run twice.")
+    seeds = {str(run): _initial_weights_seed(Path(run)) for run in decoder_from}
+    if len({seed for seed in seeds.values() if seed is not None}) > 1:
+        raise ValueError(f"--decoder-from runs drew different initial decoders (init_seed {seeds}); their mean is no decoder.")
+    return [runs.index(Path(run).resolve()) for run in decoder_from]
+
+
 _SHAPE_FIELDS = ("backbone", "image_size", "decoder_channels", "species_names", "breed_names", "breed_species",
-                 "mask_classes", "center_head", "mean", "std")
-"""What ingredients must share; their thresholds and temperature may differ (the soup keeps the first
-ingredient's until ``petnet.training.calibrate`` fits its own)."""
+                 "mask_classes", "mean", "std")
+"""What ingredients must share; their thresholds and temperature may differ (the soup keeps those of the
+first ingredient, or of the first with a centre head where some have none, until
+``petnet.training.calibrate`` fits its own)."""
 
 
 def _model_dir(run_dir: Path, export: str) -> Path:

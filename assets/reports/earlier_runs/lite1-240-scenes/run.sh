@@ -20,7 +20,8 @@ one() {  # name, soup flags...
   echo "DONE $name"
 }
 # a run straight from train.py has no centre head, and the soup averages only alike models: its export is given the
-# shipped centre head (which --decoder-from petnet/weights takes for the soup anyway)
+# shipped centre head (which --decoder-from petnet/weights takes for the soup anyway); petnet.training.soup now
+# does without this step, taking the centre head from the --decoder-from runs
 $PY - <<'PYEOF'
 import dataclasses
 from pathlib import Path
