@@ -460,22 +460,19 @@ class _BrightIsAnotherAnimal(_FakeAnimalCheck):
 
 
 def test_the_animal_check_is_shown_each_animal_cut_out() -> None:
-    from dataclasses import replace
-
     from petnet.inference.pipeline import Predictor, PreparedImage
 
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True)
     predictor = Predictor(_SureNetwork(config, top_logit=6.0))
     photo = Image.fromarray(np.full((128, 128, 3), 255, dtype=np.uint8))  # white: 1 once normalised
-    pet = predictor.predict(photo).pets[0]
     region = np.zeros((128, 128), bool)
     region[32:96, 32:64] = region[64:96, 64:96] = True  # an L in the box (32, 32, 96, 96)
-    view = predictor.animal_view(predictor.prepare(photo), replace(pet, region=region), 64)
+    view = predictor.animal_view(predictor.prepare(photo), region, 64)
     assert view.shape == (3, 64, 64) and set(np.unique(view.round(3))) == {0.0, 1.0}, "the animal white, the rest grey"
     np.testing.assert_array_equal(view[0] == 1, region[32:96, 32:96])  # the 64 px box fills the 64 px view
-    assert predictor.animal_view(predictor.prepare(photo), replace(pet, region=region), 32).shape == (3, 32, 32)
+    assert predictor.animal_view(predictor.prepare(photo), region, 32).shape == (3, 32, 32)
     tensor = PreparedImage(np.ones((3, 128, 128), np.float32), (128, 128), None)  # the same photo, preprocessed
-    np.testing.assert_allclose(predictor.animal_view(tensor, replace(pet, region=region), 64), view, atol=1e-6)
+    np.testing.assert_allclose(predictor.animal_view(tensor, region, 64), view, atol=1e-6)
 
 
 def test_the_animal_check_judges_each_photo_and_each_animal_on_its_own() -> None:
@@ -503,6 +500,46 @@ def test_the_animal_check_judges_each_photo_and_each_animal_on_its_own() -> None
     assert checked.has_pet and len(checked.pets) == 2, "one animal passes: the photo keeps both"
     [checked] = predictor.check_animals([item], [replace(two, pets=two.pets[:1])], [True])
     assert checked.other_animal and not checked.has_pet
+
+
+class _TwoAnimalsNetwork(_SureNetwork):
+    """A sure first look with two separate animals: pet squares left (the larger) and right, a centre
+    peak on each."""
+
+    def __init__(self, config: PetNetConfig) -> None:
+        super().__init__(config, top_logit=6.0)
+
+    def infer(self, images: np.ndarray) -> PetNetOutput:
+        output = super().infer(images)
+        output.mask_logits[:, 0] = -10
+        output.mask_logits[:, 0, 16:52, 2:30] = output.mask_logits[:, 0, 20:44, 40:62] = 10
+        output.center_logits[:] = -8.0
+        output.center_logits[:, 8, 4] = output.center_logits[:, 8, 12] = 4.0
+        return output
+
+
+def test_an_animal_the_check_takes_for_another_kind_is_set_apart_from_a_photo_with_several() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6,
+                          animal_check_threshold=2.0, animal_check_below=0.6)  # fmt: skip
+    halves = np.zeros((128, 128, 3), np.uint8)
+    halves[:, :64] = 5  # a dark animal on the left (a pet to the check), a bright one on the right
+    halves[:, 64:] = 250
+    network, check = _TwoAnimalsNetwork(config), _BrightIsAnotherAnimal()
+    predictor = Predictor(network, check)
+    answer = predictor.answer([predictor.prepare(Image.fromarray(halves))])[0]
+    prediction = answer.prediction
+    assert check.batches == [2], "both animals asked once, though the pipeline is sure of the photo"
+    assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
+    assert prediction.pets[0].box[2] <= 64 and answer.animals_found == 1, "the pet on the left alone"
+    assert ("second look", 2) not in network.passes, "a photo left with one animal is not classified per animal"
+    assert Predictor(_TwoAnimalsNetwork(config)).predict(Image.fromarray(halves)).pets.__len__() == 2, "no check: both"
+    check = _BrightIsAnotherAnimal()
+    both_bright = Predictor(_TwoAnimalsNetwork(config), check).predict(Image.fromarray(np.full((128, 128, 3), 250, np.uint8)))
+    assert check.batches == [2] and both_bright.has_pet and len(both_bright.pets) == 2, (
+        "all look like other animals: kept here, and the photo, which the pipeline is sure of, is not turned away"
+    )
 
 
 def test_a_predictor_without_the_check_its_config_asks_for_says_so_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -13,10 +13,11 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
    the first look is unsure of its breed (``config.closer_look_below``), the two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
    ``config.breed_temperature``); a photo with several animals gets one more pass over their crops;
-6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`),
-   where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look found):
-   ImageNet's classifier, shown each animal found cut out, turns away a photo whose animals it all
-   takes for other kinds of animal.
+6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`):
+   ImageNet's classifier, shown each animal found cut out, sets apart the animals of a photo with
+   several that it takes for other kinds of animal (before the closer look, while one animal passes),
+   and where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look
+   found) turns away a photo whose animals it all takes for other kinds of animal.
 
 The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
 over numpy arrays plugs in without a second pipeline (the PyTorch model through
@@ -212,6 +213,9 @@ class Predictor:
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
         unsure = self.unsure(output, self.config.animal_check_below)
         doubted = [i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
+        kept, checked = self.set_apart_other_animals(inputs, output, masks, animals)
+        for i, regions in kept.items():
+            found[i] = animals[i] = regions
         # the closer look: not where the first look is sure, nor where the second look classified a crop of
         # the pet (a tile is not one: a pet the tile look found is looked at closer where its breed is unsure)
         if self.config.closer_look:
@@ -223,7 +227,7 @@ class Predictor:
             self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
             for i, item in enumerate(inputs)
         ]
-        predictions = self.check_animals(inputs, predictions, doubted)
+        predictions = self.check_animals(inputs, predictions, doubted, checked)
         return [
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(predictions)
@@ -445,16 +449,51 @@ class Predictor:
             species_logits=averaged(output.species_logits, species), breed_logits=averaged(output.breed_logits, breeds)
         )
 
+    def set_apart_other_animals(
+        self, inputs: Sequence[PreparedImage], output: PetNetOutput, masks: Sequence[np.ndarray],
+        animals: Sequence[Sequence[np.ndarray]],
+    ) -> tuple[dict[int, list[np.ndarray]], dict[int, bool]]:  # fmt: skip
+        """The other-animal check on every animal of each photo with several (``animals``: regions on
+        the label ``masks`` of the first look's ``output``), whether or not the pipeline doubts it. A dog
+        in front of a pelican should get one card, not a second one calling the pelican an Abyssinian:
+        in the validation scenes most pets found but not as one animal were beside the background
+        photo's own animal (docs/experiments.md). Returns the photos that keep fewer animals, with the
+        animals kept (those that pass the check, while one does), and for every photo checked whether
+        all its animals looked like other animals (then it keeps them all here, and
+        :meth:`check_animals` turns it away where the pipeline doubts it). Nothing without a threshold
+        or a check; one check pass per animal, on photos with several only."""
+        threshold = self.config.animal_check_threshold
+        asked = [i for i, regions in enumerate(animals) if len(regions) > 1]
+        if threshold is None or self.animal_check is None or not asked:
+            return {}, {}
+        views, owners = [], []
+        for i in asked:
+            item = inputs[i]
+            full_mask = mask_from_logits(output.mask_logits[i], item.size)
+            for region in animals[i]:
+                views.append(self.animal_view(item, _photo_region(region, masks[i], item.size, full_mask), self.animal_check.size))
+                owners.append(i)
+        other = self.animal_check.odds(np.stack(views)) >= threshold
+        kept, all_other = {}, {}
+        for i in asked:
+            flags = [bool(flag) for flag, owner in zip(other, owners, strict=True) if owner == i]
+            all_other[i] = all(flags)
+            if any(flags) and not all(flags):
+                kept[i] = [region for region, flag in zip(animals[i], flags, strict=True) if not flag]
+        return kept, all_other
+
     def check_animals(
-        self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool]
-    ) -> list[Prediction]:
+        self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool],
+        checked: Mapping[int, bool] | None = None,
+    ) -> list[Prediction]:  # fmt: skip
         """``predictions`` with those the other-animal check takes for another animal turned away
         (``has_pet`` False, ``other_animal`` True, no pets). Asked only about photos that hold a pet
         and are ``doubted`` (found by the second or the tile look, or a top breed below
         ``config.animal_check_below``): every animal found, cut out on its own (:meth:`animal_view`),
         given ImageNet's log-odds of other animals against dogs and domestic cats at or above
-        ``config.animal_check_threshold``. A photo keeps all its animals while one of them passes: a
-        dog beside a sheep the network also took for a pet is still a dog. Unchanged without a
+        ``config.animal_check_threshold``. A photo is turned away only when all its animals look like
+        other animals. ``checked`` holds the photos :meth:`set_apart_other_animals` already asked about
+        (whether all their animals looked like other animals), which are not asked again. Unchanged without a
         threshold or a check (a :class:`Predictor` built without :func:`petnet.load_model` says so once)."""
         threshold = self.config.animal_check_threshold
         if threshold is None:
@@ -465,26 +504,30 @@ class Predictor:
                             "(petnet.load_model attaches it): other animals are not turned away.")  # fmt: skip
                 self._warned_unchecked = True
             return predictions
-        asked = [i for i, prediction in enumerate(predictions) if prediction.has_pet and doubted[i]]
+        checked = checked or {}
+        doubted_pets = [i for i, prediction in enumerate(predictions) if prediction.has_pet and doubted[i]]
+        turned_away = {i for i in doubted_pets if checked.get(i)}
+        asked = [i for i in doubted_pets if i not in checked]
         looks = [(i, pet) for i in asked for pet in predictions[i].pets]
-        if not looks:
+        if looks:
+            size = self.animal_check.size
+            odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], pet.region, size) for i, pet in looks]))
+            turned_away |= set(asked) - {i for (i, _), other in zip(looks, odds >= threshold, strict=True) if not other}
+        if not turned_away:
             return predictions
-        size = self.animal_check.size
-        odds = self.animal_check.odds(np.stack([self.animal_view(inputs[i], pet, size) for i, pet in looks]))
-        turned_away = set(asked) - {i for (i, _), other in zip(looks, odds >= threshold, strict=True) if not other}
         return [
             replace(prediction, has_pet=False, other_animal=True, pets=()) if i in turned_away else prediction
             for i, prediction in enumerate(predictions)
         ]
 
-    def animal_view(self, item: PreparedImage, pet: Pet, size: int) -> np.ndarray:
-        """What the other-animal check is shown of one animal found: the box around its region at
-        ``size`` x ``size`` (the check's input), every pixel outside it mid-grey
-        (:func:`~petnet.inference.animal_check.check_input`). So a pet beside another animal, or placed
-        into a photo of one, is judged by itself."""
-        left, top, right, bottom = box = region_box(pet.region)  # at the photo's size
+    def animal_view(self, item: PreparedImage, region: np.ndarray, size: int) -> np.ndarray:
+        """What the other-animal check is shown of one animal found (``region``, bool at the photo's
+        size, as :attr:`Pet.region`): the box around it at ``size`` x ``size`` (the check's input), every
+        pixel outside the region mid-grey (:func:`~petnet.inference.animal_check.check_input`). So a pet
+        beside another animal, or placed into a photo of one, is judged by itself."""
+        left, top, right, bottom = box = region_box(region)
         photo = item.photo if item.photo is not None else _photo_of(item.pixels, self.config)
-        return check_input(photo.crop(box), pet.region[top:bottom, left:right], size)
+        return check_input(photo.crop(box), region[top:bottom, left:right], size)
 
     def _prediction(
         self, item: PreparedImage, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: np.ndarray,
@@ -544,14 +587,9 @@ class Predictor:
         full_mask: np.ndarray,
     ) -> Pet:  # fmt: skip
         """Row ``i`` of ``decoded`` as one animal whose ``region`` (network size, on the label ``mask``)
-        maps onto the photo: onto ``full_mask``'s pet and boundary pixels when the region holds pet
-        pixels, else (an animal the mask missed, or no pet pixels anywhere) onto its background ones."""
+        maps onto the photo's label map ``full_mask`` as :func:`_photo_region` maps it."""
         species = int(decoded.species_index[i])
-        stretched = _stretched(region, size)
-        on_mask = bool((region & (mask != BACKGROUND_INDEX)).any())
-        full_region = stretched & ((full_mask != BACKGROUND_INDEX) if on_mask else (full_mask == BACKGROUND_INDEX))
-        if not full_region.any():
-            full_region = stretched
+        full_region = _photo_region(region, mask, size, full_mask)
         names = self.config
         return Pet(
             species=names.species_names[species],
@@ -561,6 +599,16 @@ class Predictor:
             box=region_box(full_region),
             region=full_region,
         )
+
+
+def _photo_region(region: np.ndarray, mask: np.ndarray, size: tuple[int, int], full_mask: np.ndarray) -> np.ndarray:
+    """An animal's ``region`` (network size, on the label ``mask``) on the photo (``size``, its label map
+    ``full_mask``): the photo's pet and boundary pixels in it where the region holds pet pixels, else
+    (an animal the mask missed, or no pet pixels anywhere) its background ones, else the region stretched."""
+    stretched = _stretched(region, size)
+    on_mask = bool((region & (mask != BACKGROUND_INDEX)).any())
+    full_region = stretched & ((full_mask != BACKGROUND_INDEX) if on_mask else (full_mask == BACKGROUND_INDEX))
+    return full_region if full_region.any() else stretched
 
 
 def _photo_of(pixels: np.ndarray, config: PetNetConfig) -> Image.Image:

@@ -73,7 +73,7 @@ def pet_views(predictor: Predictor, records: Sequence[PetRecord]) -> np.ndarray:
     for start in tqdm(range(0, len(records), PREDICT_BATCH_SIZE), desc="training pets"):
         prepared = [predictor.prepare(load_record_image(record)) for record in records[start : start + PREDICT_BATCH_SIZE]]
         for item, answer in zip(prepared, predictor.answer(prepared), strict=True):
-            views.extend(predictor.animal_view(item, pet, CHECK_SIZE) for pet in answer.prediction.pets)
+            views.extend(predictor.animal_view(item, pet.region, CHECK_SIZE) for pet in answer.prediction.pets)
     if not views:
         raise DatasetError(f"The model found no pet in {len(records)} pet photos: nothing to fit the threshold on.")
     return np.stack(views)
