@@ -51,6 +51,7 @@ from petnet.evaluation.report import (
     is_finite,
     load_report,
     percent,
+    scenes_by_background,
     score,
 )
 from petnet.inference.visualize import overlay_mask
@@ -247,19 +248,29 @@ def show_calibration(report: dict) -> None:
     )
 
 
+def _scene_shares(cell: Mapping[str, int]) -> dict[str, object]:
+    """A scene cell's photos and shares: found as one animal (with the 95% interval of that share: a
+    band holds a few hundred scenes at most) and of the right species, and breed where counted."""
+    n = cell["num_images"] or 1
+    low, high = proportion_interval(cell["found_one"], cell["num_images"])
+    shares = {"photos": cell["num_images"], "found as one animal": percent(cell["found_one"] / n),
+              "95% interval": f"{percent(low)}-{percent(high)}", "species right": percent(cell["species_right"] / n)}  # fmt: skip
+    if "breed_right" in cell:
+        shares["breed right"] = percent(cell["breed_right"] / n)
+    return shares
+
+
 def scene_frame(scenes: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
-    """One row per kind of scene and size band: photos, and the shares found as one animal (with the
-    95% interval of that share: a band holds a few hundred scenes at most), of the right species and
-    of the right breed."""
-    rows = []
-    for kind, bands in scenes.items():
-        for band, cell in bands.items():
-            n = cell["num_images"] or 1
-            low, high = proportion_interval(cell["found_one"], cell["num_images"])
-            rows.append({"scene": kind.replace("_", "-"), "pet size (of the short side)": band, "photos": cell["num_images"],
-                         "found as one animal": percent(cell["found_one"] / n), "95% interval": f"{percent(low)}-{percent(high)}",
-                         "species right": percent(cell["species_right"] / n), "breed right": percent(cell["breed_right"] / n)})  # fmt: skip
-    return pd.DataFrame(rows)
+    """One row per kind of scene and size band, with :func:`_scene_shares`."""
+    return pd.DataFrame([{"scene": kind.replace("_", "-"), "pet size (of the short side)": band, **_scene_shares(cell)}
+                         for kind, bands in scenes.items() for band, cell in bands.items()])  # fmt: skip
+
+
+def background_frame(backgrounds: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
+    """One row per background (:func:`~petnet.evaluation.report.scenes_by_background`) and size band,
+    with :func:`_scene_shares`."""
+    return pd.DataFrame([{"scene": background, "pet size (of the short side)": band, **_scene_shares(cell)}
+                         for background, bands in backgrounds.items() for band, cell in bands.items()])  # fmt: skip
 
 
 def show_scenes(report: dict) -> None:
@@ -270,6 +281,10 @@ def show_scenes(report: dict) -> None:
         return
     st.subheader("Is a pet found when it does not fill the frame?")
     st.dataframe(scene_frame(detection["scenes"]), hide_index=True, key="scenes_table")
+    backgrounds = scenes_by_background(detection["scenes"])
+    if backgrounds:
+        st.caption("Both kinds together, apart for the scenes that are photos of another animal:")
+        st.dataframe(background_frame(backgrounds), hide_index=True, key="scene_backgrounds_table")
     parts = [(detection.get(key) or {}, label) for key, label in
              (("other_animals", "other animals"), ("other_non_pets", "other photos without a cat or dog"))]  # fmt: skip
     st.caption(

@@ -59,6 +59,7 @@ from petnet.evaluation.report import (
     HEADLINE_METRICS,
     SCHEMA_VERSION,
     report_path,
+    scenes_by_background,
     write_report,
 )
 from petnet.hub import ALL_PRECISIONS, BUNDLED_MODEL_DIR, RUNTIMES, display_source, load_model
@@ -81,6 +82,10 @@ SCENES_PER_CELL = 100
 """Pets in scenes per kind and size band (``--scenes``), 200 a band. At 25 one photo moved a band's
 share by two points: the validation draw found pets at 20-45% of the side as one in 49 of 50, six
 draws 281 of 300 (docs/experiments.md, "How many scenes the checks need")."""
+ON_ANIMALS = ("num_images", "found_one", "species_right")
+"""What :func:`scene_counts` also counts among the scenes that are photos of another animal."""
+SCENE_COUNTS = ("num_images", "found", "found_one", "species_right", "breed_right", *(f"{key}_on_animals" for key in ON_ANIMALS))
+"""What :func:`scene_counts` counts in each cell (docs/report_schema.md)."""
 NON_PET_PART = {"test": "holdout", "val": "calibration", "trainval": "train"}
 """The part of the non-pet photos scored with each split: test never sees what was tuned on."""
 
@@ -213,18 +218,19 @@ def detection_metrics(pet_scores: Sequence[float], non_pet_scores: Sequence[floa
 
 def scene_counts(scenes: Sequence[Scene], predictions: Sequence[Prediction]) -> dict:
     """Per kind of scene and size band: scenes, pets found (``has_pet``), found as one animal, and
-    found as one animal of the right species and breed."""
+    found as one animal of the right species and breed; and of those scenes, the ones that are photos
+    of another animal (``*_on_animals``), where the pet has another animal beside it."""
     counts: dict = {}
     for scene, prediction in zip(scenes, predictions, strict=True):
-        cell = counts.setdefault(scene.kind, {}).setdefault(
-            band_key(scene.band), {"num_images": 0, "found": 0, "found_one": 0, "species_right": 0, "breed_right": 0}
-        )
+        cell = counts.setdefault(scene.kind, {}).setdefault(band_key(scene.band), dict.fromkeys(SCENE_COUNTS, 0))
         one = prediction.has_pet and len(prediction.pets) == 1
-        cell["num_images"] += 1
-        cell["found"] += prediction.has_pet
-        cell["found_one"] += one
-        cell["species_right"] += one and prediction.species == scene.species
-        cell["breed_right"] += one and prediction.breed[0] == scene.breed
+        outcome = {"num_images": True, "found": prediction.has_pet, "found_one": one,
+                   "species_right": one and prediction.species == scene.species,
+                   "breed_right": one and prediction.breed[0] == scene.breed}  # fmt: skip
+        for key, value in outcome.items():
+            cell[key] += value
+        for key in ON_ANIMALS:
+            cell[f"{key}_on_animals"] += outcome[key] and scene.on_animal
     return counts
 
 
@@ -482,9 +488,13 @@ def scene_lines(detection: dict) -> list[str]:
         if key in detection:
             part = detection[key]
             lines.append(f"{label}: {part['accepted']}/{part['num_images']}")
-    for kind, bands in (detection.get("scenes") or {}).items():
+    scenes = detection.get("scenes") or {}
+    for kind, bands in scenes.items():
         cells = ", ".join(f"{band} {c['found_one']}/{c['num_images']} (species {c['species_right']})" for band, c in bands.items())
         lines.append(f"pets in scenes, {kind.replace('_', '-')}, found as one animal: {cells}")
+    for background, bands in scenes_by_background(scenes).items():
+        cells = ", ".join(f"{band} {c['found_one']}/{c['num_images']} (species {c['species_right']})" for band, c in bands.items())
+        lines.append(f"pets in scenes {background}, both kinds, found as one animal: {cells}")
     return lines
 
 

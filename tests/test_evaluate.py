@@ -80,6 +80,8 @@ def test_detection_figures_score_the_held_out_non_pets_and_two_animal_composites
         assert list(bands) == ["10-20%", "20-45%", "45-70%", "70-100%"]
         for cell in bands.values():
             assert cell["num_images"] == 2 and cell["found"] >= cell["found_one"] >= cell["species_right"] >= cell["breed_right"]
+            for key in ("num_images", "found_one", "species_right"):
+                assert 0 <= cell[f"{key}_on_animals"] <= cell[key]
     two = detection["two_animal"]
     assert two["num_images"] == 6 and set(two["by_layout"]) == {"side_by_side", "different_sizes", "overlapping"}
     assert 0 <= two["both_species_right"] <= two["count_right"] <= 6

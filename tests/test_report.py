@@ -18,6 +18,7 @@ from petnet.evaluation.report import (
     find_reports,
     load_report,
     report_path,
+    scenes_by_background,
     write_report,
 )
 
@@ -106,3 +107,18 @@ def test_paths_and_baseline():
     assert report_path("val", REPORTS_DIR) == REPORTS_DIR / "val.json"
     assert BASELINE["species_accuracy"] == 0.96 and BASELINE["breed_top3_accuracy"] == 0.87
     assert BASELINE["mean_iou"] == 0.74 and BASELINE["min_iou"] == 0.54
+
+
+def test_scenes_by_background_sums_the_kinds_and_sets_apart_photos_of_other_animals():
+    def cell(n: int, one: int, species: int, n_animals: int, one_animals: int, species_animals: int) -> dict:
+        return {"num_images": n, "found": n, "found_one": one, "species_right": species, "breed_right": 0,
+                "num_images_on_animals": n_animals, "found_one_on_animals": one_animals,
+                "species_right_on_animals": species_animals}  # fmt: skip
+
+    scenes = {"cutout": {"20-45%": cell(10, 9, 8, 3, 2, 2)}, "zoomed_out": {"20-45%": cell(10, 10, 9, 4, 4, 3)}}
+    assert scenes_by_background(scenes) == {
+        "on photos of other animals": {"20-45%": {"num_images": 7, "found_one": 6, "species_right": 5}},
+        "on other photos": {"20-45%": {"num_images": 13, "found_one": 13, "species_right": 12}},
+    }
+    older = {"cutout": {"20-45%": {key: 1 for key in ("num_images", "found", "found_one", "species_right", "breed_right")}}}
+    assert scenes_by_background(older) == {} and scenes_by_background({}) == {}

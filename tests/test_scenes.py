@@ -127,3 +127,12 @@ def test_other_animals_go_into_scenes_only_when_asked(tmp_path):
     unmasked = OxfordPetDataset([animal], identity, scenes=placer, scene_probability=1.0, scene_other_animals=True,
                                 scene_masks=False)[0]  # fmt: skip
     assert (unmasked["mask"] == IGNORE_INDEX).all() and (unmasked["pseudo_mask"] == IGNORE_INDEX).all()
+
+
+def test_a_scene_knows_whether_it_is_a_photo_of_another_animal(tiny_pet_root, tmp_path):
+    pets = read_split(tiny_pet_root, "test")
+    for name, animal in (("n01440764_tench", True), ("n04285008_sports_car", False)):
+        path = tmp_path / f"{name}.jpg"
+        Image.new("RGB", (300, 200), (90, 120, 90)).save(path)
+        background = PetRecord(name, NOT_A_PET, NOT_A_PET, path, None)
+        assert {scene.on_animal for scene in build_scenes(pets, [background], per_cell=1, seed=1)} == {animal}

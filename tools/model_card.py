@@ -28,6 +28,7 @@ from petnet.evaluation.report import (
     TRAINING_RUNS_DIR,
     load_report,
     percent,
+    scenes_by_background,
     score,
 )
 from petnet.models.pretrained import BACKBONE_PACKAGES
@@ -94,6 +95,15 @@ def detection_line(report: Mapping[str, Any]) -> str:
         per_cell = "/".join(str(size) for size in sizes)
         line += (f" Pets placed into scenes (the non-pet photos; {per_cell} per kind and size) at a share of the scene's "
                  f"shorter side, found as one animal (and with the species right): {found}.")
+        backgrounds = scenes_by_background(scenes)
+        if backgrounds:
+            apart = "; ".join(
+                f"{background} " + ", ".join(f"{band} {c['found_one']} of {c['num_images']} ({c['species_right']})"
+                                             for band, c in bands.items() if c["num_images"])
+                for background, bands in backgrounds.items()
+            )  # fmt: skip
+            line += (f" Both kinds together, the scenes that are photos of another animal apart (found as one, and with "
+                     f"the species right): {apart}.")
     return line
 
 

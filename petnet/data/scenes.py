@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from petnet.config import SMALLEST_SCENE_PET
-from petnet.data.datasets import PetRecord, load_record_image, read_trimap
+from petnet.data.datasets import PetRecord, is_other_animal, load_record_image, read_trimap
 from petnet.images import load_image
 from petnet.labels import ANIMAL_INDICES, BACKGROUND_INDEX, BREEDS, IGNORE_INDEX
 
@@ -44,6 +44,8 @@ class Scene:
     name: str
     species: str
     breed: str
+    on_animal: bool = False
+    """Whether the scene is a photo of another animal: the pet is then found beside it, which is harder."""
 
 
 def band_key(band: tuple[float, float]) -> str:
@@ -148,11 +150,12 @@ def build_scenes(
         for band in SIZE_BANDS:
             for n in range(per_cell):
                 record = rng.choice(by_species[n % len(by_species)])
-                background = load_image(rng.choice(backgrounds).image_path)
+                background_record = rng.choice(backgrounds)
+                background = load_image(background_record.image_path)
                 scale = SCENE_SHORT_SIDE / min(background.size)
                 scene = background.resize((round(background.width * scale), round(background.height * scale)))
                 pet = _pet_cutout(record) if kind == CUTOUT else load_image(record.image_path)
                 _place(scene, pet, rng.uniform(*band), rng)
                 breed = BREEDS[record.breed_index]
-                scenes.append(Scene(scene, kind, band, record.name, breed.species, breed.name))
+                scenes.append(Scene(scene, kind, band, record.name, breed.species, breed.name, is_other_animal(background_record)))
     return scenes

@@ -56,6 +56,29 @@ def percent(value: float | None) -> str:
     return f"{100 * value:.1f}%" if is_finite(value) else "n/a"
 
 
+SCENE_BACKGROUNDS = ("on photos of other animals", "on other photos")
+"""How :func:`scenes_by_background` names the scenes that are photos of another animal, and the rest."""
+
+
+def scenes_by_background(scenes: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, dict[str, int]]]:
+    """A report's ``detection.scenes`` summed over kinds per size band, apart for the scenes that are
+    photos of another animal (:data:`SCENE_BACKGROUNDS`): ``{background: {band: {"num_images",
+    "found_one", "species_right"}}}``. A quarter of the non-pet photos show an animal, and a pet beside
+    one is harder to find as one animal than in a street or a kitchen. Empty for reports without the
+    split (written before it)."""
+    cells = [(band, cell) for bands in scenes.values() for band, cell in bands.items()]
+    if not cells or any("num_images_on_animals" not in cell for _, cell in cells):
+        return {}
+    result: dict[str, dict[str, dict[str, int]]] = {background: {} for background in SCENE_BACKGROUNDS}
+    for band, cell in cells:
+        beside, other = (result[background].setdefault(band, {"num_images": 0, "found_one": 0, "species_right": 0})
+                         for background in SCENE_BACKGROUNDS)  # fmt: skip
+        for key in beside:
+            beside[key] += cell[f"{key}_on_animals"]
+            other[key] += cell[key] - cell[f"{key}_on_animals"]
+    return result
+
+
 def score(value: float | None) -> str:
     """``0.788``; ``n/a`` for a missing or non-finite figure: how every report reader writes an IoU,
     an AUROC, an ECE or a log loss."""
