@@ -253,24 +253,19 @@ def _scene_shares(cell: Mapping[str, int]) -> dict[str, object]:
     band holds a few hundred scenes at most) and of the right species, and breed where counted."""
     n = cell["num_images"] or 1
     low, high = proportion_interval(cell["found_one"], cell["num_images"])
+    interval = f"{percent(low)}-{percent(high)}" if cell["num_images"] else "n/a"
     shares = {"photos": cell["num_images"], "found as one animal": percent(cell["found_one"] / n),
-              "95% interval": f"{percent(low)}-{percent(high)}", "species right": percent(cell["species_right"] / n)}  # fmt: skip
+              "95% interval": interval, "species right": percent(cell["species_right"] / n)}  # fmt: skip
     if "breed_right" in cell:
         shares["breed right"] = percent(cell["breed_right"] / n)
     return shares
 
 
-def scene_frame(scenes: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
-    """One row per kind of scene and size band, with :func:`_scene_shares`."""
-    return pd.DataFrame([{"scene": kind.replace("_", "-"), "pet size (of the short side)": band, **_scene_shares(cell)}
-                         for kind, bands in scenes.items() for band, cell in bands.items()])  # fmt: skip
-
-
-def background_frame(backgrounds: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
-    """One row per background (:func:`~petnet.evaluation.report.scenes_by_background`) and size band,
-    with :func:`_scene_shares`."""
-    return pd.DataFrame([{"scene": background, "pet size (of the short side)": band, **_scene_shares(cell)}
-                         for background, bands in backgrounds.items() for band, cell in bands.items()])  # fmt: skip
+def scene_frame(groups: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
+    """One row per group of scenes (a report's kinds, or :func:`~petnet.evaluation.report.scenes_by_background`'s
+    backgrounds) and size band, with :func:`_scene_shares`."""
+    return pd.DataFrame([{"scene": group.replace("_", "-"), "pet size (of the short side)": band, **_scene_shares(cell)}
+                         for group, bands in groups.items() for band, cell in bands.items()])  # fmt: skip
 
 
 def show_scenes(report: dict) -> None:
@@ -284,7 +279,7 @@ def show_scenes(report: dict) -> None:
     backgrounds = scenes_by_background(detection["scenes"])
     if backgrounds:
         st.caption("Both kinds together, apart for the scenes that are photos of another animal:")
-        st.dataframe(background_frame(backgrounds), hide_index=True, key="scene_backgrounds_table")
+        st.dataframe(scene_frame(backgrounds), hide_index=True, key="scene_backgrounds_table")
     parts = [(detection.get(key) or {}, label) for key, label in
              (("other_animals", "other animals"), ("other_non_pets", "other photos without a cat or dog"))]  # fmt: skip
     st.caption(

@@ -116,9 +116,10 @@ class PetNetConfig:
     beside the model's, ``animals.int8.onnx``). Fitted on the training pets alone by ``python -m
     petnet.training.animal_check`` (kept 99.9%); ``None``, models saved before it, checks nothing."""
     animal_check_below: float = 1.0
-    """With ``animal_check_threshold``, ask the check only about photos where PetNet is unsure: a top
-    breed (the first look's, at ``breed_temperature``) below this, or a pet the second or the tile look found.
-    1 asks about every photo that holds a pet."""
+    """With ``animal_check_threshold``, turn away only photos where PetNet is unsure: a top breed (the
+    first look's, at ``breed_temperature``) below this, or a pet the second or the tile look found; 1
+    asks about every photo that holds a pet. Each animal of a photo with several is asked about
+    anyway, to set apart those that look like other animals."""
     breed_temperature: float = 1.0
     """The final breed logits (the mirror and closer-look views combined) are divided by it before
     the softmax, so that the breed and species probabilities people see are calibrated: of photos

@@ -57,6 +57,7 @@ from petnet.evaluation.report import (
     BASELINE,
     EVALUATION_SPLITS,
     HEADLINE_METRICS,
+    ON_ANIMALS,
     SCHEMA_VERSION,
     report_path,
     scenes_by_background,
@@ -82,8 +83,6 @@ SCENES_PER_CELL = 100
 """Pets in scenes per kind and size band (``--scenes``), 200 a band. At 25 one photo moved a band's
 share by two points: the validation draw found pets at 20-45% of the side as one in 49 of 50, six
 draws 281 of 300 (docs/experiments.md, "How many scenes the checks need")."""
-ON_ANIMALS = ("num_images", "found_one", "species_right")
-"""What :func:`scene_counts` also counts among the scenes that are photos of another animal."""
 SCENE_COUNTS = ("num_images", "found", "found_one", "species_right", "breed_right", *(f"{key}_on_animals" for key in ON_ANIMALS))
 """What :func:`scene_counts` counts in each cell (docs/report_schema.md)."""
 NON_PET_PART = {"test": "holdout", "val": "calibration", "trainval": "train"}
@@ -489,12 +488,11 @@ def scene_lines(detection: dict) -> list[str]:
             part = detection[key]
             lines.append(f"{label}: {part['accepted']}/{part['num_images']}")
     scenes = detection.get("scenes") or {}
-    for kind, bands in scenes.items():
+    groups = [(f", {kind.replace('_', '-')},", bands) for kind, bands in scenes.items()]
+    groups += [(f" {background}, both kinds,", bands) for background, bands in scenes_by_background(scenes).items()]
+    for label, bands in groups:
         cells = ", ".join(f"{band} {c['found_one']}/{c['num_images']} (species {c['species_right']})" for band, c in bands.items())
-        lines.append(f"pets in scenes, {kind.replace('_', '-')}, found as one animal: {cells}")
-    for background, bands in scenes_by_background(scenes).items():
-        cells = ", ".join(f"{band} {c['found_one']}/{c['num_images']} (species {c['species_right']})" for band, c in bands.items())
-        lines.append(f"pets in scenes {background}, both kinds, found as one animal: {cells}")
+        lines.append(f"pets in scenes{label} found as one animal: {cells}")
     return lines
 
 

@@ -497,7 +497,7 @@ def test_the_animal_check_judges_each_photo_and_each_animal_on_its_own() -> None
     left[40:80, 8:56], right[40:80, 72:120] = True, True
     two = replace(first, pets=(replace(first.pets[0], region=left), replace(first.pets[0], region=right)))
     [checked] = predictor.check_animals([item], [two], [True])
-    assert checked.has_pet and len(checked.pets) == 2, "one animal passes: the photo keeps both"
+    assert checked.has_pet and len(checked.pets) == 2, "one passes: check_animals alone keeps both (answer sets one apart first)"
     [checked] = predictor.check_animals([item], [replace(two, pets=two.pets[:1])], [True])
     assert checked.other_animal and not checked.has_pet
 
@@ -506,8 +506,8 @@ class _TwoAnimalsNetwork(_SureNetwork):
     """A sure first look with two separate animals: pet squares left (the larger) and right, a centre
     peak on each."""
 
-    def __init__(self, config: PetNetConfig) -> None:
-        super().__init__(config, top_logit=6.0)
+    def __init__(self, config: PetNetConfig, top_logit: float = 6.0) -> None:
+        super().__init__(config, top_logit=top_logit)
 
     def infer(self, images: np.ndarray) -> PetNetOutput:
         output = super().infer(images)
@@ -540,6 +540,24 @@ def test_an_animal_the_check_takes_for_another_kind_is_set_apart_from_a_photo_wi
     assert check.batches == [2] and both_bright.has_pet and len(both_bright.pets) == 2, (
         "all look like other animals: kept here, and the photo, which the pipeline is sure of, is not turned away"
     )
+
+
+def test_photos_with_several_animals_are_checked_once_in_a_batch_sure_or_unsure() -> None:
+    from petnet.inference.pipeline import Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6,
+                          animal_check_threshold=2.0, animal_check_below=0.6)  # fmt: skip
+    halves = np.zeros((128, 128, 3), np.uint8)
+    halves[:, 64:] = 250  # a pet on the left, another animal on the right
+    photos = [Image.fromarray(halves), Image.fromarray(np.full((128, 128, 3), 250, np.uint8))]  # ... and two others
+    for top_logit, doubted in ((6.0, False), (2.0, True)):  # the top breed at 0.92, or at 0.17: unsure
+        check = _BrightIsAnotherAnimal()
+        one_pet, others = Predictor(_TwoAnimalsNetwork(config, top_logit), check).predict_batch(photos)
+        assert check.batches == [4], "the four animals in one batch, none asked again"
+        assert one_pet.has_pet and len(one_pet.pets) == 1 and one_pet.pets[0].box[2] <= 64
+        assert others.other_animal == doubted and others.has_pet != doubted and len(others.pets) == (0 if doubted else 2), (
+            "all look like other animals: turned away only where the pipeline is unsure"
+        )
 
 
 def test_a_predictor_without_the_check_its_config_asks_for_says_so_once(caplog: pytest.LogCaptureFixture) -> None:

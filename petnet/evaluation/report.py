@@ -56,6 +56,9 @@ def percent(value: float | None) -> str:
     return f"{100 * value:.1f}%" if is_finite(value) else "n/a"
 
 
+ON_ANIMALS = ("num_images", "found_one", "species_right")
+"""What a report's scene cells also count among the scenes that are photos of another animal
+(``<key>_on_animals``, ``petnet.evaluate.scene_counts``)."""
 SCENE_BACKGROUNDS = ("on photos of other animals", "on other photos")
 """How :func:`scenes_by_background` names the scenes that are photos of another animal, and the rest."""
 
@@ -71,9 +74,8 @@ def scenes_by_background(scenes: Mapping[str, Mapping[str, Mapping[str, int]]]) 
         return {}
     result: dict[str, dict[str, dict[str, int]]] = {background: {} for background in SCENE_BACKGROUNDS}
     for band, cell in cells:
-        beside, other = (result[background].setdefault(band, {"num_images": 0, "found_one": 0, "species_right": 0})
-                         for background in SCENE_BACKGROUNDS)  # fmt: skip
-        for key in beside:
+        beside, other = (result[background].setdefault(band, dict.fromkeys(ON_ANIMALS, 0)) for background in SCENE_BACKGROUNDS)
+        for key in ON_ANIMALS:
             beside[key] += cell[f"{key}_on_animals"]
             other[key] += cell[key] - cell[f"{key}_on_animals"]
     return result

@@ -4,7 +4,8 @@ PetNet's pet head learnt "no cat or dog" from a few hundred non-pet photos, 132 
 animals, and it takes some it never saw for pets, confidently: a polar bear for a Great Pyrenees,
 an Angora rabbit for a Ragdoll. The ImageNet classifier our backbone started from was trained on
 about 400 kinds of animal, those among them. So in a model that has the check, each animal found
-in a photo the pipeline takes to hold a pet, where it is unsure (``config.animal_check_below``), is cut out
+in a photo the pipeline takes to hold a pet, where it is unsure (``config.animal_check_below``) or where it
+found several animals, is cut out
 (:meth:`~petnet.inference.pipeline.Predictor.animal_view`, :func:`check_input`) and shown to that
 classifier (EfficientNet-Lite0, int8, :data:`ANIMAL_CHECK_FILE` beside the model's graphs, written
 by ``python -m petnet.training.animal_check``); the photo is turned away when, for every one of

@@ -213,7 +213,9 @@ class Predictor:
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
         unsure = self.unsure(output, self.config.animal_check_below)
         doubted = [i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
-        kept, checked = self.set_apart_other_animals(inputs, output, masks, animals)
+        # each photo's label map at its own size: the mask logits are final here (the closer look reads crops only)
+        full_masks = [mask_from_logits(output.mask_logits[i], item.size) for i, item in enumerate(inputs)]
+        kept, all_other = self.set_apart_other_animals(inputs, masks, full_masks, animals)
         for i, regions in kept.items():
             found[i] = animals[i] = regions
         # the closer look: not where the first look is sure, nor where the second look classified a crop of
@@ -224,10 +226,10 @@ class Predictor:
             output = self.look_closer(output, asked, [item.pixels for item in inputs], lambda i: inputs[i].photo)
         decoded = self.decode(output)
         predictions = [
-            self._prediction(item, decoded, i, output, masks[i], holds_pet[i], animals[i])
+            self._prediction(item, decoded, i, masks[i], full_masks[i], holds_pet[i], animals[i])
             for i, item in enumerate(inputs)
         ]
-        predictions = self.check_animals(inputs, predictions, doubted, checked)
+        predictions = self.check_animals(inputs, predictions, doubted, all_other)
         return [
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(predictions)
@@ -450,11 +452,11 @@ class Predictor:
         )
 
     def set_apart_other_animals(
-        self, inputs: Sequence[PreparedImage], output: PetNetOutput, masks: Sequence[np.ndarray],
+        self, inputs: Sequence[PreparedImage], masks: Sequence[np.ndarray], full_masks: Sequence[np.ndarray],
         animals: Sequence[Sequence[np.ndarray]],
     ) -> tuple[dict[int, list[np.ndarray]], dict[int, bool]]:  # fmt: skip
         """The other-animal check on every animal of each photo with several (``animals``: regions on
-        the label ``masks`` of the first look's ``output``), whether or not the pipeline doubts it. A dog
+        the label ``masks``, ``full_masks`` the same at the photos' sizes), whether or not the pipeline doubts it. A dog
         in front of a pelican should get one card, not a second one calling the pelican an Abyssinian:
         in the validation scenes most pets found but not as one animal were beside the background
         photo's own animal (docs/experiments.md). Returns the photos that keep fewer animals, with the
@@ -469,9 +471,8 @@ class Predictor:
         views, owners = [], []
         for i in asked:
             item = inputs[i]
-            full_mask = mask_from_logits(output.mask_logits[i], item.size)
             for region in animals[i]:
-                views.append(self.animal_view(item, _photo_region(region, masks[i], item.size, full_mask), self.animal_check.size))
+                views.append(self.animal_view(item, _photo_region(region, masks[i], item.size, full_masks[i]), self.animal_check.size))
                 owners.append(i)
         other = self.animal_check.odds(np.stack(views)) >= threshold
         kept, all_other = {}, {}
@@ -484,7 +485,7 @@ class Predictor:
 
     def check_animals(
         self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool],
-        checked: Mapping[int, bool] | None = None,
+        all_other: Mapping[int, bool] | None = None,
     ) -> list[Prediction]:  # fmt: skip
         """``predictions`` with those the other-animal check takes for another animal turned away
         (``has_pet`` False, ``other_animal`` True, no pets). Asked only about photos that hold a pet
@@ -492,8 +493,8 @@ class Predictor:
         ``config.animal_check_below``): every animal found, cut out on its own (:meth:`animal_view`),
         given ImageNet's log-odds of other animals against dogs and domestic cats at or above
         ``config.animal_check_threshold``. A photo is turned away only when all its animals look like
-        other animals. ``checked`` holds the photos :meth:`set_apart_other_animals` already asked about
-        (whether all their animals looked like other animals), which are not asked again. Unchanged without a
+        other animals. ``all_other`` tells, for the photos :meth:`set_apart_other_animals` already asked
+        about, whether all their animals looked like other animals; they are not asked again. Unchanged without a
         threshold or a check (a :class:`Predictor` built without :func:`petnet.load_model` says so once)."""
         threshold = self.config.animal_check_threshold
         if threshold is None:
@@ -504,10 +505,10 @@ class Predictor:
                             "(petnet.load_model attaches it): other animals are not turned away.")  # fmt: skip
                 self._warned_unchecked = True
             return predictions
-        checked = checked or {}
+        all_other = all_other or {}
         doubted_pets = [i for i, prediction in enumerate(predictions) if prediction.has_pet and doubted[i]]
-        turned_away = {i for i in doubted_pets if checked.get(i)}
-        asked = [i for i in doubted_pets if i not in checked]
+        turned_away = {i for i in doubted_pets if all_other.get(i)}
+        asked = [i for i in doubted_pets if i not in all_other]
         looks = [(i, pet) for i in asked for pet in predictions[i].pets]
         if looks:
             size = self.animal_check.size
@@ -530,13 +531,12 @@ class Predictor:
         return check_input(photo.crop(box), region[top:bottom, left:right], size)
 
     def _prediction(
-        self, item: PreparedImage, decoded: DecodedOutput, i: int, output: PetNetOutput, mask: np.ndarray,
+        self, item: PreparedImage, decoded: DecodedOutput, i: int, mask: np.ndarray, full_mask: np.ndarray,
         has_pet: bool, animals: list[np.ndarray],
     ) -> Prediction:  # fmt: skip
-        """One image's result (``mask`` its label map, ``animals`` its regions when it holds a pet);
-        photos with several animals get one more pass over their crops."""
+        """One image's result (``mask`` its label map, ``full_mask`` the same at the photo's size,
+        ``animals`` its regions when it holds a pet); photos with several animals get one more pass over their crops."""
         names = self.config
-        full_mask = mask_from_logits(output.mask_logits[i], item.size)
         whole_photo = np.ones(mask.shape, dtype=bool)
         regions = (animals or [whole_photo]) if has_pet else []
         classified, row = decoded, i  # what the top-level fields read: the largest animal's crop, or the photo

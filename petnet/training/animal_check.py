@@ -11,7 +11,8 @@ training photos are used: validation and test measure it.
 
 Lite0 is the smallest of the three backbones, at :data:`CHECK_SIZE`; still, one pass for every
 photo that holds a pet put 4-5 ms on the bench photo's 18-19, over the speed goal, so the shipped
-config asks it only where PetNet is unsure (``animal_check_below``; docs/experiments.md).
+config asks it only where PetNet is unsure (``animal_check_below``) and about each animal of a photo
+with several (docs/experiments.md).
 """
 
 from __future__ import annotations

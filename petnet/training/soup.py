@@ -75,6 +75,7 @@ EXPORTS = ("model", "final")
 
 
 CENTER_HEAD_PREFIX = "center_head."
+"""The centre head's weights: the soup's own only where every ingredient has one."""
 DECODER_PREFIXES = ("decoder.", CENTER_HEAD_PREFIX)
 """What ``--decoder-from`` takes from its runs alone: the decoder and the centre head that reads its features."""
 
@@ -102,7 +103,7 @@ def cook_soup(
     if any(with_head) and not all(with_head) and not (chosen and all(with_head[i] for i in chosen)):
         raise WeightsError("Some runs have a centre head and some not: name runs that have one in --decoder-from, "
                            "and the soup takes its centre head from them.")  # fmt: skip
-    soup = models[with_head.index(True)] if any(with_head) else models[0]
+    soup = models[chosen[0]] if any(with_head) and not all(with_head) else models[0]  # its config goes with its head
     shared = [{k: v for k, v in model.state_dict().items() if not k.startswith(CENTER_HEAD_PREFIX)} for model in models]
     averaged = average_state_dicts(shared, weights)
     source = "average of " + ", ".join(str(run) for run in run_dirs)
@@ -111,7 +112,7 @@ def cook_soup(
     if chosen:
         decoders = [{k: v for k, v in models[i].state_dict().items() if k.startswith(DECODER_PREFIXES)} for i in chosen]
         averaged.update(average_state_dicts(decoders, None if weights is None else [weights[i] for i in chosen]))
-        source += f", the decoder of {', '.join(str(run) for run in decoder_from)} alone"
+        source += f", the decoder and centre head of {', '.join(str(run) for run in decoder_from)} alone"
     elif all(with_head):
         averaged.update(average_state_dicts([{k: v for k, v in model.state_dict().items() if k.startswith(CENTER_HEAD_PREFIX)}
                                              for model in models], weights))  # fmt: skip
@@ -138,8 +139,8 @@ def _decoder_runs(run_dirs: Sequence[Path], decoder_from: Sequence[Path]) -> lis
 _SHAPE_FIELDS = ("backbone", "image_size", "decoder_channels", "species_names", "breed_names", "breed_species",
                  "mask_classes", "mean", "std")
 """What ingredients must share; their thresholds and temperature may differ (the soup keeps those of the
-first ingredient, or of the first with a centre head where some have none, until
-``petnet.training.calibrate`` fits its own)."""
+first ingredient, or of the first ``--decoder-from`` run where some have no centre head, whose head's
+thresholds ``train_centers`` fitted, until ``petnet.training.calibrate`` fits its own)."""
 
 
 def _model_dir(run_dir: Path, export: str) -> Path:
