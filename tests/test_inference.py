@@ -533,6 +533,11 @@ def test_an_animal_the_check_takes_for_another_kind_is_set_apart_from_a_photo_wi
     assert check.batches == [2], "both animals asked once, though the pipeline is sure of the photo"
     assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
     assert prediction.pets[0].box[2] <= 64 and answer.animals_found == 1, "the pet on the left alone"
+    assert (prediction.mask[20:44, 40:62] == 1).all() and (prediction.mask[16:52, 2:30] == 0).all(), (
+        "the animal set apart is background in the mask, the pet's pixels stay"
+    )
+    assert not (prediction.full_mask[:, 70:] != 1).any() and (prediction.full_mask[:, :60] == 0).any()
+    assert (prediction.mask_probabilities[1, 20:44, 40:62] > 0.99).all() and (answer.mask_logits[1, 20:44, 40:62] > 0).all()
     assert ("second look", 2) not in network.passes, "a photo left with one animal is not classified per animal"
     assert Predictor(_TwoAnimalsNetwork(config)).predict(Image.fromarray(halves)).pets.__len__() == 2, "no check: both"
     check = _BrightIsAnotherAnimal()

@@ -86,6 +86,9 @@ look with its mirror, so that it asks ONNX Runtime for no larger allocations tha
 photo does (the tile look's first build, all four corners of every photo without a pet in passes of
 4, took the load test's server to 428 MB; asked only where a look suspected a pet, in pairs, 411 MB;
 as shipped, 394 MB)."""
+SET_APART_LOGIT = 10.0
+"""The mask logit an animal set apart as another kind gets for background (its negative for pet and
+boundary): sure, so that every mask made from the logits marks it background."""
 PREDICT_BATCH_SIZE = 2
 """Images per batch when predicting on CPU: with mirror-averaged masks the network then sees
 4 images, the most a 2-core CPU runs faster per image than one at a time (``python -m petnet.bench``);
@@ -215,7 +218,7 @@ class Predictor:
         doubted = [i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
         # each photo's label map at its own size: the mask logits are final here (the closer look reads crops only)
         full_masks = [mask_from_logits(output.mask_logits[i], item.size) for i, item in enumerate(inputs)]
-        kept, all_other = self.set_apart_other_animals(inputs, masks, full_masks, animals)
+        output, kept, all_other = self.set_apart_other_animals(output, inputs, masks, full_masks, animals)
         for i, regions in kept.items():
             found[i] = animals[i] = regions
         # the closer look: not where the first look is sure, nor where the second look classified a crop of
@@ -452,22 +455,23 @@ class Predictor:
         )
 
     def set_apart_other_animals(
-        self, inputs: Sequence[PreparedImage], masks: Sequence[np.ndarray], full_masks: Sequence[np.ndarray],
+        self, output: PetNetOutput, inputs: Sequence[PreparedImage], masks: list[np.ndarray], full_masks: list[np.ndarray],
         animals: Sequence[Sequence[np.ndarray]],
-    ) -> tuple[dict[int, list[np.ndarray]], dict[int, bool]]:  # fmt: skip
+    ) -> _SetApart:  # fmt: skip
         """The other-animal check on every animal of each photo with several (``animals``: regions on
-        the label ``masks``, ``full_masks`` the same at the photos' sizes), whether or not the pipeline doubts it. A dog
-        in front of a pelican should get one card, not a second one calling the pelican an Abyssinian:
-        in the validation scenes most pets found but not as one animal were beside the background
-        photo's own animal (docs/experiments.md). Returns the photos that keep fewer animals, with the
-        animals kept (those that pass the check, while one does), and for every photo checked whether
-        all its animals looked like other animals (then it keeps them all here, and
-        :meth:`check_animals` turns it away where the pipeline doubts it). Nothing without a threshold
-        or a check; one check pass per animal, on photos with several only."""
+        the label ``masks`` of ``output``, ``full_masks`` the same at the photos' sizes), whether or not
+        the pipeline doubts it. A dog in front of a pelican should get one card, not a second one
+        calling the pelican an Abyssinian: in the validation scenes most pets found but not as one
+        animal were beside the background photo's own animal (docs/experiments.md). The animals that
+        look like other animals are set apart while one passes, and their pixels become background in
+        every mask (``masks`` and ``full_masks`` updated in place): the check has overruled the network
+        there, and the demo should not paint the pelican as a pet. A photo whose animals all look like
+        other animals keeps them here, and :meth:`check_animals` turns it away where the pipeline doubts
+        it. Nothing without a threshold or a check; one check pass per animal, on photos with several only."""
         threshold = self.config.animal_check_threshold
         asked = [i for i, regions in enumerate(animals) if len(regions) > 1]
         if threshold is None or self.animal_check is None or not asked:
-            return {}, {}
+            return _SetApart(output, {}, {})
         views, owners = [], []
         for i in asked:
             item = inputs[i]
@@ -481,7 +485,9 @@ class Predictor:
             all_other[i] = all(flags)
             if any(flags) and not all(flags):
                 kept[i] = [region for region, flag in zip(animals[i], flags, strict=True) if not flag]
-        return kept, all_other
+                output = _as_background(output, masks, i, [region for region, flag in zip(animals[i], flags, strict=True) if flag])
+                full_masks[i] = mask_from_logits(output.mask_logits[i], inputs[i].size)
+        return _SetApart(output, kept, all_other)
 
     def check_animals(
         self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool],
@@ -601,6 +607,17 @@ class Predictor:
         )
 
 
+def _as_background(output: PetNetOutput, masks: list[np.ndarray], i: int, regions: Sequence[np.ndarray]) -> PetNetOutput:
+    """``output`` with image ``i``'s mask logits sure of background (:data:`SET_APART_LOGIT`) over the
+    pet and boundary pixels of ``regions``, and its label map ``masks[i]`` so too (in place)."""
+    pixels = np.logical_or.reduce(regions) & (masks[i] != BACKGROUND_INDEX)
+    masks[i][pixels] = BACKGROUND_INDEX
+    logits = np.array(output.mask_logits, dtype=np.float32)  # a copy: the arrays may be the network's
+    logits[i][:, pixels] = -SET_APART_LOGIT
+    logits[i, BACKGROUND_INDEX][pixels] = SET_APART_LOGIT
+    return output._replace(mask_logits=logits)
+
+
 def _photo_region(region: np.ndarray, mask: np.ndarray, size: tuple[int, int], full_mask: np.ndarray) -> np.ndarray:
     """An animal's ``region`` (network size, on the label ``mask``) on the photo (``size``, its label map
     ``full_mask``): the photo's pet and boundary pixels in it where the region holds pet pixels, else
@@ -630,6 +647,17 @@ class _Found(NamedTuple):
     """The second look's finds, by image."""
     suspects: dict[int, _Crop]
     """Each image the second look asked about, its crop with the highest pet score."""
+
+
+class _SetApart(NamedTuple):
+    """What :meth:`Predictor.set_apart_other_animals` leaves of a batch."""
+
+    output: PetNetOutput
+    """The output, its mask logits background where an animal was set apart."""
+    kept: dict[int, list[np.ndarray]]
+    """The photos that keep fewer animals, with the animals kept."""
+    all_other: dict[int, bool]
+    """For every photo asked about, whether all its animals looked like other animals."""
 
 
 class _Placed(NamedTuple):
