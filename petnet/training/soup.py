@@ -75,7 +75,7 @@ EXPORTS = ("model", "final")
 
 
 CENTER_HEAD_PREFIX = "center_head."
-"""The centre head's weights: the soup's own only where every ingredient has one."""
+"""The centre head's weights: averaged over every ingredient where all have one, else taken from the ``--decoder-from`` runs."""
 DECODER_PREFIXES = ("decoder.", CENTER_HEAD_PREFIX)
 """What ``--decoder-from`` takes from its runs alone: the decoder and the centre head that reads its features."""
 
@@ -100,12 +100,13 @@ def cook_soup(
         raise WeightsError("The runs have different model configurations (backbone, size, labels); they cannot be averaged.")
     chosen = _decoder_runs(run_dirs, decoder_from)
     with_head = [model.config.center_head for model in models]
-    if any(with_head) and not all(with_head) and not (chosen and all(with_head[i] for i in chosen)):
+    mixed = any(with_head) and not all(with_head)  # the head then comes from the decoder_from runs alone
+    if mixed and not (chosen and all(with_head[i] for i in chosen)):
         raise WeightsError("Some runs have a centre head and some not: name runs that have one in --decoder-from, "
                            "and the soup takes its centre head from them.")  # fmt: skip
-    soup = models[chosen[0]] if any(with_head) and not all(with_head) else models[0]  # its config goes with its head
-    shared = [{k: v for k, v in model.state_dict().items() if not k.startswith(CENTER_HEAD_PREFIX)} for model in models]
-    averaged = average_state_dicts(shared, weights)
+    soup = models[chosen[0]] if mixed else models[0]  # its config goes with its head
+    states = [{k: v for k, v in model.state_dict().items() if not (mixed and k.startswith(CENTER_HEAD_PREFIX))} for model in models]
+    averaged = average_state_dicts(states, weights)
     source = "average of " + ", ".join(str(run) for run in run_dirs)
     if weights is not None:
         source += " weighted " + ":".join(f"{weight:g}" for weight in weights)
@@ -113,9 +114,6 @@ def cook_soup(
         decoders = [{k: v for k, v in models[i].state_dict().items() if k.startswith(DECODER_PREFIXES)} for i in chosen]
         averaged.update(average_state_dicts(decoders, None if weights is None else [weights[i] for i in chosen]))
         source += f", the decoder and centre head of {', '.join(str(run) for run in decoder_from)} alone"
-    elif all(with_head):
-        averaged.update(average_state_dicts([{k: v for k, v in model.state_dict().items() if k.startswith(CENTER_HEAD_PREFIX)}
-                                             for model in models], weights))  # fmt: skip
     soup.load_state_dict(averaged)
     soup.weights_source = source
     return soup
