@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 from scipy.special import expit, softmax
 
 from petnet.config import PetNetConfig
@@ -198,11 +199,12 @@ class Predictor:
         """:func:`~petnet.inference.regions.animal_regions` of image ``i`` at the config's thresholds (or ``thresholds``)."""
         return animal_regions(mask, output, i, self.config, thresholds)
 
-    def answer(self, inputs: Sequence[PreparedImage]) -> list[Answer]:
-        """The whole pipeline for prepared images (of any sizes)."""
+    def answer(self, inputs: Sequence[PreparedImage], look_past_other_animals: bool = True) -> list[Answer]:
+        """The whole pipeline for prepared images (of any sizes); with ``look_past_other_animals``,
+        a photo turned away as another animal is looked at once more without it (:meth:`look_past`)."""
         shapes = {tuple(item.pixels.shape) for item in inputs}
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
-            return [answer for item in inputs for answer in self.answer([item])]
+            return [answer for item in inputs for answer in self.answer([item], look_past_other_animals)]
         output, masks = self.first_look([item.pixels for item in inputs])
         first_scores = expit(output.pet_logits)
         output, found, holds_pet, seen_again, suspects = self.look_for_pets(output, masks, inputs)
@@ -232,11 +234,30 @@ class Predictor:
             self._prediction(item, decoded, i, masks[i], full_masks[i], holds_pet[i], animals[i])
             for i, item in enumerate(inputs)
         ]
-        predictions = self.check_animals(inputs, predictions, doubted, all_other)
-        return [
+        checked = self.check_animals(inputs, predictions, doubted, all_other)
+        answers = [
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
-            for i, prediction in enumerate(predictions)
+            for i, prediction in enumerate(checked)
         ]
+        return self.look_past(inputs, predictions, answers) if look_past_other_animals else answers
+
+    def look_past(self, inputs: Sequence[PreparedImage], unchecked: Sequence[Prediction], answers: list[Answer]) -> list[Answer]:
+        """``answers`` with each photo the other-animal check turned away asked once more, its
+        animals (``unchecked``: the predictions before the check) painted mid-grey
+        (:func:`_painted_out`): where that answer holds a pet, it is the photo's. A dog beside a bear
+        whose looks found only the bear is a dog, not "another animal" (on validation, half of the
+        scene pets on photos of other animals that were turned away); an animal painted out cannot
+        pass as a pet the second time, and a photo left with none stays turned away."""
+        turned_away = [i for i, answer in enumerate(answers) if answer.prediction.other_animal and unchecked[i].pets]
+        if not turned_away:
+            return answers
+        painted = [_painted_out(inputs[i], unchecked[i].pets, self.preprocess, self.config) for i in turned_away]
+        again = self.answer(painted, look_past_other_animals=False)
+        answers = list(answers)
+        for i, answer in zip(turned_away, again, strict=True):
+            if answer.prediction.has_pet:
+                answers[i] = answer
+        return answers
 
     def look_for_pets(self, output: PetNetOutput, masks: list[np.ndarray], inputs: Sequence[PreparedImage]) -> _Found:
         """The pet check of a first look's ``output`` (``masks`` its label maps, updated in place) and,
@@ -277,8 +298,8 @@ class Predictor:
         (:meth:`Network.infer_classification`): most such photos hold no pet, and the decoder would
         double the cost of saying so. Where a photo's best crop (by pet score) reaches the
         threshold, and with ``config.second_look_confirm_side`` a closer square around the same
-        peak does too (asked for the finds alone; a best crop that fails it is not replaced by the
-        photo's next one), that crop runs through the whole network (:meth:`Network.infer_single_view`):
+        peak does too (else the photo's next crop that reaches the threshold and is confirmed,
+        :meth:`_confirmed`), that crop runs through the whole network (:meth:`Network.infer_single_view`):
         the photo's pet score becomes the crop's, its species and breed logits the crop's (with the
         confirmation, the log of the mean of the two crops' probabilities, which :func:`decode_output`
         then calibrates like any look's: the closer view was asked anyway, and naming a small pet from
@@ -294,18 +315,11 @@ class Predictor:
             heatmap = expit(output.center_logits[i])
             for centre, box in candidate_boxes(heatmap, masks[i].shape, CANDIDATE_PEAK, config.second_look_peaks, config.second_look_side):
                 looks.append(_Crop(i, centre, box))
-        best: dict[int, _Crop] = {}  # each photo's crop with the highest pet score
-        for look in self._ask(looks, inputs):
-            if look.index not in best or look.pet_logit > best[look.index].pet_logit:
-                best[look.index] = look
-        suspects = dict(best)
-        finds = [look for look in best.values() if self._is_pet(look)]
-        confirmations: dict[int, _Crop] = {}
-        if config.second_look_confirm_side is not None:  # the find seen closer must be a pet too
-            side = config.second_look_confirm_side
-            closer = [_Crop(look.index, look.centre, square_box(masks[look.index].shape, look.centre, side)) for look in finds]
-            confirmations = {look.index: look for look in self._ask(closer, inputs) if self._is_pet(look)}
-            finds = [look for look in finds if look.index in confirmations]
+        asked = sorted(self._ask(looks, inputs), key=lambda look: -look.pet_logit)  # each photo's best crop first
+        suspects: dict[int, _Crop] = {}
+        for look in asked:
+            suspects.setdefault(look.index, look)
+        finds, confirmations = self._confirmed([look for look in asked if self._is_pet(look)], masks, inputs)
         if not finds:
             return output, {}, suspects
         seen = self._seen_whole([look.pixels for look in finds])
@@ -318,6 +332,30 @@ class Predictor:
             placed.append(_Placed(look.index, look.box, look.pet_logit, species, breeds, seen.mask_logits[j]))
         output = _place(output, masks, placed)
         return output, {look.index: _box_animal(masks[look.index], look.box) for look in finds}, suspects
+
+    def _confirmed(
+        self, passing: Sequence[_Crop], masks: list[np.ndarray], inputs: Sequence[PreparedImage]
+    ) -> tuple[list[_Crop], dict[int, _Crop]]:
+        """The second look's finds among the crops that reach the pet threshold (``passing``, best
+        first): without ``config.second_look_confirm_side``, each photo's best; with it, each photo's
+        best whose closer square around the same peak reaches the threshold too (all of a photo's
+        passing crops are asked, at most ``config.second_look_peaks``, in one pass), and those
+        closer views by photo. A photo's best crop can fail its confirmation where a crop beside the
+        pet takes in part of it (0.95-0.98 both, on validation), and its next crop is then the pet's."""
+        side = self.config.second_look_confirm_side
+        if side is None:
+            best: dict[int, _Crop] = {}
+            for look in passing:
+                best.setdefault(look.index, look)
+            return list(best.values()), {}
+        closer = self._ask([_Crop(look.index, look.centre, square_box(masks[look.index].shape, look.centre, side)) for look in passing], inputs)
+        finds: list[_Crop] = []
+        confirmations: dict[int, _Crop] = {}
+        for look, closer_view in zip(passing, closer, strict=True):
+            if look.index not in confirmations and self._is_pet(closer_view):
+                confirmations[look.index] = closer_view
+                finds.append(look)
+        return finds, confirmations
 
     def suspected(
         self, holds_pet: Sequence[bool], first_scores: np.ndarray, suspects: Mapping[int, _Crop]
@@ -616,6 +654,33 @@ def _as_background(output: PetNetOutput, masks: list[np.ndarray], i: int, region
     logits[i][:, pixels] = -SET_APART_LOGIT
     logits[i, BACKGROUND_INDEX][pixels] = SET_APART_LOGIT
     return output._replace(mask_logits=logits)
+
+
+PAINT_GROW = 0.03
+"""How far past its region an animal set apart is painted out before the photo is looked at again
+(:meth:`Predictor.look_past`), as a fraction of the photo's shorter side: a region's edge misses some
+of the fur, which could pass for a pet on its own."""
+MID_GREY = 128
+"""What an animal painted out is painted with (8-bit)."""
+
+
+def _painted_out(item: PreparedImage, pets: Sequence[Pet], preprocess: Callable[[Image.Image], np.ndarray],
+                 config: PetNetConfig) -> PreparedImage:  # fmt: skip
+    """``item`` with the regions of ``pets`` (photo-size, grown by :data:`PAINT_GROW`) mid-grey, the
+    other-animal check's grey for what it is not shown: painted on the photo where there is one, on
+    the preprocessed input (normalised grey) where there is not."""
+    region = np.logical_or.reduce([pet.region for pet in pets])
+    grow = max(1, round(PAINT_GROW * min(region.shape)))
+    region = ndimage.maximum_filter(region, size=2 * grow + 1)  # a square dilation, linear in the photo's size
+    if item.photo is None:
+        pixels = item.pixels.copy()
+        mean, std = np.asarray(config.mean, dtype=np.float32), np.asarray(config.std, dtype=np.float32)
+        pixels[:, region] = ((MID_GREY / 255 - mean) / std)[:, None]
+        return PreparedImage(pixels, item.size, None)
+    rgb = np.array(item.photo.convert("RGB"))
+    rgb[region] = MID_GREY
+    painted = Image.fromarray(rgb)
+    return PreparedImage(preprocess(painted), item.size, painted)
 
 
 def _photo_region(region: np.ndarray, mask: np.ndarray, size: tuple[int, int], full_mask: np.ndarray) -> np.ndarray:
