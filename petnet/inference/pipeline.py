@@ -17,7 +17,8 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
    ImageNet's classifier, shown each animal found cut out, sets apart the animals of a photo with
    several that it takes for other kinds of animal (before the closer look, while one animal passes),
    and where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look
-   found) turns away a photo whose animals it all takes for other kinds of animal.
+   found) turns away a photo whose animals it all takes for other kinds of animal; such a photo is
+   looked at once more with those animals painted out (:meth:`Predictor.look_past`), for a pet beside them.
 
 The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
 over numpy arrays plugs in without a second pipeline (the PyTorch model through
