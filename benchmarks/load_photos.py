@@ -20,13 +20,15 @@ from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to copy the photos into")
     parser.add_argument("--pets", type=int, default=150, help="Oxford-IIIT test photos (default 150)")
     parser.add_argument("--non-pets", type=int, default=77, help="held-out non-pet photos (default 77)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    rng = random.Random(args.seed)
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"{args.out} is not empty: the load test would send whatever else is in it")
+    rng = random.Random(args.seed)  # one draw after the other, as the folder the figures in docs/ were measured on
     pets = rng.sample(read_split(OXFORD_PET_ROOT, "test"), args.pets)
     non_pets = rng.sample(non_pet_split(read_non_pets(NON_PET_ROOT), "holdout"), args.non_pets)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -59,11 +59,12 @@ class PetNetConfig:
     (:meth:`petnet.inference.pipeline.Predictor.look_again`). A pet that fills a tenth to a half of
     the photo is averaged away by the first look, which learnt from close-ups; zoomed in, the pet
     head sees it as one and still says no to other animals. Costs a backbone pass for each crop
-    (``second_look_peaks``), one more to confirm a find (``second_look_confirm_side``) and a
+    (``second_look_peaks``), one more for each crop that reaches the threshold, to confirm it
+    (``second_look_confirm_side``), and a
     whole-network pass where a pet is found. Off for models saved before it."""
     second_look_peaks: int = 1
     """How many of the centre heatmap's highest peaks the second look crops around, asked together;
-    the crop with the highest pet score decides. The highest peak is not always on a small pet (in 35
+    the crop with the highest pet score that reaches ``pet_threshold`` (and is confirmed) decides. The highest peak is not always on a small pet (in 35
     of 50 validation scenes at 20-45%, one of the three highest in 44); each peak costs a backbone
     pass on a photo without a pet. 1 for models saved before it."""
     second_look_side: float | None = None
@@ -75,11 +76,13 @@ class PetNetConfig:
     find about as many pets; 0.35 is shipped."""
     second_look_confirm_side: float | None = None
     """Keep a second-look find only where a closer crop, a square of this fraction of the input's
-    side around the same peak, also reaches ``pet_threshold`` (asked for the finds alone): a pet is
-    a pet at any zoom, while a patch that fools the pet head at one framing seldom does at another.
-    On validation, at 0.25 after a 0.35 crop, it dropped two other animals and two objects and
-    kept 36 of the 37 scene pets found (docs/experiments.md). Only the best crop is confirmed: when
-    it fails, the photo holds no pet, whatever its other crops scored. ``None``: no confirmation."""
+    side around the same peak, also reaches ``pet_threshold`` (asked for every crop that reaches the
+    threshold, in one batch): a pet is a pet at any zoom, while a patch that fools the pet head at
+    one framing seldom does at another. On validation, at 0.25 after a 0.35 crop, it dropped two
+    other animals and two objects and kept 36 of the 37 scene pets found (docs/experiments.md). The
+    photo's find is its highest-scoring crop that is confirmed: a crop beside a small pet that takes
+    in part of it can score a hair higher than the crop on it and fail its closer look.
+    ``None``: no confirmation."""
     tile_look_side: float | None = None
     """For a photo in which neither look found a pet but one suspected one (``tile_look_from``), look
     at a tile of it, this fraction of its width and of its height, as a photo of its own: the
@@ -101,6 +104,11 @@ class PetNetConfig:
     its second look's best crop, or else its first look, scored at least this. Most photos without a
     pet come near neither, and the tile look would cost each of them three times what the other looks
     do. Chosen on validation (docs/experiments.md); 0 looks at every photo without a pet."""
+    look_past_other_animals: bool = False
+    """Look once more at a photo the other-animal check turns away, with the animals it turned away
+    painted grey (:meth:`petnet.inference.pipeline.Predictor.look_past`): a dog beside a bear whose
+    looks found only the bear is a dog, not another animal. Every pet found then is asked about by
+    the check. Costs a second pass of the pipeline on those photos only. Off for models saved before it."""
     pet_pooling_sharpness: float = 0.0
     """How the pet-presence head pools its per-location logits over the photo: 0 averages them (a
     pet must fill much of the frame to raise the mean), ``r > 0`` takes their log-mean-exp at

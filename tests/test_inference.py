@@ -429,7 +429,7 @@ def test_the_animal_check_turns_away_a_pet_score_that_imagenet_calls_another_ani
     assert prediction.pet_score >= 0.8, "the network's score stands"
     assert not prediction.has_pet and prediction.other_animal and prediction.pets == ()
     assert prediction.to_dict()["other_animal"] is True and prediction.to_dict()["species"] is None
-    assert check.batches == [1, 1], "asked once more with the animal painted out, where this network still sees one"
+    assert check.batches == [1]
     for odds, threshold in ((1.0, 2.0), (3.0, None)):  # odds under the threshold, or no threshold
         prediction, check = _checked(_SureNetwork(config, top_logit=6.0), odds, threshold)
         assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
@@ -442,7 +442,7 @@ def test_the_animal_check_sees_the_animals_found_by_either_look_and_nothing_else
     assert not prediction.has_pet and not prediction.other_animal, "no pet found: nothing to check"
     assert check.batches == []
     prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=3.0)
-    assert check.batches == [1, 1], "the pet the second look found (and, painted out, once more)"
+    assert check.batches == [1], "the pet the second look found"
     assert not prediction.has_pet and prediction.other_animal and prediction.pets == ()
     prediction, _ = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=1.0)
     assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
@@ -485,7 +485,7 @@ def test_the_animal_check_judges_each_photo_and_each_animal_on_its_own() -> None
     predictor = Predictor(_SureNetwork(config, top_logit=6.0), check)
     bright, dark = (Image.fromarray(np.full((128, 128, 3), value, dtype=np.uint8)) for value in (250, 5))
     turned_away, kept = predictor.predict_batch([bright, dark])
-    assert check.batches == [2, 1], "one batch for the photos' animals, then the one turned away painted out"
+    assert check.batches == [2], "one batch for the photos' animals"
     assert (turned_away.has_pet, turned_away.other_animal) == (False, True) and turned_away.pets == ()
     assert (kept.has_pet, kept.other_animal, len(kept.pets)) == (True, False, 1)
     half = np.zeros((128, 128, 3), np.uint8)
@@ -548,11 +548,13 @@ def test_an_animal_the_check_takes_for_another_kind_is_set_apart_from_a_photo_wi
 
 
 class _LeftElseRightNetwork(_SureNetwork):
-    """Unsure of its breed, it sees the animal on the left where that square is bright, else only the
-    one on the right: a look that found the other animal and not the pet beside it."""
+    """It sees the animal on the left where that square is bright, else only the one on the right: a
+    look that found the other animal and not the pet beside it. Unsure of its breed on the left;
+    on the right, unsure too or, with ``sure_on_the_right``, sure (so no check would ask about it)."""
 
-    def __init__(self, config: PetNetConfig) -> None:
+    def __init__(self, config: PetNetConfig, sure_on_the_right: bool = False) -> None:
         super().__init__(config, top_logit=2.0)
+        self.sure_on_the_right = sure_on_the_right
 
     def infer(self, images: np.ndarray) -> PetNetOutput:
         output = super().infer(images)
@@ -562,31 +564,44 @@ class _LeftElseRightNetwork(_SureNetwork):
             left = image[:, 20:44, 4:28].mean() > 0.5
             output.mask_logits[k, 0, 20:44, slice(4, 28) if left else slice(36, 60)] = 10
             output.center_logits[k, 8, 4 if left else 12] = 4.0
+            if not left and self.sure_on_the_right:
+                output.breed_logits[k, CAT_BREEDS[2]] = 6.0
         return output
 
 
-def test_a_photo_turned_away_as_another_animal_is_looked_at_again_without_it() -> None:
+def _looking_past(sure_on_the_right: bool = False, look_past: bool = True) -> tuple:
     from petnet.inference.pipeline import Predictor
 
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6,
-                          animal_check_threshold=2.0, animal_check_below=0.6)  # fmt: skip
+                          animal_check_threshold=2.0, animal_check_below=0.6, look_past_other_animals=look_past)  # fmt: skip
+    check = _BrightIsAnotherAnimal()
+    return Predictor(_LeftElseRightNetwork(config, sure_on_the_right), check), check
+
+
+def test_a_photo_turned_away_as_another_animal_is_looked_at_again_without_it() -> None:
     halves = np.full((128, 128, 3), 250, np.uint8)  # another animal on the left (bright: so says the check) ...
     halves[:, 64:] = 5  # ... and a pet on the right
-    check = _BrightIsAnotherAnimal()
-    predictor = Predictor(_LeftElseRightNetwork(config), check)
-    prediction = predictor.predict(Image.fromarray(halves))
+    predictor, check = _looking_past()
+    answer = predictor.answer([predictor.prepare(Image.fromarray(halves))])[0]
+    prediction = answer.prediction
     assert check.batches == [1, 1], "the animal on the left turned away, then the pet on the right asked about"
     assert prediction.has_pet and not prediction.other_animal and len(prediction.pets) == 1
     assert prediction.pets[0].box[0] >= 64, "the pet on the right"
-    assert (prediction.full_mask[:, :56] == 1).all(), "the animal painted out is background"
-    [turned_away] = predictor.answer([predictor.prepare(Image.fromarray(halves))], look_past_other_animals=False)
-    assert turned_away.prediction.other_animal, "the first answer, which the look past the animal mends"
-    check = _BrightIsAnotherAnimal()
-    both = Predictor(_LeftElseRightNetwork(config), check).predict(Image.fromarray(np.full((128, 128, 3), 250, np.uint8)))
-    assert check.batches == [1, 1] and both.other_animal and not both.has_pet, "another animal on the right too: asked once more, no more"
+    assert (prediction.full_mask[:, :56] == 1).all() and (answer.mask_logits[1, :, :28] > 0).all(), "the grey is background"
+    predictor, check = _looking_past(look_past=False)
+    assert predictor.predict(Image.fromarray(halves)).other_animal and check.batches == [1], "off: turned away"
     tensor = np.where(np.arange(SIZE) < SIZE // 2, 0.96, -0.96).astype(np.float32)[None, None].repeat(3, 0).repeat(SIZE, 1)
-    from_tensor = Predictor(_LeftElseRightNetwork(config), _BrightIsAnotherAnimal()).predict(tensor)
+    from_tensor = _looking_past()[0].predict(tensor)
     assert from_tensor.has_pet and from_tensor.pets[0].box[0] >= SIZE // 2, "a preprocessed input is painted too"
+
+
+def test_what_a_look_past_other_animals_finds_is_always_checked_and_never_looked_past_again() -> None:
+    bright = Image.fromarray(np.full((128, 128, 3), 250, np.uint8))  # other animals on the left and on the right
+    for sure in (False, True):
+        predictor, check = _looking_past(sure_on_the_right=sure)
+        prediction = predictor.predict(bright)
+        assert check.batches == [1, 1], "the animal on the right asked about, even named with a sure breed"
+        assert prediction.other_animal and not prediction.has_pet, "turned away again: no third look"
 
 
 def test_photos_with_several_animals_are_checked_once_in_a_batch_sure_or_unsure() -> None:
@@ -600,7 +615,7 @@ def test_photos_with_several_animals_are_checked_once_in_a_batch_sure_or_unsure(
     for top_logit, doubted in ((6.0, False), (2.0, True)):  # the top breed at 0.92, or at 0.17: unsure
         check = _BrightIsAnotherAnimal()
         one_pet, others = Predictor(_TwoAnimalsNetwork(config, top_logit), check).predict_batch(photos)
-        assert check.batches == ([4, 2] if doubted else [4]), "the four animals in one batch; the two turned away painted out"
+        assert check.batches == [4], "the four animals in one batch, none asked again"
         assert one_pet.has_pet and len(one_pet.pets) == 1 and one_pet.pets[0].box[2] <= 64
         assert others.other_animal == doubted and others.has_pet != doubted and len(others.pets) == (0 if doubted else 2), (
             "all look like other animals: turned away only where the pipeline is unsure"
@@ -640,10 +655,10 @@ def test_the_animal_check_can_be_kept_to_photos_petnet_is_unsure_of() -> None:
     prediction, check = _checked(_SureNetwork(config, top_logit=6.0), odds=3.0)  # the top breed at 0.92
     assert prediction.has_pet and not prediction.other_animal and check.batches == [], "sure: not asked"
     prediction, check = _checked(_SureNetwork(config, top_logit=2.0), odds=3.0)  # at 0.17
-    assert prediction.other_animal and check.batches == [1, 1]
+    assert prediction.other_animal and check.batches == [1]
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, presence_second_look=True, animal_check_below=0.01)
     prediction, check = _checked(_SecondLookNetwork(config, crop_pet_logit=4.0), odds=3.0)
-    assert prediction.other_animal and check.batches == [1, 1], "a pet the second look found is always asked about"
+    assert prediction.other_animal and check.batches == [1], "a pet the second look found is always asked about"
 
 
 class _TwoPeakNetwork(_SecondLookNetwork):
@@ -721,13 +736,16 @@ def test_a_second_look_find_must_be_a_pet_seen_closer_too() -> None:
 
 class _BrightestFailsCloserNetwork(_TwoPeakNetwork):
     """Confirmation crops of the brightest patches (a crop beside the pet that takes in part of it)
-    see no pet; those of merely bright ones do."""
+    see no pet and name one dog breed; those of merely bright ones see a pet and name another."""
 
     def infer_classification(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         confirming = self.asked >= self.candidates
         species, breeds, pet_logits = super().infer_classification(images)
         if confirming:
-            pet_logits = np.where(images.mean(axis=(1, 2, 3)) > 0.9, -4.0, 4.0).astype(np.float32)
+            brightest = images.mean(axis=(1, 2, 3)) > 0.9
+            pet_logits = np.where(brightest, -4.0, 4.0).astype(np.float32)
+            breeds = np.zeros_like(breeds)
+            breeds[np.arange(len(images)), np.where(brightest, DOG_BREEDS[0], DOG_BREEDS[1])] = 8
         return species, breeds, pet_logits
 
 
@@ -740,6 +758,7 @@ def test_a_best_crop_that_fails_its_closer_look_gives_way_to_the_next_that_passe
     assert prediction.has_pet and len(prediction.pets) == 1
     x, y = _centre(prediction.pets[0])
     assert x < 64 < y, "the top right crop scored higher but failed closer: the bottom left one is the find"
+    assert prediction.breed[0] == BREED_NAMES[DOG_BREEDS[1]], "named by its own closer view"
 
 
 class _CloserNamesADogNetwork(_TwoPeakNetwork):

@@ -17,8 +17,9 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
    ImageNet's classifier, shown each animal found cut out, sets apart the animals of a photo with
    several that it takes for other kinds of animal (before the closer look, while one animal passes),
    and where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look
-   found) turns away a photo whose animals it all takes for other kinds of animal; such a photo is
-   looked at once more with those animals painted out (:meth:`Predictor.look_past`), for a pet beside them.
+   found) turns away a photo whose animals it all takes for other kinds of animal; with
+   ``config.look_past_other_animals`` such a photo is looked at once more with those animals painted
+   out (:meth:`Predictor.look_past`), for a pet beside them.
 
 The network call is one seam (:class:`Network`): any runtime that gives the three kinds of pass
 over numpy arrays plugs in without a second pipeline (the PyTorch model through
@@ -200,13 +201,20 @@ class Predictor:
         """:func:`~petnet.inference.regions.animal_regions` of image ``i`` at the config's thresholds (or ``thresholds``)."""
         return animal_regions(mask, output, i, self.config, thresholds)
 
-    def answer(self, inputs: Sequence[PreparedImage], look_past_other_animals: bool = True) -> list[Answer]:
-        """The whole pipeline for prepared images (of any sizes); with ``look_past_other_animals``,
-        a photo turned away as another animal is looked at once more without it (:meth:`look_past`)."""
+    def answer(self, inputs: Sequence[PreparedImage], *, painted_out: Sequence[np.ndarray] | None = None) -> list[Answer]:
+        """The whole pipeline for prepared images (of any sizes). ``painted_out`` is for
+        :meth:`look_past`'s second pass: each input's region (at its size) painted grey, whose pixels
+        are then background in every mask, every pet found is asked about by the other-animal
+        check, and no photo is looked past again."""
         shapes = {tuple(item.pixels.shape) for item in inputs}
         if len(shapes) > 1:  # preprocessed tensors of different sizes cannot share a batch
-            return [answer for item in inputs for answer in self.answer([item], look_past_other_animals)]
+            return [
+                answer
+                for k, item in enumerate(inputs)
+                for answer in self.answer([item], painted_out=None if painted_out is None else [painted_out[k]])
+            ]
         output, masks = self.first_look([item.pixels for item in inputs])
+        output = self._paint_background(output, masks, painted_out)
         first_scores = expit(output.pet_logits)
         output, found, holds_pet, seen_again, suspects = self.look_for_pets(output, masks, inputs)
         tiled: dict[int, list[np.ndarray]] = {}
@@ -216,9 +224,10 @@ class Predictor:
                 output, tiled = self.look_at_tiles(output, masks, inputs, suspected)
             for i, regions in tiled.items():
                 found[i], holds_pet[i] = regions, True
+        output = self._paint_background(output, masks, painted_out)  # a crop's or a tile's mask may cover the grey
         animals = [regions if pet else [] for regions, pet in zip(found, holds_pet, strict=True)]
         unsure = self.unsure(output, self.config.animal_check_below)
-        doubted = [i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
+        doubted = [painted_out is not None or i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
         # each photo's label map at its own size: the mask logits are final here (the closer look reads crops only)
         full_masks = [mask_from_logits(output.mask_logits[i], item.size) for i, item in enumerate(inputs)]
         output, kept, all_other = self.set_apart_other_animals(output, inputs, masks, full_masks, animals)
@@ -240,25 +249,38 @@ class Predictor:
             Answer(prediction, output.mask_logits[i], max(1, len(found[i])))
             for i, prediction in enumerate(checked)
         ]
-        return self.look_past(inputs, predictions, answers) if look_past_other_animals else answers
+        if painted_out is None and self.config.look_past_other_animals:
+            answers = self.look_past(inputs, predictions, answers)
+        return answers
 
     def look_past(self, inputs: Sequence[PreparedImage], unchecked: Sequence[Prediction], answers: list[Answer]) -> list[Answer]:
-        """``answers`` with each photo the other-animal check turned away asked once more, its
-        animals (``unchecked``: the predictions before the check) painted mid-grey
-        (:func:`_painted_out`): where that answer holds a pet, it is the photo's. A dog beside a bear
-        whose looks found only the bear is a dog, not "another animal" (on validation, half of the
-        scene pets on photos of other animals that were turned away); an animal painted out cannot
-        pass as a pet the second time, and a photo left with none stays turned away."""
-        turned_away = [i for i, answer in enumerate(answers) if answer.prediction.other_animal and unchecked[i].pets]
+        """``answers`` with each photo the other-animal check turned away asked once more
+        (``config.look_past_other_animals``), the animals it turned away (``unchecked``: the
+        predictions before the check) painted grey (:func:`_painted_out`), and every pet found
+        then asked about by the check: where that answer holds a pet, it is the photo's. A dog
+        beside a bear whose looks found only the bear is a dog, not "another animal" (on validation,
+        5 of 12 scene pets turned away beside another animal stay so, against 12); a photo left with
+        no pet, or with only more animals the check turns away, stays turned away."""
+        turned_away = [i for i, answer in enumerate(answers) if answer.prediction.other_animal]
         if not turned_away:
             return answers
-        painted = [_painted_out(inputs[i], unchecked[i].pets, self.preprocess, self.config) for i in turned_away]
-        again = self.answer(painted, look_past_other_animals=False)
+        regions = [_grown(np.logical_or.reduce([pet.region for pet in unchecked[i].pets])) for i in turned_away]
+        painted = [_painted_out(inputs[i], region, self.preprocess, self.config) for i, region in zip(turned_away, regions, strict=True)]
+        again = self.answer(painted, painted_out=regions)
         answers = list(answers)
         for i, answer in zip(turned_away, again, strict=True):
             if answer.prediction.has_pet:
                 answers[i] = answer
         return answers
+
+    def _paint_background(
+        self, output: PetNetOutput, masks: list[np.ndarray], painted_out: Sequence[np.ndarray] | None
+    ) -> PetNetOutput:
+        """``output`` (and the label ``masks``, in place) with each image's ``painted_out`` region,
+        stretched to the network's size, background (:func:`_as_background`); unchanged without one."""
+        for i, region in enumerate(painted_out or ()):
+            output = _as_background(output, masks, i, [_stretched(region, masks[i].shape)])
+        return output
 
     def look_for_pets(self, output: PetNetOutput, masks: list[np.ndarray], inputs: Sequence[PreparedImage]) -> _Found:
         """The pet check of a first look's ``output`` (``masks`` its label maps, updated in place) and,
@@ -340,7 +362,8 @@ class Predictor:
         """The second look's finds among the crops that reach the pet threshold (``passing``, best
         first): without ``config.second_look_confirm_side``, each photo's best; with it, each photo's
         best whose closer square around the same peak reaches the threshold too (all of a photo's
-        passing crops are asked, at most ``config.second_look_peaks``, in one pass), and those
+        passing crops are asked, at most ``config.second_look_peaks``, in passes of
+        :data:`MAX_CROPS_PER_PASS`), and those
         closer views by photo. A photo's best crop can fail its confirmation where a crop beside the
         pet takes in part of it (0.95-0.98 both, on validation), and its next crop is then the pet's."""
         side = self.config.second_look_confirm_side
@@ -658,21 +681,25 @@ def _as_background(output: PetNetOutput, masks: list[np.ndarray], i: int, region
 
 
 PAINT_GROW = 0.03
-"""How far past its region an animal set apart is painted out before the photo is looked at again
+"""How far past its region an animal turned away is painted out before the photo is looked at again
 (:meth:`Predictor.look_past`), as a fraction of the photo's shorter side: a region's edge misses some
 of the fur, which could pass for a pet on its own."""
 MID_GREY = 128
-"""What an animal painted out is painted with (8-bit)."""
+"""What an animal turned away is painted with (8-bit): no colour or texture for the network to read,
+the middle of the range the inputs are normalised over."""
 
 
-def _painted_out(item: PreparedImage, pets: Sequence[Pet], preprocess: Callable[[Image.Image], np.ndarray],
-                 config: PetNetConfig) -> PreparedImage:  # fmt: skip
-    """``item`` with the regions of ``pets`` (photo-size, grown by :data:`PAINT_GROW`) mid-grey, the
-    other-animal check's grey for what it is not shown: painted on the photo where there is one, on
-    the preprocessed input (normalised grey) where there is not."""
-    region = np.logical_or.reduce([pet.region for pet in pets])
+def _grown(region: np.ndarray) -> np.ndarray:
+    """A bool ``region`` grown by :data:`PAINT_GROW` of its shorter side: a square dilation
+    (a maximum filter, linear in the photo's size)."""
     grow = max(1, round(PAINT_GROW * min(region.shape)))
-    region = ndimage.maximum_filter(region, size=2 * grow + 1)  # a square dilation, linear in the photo's size
+    return ndimage.maximum_filter(region, size=2 * grow + 1)
+
+
+def _painted_out(item: PreparedImage, region: np.ndarray, preprocess: Callable[[Image.Image], np.ndarray],
+                 config: PetNetConfig) -> PreparedImage:  # fmt: skip
+    """``item`` with ``region`` (at its size) :data:`MID_GREY`: painted on the photo where there is
+    one, on the preprocessed input (normalised) where there is not."""
     if item.photo is None:
         pixels = item.pixels.copy()
         mean, std = np.asarray(config.mean, dtype=np.float32), np.asarray(config.std, dtype=np.float32)

@@ -115,10 +115,11 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     args = parser.parse_args(argv)
     model = load_model(args.model, runtime=args.runtime, precision=args.precision)
     log.info("Calibrating %s on %s", args.model, model.runtime)
-    # the threshold judges the first look (the second and the tile look reuse it on their crops): off for the fit,
-    # back on after it
+    # the threshold judges the first look (the second and the tile look reuse it on their crops, the look past
+    # other animals on a painted photo): off for the fit, back on after it
     second_look, model.config.presence_second_look = model.config.presence_second_look, False
     tile_look, model.config.tile_look_side = model.config.tile_look_side, None
+    look_past, model.config.look_past_other_animals = model.config.look_past_other_animals, False
     in_use = model.config.breed_temperature  # which photos get the closer look depends on it (closer_look_below)
     records, non_pets = validation_photos(args.data_root, args.non_pet_root, args.val_fraction, args.seed)
     predictions = model.predict_batch([record.image_path for record in records])
@@ -140,10 +141,11 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     before = _calibration_summary(predictions, records)
     model.config.breed_temperature, model.config.pet_threshold = temperature, threshold
     model.config.presence_second_look, model.config.tile_look_side = second_look, tile_look
+    model.config.look_past_other_animals = look_past
     served = model.predict_batch([record.image_path for record in records])
     log.info("breed_temperature %.4f: validation %s at %.4f before, %s after; written to %s",
              temperature, before, in_use, _calibration_summary(served, records), config_file)  # fmt: skip
-    if second_look or tile_look is not None:
+    if second_look or tile_look is not None or look_past:
         served_non_pets = model.predict_batch(non_pets)
         log.info("with every look on: keeps %.1f%% of the validation pets, accepts %.1f%% of the calibration non-pets",
                  100 * np.mean([p.has_pet for p in served]), 100 * np.mean([p.has_pet for p in served_non_pets]))  # fmt: skip
