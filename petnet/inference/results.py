@@ -71,14 +71,16 @@ class Prediction(Mapping):
     pet_score: float
     """Probability that the photo holds a cat or dog: the first look's, or for a photo whose pet the
     second look (``config.presence_second_look``) or the tile look (``config.tile_look_side``)
-    found, the score of the crop or tile it found it in."""
+    found, the score of the crop or tile it found it in; for a photo answered past other animals
+    (``config.look_past_other_animals``), that of the photo with them painted out."""
     has_pet: bool
     """``pet_score`` reached the model's ``config.pet_threshold`` (``petnet.training.calibrate`` chose it
     on validation), and the other-animal check did not take the photo for another animal."""
     other_animal: bool = False
     """The pet score reached the threshold (or the second look's did), but ImageNet's classifier took
     every animal found, cut out, for another kind of animal (``config.animal_check_threshold``, a
-    model with the check only): ``has_pet`` is False."""
+    model with the check only), and with those animals painted out no pet was found that it passed
+    (``config.look_past_other_animals``): ``has_pet`` is False."""
     pets: tuple[Pet, ...] = ()
     """One entry per animal, largest first; empty when ``has_pet`` is False. With a pet but no
     connected pet region big enough to count (:data:`MIN_ANIMAL_FRACTION`), one entry for the whole photo."""
