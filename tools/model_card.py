@@ -391,7 +391,8 @@ is the one of the most likely breed (the species head helps training only). A ph
 pet score is below `pet_threshold` (in `config.json`, chosen on validation) has no cat or dog, and so has
 one where PetNet is unsure of the breed (`animal_check_below`) whose animals, cut out, ImageNet's
 EfficientNet-Lite0 classifier (`animals.int8.onnx`, as trained on ImageNet) takes for another kind of
-animal (`animal_check_threshold`, fitted on the training pets); a photo with several animals gets one
+animal (`animal_check_threshold`, fitted on the training pets), unless, with those animals painted
+out, it shows a pet the classifier passes (`look_past_other_animals`); a photo with several animals gets one
 answer per animal, each from a crop of that animal. {counting_sentence(test)}
 
 ```python
