@@ -60,13 +60,14 @@ class PetNetConfig:
     the photo is averaged away by the first look, which learnt from close-ups; zoomed in, the pet
     head sees it as one and still says no to other animals. Costs a backbone pass for each crop
     (``second_look_peaks``), one more for each crop that reaches the threshold, to confirm it
-    (``second_look_confirm_side``), and a
-    whole-network pass where a pet is found. Off for models saved before it."""
+    (``second_look_confirm_side``), and a whole-network pass where a pet is found. Off for models
+    saved before it."""
     second_look_peaks: int = 1
     """How many of the centre heatmap's highest peaks the second look crops around, asked together;
-    the crop with the highest pet score that reaches ``pet_threshold`` (and is confirmed) decides. The highest peak is not always on a small pet (in 35
-    of 50 validation scenes at 20-45%, one of the three highest in 44); each peak costs a backbone
-    pass on a photo without a pet. 1 for models saved before it."""
+    the crop with the highest pet score that reaches ``pet_threshold`` (and is confirmed) decides.
+    The highest peak is not always on a small pet (in 35 of 50 validation scenes at 20-45%, one of
+    the three highest in 44); each peak costs a backbone pass on a photo without a pet. 1 for models
+    saved before it."""
     second_look_side: float | None = None
     """The second look's crop around each peak: a square of the network input (the photo stretched
     square), this fraction of its side, centred on the peak; of a photo that is not square, this

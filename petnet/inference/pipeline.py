@@ -361,12 +361,12 @@ class Predictor:
         self, passing: Sequence[_Crop], masks: list[np.ndarray], inputs: Sequence[PreparedImage]
     ) -> tuple[list[_Crop], dict[int, _Crop]]:
         """The second look's finds among the crops that reach the pet threshold (``passing``, best
-        first): without ``config.second_look_confirm_side``, each photo's best; with it, each photo's
-        best whose closer square around the same peak reaches the threshold too (all of a photo's
-        passing crops are asked, at most ``config.second_look_peaks``, in passes of
-        :data:`MAX_CROPS_PER_PASS`), and those
-        closer views by photo. A photo's best crop can fail its confirmation where a crop beside the
-        pet takes in part of it (0.95-0.98 both, on validation), and its next crop is then the pet's."""
+        first), and their closer views by photo: without ``config.second_look_confirm_side``, each
+        photo's best (no closer views); with it, each photo's best whose closer square around the same
+        peak reaches the threshold too (all of a photo's passing crops are asked, at most
+        ``config.second_look_peaks``, in passes of :data:`MAX_CROPS_PER_PASS`). A photo's best crop
+        can fail its confirmation where a crop beside the pet takes in part of it (0.95-0.98 both, on
+        validation), and its next crop is then the pet's."""
         side = self.config.second_look_confirm_side
         if side is None:
             best: dict[int, _Crop] = {}
