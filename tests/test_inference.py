@@ -550,7 +550,7 @@ def test_an_animal_the_check_takes_for_another_kind_is_set_apart_from_a_photo_wi
 class _LeftElseRightNetwork(_SureNetwork):
     """It sees the animal on the left where that square is bright, else only the one on the right: a
     look that found the other animal and not the pet beside it. Unsure of its breed on the left;
-    on the right, unsure too or, with ``sure_on_the_right``, sure (so no check would ask about it)."""
+    on the right, unsure too or, with ``sure_on_the_right``, sure (which a first pass would not check)."""
 
     def __init__(self, config: PetNetConfig, sure_on_the_right: bool = False) -> None:
         super().__init__(config, top_logit=2.0)
