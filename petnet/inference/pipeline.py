@@ -266,7 +266,7 @@ class Predictor:
         if not turned_away:
             return answers
         regions = [_grown(np.logical_or.reduce([pet.region for pet in unchecked[i].pets])) for i in turned_away]
-        painted = [_painted_out(inputs[i], region, self.preprocess, self.config) for i, region in zip(turned_away, regions, strict=True)]
+        painted = [_painted_out(inputs[i], region, self.preprocess) for i, region in zip(turned_away, regions, strict=True)]
         again = self.answer(painted, painted_out=regions)
         answers = list(answers)
         for i, answer in zip(turned_away, again, strict=True):
@@ -340,9 +340,7 @@ class Predictor:
             for centre, box in candidate_boxes(heatmap, masks[i].shape, CANDIDATE_PEAK, config.second_look_peaks, config.second_look_side):
                 looks.append(_Crop(i, centre, box))
         asked = sorted(self._ask(looks, inputs), key=lambda look: -look.pet_logit)  # each photo's best crop first
-        suspects: dict[int, _Crop] = {}
-        for look in asked:
-            suspects.setdefault(look.index, look)
+        suspects = _best_per_image(asked)
         finds, confirmations = self._confirmed([look for look in asked if self._is_pet(look)], masks, inputs)
         if not finds:
             return output, {}, suspects
@@ -369,10 +367,7 @@ class Predictor:
         validation), and its next crop is then the pet's."""
         side = self.config.second_look_confirm_side
         if side is None:
-            best: dict[int, _Crop] = {}
-            for look in passing:
-                best.setdefault(look.index, look)
-            return list(best.values()), {}
+            return list(_best_per_image(passing).values()), {}
         closer = self._ask([_Crop(look.index, look.centre, square_box(masks[look.index].shape, look.centre, side)) for look in passing], inputs)
         finds: list[_Crop] = []
         confirmations: dict[int, _Crop] = {}
@@ -670,6 +665,14 @@ class Predictor:
         )
 
 
+def _best_per_image(crops: Sequence[_Crop]) -> dict[int, _Crop]:
+    """Each image's first crop among ``crops``, by image: its best, as the second look orders them."""
+    best: dict[int, _Crop] = {}
+    for crop in crops:
+        best.setdefault(crop.index, crop)
+    return best
+
+
 def _as_background(output: PetNetOutput, masks: list[np.ndarray], i: int, regions: Sequence[np.ndarray]) -> PetNetOutput:
     """``output`` with image ``i``'s mask logits sure of background (:data:`SET_APART_LOGIT`) over the
     pet and boundary pixels of ``regions``, and its label map ``masks[i]`` so too (in place)."""
@@ -697,14 +700,13 @@ def _grown(region: np.ndarray) -> np.ndarray:
     return ndimage.maximum_filter(region, size=2 * grow + 1)
 
 
-def _painted_out(item: PreparedImage, region: np.ndarray, preprocess: Callable[[Image.Image], np.ndarray],
-                 config: PetNetConfig) -> PreparedImage:  # fmt: skip
+def _painted_out(item: PreparedImage, region: np.ndarray, preprocess: Callable[[Image.Image], np.ndarray]) -> PreparedImage:
     """``item`` with ``region`` (at its size) :data:`MID_GREY`: painted on the photo where there is
-    one, on the preprocessed input (normalised) where there is not."""
+    one, on the preprocessed input where there is not (the grey as ``preprocess`` makes it, so the
+    two agree)."""
     if item.photo is None:
         pixels = item.pixels.copy()
-        mean, std = np.asarray(config.mean, dtype=np.float32), np.asarray(config.std, dtype=np.float32)
-        pixels[:, region] = ((MID_GREY / 255 - mean) / std)[:, None]
+        pixels[:, region] = preprocess(Image.new("RGB", (1, 1), (MID_GREY,) * 3))[:, :1, 0]
         return PreparedImage(pixels, item.size, None)
     rgb = np.array(item.photo.convert("RGB"))
     rgb[region] = MID_GREY
