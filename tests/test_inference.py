@@ -538,13 +538,51 @@ def test_an_animal_the_check_takes_for_another_kind_is_set_apart_from_a_photo_wi
     )
     assert not (prediction.full_mask[:, 70:] != 1).any() and (prediction.full_mask[:, :60] == 0).any()
     assert (prediction.mask_probabilities[1, 20:44, 40:62] > 0.99).all() and (answer.mask_logits[1, 20:44, 40:62] > 0).all()
-    assert ("second look", 2) not in network.passes, "a photo left with one animal is not classified per animal"
+    assert network.passes.count(("second look", 2)) == 1, "both animals' crops seen once, before one was set apart"
     assert Predictor(_TwoAnimalsNetwork(config)).predict(Image.fromarray(halves)).pets.__len__() == 2, "no check: both"
     check = _BrightIsAnotherAnimal()
     both_bright = Predictor(_TwoAnimalsNetwork(config), check).predict(Image.fromarray(np.full((128, 128, 3), 250, np.uint8)))
     assert check.batches == [2] and both_bright.has_pet and len(both_bright.pets) == 2, (
         "all look like other animals: kept here, and the photo, which the pipeline is sure of, is not turned away"
     )
+
+
+class _UnsureOfTheBrightOne(_TwoAnimalsNetwork):
+    """Two animals whose own crops the network scores a pet where dark, not where bright."""
+
+    def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
+        output = super().infer_single_view(images)
+        return output._replace(pet_logits=np.where(images.mean(axis=(1, 2, 3)) > 0, -3.0, 3.0).astype(np.float32))
+
+
+class _EvenOddsForBright(_FakeAnimalCheck):
+    """A check with ``bright`` odds for a bright view (below the threshold of 2) and -10 for a dark one."""
+
+    def __init__(self, bright: float) -> None:
+        super().__init__(bright)
+
+    def odds(self, images: np.ndarray) -> np.ndarray:
+        self.batches.append(len(images))
+        return np.where(images.mean(axis=(1, 2, 3)) > 0, self.value, -10.0)
+
+
+def test_an_animal_of_several_that_neither_its_own_crop_nor_the_check_takes_for_a_pet_is_set_apart() -> None:
+    from petnet.inference.pipeline import SET_APART_ODDS, Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6,
+                          animal_check_threshold=2.0, animal_check_below=0.6)  # fmt: skip
+    halves = np.zeros((128, 128, 3), np.uint8)
+    halves[:, :64], halves[:, 64:] = 5, 250  # a dark pet on the left, a bright animal on the right
+
+    def predict(network: _TwoAnimalsNetwork, odds: float, photo: np.ndarray = halves) -> Prediction:
+        return Predictor(network, _EvenOddsForBright(odds)).predict(Image.fromarray(photo))
+
+    prediction = predict(_UnsureOfTheBrightOne(config), odds=SET_APART_ODDS)
+    assert len(prediction.pets) == 1 and prediction.pets[0].box[2] <= 64, "the bright one set apart"
+    assert len(predict(_UnsureOfTheBrightOne(config), odds=SET_APART_ODDS - 1).pets) == 2, "the check leans pet: kept"
+    assert len(predict(_TwoAnimalsNetwork(config), odds=SET_APART_ODDS).pets) == 2, "its crop is a pet: kept"
+    both_bright = predict(_UnsureOfTheBrightOne(config), odds=SET_APART_ODDS, photo=np.full((128, 128, 3), 250, np.uint8))
+    assert both_bright.has_pet and len(both_bright.pets) == 2, "one always passes, and only the threshold turns a photo away"
 
 
 class _LeftElseRightNetwork(_SureNetwork):

@@ -89,6 +89,12 @@ look with its mirror, so that it asks ONNX Runtime for no larger allocations tha
 photo does (the tile look's first build, all four corners of every photo without a pet in passes of
 4, took the load test's server to 428 MB; asked only where a look suspected a pet, in pairs, 411 MB;
 as shipped, 394 MB)."""
+SET_APART_ODDS = 0.0
+"""An animal of a photo with several whose own crop misses ``config.pet_threshold`` is set apart when
+the other-animal check's log-odds for it are at least this: even, ImageNet's classifier taking it for
+a dog or cat no more than for another animal. Neither signal alone sets an animal apart: in the 280
+validation composites with two or more animals found, the crops of 4 real pets missed the threshold,
+and pets' odds of 0-7 are common; a horse behind a dog placed into its photo meets both (docs/experiments.md)."""
 SET_APART_LOGIT = 10.0
 """The mask logit an animal set apart as another kind gets for background (its negative for pet and
 boundary): sure, so that every mask made from the logits marks it background."""
@@ -230,7 +236,7 @@ class Predictor:
         doubted = [painted_out is not None or i in seen_again or i in tiled or unsure[i] for i in range(len(inputs))]
         # each photo's label map at its own size: the mask logits are final here (the closer look reads crops only)
         full_masks = [mask_from_logits(output.mask_logits[i], item.size) for i, item in enumerate(inputs)]
-        output, kept, all_other = self.set_apart_other_animals(output, inputs, masks, full_masks, animals)
+        output, kept, all_other, classified = self.set_apart_other_animals(output, inputs, masks, full_masks, animals)
         for i, regions in kept.items():
             found[i] = animals[i] = regions
         # the closer look: not where the first look is sure, nor where the second look classified a crop of
@@ -241,7 +247,7 @@ class Predictor:
             output = self.look_closer(output, asked, [item.pixels for item in inputs], lambda i: inputs[i].photo)
         decoded = self.decode(output)
         predictions = [
-            self._prediction(item, decoded, i, masks[i], full_masks[i], holds_pet[i], animals[i])
+            self._prediction(item, decoded, i, masks[i], full_masks[i], holds_pet[i], animals[i], classified.get(i))
             for i, item in enumerate(inputs)
         ]
         checked = self.check_animals(inputs, predictions, doubted, all_other)
@@ -521,7 +527,9 @@ class Predictor:
         the pipeline doubts it. A dog in front of a pelican should get one card, not a second one
         calling the pelican an Abyssinian: in the validation scenes most pets found but not as one
         animal were beside the background photo's own animal (docs/experiments.md). The animals that
-        look like other animals are set apart while one passes, and their pixels become background in
+        look like other animals (odds at or above ``config.animal_check_threshold``, or at least
+        :data:`SET_APART_ODDS` for an animal whose own crop misses ``config.pet_threshold``: the crops
+        are the pass :meth:`_prediction` reads, made here once) are set apart while one passes, and their pixels become background in
         every mask (``masks`` and ``full_masks`` updated in place): the check has overruled the network
         there, and the demo should not paint the pelican as a pet. A photo whose animals all look like
         other animals keeps them here, and :meth:`check_animals` turns it away where the pipeline doubts
@@ -529,23 +537,27 @@ class Predictor:
         threshold = self.config.animal_check_threshold
         asked = [i for i, regions in enumerate(animals) if len(regions) > 1]
         if threshold is None or self.animal_check is None or not asked:
-            return _SetApart(output, {}, {})
-        views, owners = [], []
+            return _SetApart(output, {}, {}, {})
+        looks = [(i, region) for i in asked for region in animals[i]]
+        size = self.animal_check.size
+        odds = self.animal_check.odds(np.stack([
+            self.animal_view(inputs[i], _photo_region(region, masks[i], inputs[i].size, full_masks[i]), size) for i, region in looks
+        ]))  # fmt: skip
+        crops = self._classify_crops([(inputs[i], region) for i, region in looks])
+        other = odds >= threshold
+        not_pet = other | ((expit(crops.pet_logits) < self.config.pet_threshold) & (odds >= SET_APART_ODDS))
+        kept, all_other, classified = {}, {}, {}
         for i in asked:
-            item = inputs[i]
-            for region in animals[i]:
-                views.append(self.animal_view(item, _photo_region(region, masks[i], item.size, full_masks[i]), self.animal_check.size))
-                owners.append(i)
-        other = self.animal_check.odds(np.stack(views)) >= threshold
-        kept, all_other = {}, {}
-        for i in asked:
-            flags = [bool(flag) for flag, owner in zip(other, owners, strict=True) if owner == i]
-            all_other[i] = all(flags)
-            if any(flags) and not all(flags):
+            rows = np.flatnonzero([owner == i for owner, _ in looks])
+            all_other[i] = bool(other[rows].all())
+            flags = not_pet[rows] if not not_pet[rows].all() else other[rows]  # one animal always passes
+            if flags.any() and not flags.all():
                 kept[i] = [region for region, flag in zip(animals[i], flags, strict=True) if not flag]
                 output = _as_background(output, masks, i, [region for region, flag in zip(animals[i], flags, strict=True) if flag])
                 full_masks[i] = mask_from_logits(output.mask_logits[i], inputs[i].size)
-        return _SetApart(output, kept, all_other)
+                rows = rows[~flags]
+            classified[i] = crops.apply(lambda values, rows=rows: values[rows])
+        return _SetApart(output, kept, all_other, classified)
 
     def check_animals(
         self, inputs: Sequence[PreparedImage], predictions: list[Prediction], doubted: Sequence[bool],
@@ -596,16 +608,17 @@ class Predictor:
 
     def _prediction(
         self, item: PreparedImage, decoded: DecodedOutput, i: int, mask: np.ndarray, full_mask: np.ndarray,
-        has_pet: bool, animals: list[np.ndarray],
+        has_pet: bool, animals: list[np.ndarray], crops: PetNetOutput | None = None,
     ) -> Prediction:  # fmt: skip
         """One image's result (``mask`` its label map, ``full_mask`` the same at the photo's size,
-        ``animals`` its regions when it holds a pet); photos with several animals get one more pass over their crops."""
+        ``animals`` its regions when it holds a pet); photos with several animals are classified by a
+        pass over their crops (``crops``, one row an animal, where :meth:`set_apart_other_animals` made it)."""
         names = self.config
         whole_photo = np.ones(mask.shape, dtype=bool)
         regions = (animals or [whole_photo]) if has_pet else []
         classified, row = decoded, i  # what the top-level fields read: the largest animal's crop, or the photo
         if len(regions) > 1:
-            classified, row = self.decode(self._classify_crops(item, regions)), 0
+            classified, row = self.decode(crops if crops is not None else self._classify_crops([(item, region) for region in regions])), 0
             pets = [self._pet(classified, j, region, mask, item.size, full_mask) for j, region in enumerate(regions)]
         else:
             pets = [self._pet(decoded, i, region, mask, item.size, full_mask) for region in regions]
@@ -625,10 +638,9 @@ class Predictor:
             pets=tuple(pets),
         )
 
-    def _classify_crops(self, item: PreparedImage, regions: list[np.ndarray]) -> PetNetOutput:
-        """One forward pass over a crop around each region."""
-        crops = [self._crop(item.pixels, item.photo, crop_box(region)) for region in regions]
-        return self.network.infer_single_view(np.stack(crops))
+    def _classify_crops(self, looks: Sequence[tuple[PreparedImage, np.ndarray]]) -> PetNetOutput:
+        """The network's passes over a crop around each (image, region on its label map) of ``looks``."""
+        return self._seen_whole([self._crop(item.pixels, item.photo, crop_box(region)) for item, region in looks])
 
     def _crop(self, tensor: np.ndarray, photo: Image.Image | None, box: tuple[int, int, int, int]) -> np.ndarray:
         """The network input showing ``box`` (pixels of the network-size input ``tensor``), cut from
@@ -753,7 +765,10 @@ class _SetApart(NamedTuple):
     kept: dict[int, list[np.ndarray]]
     """The photos that keep fewer animals, with the animals kept."""
     all_other: dict[int, bool]
-    """For every photo asked about, whether all its animals looked like other animals."""
+    """For every photo asked about, whether all its animals looked like other animals (by
+    ``config.animal_check_threshold`` alone: only that turns a photo away)."""
+    classified: dict[int, PetNetOutput]
+    """For every photo asked about, the network's pass over its crops, one row per animal it keeps."""
 
 
 class _Placed(NamedTuple):
