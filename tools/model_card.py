@@ -393,7 +393,9 @@ one where PetNet is unsure of the breed (`animal_check_below`) whose animals, cu
 EfficientNet-Lite0 classifier (`animals.int8.onnx`, as trained on ImageNet) takes for another kind of
 animal (`animal_check_threshold`, fitted on the training pets), unless, with those animals painted
 out, it shows a pet the classifier passes (`look_past_other_animals`); a photo with several animals gets one
-answer per animal, each from a crop of that animal. {counting_sentence(test)}
+answer per animal, each from a crop of that animal, except the animals set apart while one passes: those the
+classifier takes for another kind, and those whose own crop misses `pet_threshold` while the classifier
+finds them no more dog- or cat-like than another animal. {counting_sentence(test)}
 
 ```python
 import petnet

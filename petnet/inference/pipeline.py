@@ -15,7 +15,8 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
    ``config.breed_temperature``); a photo with several animals gets one more pass over their crops;
 6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`):
    ImageNet's classifier, shown each animal found cut out, sets apart the animals of a photo with
-   several that it takes for other kinds of animal (before the closer look, while one animal passes),
+   several that it takes for other kinds of animal, or that neither it nor the network's crop of the
+   animal takes for a pet (before the closer look, while one animal passes),
    and where the pipeline is unsure (``config.animal_check_below``, or a pet the second or tile look
    found) turns away a photo whose animals it all takes for other kinds of animal; with
    ``config.look_past_other_animals`` such a photo is looked at once more with those animals painted
