@@ -547,23 +547,43 @@ def test_an_animal_the_check_takes_for_another_kind_is_set_apart_from_a_photo_wi
     )
 
 
-class _UnsureOfTheBrightOne(_TwoAnimalsNetwork):
-    """Two animals whose own crops the network scores a pet where dark, not where bright."""
+class _ByBrightness(_TwoAnimalsNetwork):
+    """Two animals, or with ``third`` three (a small one at the bottom), and crops the network judges by
+    their brightness (their mean input): a very bright crop (above 0.5) is no pet (``pet_logit`` -3)
+    unless ``bright_is_pet``, any other a pet unless ``none_is_pet``; a bright crop (above 0) a dog, a
+    dark one a cat."""
+
+    def __init__(self, config: PetNetConfig, top_logit: float = 6.0, bright_is_pet: bool = False, third: bool = False,
+                 none_is_pet: bool = False) -> None:  # fmt: skip
+        super().__init__(config, top_logit=top_logit)
+        self.bright_is_pet, self.third, self.none_is_pet = bright_is_pet, third, none_is_pet
+
+    def infer(self, images: np.ndarray) -> PetNetOutput:
+        output = super().infer(images)
+        if self.third:
+            output.mask_logits[:, 0, 54:62, 36:60] = 10
+            output.center_logits[:, 14, 12] = 4.0
+        return output
 
     def infer_single_view(self, images: np.ndarray) -> PetNetOutput:
         output = super().infer_single_view(images)
-        return output._replace(pet_logits=np.where(images.mean(axis=(1, 2, 3)) > 0, -3.0, 3.0).astype(np.float32))
+        brightness = images.mean(axis=(1, 2, 3))
+        breeds = np.zeros_like(output.breed_logits)
+        breeds[np.arange(len(images)), np.where(brightness > 0, DOG_BREEDS[3], CAT_BREEDS[2])] = 6
+        pet = np.where(((brightness > 0.5) & (not self.bright_is_pet)) | self.none_is_pet, -3.0, 3.0).astype(np.float32)
+        return output._replace(pet_logits=pet, breed_logits=breeds)
 
 
-class _EvenOddsForBright(_FakeAnimalCheck):
-    """A check with ``bright`` odds for a bright view (below the threshold of 2) and -10 for a dark one."""
+class _OddsByBrightness(_FakeAnimalCheck):
+    """A check with odds ``bright`` for a very bright view (mean above 0.5), ``other`` for any other."""
 
-    def __init__(self, bright: float) -> None:
+    def __init__(self, bright: float, other: float = -10.0) -> None:
         super().__init__(bright)
+        self.other = other
 
     def odds(self, images: np.ndarray) -> np.ndarray:
         self.batches.append(len(images))
-        return np.where(images.mean(axis=(1, 2, 3)) > 0, self.value, -10.0)
+        return np.where(images.mean(axis=(1, 2, 3)) > 0.5, self.value, self.other)
 
 
 def test_an_animal_of_several_that_neither_its_own_crop_nor_the_check_takes_for_a_pet_is_set_apart() -> None:
@@ -572,17 +592,43 @@ def test_an_animal_of_several_that_neither_its_own_crop_nor_the_check_takes_for_
     config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6,
                           animal_check_threshold=2.0, animal_check_below=0.6)  # fmt: skip
     halves = np.zeros((128, 128, 3), np.uint8)
-    halves[:, :64], halves[:, 64:] = 5, 250  # a dark pet on the left, a bright animal on the right
+    halves[:, :64], halves[:, 64:] = 5, 250  # a dark pet on the left, a very bright animal on the right
 
-    def predict(network: _TwoAnimalsNetwork, odds: float, photo: np.ndarray = halves) -> Prediction:
-        return Predictor(network, _EvenOddsForBright(odds)).predict(Image.fromarray(photo))
+    def predict(network: _ByBrightness, check: _OddsByBrightness, photo: np.ndarray = halves) -> Prediction:
+        return Predictor(network, check).predict(Image.fromarray(photo))
 
-    prediction = predict(_UnsureOfTheBrightOne(config), odds=SET_APART_ODDS)
+    prediction = predict(_ByBrightness(config), _OddsByBrightness(SET_APART_ODDS))
     assert len(prediction.pets) == 1 and prediction.pets[0].box[2] <= 64, "the bright one set apart"
-    assert len(predict(_UnsureOfTheBrightOne(config), odds=SET_APART_ODDS - 1).pets) == 2, "the check leans pet: kept"
-    assert len(predict(_TwoAnimalsNetwork(config), odds=SET_APART_ODDS).pets) == 2, "its crop is a pet: kept"
-    both_bright = predict(_UnsureOfTheBrightOne(config), odds=SET_APART_ODDS, photo=np.full((128, 128, 3), 250, np.uint8))
-    assert both_bright.has_pet and len(both_bright.pets) == 2, "one always passes, and only the threshold turns a photo away"
+    assert len(predict(_ByBrightness(config), _OddsByBrightness(SET_APART_ODDS - 1)).pets) == 2, "the check leans pet: kept"
+    network = _ByBrightness(config, bright_is_pet=True)
+    kept = predict(network, _OddsByBrightness(SET_APART_ODDS))
+    assert [pet.species for pet in kept.pets] == ["cat", "dog"], "its crop is a pet: kept, each named by its own crop"
+    assert network.passes.count(("second look", 2)) == 1, "the crops seen once, for the check and the names"
+    prediction = predict(_ByBrightness(config, none_is_pet=True), _OddsByBrightness(10.0, other=SET_APART_ODDS))
+    assert len(prediction.pets) == 1 and prediction.pets[0].box[2] <= 64, (
+        "every crop misses the threshold at even odds or more: the threshold alone sets the bright one apart"
+    )
+    unsure = _ByBrightness(config, top_logit=0.0)  # doubted, so check_animals may turn the photo away
+    both_bright = predict(unsure, _OddsByBrightness(SET_APART_ODDS), photo=np.full((128, 128, 3), 250, np.uint8))
+    assert both_bright.has_pet and not both_bright.other_animal and len(both_bright.pets) == 2, (
+        "one always passes, and only the threshold turns a photo away"
+    )
+
+
+def test_the_animals_kept_beside_one_set_apart_are_named_by_their_own_crops() -> None:
+    from petnet.inference.pipeline import SET_APART_ODDS, Predictor
+
+    config = PetNetConfig(image_size=SIZE, pet_threshold=0.8, closer_look=True, closer_look_below=0.6,
+                          animal_check_threshold=2.0, animal_check_below=0.6)  # fmt: skip
+    photo = np.full((128, 128, 3), 170, np.uint8)  # bright: a dog to the network, a pet to the check
+    photo[:64, :64] = 250  # the largest animal (top left) very bright: neither a pet to its crop nor to the check
+    photo[32:104, 80:128] = 5  # the one on the right dark: a cat; the small one at the bottom stays a dog
+    network = _ByBrightness(config, third=True)
+    prediction = Predictor(network, _OddsByBrightness(SET_APART_ODDS)).predict(Image.fromarray(photo))
+    assert len(prediction.pets) == 2 and all(pet.box[0] >= 64 for pet in prediction.pets), "the top left one set apart"
+    species = {("bottom" if pet.box[1] >= 100 else "right"): pet.species for pet in prediction.pets}
+    assert species == {"right": "cat", "bottom": "dog"}, "the crops' rows of the animals kept, in their order"
+    assert network.passes.count(("second look", 3)) == 1 and ("second look", 2) not in network.passes
 
 
 class _LeftElseRightNetwork(_SureNetwork):

@@ -12,7 +12,8 @@ the demo all answer through :class:`Predictor`, so what is scored is what users 
 4. the closer look (``config.closer_look``): a photo's lone pet cropped and classified again where
    the first look is unsure of its breed (``config.closer_look_below``), the two views' probabilities averaged;
 5. decoding (:func:`~petnet.inference.decoding.decode_output`, with the calibration
-   ``config.breed_temperature``); a photo with several animals gets one more pass over their crops;
+   ``config.breed_temperature``); a photo with several animals is named by a pass over their crops
+   (made in step 6 where the model has the check, else here);
 6. the other-animal check (``config.animal_check_threshold``, :mod:`~petnet.inference.animal_check`):
    ImageNet's classifier, shown each animal found cut out, sets apart the animals of a photo with
    several that it takes for other kinds of animal, or that neither it nor the network's crop of the
@@ -529,12 +530,15 @@ class Predictor:
         calling the pelican an Abyssinian: in the validation scenes most pets found but not as one
         animal were beside the background photo's own animal (docs/experiments.md). The animals that
         look like other animals (odds at or above ``config.animal_check_threshold``, or at least
-        :data:`SET_APART_ODDS` for an animal whose own crop misses ``config.pet_threshold``: the crops
-        are the pass :meth:`_prediction` reads, made here once) are set apart while one passes, and their pixels become background in
+        :data:`SET_APART_ODDS` for an animal whose own crop misses ``config.pet_threshold``; where every
+        animal of a photo meets the looser rule, the threshold alone decides) are set apart while one
+        passes, and their pixels become background in
         every mask (``masks`` and ``full_masks`` updated in place): the check has overruled the network
         there, and the demo should not paint the pelican as a pet. A photo whose animals all look like
         other animals keeps them here, and :meth:`check_animals` turns it away where the pipeline doubts
-        it. Nothing without a threshold or a check; one check pass per animal, on photos with several only."""
+        it. Nothing without a threshold or a check; on photos with several animals only, one check view
+        and one network crop per animal, the crops' pass the one :meth:`_prediction` names the animals
+        kept by (their rows in ``classified``; a photo left with one animal is named as a one-animal photo)."""
         threshold = self.config.animal_check_threshold
         asked = [i for i, regions in enumerate(animals) if len(regions) > 1]
         if threshold is None or self.animal_check is None or not asked:
