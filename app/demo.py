@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import numpy as np
 from PIL import Image
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
 
 from app import EXAMPLES_DIR, REPO_ROOT, results_html
 from petnet import InvalidImageError, load_model
@@ -52,6 +54,9 @@ PREVIEW_FILE = "cutout_preview.jpg"
 otherwise encode and hash a PIL image on every request)."""
 MISSING_UPLOAD = "The upload did not arrive. Please add the photo again."
 FAILED = "Something went wrong with this photo. Please try another one."
+BAD_OPACITY = "The mask opacity must be a number from 0 to 1."
+"""Refusal of an API call whose opacity the page's slider could not have sent (Gradio does not hold
+API calls to the slider's range): said before the photo is opened, not blamed on the photo after."""
 TOO_BIG = "This file is larger than {size}; please send a smaller photo."
 """Refusal of an upload over :attr:`DemoSettings.max_file_size`, given in the page before any upload."""
 
@@ -152,12 +157,15 @@ class PetDemo:
         """:meth:`predict` for several visitors, their usable photos in one ``predict_batch`` call."""
         outputs: list[Outputs | None] = [None] * len(requests)
         photos: dict[int, tuple[Image.Image, str]] = {}
-        for index, (upload, _) in enumerate(requests):
+        for index, (upload, opacity) in enumerate(requests):
             located = _upload_location(upload)
             if located is None:
                 outputs[index] = (None, results_html.placeholder(), None, None, None)
                 continue
             path, shown_name = located
+            if _opacity(opacity) is None:
+                outputs[index] = _refusal(shown_name, BAD_OPACITY)
+                continue
             if not self._readable(path):  # the same words whether the file exists or not
                 outputs[index] = _refusal(shown_name, MISSING_UPLOAD)
                 continue
@@ -212,6 +220,8 @@ class PetDemo:
     ) -> tuple[str | None, list[str] | None]:
         """The shown prediction's overlay at a new mask opacity (0..1) and the downloads with that
         overlay; no model call. ``downloads`` is the download list's raw value (``preprocess=False``)."""
+        if (opacity := _opacity(opacity)) is None:
+            raise gr.Error(BAD_OPACITY)
         paths = [str(item.get("path") if isinstance(item, Mapping) else item) for item in downloads or ()]
         view = self._view_file(paths)
         if view is None:
@@ -292,6 +302,13 @@ class PetDemo:
                 if view.is_relative_to(root) and view.is_file():
                     return view
         return None
+
+
+def _opacity(value: object) -> float | None:
+    """``value`` as a mask opacity, a float from 0 to 1, or None where it is not one (a string, NaN, -5)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0.0 <= value <= 1.0 else None  # NaN compares false
 
 
 def _refusal(shown_name: str, message: str) -> Outputs:
@@ -610,7 +627,8 @@ _M_ARENA_MAX = -8
 
 
 def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``demo.launch()``: upload size limit, no file access beyond the examples.
+    """Keyword arguments for ``demo.launch()``: upload size limit, no file access beyond the
+    examples, no file fetched from a link (:class:`RefuseRemoteFiles`).
 
     Host and port come from Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
     (default 127.0.0.1:7860), which is also how Hugging Face Spaces configures it.
@@ -620,4 +638,72 @@ def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
         "max_file_size": settings.max_file_size,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
+        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]},
     }
+
+
+REMOTE_FILE = "Send the photo itself, not a link to it: this server does not download files."
+LARGE_REQUEST = "This request is too large."
+MAX_JSON_BODY = 10_000_000
+"""Largest JSON request body :class:`RefuseRemoteFiles` reads (bytes), the upload limit's size: a call
+names its photo by an upload's path, a few hundred bytes; a larger body is refused, not passed on
+unread."""
+
+
+class RefuseRemoteFiles:
+    """ASGI middleware: a JSON request that names a file by an http(s) link is refused (400) before
+    Gradio sees it. Gradio downloads such a file into its cache before any event function runs,
+    with no size limit (the upload limit counts uploads only), so a stranger could make this public
+    server fetch anything public, of any size. Photos arrive as uploads; everything else passes as
+    it came."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if message["type"] != "http.request" or not message.get("more_body") or len(body) > MAX_JSON_BODY:
+                break
+        if len(body) > MAX_JSON_BODY or _names_remote_file(body):
+            too_large = len(body) > MAX_JSON_BODY
+            refusal = JSONResponse({"error": LARGE_REQUEST if too_large else REMOTE_FILE}, status_code=413 if too_large else 400)
+            await refusal(scope, receive, send)
+            return
+        replay = iter(messages)
+
+        async def replayed() -> Any:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+
+def _is_json(scope: Mapping[str, Any]) -> bool:
+    content_type = dict(scope.get("headers", ())).get(b"content-type", b"")
+    return content_type.split(b";")[0].strip().lower() == b"application/json"
+
+
+def _names_remote_file(body: bytes) -> bool:
+    """Whether a JSON ``body`` holds a file payload (a mapping with a ``path``) whose path is an
+    http(s) link; a body that is not JSON is left to Gradio to refuse."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            path = item.get("path")
+            if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -33,6 +33,11 @@ small pet from."""
 
 READABLE_FORMATS = "JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF"
 """The photo formats people send, all read by Pillow (HEIC/HEIF through pillow-heif)."""
+PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "GIF", "BMP", "TIFF")
+"""Pillow's names of :data:`READABLE_FORMATS`, the only decoders a file is offered to (``Image.open``'s
+``formats``; a phone's MPO is opened by the JPEG one). Pillow knows some 45 formats, and would hand
+a stranger's EPS file to Ghostscript where it is installed: a file in any other format is refused
+as not a picture, unopened."""
 
 EMPTY_FILE = "This file is empty."
 UNREADABLE = "This file could not be read."
@@ -80,7 +85,7 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as image:
                 _check_size(image)
                 image.seek(0)  # first frame of animated GIF/WebP/TIFF
                 if max_side is not None and max(image.size) > max_side:
@@ -127,7 +132,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited onto white."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float64)
-        scale = 1.0 if image.mode == "F" else 257.0  # 16-bit range 0..65535 -> 0..255
+        # 16-bit range 0..65535 -> 0..255; a 32-bit "I" image (a TIFF, say) may hold 8-bit values,
+        # which divided by 257 would come out black
+        sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and values.max(initial=0) > 255)
+        scale = 257.0 if sixteen_bit else 1.0
         image = Image.fromarray(np.clip(values / scale, 0, 255).astype(np.uint8), mode="L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

@@ -21,7 +21,17 @@ from PIL import Image, ImageDraw
 
 import petnet
 from app import results_html
-from app.demo import API_NAME, FAILED, MISSING_UPLOAD, VIEW_FILE, DemoSettings, PetDemo, build_demo, example_paths
+from app.demo import (
+    API_NAME,
+    BAD_OPACITY,
+    FAILED,
+    MISSING_UPLOAD,
+    VIEW_FILE,
+    DemoSettings,
+    PetDemo,
+    build_demo,
+    example_paths,
+)
 from petnet.config import PetNetConfig
 from petnet.images import MAX_SIDE, NOT_A_PICTURE, load_image
 from petnet.inference.results import Pet, Prediction
@@ -254,6 +264,17 @@ def test_opacity_redraws_from_the_stored_view_without_the_model(
     assert Path(redrawn).name == "overlay-my_cat.jpg" and Image.open(redrawn).format == "JPEG"
     assert str(legacy) not in redrawn_downloads
     assert handlers.redraw(downloads[1:], 0.5) == (None, None), "no overlay in the list: nothing to redraw"
+
+
+@pytest.mark.parametrize("opacity", [-5, 1.5, float("nan"), "0.5", None, [0.5], True])
+def test_an_opacity_the_slider_could_not_send_is_refused_before_the_model_runs(tmp_path: Path, opacity: object) -> None:
+    handlers = _handlers(tmp_path, animals=2)
+    overlay, verdict, details, preview, downloads = handlers.predict(_photo(tmp_path), opacity)
+    assert details == {"error": BAD_OPACITY} and BAD_OPACITY in verdict
+    assert overlay is preview is downloads is None and handlers.model.batches == []
+    _, _, _, _, shown = handlers.predict(_photo(tmp_path), 1)  # an int from the API is a fine opacity
+    with pytest.raises(gr.Error, match="opacity"):
+        handlers.redraw([{"path": path} for path in shown], opacity)
 
 
 def test_redraw_ignores_files_outside_its_results_folder(tmp_path: Path) -> None:

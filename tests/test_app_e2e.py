@@ -15,7 +15,7 @@ from conftest import PROJECT_ROOT
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app.demo import MISSING_UPLOAD, build_demo, example_paths, launch_options
+from app.demo import BAD_OPACITY, MAX_JSON_BODY, MISSING_UPLOAD, REMOTE_FILE, build_demo, example_paths, launch_options
 from petnet.images import NOT_A_PICTURE
 from petnet.paths import BUNDLED_MODEL_DIR
 
@@ -124,3 +124,23 @@ def test_a_hostile_request_fails_alone_in_a_batch(server_url: str) -> None:
         answers = list(pool.map(lambda path: _raw_call(server_url, path)[2], paths))
     for path, details in zip(paths, answers, strict=True):
         assert details == {"error": MISSING_UPLOAD} if path in hostile else "has_pet" in details
+
+
+def test_a_file_named_by_a_link_is_refused_before_gradio_fetches_it(server_url: str) -> None:
+    """Gradio would download a linked file (no size limit) before the event runs: the server refuses it."""
+    for link in ("https://example.com/cat.jpg", " HTTP://example.com/big.bin"):
+        data = {"data": [{"path": link, "meta": {"_type": "gradio.FileData"}}, 0.5]}
+        for route in ("/gradio_api/call/predict", "/gradio_api/queue/join"):
+            body = data if route.endswith("predict") else {**data, "fn_index": 0, "session_hash": "probe"}
+            refused = httpx.post(f"{server_url}{route}", json=body, timeout=30)
+            assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}
+    padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * MAX_JSON_BODY}, timeout=30)
+    assert padded.status_code == 413
+    assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # a photo's path still goes through
+
+
+def test_opacity_outside_the_slider_is_refused_in_words(server_url: str) -> None:
+    posted = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [{"path": example_paths()[0]}, -5]}, timeout=30)
+    with httpx.stream("GET", f"{server_url}/gradio_api/call/predict/{posted.json()['event_id']}", timeout=120) as stream:
+        lines = list(stream.iter_lines())
+    assert json.loads(lines[lines.index("event: complete") + 1].removeprefix("data:"))[2] == {"error": BAD_OPACITY}

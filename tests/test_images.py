@@ -165,6 +165,39 @@ def test_sixteen_bit_grayscale_png_is_scaled_to_eight_bits() -> None:
     assert pixels[0, 0, 0] == 0 and 126 <= pixels[0, 1, 0] <= 128 and pixels[1, 0, 0] == 255
 
 
+@pytest.mark.parametrize("values", [np.array([[0, 128], [255, 255]]), np.array([[0, 32896], [65535, 65535]])])
+def test_thirty_two_bit_tiff_is_scaled_by_its_range(values: np.ndarray) -> None:
+    """A 32-bit integer ("I") TIFF holding 8-bit values stays as bright as it is (it came out black,
+    divided as 16-bit data), one holding 16-bit values is scaled like a 16-bit PNG."""
+    image = load_image(_encode(Image.fromarray(values.astype(np.int32), mode="I"), "TIFF"))
+    pixels = np.asarray(image)
+    assert pixels[0, 0, 0] == 0 and 127 <= pixels[0, 1, 0] <= 128 and pixels[1, 0, 0] == 255
+
+
+@pytest.mark.parametrize("fmt", ["ICO", "TGA", "PPM"])
+def test_formats_beyond_the_photo_formats_are_not_opened(fmt: str) -> None:
+    """Pillow's other decoders are never offered a stranger's file (its EPS one runs Ghostscript)."""
+    with pytest.raises(InvalidImageError, match="isn't a picture we can read"):
+        load_image(_encode(Image.new("RGB", (16, 16), (200, 30, 30)), fmt))
+
+
+def test_postscript_is_not_handed_to_ghostscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import EpsImagePlugin
+
+    def no_ghostscript(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an EPS file reached Pillow's Ghostscript decoder")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_ghostscript)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n0 0 moveto 16 16 lineto stroke\nshowpage\n"
+    with pytest.raises(InvalidImageError, match="isn't a picture we can read"):
+        load_image(eps)
+
+
+def test_a_phones_multi_picture_jpeg_is_read() -> None:
+    image = load_image(_encode(Image.new("RGB", (16, 16), (200, 30, 30)), "MPO"))
+    assert image.size == (16, 16) and image.getpixel((8, 8))[0] > 170
+
+
 def test_exif_orientation_is_applied() -> None:
     """Stored 40x20 with red left / blue right; Orientation=6 (rotate 90 deg clockwise to show)."""
     stored = Image.new("RGB", (40, 20), (0, 0, 255))
