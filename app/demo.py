@@ -651,7 +651,7 @@ unread."""
 
 
 class RefuseRemoteFiles:
-    """ASGI middleware: a JSON request that names a file by an http(s) link is refused (400) before
+    """ASGI middleware: a request that names a file by an http(s) link is refused (400) before
     Gradio sees it. Gradio downloads such a file into its cache before any event function runs,
     with no size limit (the upload limit counts uploads only), so a stranger could make this public
     server fetch anything public, of any size. Photos arrive as uploads; everything else passes as
@@ -661,7 +661,7 @@ class RefuseRemoteFiles:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _is_json(scope):
+        if scope["type"] != "http" or scope["method"] != "POST" or _is_form(scope):
             await self.app(scope, receive, send)
             return
         messages, body = [], b""
@@ -684,9 +684,12 @@ class RefuseRemoteFiles:
         await self.app(scope, replayed, send)
 
 
-def _is_json(scope: Mapping[str, Any]) -> bool:
-    content_type = dict(scope.get("headers", ())).get(b"content-type", b"")
-    return content_type.split(b";")[0].strip().lower() == b"application/json"
+def _is_form(scope: Mapping[str, Any]) -> bool:
+    """Whether a request's body is a form (the upload route's multipart files), not JSON. Anything
+    else is read, not only ``application/json``: FastAPI parses a body of any ``application/*+json``
+    type as JSON too (``application/x-anything+json`` reached Gradio's download before this)."""
+    content_type = dict(scope.get("headers", ())).get(b"content-type", b"").split(b";")[0].strip().lower()
+    return content_type.startswith(b"multipart/") or content_type == b"application/x-www-form-urlencoded"
 
 
 def _names_remote_file(body: bytes) -> bool:

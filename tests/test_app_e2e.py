@@ -132,8 +132,10 @@ def test_a_file_named_by_a_link_is_refused_before_gradio_fetches_it(server_url: 
         data = {"data": [{"path": link, "meta": {"_type": "gradio.FileData"}}, 0.5]}
         for route in ("/gradio_api/call/predict", "/gradio_api/queue/join"):
             body = data if route.endswith("predict") else {**data, "fn_index": 0, "session_hash": "probe"}
-            refused = httpx.post(f"{server_url}{route}", json=body, timeout=30)
-            assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}
+            for content_type in ("application/json", None, "application/x-petnet+json", "text/plain"):
+                headers = {"content-type": content_type} if content_type else {}
+                refused = httpx.post(f"{server_url}{route}", content=json.dumps(body).encode(), headers=headers, timeout=30)
+                assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}, content_type
     padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * MAX_JSON_BODY}, timeout=30)
     assert padded.status_code == 413
     assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # a photo's path still goes through
