@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ import numpy as np
 from PIL import Image
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import EXAMPLES_DIR, REPO_ROOT, results_html
 from petnet import InvalidImageError, load_model
@@ -55,8 +57,8 @@ otherwise encode and hash a PIL image on every request)."""
 MISSING_UPLOAD = "The upload did not arrive. Please add the photo again."
 FAILED = "Something went wrong with this photo. Please try another one."
 BAD_OPACITY = "The mask opacity must be a number from 0 to 1."
-"""Refusal of an API call whose opacity the page's slider could not have sent (Gradio does not hold
-API calls to the slider's range): said before the photo is opened, not blamed on the photo after."""
+"""Refusal of a call whose opacity is not a number (an API call's "0.5", NaN): said before the photo
+is opened, not blamed on the photo after the network ran."""
 TOO_BIG = "This file is larger than {size}; please send a smaller photo."
 """Refusal of an upload over :attr:`DemoSettings.max_file_size`, given in the page before any upload."""
 
@@ -156,30 +158,31 @@ class PetDemo:
     def predict_many(self, requests: Sequence[tuple[Any, float]]) -> list[Outputs]:
         """:meth:`predict` for several visitors, their usable photos in one ``predict_batch`` call."""
         outputs: list[Outputs | None] = [None] * len(requests)
-        photos: dict[int, tuple[Image.Image, str]] = {}
-        for index, (upload, opacity) in enumerate(requests):
+        photos: dict[int, tuple[Image.Image, str, float]] = {}
+        for index, (upload, asked_opacity) in enumerate(requests):
             located = _upload_location(upload)
             if located is None:
                 outputs[index] = (None, results_html.placeholder(), None, None, None)
                 continue
             path, shown_name = located
-            if _opacity(opacity) is None:
+            opacity = _opacity(asked_opacity, self.settings.default_opacity)
+            if opacity is None:
                 outputs[index] = _refusal(shown_name, BAD_OPACITY)
                 continue
             if not self._readable(path):  # the same words whether the file exists or not
                 outputs[index] = _refusal(shown_name, MISSING_UPLOAD)
                 continue
             try:
-                photos[index] = (load_image(path), shown_name)
+                photos[index] = (load_image(path), shown_name, opacity)
             except InvalidImageError as error:
                 log.info("Refused upload %s: %s", shown_name, error)
                 outputs[index] = _refusal(shown_name, str(error))
         predictions = self._predict_each(photos)
-        for index, (photo, shown_name) in photos.items():
+        for index, (photo, shown_name, opacity) in photos.items():
             outputs[index] = _refusal(shown_name, FAILED)  # unless drawn below
             if index in predictions:
                 try:
-                    outputs[index] = self._show(photo, shown_name, predictions[index], float(requests[index][1]))
+                    outputs[index] = self._show(photo, shown_name, predictions[index], opacity)
                 except Exception:  # one visitor's failure must not fail the batch's others
                     log.exception("Drawing the results of %s failed", shown_name)
         self.sweep()
@@ -198,17 +201,17 @@ class PetDemo:
         inside = any(resolved.is_relative_to(root) for root in self.readable_dirs)
         return inside and not resolved.is_relative_to(self.output_dir.resolve()) and resolved.is_file()
 
-    def _predict_each(self, photos: Mapping[int, tuple[Image.Image, str]]) -> dict[int, Prediction]:
+    def _predict_each(self, photos: Mapping[int, tuple[Image.Image, str, float]]) -> dict[int, Prediction]:
         """Predictions by request index: the photos in one network pass, or, should that fail, one
         by one so that only the photo at fault goes without (logged)."""
         if not photos:
             return {}
         try:
-            return dict(zip(photos, self.model.predict_batch([photo for photo, _ in photos.values()]), strict=True))
+            return dict(zip(photos, self.model.predict_batch([photo for photo, *_ in photos.values()]), strict=True))
         except Exception:
             log.exception("A batch of %d photos failed; predicting them one by one", len(photos))
         predictions = {}
-        for index, (photo, shown_name) in photos.items():
+        for index, (photo, shown_name, _) in photos.items():
             try:
                 predictions[index] = self.model.predict_batch([photo])[0]
             except Exception:
@@ -216,12 +219,13 @@ class PetDemo:
         return predictions
 
     def redraw(
-        self, downloads: Sequence[Mapping[str, Any] | str] | None, opacity: float
-    ) -> tuple[str | None, list[str] | None]:
-        """The shown prediction's overlay at a new mask opacity (0..1) and the downloads with that
-        overlay; no model call. ``downloads`` is the download list's raw value (``preprocess=False``)."""
-        if (opacity := _opacity(opacity)) is None:
-            raise gr.Error(BAD_OPACITY)
+        self, downloads: Sequence[Mapping[str, Any] | str] | None, opacity: object
+    ) -> tuple[str | None, list[str] | None] | tuple[dict, dict]:
+        """The shown prediction's overlay at a new mask opacity (0..1, :func:`_opacity`) and the
+        downloads with that overlay; no model call. ``downloads`` is the download list's raw value
+        (``preprocess=False``). An opacity that is no number leaves both as they are (``gr.skip()``)."""
+        if (shown_opacity := _opacity(opacity, self.settings.default_opacity)) is None:
+            return gr.skip(), gr.skip()
         paths = [str(item.get("path") if isinstance(item, Mapping) else item) for item in downloads or ()]
         view = self._view_file(paths)
         if view is None:
@@ -233,7 +237,7 @@ class PetDemo:
         if old_overlay is None:
             return None, None
         name = Path(old_overlay).with_suffix(DOWNLOAD_SUFFIXES["overlay"]).name
-        [overlay] = self._publish({name: _jpeg(_draw(shown, opacity))}).values()
+        [overlay] = self._publish({name: _jpeg(_draw(shown, shown_opacity))}).values()
         return overlay, [overlay, *(p for p in paths if p != old_overlay)]
 
     def _show(self, photo: Image.Image, shown_name: str, prediction: Prediction, opacity: float) -> Outputs:
@@ -304,11 +308,15 @@ class PetDemo:
         return None
 
 
-def _opacity(value: object) -> float | None:
-    """``value`` as a mask opacity, a float from 0 to 1, or None where it is not one (a string, NaN, -5)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _opacity(value: object, default: float) -> float | None:
+    """``value`` as a mask opacity from 0 to 1: a number clamped to that range, as the slider clamps
+    what is typed in its box (which sends 1.5, -1 or, cleared, nothing before it does), ``default``
+    for nothing, None for what is no number (a string, NaN, a list)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return float(value) if 0.0 <= value <= 1.0 else None  # NaN compares false
+    return min(max(float(value), 0.0), 1.0)
 
 
 def _refusal(shown_name: str, message: str) -> Outputs:
@@ -638,16 +646,13 @@ def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
         "max_file_size": settings.max_file_size,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
-        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]},
+        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles, max_body=gr.utils._parse_file_size(settings.max_file_size))]},
     }
 
 
 REMOTE_FILE = "Send the photo itself, not a link to it: this server does not download files."
 LARGE_REQUEST = "This request is too large."
-MAX_JSON_BODY = 10_000_000
-"""Largest JSON request body :class:`RefuseRemoteFiles` reads (bytes), the upload limit's size: a call
-names its photo by an upload's path, a few hundred bytes; a larger body is refused, not passed on
-unread."""
+UNREADABLE_REQUEST = "This request could not be read."
 
 
 class RefuseRemoteFiles:
@@ -655,50 +660,67 @@ class RefuseRemoteFiles:
     Gradio sees it. Gradio downloads such a file into its cache before any event function runs,
     with no size limit (the upload limit counts uploads only), so a stranger could make this public
     server fetch anything public, of any size. Photos arrive as uploads; everything else passes as
-    it came."""
+    it came. A body over ``max_body`` bytes (the upload limit: a call names its photo by an upload's
+    path, a few hundred bytes) is refused (413) rather than passed on unread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
+        self.max_body = max_body
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or _is_form(scope):
             await self.app(scope, receive, send)
             return
-        messages, body = [], b""
+        messages, chunks, size = [], [], 0
         while True:
             message = await receive()
             messages.append(message)
-            body += message.get("body", b"")
-            if message["type"] != "http.request" or not message.get("more_body") or len(body) > MAX_JSON_BODY:
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if message["type"] != "http.request" or not message.get("more_body") or size > self.max_body:
                 break
-        if len(body) > MAX_JSON_BODY or _names_remote_file(body):
-            too_large = len(body) > MAX_JSON_BODY
-            refusal = JSONResponse({"error": LARGE_REQUEST if too_large else REMOTE_FILE}, status_code=413 if too_large else 400)
-            await refusal(scope, receive, send)
+        refusal = _refusal_of(b"".join(chunks)) if size <= self.max_body else (413, LARGE_REQUEST)
+        if refusal is not None:
+            await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
             return
         replay = iter(messages)
 
-        async def replayed() -> Any:
+        async def replayed() -> Message:
             return next(replay, None) or await receive()
 
         await self.app(scope, replayed, send)
 
 
-def _is_form(scope: Mapping[str, Any]) -> bool:
-    """Whether a request's body is a form (the upload route's multipart files), not JSON. Anything
-    else is read, not only ``application/json``: FastAPI parses a body of any ``application/*+json``
-    type as JSON too (``application/x-anything+json`` reached Gradio's download before this)."""
-    content_type = dict(scope.get("headers", ())).get(b"content-type", b"").split(b";")[0].strip().lower()
-    return content_type.startswith(b"multipart/") or content_type == b"application/x-www-form-urlencoded"
+def _is_form(scope: Scope) -> bool:
+    """Whether a request's body is a form (the upload route's multipart files), not JSON: only when
+    every content-type header says so. Anything else is read, not only ``application/json``: FastAPI
+    parses any ``application/*+json`` body as JSON, takes the first of two content-type headers, and
+    strips a non-breaking space from the type, each of which took a link past a narrower check."""
+    types = [value.decode("latin-1").split(";")[0].strip().lower() for name, value in scope["headers"] if name == b"content-type"]
+    return bool(types) and all(kind.startswith("multipart/") or kind == "application/x-www-form-urlencoded" for kind in types)
 
 
-def _names_remote_file(body: bytes) -> bool:
-    """Whether a JSON ``body`` holds a file payload (a mapping with a ``path``) whose path is an
-    http(s) link; a body that is not JSON is left to Gradio to refuse."""
+def _refusal_of(body: bytes) -> tuple[int, str] | None:
+    """(status, message) for a body that holds a file payload (a mapping with a ``path``) whose
+    path is an http(s) link, or that nests too deep to be read; None for any other (a body that is
+    not JSON is Gradio's to refuse)."""
     try:
         data = json.loads(body)
+    except RecursionError:
+        return 400, UNREADABLE_REQUEST
     except ValueError:
-        return False
+        return None
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            path = item.get("path")
+            if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+                return 400, REMOTE_FILE
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
     stack = [data]
     while stack:
         item = stack.pop()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from conftest import PROJECT_ROOT
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app.demo import BAD_OPACITY, MAX_JSON_BODY, MISSING_UPLOAD, REMOTE_FILE, build_demo, example_paths, launch_options
+from app.demo import BAD_OPACITY, MISSING_UPLOAD, REMOTE_FILE, DemoSettings, build_demo, example_paths, launch_options
 from petnet.images import NOT_A_PICTURE
 from petnet.paths import BUNDLED_MODEL_DIR
 
@@ -132,17 +133,22 @@ def test_a_file_named_by_a_link_is_refused_before_gradio_fetches_it(server_url: 
         data = {"data": [{"path": link, "meta": {"_type": "gradio.FileData"}}, 0.5]}
         for route in ("/gradio_api/call/predict", "/gradio_api/queue/join"):
             body = data if route.endswith("predict") else {**data, "fn_index": 0, "session_hash": "probe"}
-            for content_type in ("application/json", None, "application/x-petnet+json", "text/plain"):
-                headers = {"content-type": content_type} if content_type else {}
+            # FastAPI reads each as JSON: +json types, a non-breaking space, the first of two headers
+            for content_type in (["application/json"], [], ["application/x-petnet+json"], ["application/json\xa0"],
+                                 ["application/json", "multipart/form-data; boundary=x"]):  # fmt: skip
+                headers = [(b"content-type", kind.encode("latin-1")) for kind in content_type]
                 refused = httpx.post(f"{server_url}{route}", content=json.dumps(body).encode(), headers=headers, timeout=30)
                 assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}, content_type
-    padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * MAX_JSON_BODY}, timeout=30)
+    padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * gr.utils._parse_file_size(DemoSettings().max_file_size)}, timeout=30)
     assert padded.status_code == 413
+    deep = b'{"data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    unreadable = httpx.post(f"{server_url}/gradio_api/call/predict", content=deep, headers={"content-type": "application/json"}, timeout=30)
+    assert unreadable.status_code == 400
     assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # a photo's path still goes through
 
 
-def test_opacity_outside_the_slider_is_refused_in_words(server_url: str) -> None:
-    posted = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [{"path": example_paths()[0]}, -5]}, timeout=30)
+def test_an_opacity_that_is_no_number_is_refused_in_words(server_url: str) -> None:
+    posted = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [{"path": example_paths()[0]}, "0.5"]}, timeout=30)
     with httpx.stream("GET", f"{server_url}/gradio_api/call/predict/{posted.json()['event_id']}", timeout=120) as stream:
         lines = list(stream.iter_lines())
     assert json.loads(lines[lines.index("event: complete") + 1].removeprefix("data:"))[2] == {"error": BAD_OPACITY}
