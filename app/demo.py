@@ -721,14 +721,3 @@ def _refusal_of(body: bytes) -> tuple[int, str] | None:
         elif isinstance(item, list):
             stack.extend(item)
     return None
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Mapping):
-            path = item.get("path")
-            if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
-                return True
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
