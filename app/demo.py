@@ -87,6 +87,11 @@ class DemoSettings:
     visitor's opacity slider works for those ten minutes."""
 
     @property
+    def max_file_bytes(self) -> int:
+        """:attr:`max_file_size` in bytes, as Gradio counts its upload limit (10mb is 10,485,760)."""
+        return gr.utils._parse_file_size(self.max_file_size)
+
+    @property
     def network_threads(self) -> int:
         """Intra-op threads per batch, so that the batches running at once use each core once: on 2
         cores two one-thread batches served 10.9-11.1 requests/s in the 20-client load test, two
@@ -505,7 +510,7 @@ def upload_check_js(settings: DemoSettings) -> str:
     :func:`results_html.refusal` with ``{name}`` standing for the file name (escaped in the page)."""
     too_big = TOO_BIG.format(size=_size_text(settings.max_file_size))
     check = {
-        "max_bytes": gr.utils._parse_file_size(settings.max_file_size),  # as Gradio counts the limit
+        "max_bytes": settings.max_file_bytes,
         "max_pixels": MAX_IMAGE_PIXELS,
         "too_big": [results_html.refusal("{name}", too_big), too_big],
         "too_large": [results_html.refusal("{name}", TOO_LARGE), TOO_LARGE],
@@ -646,7 +651,7 @@ def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
         "max_file_size": settings.max_file_size,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
-        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles, max_body=gr.utils._parse_file_size(settings.max_file_size))]},
+        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles, max_body=settings.max_file_bytes)]},
     }
 
 
@@ -671,15 +676,17 @@ class RefuseRemoteFiles:
         if scope["type"] != "http" or scope["method"] != "POST" or _is_form(scope):
             await self.app(scope, receive, send)
             return
-        messages, chunks, size = [], [], 0
+        messages, size = [], 0
         while True:
             message = await receive()
             messages.append(message)
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
+            size += len(message.get("body", b""))
             if message["type"] != "http.request" or not message.get("more_body") or size > self.max_body:
                 break
-        refusal = _refusal_of(b"".join(chunks)) if size <= self.max_body else (413, LARGE_REQUEST)
+        if size > self.max_body:
+            refusal: tuple[int, str] | None = (413, LARGE_REQUEST)
+        else:  # joined once, not grown chunk by chunk: no quadratic copying
+            refusal = _refusal_of(b"".join(message.get("body", b"") for message in messages))
         if refusal is not None:
             await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
             return

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -139,7 +138,7 @@ def test_a_file_named_by_a_link_is_refused_before_gradio_fetches_it(server_url: 
                 headers = [(b"content-type", kind.encode("latin-1")) for kind in content_type]
                 refused = httpx.post(f"{server_url}{route}", content=json.dumps(body).encode(), headers=headers, timeout=30)
                 assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}, content_type
-    padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * gr.utils._parse_file_size(DemoSettings().max_file_size)}, timeout=30)
+    padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * DemoSettings().max_file_bytes}, timeout=30)
     assert padded.status_code == 413
     deep = b'{"data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
     unreadable = httpx.post(f"{server_url}/gradio_api/call/predict", content=deep, headers={"content-type": "application/json"}, timeout=30)
