@@ -53,7 +53,7 @@ import httpx
 from gradio_client import Client, handle_file
 
 from petnet.bench import worktree
-from petnet.inference.archive import IMAGE_SUFFIXES
+from petnet.images import IMAGE_SUFFIXES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = PROJECT_ROOT / "assets" / "examples"

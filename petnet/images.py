@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,35 @@ then costs tens of megabytes, not gigabytes, to predict, and masks, boxes and ov
 size. It leaves the closer look (:mod:`petnet.inference.decoding`) 8x the network's input size to crop a
 small pet from."""
 
-READABLE_FORMATS = "JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF"
-"""The photo formats people send, all read by Pillow (HEIC/HEIF through pillow-heif)."""
-PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "GIF", "BMP", "TIFF")
-"""Pillow's names of :data:`READABLE_FORMATS`, the only decoders a file is offered to (``Image.open``'s
-``formats``; a phone's MPO is opened by the JPEG one). Pillow knows some 45 formats, and would hand
-a stranger's EPS file to Ghostscript where it is installed: a file in any other format is refused
-as not a picture, unopened."""
+@dataclass(frozen=True)
+class PhotoFormat:
+    """One photo format we read, in the three spellings that name it."""
+
+    name: str
+    """As people know it, in messages."""
+    decoders: tuple[str, ...]
+    """Pillow's names for its decoders (HEIF through pillow-heif; a phone's MPO is opened by JPEG's)."""
+    suffixes: tuple[str, ...]
+    """File name endings a folder is searched for."""
+
+
+PHOTO_FORMATS = (
+    PhotoFormat("JPEG", ("JPEG",), (".jpg", ".jpeg")),
+    PhotoFormat("PNG", ("PNG",), (".png",)),
+    PhotoFormat("WebP", ("WEBP",), (".webp",)),
+    PhotoFormat("HEIC", ("HEIF",), (".heic", ".heif")),
+    PhotoFormat("AVIF", ("AVIF",), (".avif",)),
+    PhotoFormat("GIF", ("GIF",), (".gif",)),
+    PhotoFormat("BMP", ("BMP",), (".bmp",)),
+    PhotoFormat("TIFF", ("TIFF",), (".tif", ".tiff")),
+)
+"""The photo formats people send, the only ones read. Pillow knows some 45 formats and would hand a
+stranger's EPS file to Ghostscript where it is installed: a file in any other format is refused as
+not a picture, unopened (``Image.open``'s ``formats``)."""
+READABLE_FORMATS = ", ".join(kind.name for kind in PHOTO_FORMATS[:-1]) + f" or {PHOTO_FORMATS[-1].name}"
+PILLOW_FORMATS = tuple(decoder for kind in PHOTO_FORMATS for decoder in kind.decoders)
+IMAGE_SUFFIXES = frozenset(suffix for kind in PHOTO_FORMATS for suffix in kind.suffixes)
+"""Files picked up from a folder (a file named explicitly is tried whatever its suffix)."""
 
 EMPTY_FILE = "This file is empty."
 UNREADABLE = "This file could not be read."

@@ -19,8 +19,11 @@ from petnet.images import (
     MAX_SIDE,
     NOT_A_PICTURE,
     PARTLY_THERE,
+    PHOTO_FORMATS,
+    READABLE_FORMATS,
     TOO_LARGE,
     UNREADABLE,
+    PhotoFormat,
     load_image,
 )
 from petnet.models.network import PetNet
@@ -113,6 +116,18 @@ def test_phone_and_web_formats_are_read(fmt: str, tmp_path: Path) -> None:
         image = load_image(source)
         red, green, blue = image.getpixel((24, 16))
         assert image.mode == "RGB" and image.size == (48, 32) and red > 170 and green < 70 and blue < 70
+
+
+@pytest.mark.parametrize("kind", PHOTO_FORMATS, ids=lambda kind: kind.name)
+def test_every_photo_format_is_read_from_every_suffix_a_folder_is_searched_for(kind: PhotoFormat, tmp_path: Path) -> None:
+    """The one table of formats holds together: each suffix is written by one of its format's
+    decoders and read back, so the folder search never picks up a file the reader then refuses."""
+    original = Image.new("RGB", (24, 16), (200, 30, 30))
+    for suffix in kind.suffixes:
+        path = tmp_path / f"photo{suffix}"
+        original.save(path)
+        assert Image.registered_extensions()[suffix] in kind.decoders and kind.name in READABLE_FORMATS
+        assert load_image(path).size == (24, 16)
 
 
 def test_invalid_image_error_is_a_value_error() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from petnet.errors import InvalidImageError
-from petnet.images import ImageInput
+from petnet.images import IMAGE_SUFFIXES, ImageInput
 from petnet.inference.decoding import TOP_K_BREEDS
 from petnet.inference.pipeline import Predictor, PreparedImage
 from petnet.inference.results import Prediction
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 
 RESULTS_PARQUET = "results.parquet"
 """What the Ray engine writes into ``--out`` (a folder of Parquet files, as Ray Data writes them)."""
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"})
-"""Files picked up from a folder (a file named explicitly is tried whatever its suffix)."""
 CSV_COLUMNS = (
     "file", "size_bytes", "modified_ns", "has_pet", "other_animal", "pet_score", "num_pets", "species", "species_confidence",
     *(f"breed_{i}{part}" for i in range(1, TOP_K_BREEDS + 1) for part in ("", "_confidence")),
