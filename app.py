@@ -3,7 +3,8 @@
 Serves on 127.0.0.1:7860 unless ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` say otherwise.
 """
 
-from app.demo import build_demo, cap_malloc_arenas, launch_options
+from app.demo import build_demo, launch_options
+from petnet.memory import cap_malloc_arenas
 
 cap_malloc_arenas()
 demo = build_demo()

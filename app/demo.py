@@ -11,7 +11,6 @@ that visitor only, and stays on screen until the next photo.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import io
 import json
@@ -20,7 +19,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -40,6 +38,7 @@ from petnet import InvalidImageError, load_model
 from petnet.images import MAX_IMAGE_PIXELS, TOO_LARGE, load_image
 from petnet.inference.results import Prediction
 from petnet.inference.visualize import animal_map, on_checkerboard, overlay_mask, palette_mask, pet_cutout
+from petnet.memory import return_freed_memory
 
 if TYPE_CHECKING:
     from petnet.models.network import PetNet
@@ -603,42 +602,6 @@ def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None
     return demo
 
 
-MALLOC_ARENAS = 2
-"""glibc malloc arenas for the server process. By default glibc gives each thread that allocates
-its own arena (up to 8 per core), and Gradio's worker threads, each decoding and drawing photos of
-every size, then keep memory the others freed: under the 20-client load test with varied photos
-the server's resident memory grew from round to round (1.4, 1.6, 1.8 GB at the end of three
-rounds); with two arenas it levelled off (1.1, 1.3, 1.3 GB) at the same throughput."""
-
-
-def cap_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas (:data:`MALLOC_ARENAS`, unless ``MALLOC_ARENA_MAX`` is set), for the
-    server process only: it changes the whole process (``app.py`` calls it before anything is loaded).
-    The network's threads are the model's own (``load_model(threads=...)`` in :func:`build_demo`)."""
-    if "MALLOC_ARENA_MAX" not in os.environ and _GLIBC is not None:
-        _GLIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-
-
-def return_freed_memory() -> None:
-    """Give the heap memory freed by a batch (decoded photos, masks, drawings) back to the system
-    (glibc's ``malloc_trim``), so the server's resident memory is what it holds, not what its
-    busiest moment left behind. A no-op where libc is not glibc."""
-    if _GLIBC is not None:
-        _GLIBC.malloc_trim(0)
-
-
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6") if sys.platform == "linux" else None
-    except OSError:  # musl
-        return None
-
-
-_GLIBC = _glibc()
-_M_ARENA_MAX = -8
-"""``mallopt``'s parameter number for the arena cap (glibc ``malloc.h``)."""
-
-
 def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
     """Keyword arguments for ``demo.launch()``: upload size limit, no file access beyond the
     examples, no file fetched from a link (:class:`RefuseRemoteFiles`).
@@ -658,6 +621,8 @@ def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
 REMOTE_FILE = "Send the photo itself, not a link to it: this server does not download files."
 LARGE_REQUEST = "This request is too large."
 UNREADABLE_REQUEST = "This request could not be read."
+FORM_FRAMING = 64 * 1024
+"""Bytes an upload form may add around its one file (boundaries, part headers, a long file name)."""
 
 
 class RefuseRemoteFiles:
@@ -666,25 +631,31 @@ class RefuseRemoteFiles:
     with no size limit (the upload limit counts uploads only), so a stranger could make this public
     server fetch anything public, of any size. Photos arrive as uploads; everything else passes as
     it came. A body over ``max_body`` bytes (the upload limit: a call names its photo by an upload's
-    path, a few hundred bytes) is refused (413) rather than passed on unread."""
+    path, a few hundred bytes) is refused (413) rather than passed on unread. So is an upload form
+    over one photo's worth (``max_body`` and its form's framing): Gradio limits each file, not how
+    many a form holds (up to 1,000), so one request could otherwise fill the server's disk."""
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or _is_form(scope):
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        form = _is_form(scope)
+        limit = self.max_body + (FORM_FRAMING if form else 0)
         messages, size = [], 0
         while True:
             message = await receive()
             messages.append(message)
             size += len(message.get("body", b""))
-            if message["type"] != "http.request" or not message.get("more_body") or size > self.max_body:
+            if message["type"] != "http.request" or not message.get("more_body") or size > limit:
                 break
-        if size > self.max_body:
+        if size > limit:
             refusal: tuple[int, str] | None = (413, LARGE_REQUEST)
+        elif form:  # files travel in forms; only a call's JSON names one by a path
+            refusal = None
         else:  # joined once, not grown chunk by chunk: no quadratic copying
             refusal = _refusal_of(b"".join(message.get("body", b"") for message in messages))
         if refusal is not None:

@@ -8,8 +8,11 @@ an upright 8-bit RGB image or as one exception type with a message a person can 
 from __future__ import annotations
 
 import io
+import math
 import os
+import threading
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from petnet.errors import InvalidImageError
+from petnet.memory import return_freed_memory
 
 pillow_heif.register_heif_opener()  # iPhone photos (HEIC/HEIF) open like any other Pillow format
 
@@ -26,11 +30,17 @@ MAX_IMAGE_PIXELS = 64_000_000
 (8160x6120). Larger inputs are refused from their header, before decoding, so a small compressed
 file cannot expand into gigabytes (decompression bomb)."""
 MAX_SIDE = 2048
-"""Longest side an image is read at. Larger photos are decoded reduced (JPEG's DCT scaling through
-``Image.draft``, then ``Image.reduce`` and a resample, as ``Image.thumbnail`` does): a 50 MP JPEG
-then costs tens of megabytes, not gigabytes, to predict, and masks, boxes and overlays are at this
-size. It leaves the closer look (:mod:`petnet.inference.decoding`) 8x the network's input size to crop a
-small pet from."""
+"""Longest side an image is read at, so masks, boxes and overlays are at most this size. It leaves the
+closer look (:mod:`petnet.inference.decoding`) 8x the network's input size to crop a small pet from.
+A larger JPEG is decoded reduced (DCT scaling, ``Image.draft``, to the nearest scale at least this
+size): a 50 MP phone photo is decoded at 12.5 MP (37 MB), not 50 (150 MB). Other formats have no
+reduced decoding and are decoded whole, then reduced (``Image.thumbnail``)."""
+FULL_SIZE_DECODE_PIXELS = 16_000_000
+"""Decodes above this many pixels (after JPEG's reduced decoding) run one at a time in a process,
+each giving its memory back when done: a 64 MP PNG takes 300-600 MB while it is decoded, and the
+demo's two batches or the batch tool's reading threads decoding such files side by side, or one
+after another in different threads' malloc arenas, would add them up."""
+_full_size_decodes = threading.Lock()
 
 @dataclass(frozen=True)
 class PhotoFormat:
@@ -112,10 +122,17 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
                 _check_size(image)
                 image.seek(0)  # first frame of animated GIF/WebP/TIFF
                 if max_side is not None and max(image.size) > max_side:
-                    image.thumbnail((max_side, max_side))  # draft (JPEG), reduce, resample: see MAX_SIDE
-                image.load()
-                upright = ImageOps.exif_transpose(image)
-                return _to_rgb(upright)
+                    image.draft(None, _fitted_size(image.size, max_side))  # JPEG only; see MAX_SIDE
+                width, height = image.size
+                full_size = width * height > FULL_SIZE_DECODE_PIXELS
+                with _full_size_decodes if full_size else nullcontext():
+                    if max_side is not None and max(image.size) > max_side:
+                        image.thumbnail((max_side, max_side))  # decodes, reduces, resamples
+                    image.load()
+                    photo = _to_rgb(ImageOps.exif_transpose(image))
+                    if full_size:
+                        return_freed_memory()  # the full-size raster, freed by the reduction
+                    return photo
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -124,6 +141,13 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
         raise InvalidImageError(PARTLY_THERE if _is_cut_short(data) else NOT_A_PICTURE) from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:  # the format was recognised, its data is not whole
         raise InvalidImageError(PARTLY_THERE) from error
+
+
+def _fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` scaled to ``max_side`` on its longer side, rounded up (the smallest size a reduced
+    decoding may come to and still be resampled down, never up)."""
+    scale = max_side / max(size)
+    return math.ceil(size[0] * scale), math.ceil(size[1] * scale)
 
 
 def _is_cut_short(data: bytes) -> bool:

@@ -94,6 +94,20 @@ def test_uploads_over_the_size_limit_are_refused(server_url: str) -> None:
     assert response.status_code == 413
 
 
+def test_an_upload_form_holds_one_photos_worth(server_url: str) -> None:
+    """Gradio limits each file of an upload form, not their number (up to 1,000): files that are
+    each within the limit but together over it are refused, and one photo at the limit is not."""
+    limit = DemoSettings().max_file_bytes
+
+    def upload(*sizes: int) -> httpx.Response:
+        files = [("files", (f"photo{i}.jpg", b"\xff\xd8" + bytes(size - 2), "image/jpeg")) for i, size in enumerate(sizes)]
+        return httpx.post(f"{server_url}/gradio_api/upload", files=files, timeout=30)
+
+    assert upload(*[limit // 8] * 12).status_code == 413
+    accepted = upload(limit - 1024)
+    assert accepted.status_code == 200 and len(accepted.json()) == 1
+
+
 def _raw_call(server_url: str, path: str) -> list:
     """POST /gradio_api/call/predict with a bare ``{"path": ...}`` (no upload, no meta), as a
     hostile script would; returns the outputs of the ``complete`` event."""

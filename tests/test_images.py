@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import png_header_only
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
+from petnet import images
 from petnet.config import PetNetConfig
 from petnet.errors import InvalidImageError
 from petnet.images import (
@@ -67,6 +70,50 @@ def test_huge_image_is_refused_before_decoding_with_one_limit(size: tuple[int, i
     with pytest.raises(InvalidImageError) as raised:
         load_image(png_header_only(*size))
     assert str(raised.value) == "This picture is too large (at most 64 megapixels)." == TOO_LARGE
+
+
+def test_a_large_jpeg_is_decoded_reduced_to_the_nearest_scale_at_least_the_working_size(monkeypatch) -> None:
+    """A 6000x4000 photo is decoded at half its size (3000x2000, a quarter of the memory), which
+    still covers the 2048x1365 it is read at."""
+    decoded: list[tuple[int, int]] = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spied(image, mode, size):
+        answer = draft(image, mode, size)
+        decoded.append(image.size)
+        return answer
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spied)
+    image = load_image(_encode(Image.new("RGB", (6000, 4000), (90, 120, 30)), "JPEG"))
+    assert decoded[0] == (3000, 2000) and image.size == (MAX_SIDE, 1365)
+
+
+@pytest.mark.parametrize("threshold, most_at_once", [(10_000, 1), (10**9, 4)], ids=["large", "small"])
+def test_large_decodes_run_one_at_a_time(threshold: int, most_at_once: int, monkeypatch) -> None:
+    """Four threads reading photos above ``FULL_SIZE_DECODE_PIXELS`` decode them one after another
+    (each full-size decode costs hundreds of megabytes); smaller ones side by side."""
+    monkeypatch.setattr(images, "FULL_SIZE_DECODE_PIXELS", threshold)
+    data = _encode(Image.new("RGB", (160, 120), (90, 120, 30)), "PNG")
+    at_once, most, lock, together = 0, 0, threading.Lock(), threading.Barrier(4, timeout=2)
+    to_rgb = images._to_rgb
+
+    def counted(image: Image.Image) -> Image.Image:
+        nonlocal at_once, most
+        with lock:
+            at_once += 1
+            most = max(most, at_once)
+        try:
+            together.wait()  # all four meet here only if nothing holds them apart
+        except threading.BrokenBarrierError:
+            pass
+        with lock:
+            at_once -= 1
+        return to_rgb(image)
+
+    monkeypatch.setattr(images, "_to_rgb", counted)
+    with ThreadPoolExecutor(4) as pool:
+        assert all(image.size == (160, 120) for image in pool.map(load_image, [data] * 4))
+    assert most == most_at_once
 
 
 def _truncated(fmt: str) -> bytes:
