@@ -633,7 +633,10 @@ class RefuseRemoteFiles:
     it came. A body over ``max_body`` bytes (the upload limit: a call names its photo by an upload's
     path, a few hundred bytes) is refused (413) rather than passed on unread. So is an upload form
     over one photo's worth (``max_body`` and its form's framing): Gradio limits each file, not how
-    many a form holds (up to 1,000), so one request could otherwise fill the server's disk."""
+    many a form holds (up to 1,000), so one request could otherwise fill the server's disk. A body
+    whose declared length is over its limit is refused before it is read; an upload form declared
+    within it streams on unread (the server delivers no more than declared, and Gradio shows the
+    upload's progress), one without a length (chunked) is counted as it is read."""
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
@@ -645,6 +648,13 @@ class RefuseRemoteFiles:
             return
         form = _is_form(scope)
         limit = self.max_body + (FORM_FRAMING if form else 0)
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await JSONResponse({"error": LARGE_REQUEST}, status_code=413)(scope, receive, send)
+            return
+        if form and declared is not None:  # the server delivers no more than declared: stream it on
+            await self.app(scope, receive, send)  # (Gradio's upload progress follows the stream)
+            return
         messages, size = [], 0
         while True:
             message = await receive()
@@ -667,6 +677,12 @@ class RefuseRemoteFiles:
             return next(replay, None) or await receive()
 
         await self.app(scope, replayed, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The body's declared length, or None when it has none (chunked) or it is not one number."""
+    values = [value for name, value in scope["headers"] if name == b"content-length"]
+    return int(values[0]) if len(values) == 1 and values[0].isdigit() else None
 
 
 def _is_form(scope: Scope) -> bool:

@@ -3,9 +3,9 @@
     python benchmarks/decode_memory.py
     python benchmarks/decode_memory.py --demo 20 --fidelity 3
 
-Writes 64 MP photos (an 8000x8000 JPEG, and RGB and RGBA PNGs, which have no reduced decoding) to a
-temporary folder and reads each with :func:`petnet.images.load_image` in a fresh process, printing
-its peak resident memory; then four threads reading eight RGBA PNGs with large decodes one at a
+Writes 64 MP photos (8000x8000 baseline and progressive JPEGs, and RGB and RGBA PNGs, which have no
+reduced decoding) to a temporary folder and reads each with :func:`petnet.images.load_image` in a
+fresh process, printing its peak resident memory; then four threads reading eight RGBA PNGs with large decodes one at a
 time (:data:`petnet.images.FULL_SIZE_DECODE_PIXELS`, as served) and side by side. ``--demo N`` starts
 ``python app.py`` and sends it N of those PNGs at once, printing the server's peak memory.
 ``--fidelity K`` enlarges every K-th validation photo to a 6000x4500 JPEG and predicts it read at
@@ -48,8 +48,10 @@ def write_photos(folder: Path, side: int = 8000) -> dict[str, Path]:
     """Smooth 64 MP pictures (small files, within the demo's 10 MB upload limit)."""
     ramp = np.linspace(0, 255, side, dtype=np.float32)
     rgb = np.stack([np.broadcast_to(ramp, (side, side)), np.broadcast_to(ramp[:, None], (side, side)), np.full((side, side), 90.0)], -1).astype(np.uint8)
-    paths = {"JPEG": folder / "large.jpg", "PNG (RGB)": folder / "large.png", "PNG (RGBA)": folder / "large-rgba.png"}
+    paths = {"JPEG": folder / "large.jpg", "JPEG (progressive)": folder / "large-progressive.jpg",
+             "PNG (RGB)": folder / "large.png", "PNG (RGBA)": folder / "large-rgba.png"}  # fmt: skip
     Image.fromarray(rgb).save(paths["JPEG"], quality=85)
+    Image.fromarray(rgb).save(paths["JPEG (progressive)"], quality=85, progressive=True)
     Image.fromarray(rgb).save(paths["PNG (RGB)"])
     Image.fromarray(np.dstack([rgb, np.full((side, side), 255, np.uint8)])).save(paths["PNG (RGBA)"])
     return paths

@@ -33,14 +33,17 @@ MAX_SIDE = 2048
 """Longest side an image is read at, so masks, boxes and overlays are at most this size. It leaves the
 closer look (:mod:`petnet.inference.decoding`) 8x the network's input size to crop a small pet from.
 A larger JPEG is decoded reduced (DCT scaling, ``Image.draft``, to the nearest scale at least this
-size): a 50 MP phone photo is decoded at 12.5 MP (37 MB), not 50 (150 MB). Other formats have no
-reduced decoding and are decoded whole, then reduced (``Image.thumbnail``)."""
+size): a 50 MP phone photo is decoded at 12.5 MP (50 MB), not 50 (200 MB), and its working size
+may differ by a pixel on the short side from a whole decode's. Other formats have no reduced
+decoding and are decoded whole, then reduced (``Image.thumbnail``)."""
 FULL_SIZE_DECODE_PIXELS = 16_000_000
-"""Decodes above this many pixels (after JPEG's reduced decoding) run one at a time in a process,
-each giving its memory back when done: a 64 MP PNG takes 300-600 MB while it is decoded, and the
-demo's two batches or the batch tool's reading threads decoding such files side by side, or one
-after another in different threads' malloc arenas, would add them up."""
+"""Decodes above this many pixels (after JPEG's reduced decoding, which a progressive JPEG does not
+save: it buffers the whole image's coefficients) run one at a time in a process, each giving its
+memory back when done: a 64 MP PNG takes 300-600 MB while it is decoded, and the demo's two batches
+or the batch tool's reading threads decoding such files side by side, or one after another in
+different threads' malloc arenas, would add them up."""
 _full_size_decodes = threading.Lock()
+
 
 @dataclass(frozen=True)
 class PhotoFormat:
@@ -121,18 +124,17 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
             with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as image:
                 _check_size(image)
                 image.seek(0)  # first frame of animated GIF/WebP/TIFF
-                if max_side is not None and max(image.size) > max_side:
-                    image.draft(None, _fitted_size(image.size, max_side))  # JPEG only; see MAX_SIDE
-                width, height = image.size
-                full_size = width * height > FULL_SIZE_DECODE_PIXELS
-                with _full_size_decodes if full_size else nullcontext():
-                    if max_side is not None and max(image.size) > max_side:
-                        image.thumbnail((max_side, max_side))  # decodes, reduces, resamples
-                    image.load()
-                    photo = _to_rgb(ImageOps.exif_transpose(image))
-                    if full_size:
-                        return_freed_memory()  # the full-size raster, freed by the reduction
-                    return photo
+                large = _plan_decoding(image, max_side) > FULL_SIZE_DECODE_PIXELS
+                with _full_size_decodes if large else nullcontext():
+                    try:
+                        if max_side is not None and max(image.size) > max_side:
+                            image.thumbnail((max_side, max_side))  # decodes, reduces, resamples
+                        image.load()
+                        return _to_rgb(ImageOps.exif_transpose(image))  # a copy: the file's image can go
+                    finally:
+                        if large:  # the full-size raster goes with the file, whether it was read or not
+                            image.close()
+                            return_freed_memory()
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -143,11 +145,19 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
         raise InvalidImageError(PARTLY_THERE) from error
 
 
-def _fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    """``size`` scaled to ``max_side`` on its longer side, rounded up (the smallest size a reduced
-    decoding may come to and still be resampled down, never up)."""
-    scale = max_side / max(size)
-    return math.ceil(size[0] * scale), math.ceil(size[1] * scale)
+def _plan_decoding(image: Image.Image, max_side: int | None) -> int:
+    """Set a large photo to decode reduced where it can, and return the pixels it holds while it is
+    decoded. A JPEG (or a phone's MPO) larger than ``max_side`` decodes at the smallest DCT scale still at least its working size (``Image.draft``,
+    halving up to three times); a progressive one still buffers the whole image's coefficients, so
+    it counts at its full size, as every other format does. HEIF's draft is not asked: it would pick
+    an embedded thumbnail, decoded there and then, outside the lock of large decodes."""
+    width, height = image.size
+    if max_side is not None and image.format in ("JPEG", "MPO") and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))  # sets the scale, decodes nothing
+        if not image.info.get("progressive"):
+            width, height = image.size
+    return width * height
 
 
 def _is_cut_short(data: bytes) -> bool:

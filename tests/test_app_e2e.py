@@ -99,13 +99,19 @@ def test_an_upload_form_holds_one_photos_worth(server_url: str) -> None:
     each within the limit but together over it are refused, and one photo at the limit is not."""
     limit = DemoSettings().max_file_bytes
 
-    def upload(*sizes: int) -> httpx.Response:
+    def upload(*sizes: int, chunked: bool = False) -> httpx.Response:
         files = [("files", (f"photo{i}.jpg", b"\xff\xd8" + bytes(size - 2), "image/jpeg")) for i, size in enumerate(sizes)]
-        return httpx.post(f"{server_url}/gradio_api/upload", files=files, timeout=30)
+        form = httpx.Request("POST", f"{server_url}/gradio_api/upload", files=files)
+        body = form.read()
+        if not chunked:  # with its length declared, as browsers and gradio_client send it
+            return httpx.post(form.url, content=body, headers={"content-type": form.headers["content-type"]}, timeout=30)
+        pieces = (body[start : start + (1 << 20)] for start in range(0, len(body), 1 << 20))  # no length: counted as read
+        return httpx.post(form.url, content=pieces, headers={"content-type": form.headers["content-type"]}, timeout=30)
 
-    assert upload(*[limit // 8] * 12).status_code == 413
-    accepted = upload(limit - 1024)
-    assert accepted.status_code == 200 and len(accepted.json()) == 1
+    for chunked in (False, True):
+        assert upload(*[limit // 8] * 12, chunked=chunked).status_code == 413
+        accepted = upload(limit - 1024, chunked=chunked)
+        assert accepted.status_code == 200 and len(accepted.json()) == 1
 
 
 def _raw_call(server_url: str, path: str) -> list:

@@ -88,6 +88,30 @@ def test_a_large_jpeg_is_decoded_reduced_to_the_nearest_scale_at_least_the_worki
     assert decoded[0] == (3000, 2000) and image.size == (MAX_SIDE, 1365)
 
 
+@pytest.mark.parametrize(
+    "fmt, options, pixels",
+    [("JPEG", {}, 3000 * 2000), ("JPEG", {"progressive": True}, 6000 * 4000), ("PNG", {}, 6000 * 4000), ("HEIF", {}, 6000 * 4000)],
+    ids=["jpeg", "progressive-jpeg", "png", "heif"],
+)
+def test_a_decode_counts_the_pixels_it_holds(fmt: str, options: dict, pixels: int, monkeypatch) -> None:
+    """Only a baseline JPEG holds less than its header says while decoded; a progressive one buffers
+    every coefficient. HEIF's draft, which would decode an embedded thumbnail there and then, is not
+    asked."""
+    with Image.open(io.BytesIO(_encode(Image.new("RGB", (6000, 4000), (90, 120, 30)), fmt, **options))) as image:
+        if fmt != "JPEG":
+            monkeypatch.setattr(type(image), "draft", lambda *_: pytest.fail(f"draft asked of {fmt}"))
+        assert images._plan_decoding(image, MAX_SIDE) == pixels
+
+
+def test_a_large_decode_that_fails_gives_its_memory_back(monkeypatch) -> None:
+    monkeypatch.setattr(images, "FULL_SIZE_DECODE_PIXELS", 1_000)  # the truncated PNG is 96x64
+    trims = []
+    monkeypatch.setattr(images, "return_freed_memory", lambda: trims.append(images._full_size_decodes.locked()))
+    with pytest.raises(InvalidImageError, match="only partly there"):
+        load_image(_truncated("PNG"))
+    assert trims == [True]  # once, before the next large decode may start
+
+
 @pytest.mark.parametrize("threshold, most_at_once", [(10_000, 1), (10**9, 4)], ids=["large", "small"])
 def test_large_decodes_run_one_at_a_time(threshold: int, most_at_once: int, monkeypatch) -> None:
     """Four threads reading photos above ``FULL_SIZE_DECODE_PIXELS`` decode them one after another
