@@ -147,10 +147,11 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
 
 def _plan_decoding(image: Image.Image, max_side: int | None) -> int:
     """Set a large photo to decode reduced where it can, and return the pixels it holds while it is
-    decoded. A JPEG (or a phone's MPO) larger than ``max_side`` decodes at the smallest DCT scale still at least its working size (``Image.draft``,
-    halving up to three times); a progressive one still buffers the whole image's coefficients, so
-    it counts at its full size, as every other format does. HEIF's draft is not asked: it would pick
-    an embedded thumbnail, decoded there and then, outside the lock of large decodes."""
+    decoded. A JPEG (or a phone's MPO) larger than ``max_side`` decodes at the smallest DCT scale
+    still at least its working size (``Image.draft``, halving up to three times); a progressive one
+    still buffers the whole image's coefficients, so it counts at its full size, as every other
+    format does. HEIF's draft is not asked: it would pick an embedded thumbnail, decoded there and
+    then, outside the lock of large decodes."""
     width, height = image.size
     if max_side is not None and image.format in ("JPEG", "MPO") and max(width, height) > max_side:
         scale = max_side / max(width, height)

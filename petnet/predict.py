@@ -8,8 +8,8 @@ row is dropped). Ctrl-C finishes the batch in hand, writes it, prints a one-line
 with status 130. Photos are decoded and preprocessed in worker threads, a few batches ahead of the
 network, at most :data:`petnet.images.MAX_SIDE` on their longer side (JPEG draft decoding; other
 formats' large photos decoded one at a time), so memory does not grow with the folder or the photo
-size. Overlays and masks are written only when asked
-(``--overlays``, ``--masks``), beside their photo's place in a mirror of the input folders. A file
+size. Overlays and masks are written only when asked (``--overlays``, ``--masks``), beside their
+photo's place in a mirror of the input folders. A file
 that cannot be read gets a row with a plain error and never stops the run. ``--engine ray`` runs the
 same rows on Ray Data (:mod:`petnet.inference.archive`) into ``OUT/results.parquet``.
 """
