@@ -112,6 +112,15 @@ def test_an_upload_form_holds_one_photos_worth(server_url: str) -> None:
         assert upload(*[limit // 8] * 12, chunked=chunked).status_code == 413
         accepted = upload(limit - 1024, chunked=chunked)
         assert accepted.status_code == 200 and len(accepted.json()) == 1
+    # a small length declared beside a chunked body: the server reads the chunks, so must the check
+    form = httpx.Request("POST", f"{server_url}/gradio_api/upload", files=[("files", ("p.jpg", bytes(limit // 8), "image/jpeg"))] * 12)
+    body = form.read()
+    chunks = b"".join(b"%x\r\n%b\r\n" % (len(body[at : at + 65536]), body[at : at + 65536]) for at in range(0, len(body), 65536))
+    head = (f"POST /gradio_api/upload HTTP/1.1\r\nHost: {form.url.host}\r\nContent-Type: {form.headers['content-type']}\r\n"
+            "Content-Length: 1000\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")  # fmt: skip
+    with socket.create_connection((form.url.host, form.url.port), timeout=30) as raw, ThreadPoolExecutor(1) as sender:
+        sender.submit(raw.sendall, head.encode() + chunks + b"0\r\n\r\n")  # refused part-way: the rest is not read
+        assert raw.recv(64).startswith(b"HTTP/1.1 413")
 
 
 def _raw_call(server_url: str, path: str) -> list:
