@@ -11,6 +11,7 @@ that visitor only, and stays on screen until the next photo.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -604,7 +605,7 @@ def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None
 
 def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
     """Keyword arguments for ``demo.launch()``: upload size limit, no file access beyond the
-    examples, no file fetched from a link (:class:`RefuseRemoteFiles`).
+    examples, bounded requests and no file fetched from a link (:class:`RequestGuard`).
 
     Host and port come from Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
     (default 127.0.0.1:7860), which is also how Hugging Face Spaces configures it.
@@ -614,78 +615,127 @@ def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
         "max_file_size": settings.max_file_size,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
-        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles, max_body=settings.max_file_bytes)]},
+        "app_kwargs": {"middleware": [Middleware(RequestGuard, max_upload=settings.max_file_bytes, upload_dir=gr.utils.get_upload_folder(), delete_cache=settings.delete_cache)]},
     }
 
 
 REMOTE_FILE = "Send the photo itself, not a link to it: this server does not download files."
 LARGE_REQUEST = "This request is too large."
 UNREADABLE_REQUEST = "This request could not be read."
+LENGTH_REQUIRED = "Send the request with its length (Content-Length), not in chunks."
+NOT_OFFERED = "This server does not offer that."
 FORM_FRAMING = 64 * 1024
 """Bytes an upload form may add around its one file (boundaries, part headers, a long file name)."""
+MAX_CALL_BYTES = 64 * 1024
+"""Largest body of any other request (an API call's JSON). A call names its photo by an upload's
+path, a few hundred bytes; Gradio parses and queues what it is sent, and a 10 MiB list of empty
+objects cost the server 1.2 GB and 7.7 s during which it answered no one."""
+UNOFFERED_ROUTES = ("/process_recording",)
+"""Gradio routes this page never calls: recordings are for audio and video components, and their
+forms are written to the system's temporary folder, which no cache sweep empties."""
 
 
-class RefuseRemoteFiles:
-    """ASGI middleware: a request that names a file by an http(s) link is refused (400) before
-    Gradio sees it. Gradio downloads such a file into its cache before any event function runs,
-    with no size limit (the upload limit counts uploads only), so a stranger could make this public
-    server fetch anything public, of any size. Photos arrive as uploads; everything else passes as
-    it came. A body over ``max_body`` bytes (the upload limit: a call names its photo by an upload's
-    path, a few hundred bytes) is refused (413) rather than passed on unread. So is an upload form
-    over one photo's worth (``max_body`` and its form's framing): Gradio limits each file, not how
-    many a form holds (up to 1,000), so one request could otherwise fill the server's disk. A body
-    whose declared length is over its limit is refused before it is read; an upload form declared
-    within it streams on unread (the server delivers no more than declared, and Gradio shows the
-    upload's progress), one without a length (chunked) is counted as it is read."""
+class RequestGuard:
+    """ASGI middleware that bounds what a stranger can make this public server do, before Gradio
+    sees the request:
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    - **No downloads.** A file named by an http(s) link is refused (400): in a call's JSON Gradio
+      would download it into its cache before any event runs, with no size limit, and ``GET
+      /file=<link>`` would stream it through this server, an open proxy. Photos arrive as uploads.
+    - **Bounded bodies, known in advance.** Every body must state its length (411 for chunked ones:
+      browsers and ``gradio_client`` always do), which is refused (413) before the body is read when
+      over its limit: one photo's worth for an upload form (``max_upload`` and its framing; Gradio
+      limits each file, not how many a form holds, up to 1,000), :data:`MAX_CALL_BYTES` for anything
+      else. A form within it streams on unread (the server delivers no more than declared, and the
+      page shows the upload's progress); any other body is read, checked and passed on whole.
+    - **Routes the page never calls** (:data:`UNOFFERED_ROUTES`) answer 404.
+    - **Lost uploads swept** (:func:`sweep_lost_uploads`), as uploads arrive.
+    """
+
+    def __init__(self, app: ASGIApp, max_upload: int, upload_dir: str | Path, delete_cache: tuple[int, int]) -> None:
         self.app = app
-        self.max_body = max_body
+        self.max_upload = max_upload
+        self.upload_dir = Path(upload_dir)
+        self.delete_cache = delete_cache
+        self._last_sweep = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        form = _is_form(scope)
-        limit = self.max_body + (FORM_FRAMING if form else 0)
-        declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await JSONResponse({"error": LARGE_REQUEST}, status_code=413)(scope, receive, send)
-            return
-        if form and declared is not None:  # the server delivers no more than declared: stream it on
-            await self.app(scope, receive, send)  # (Gradio's upload progress follows the stream)
-            return
-        messages, size = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if message["type"] != "http.request" or not message.get("more_body") or size > limit:
-                break
-        if size > limit:
-            refusal: tuple[int, str] | None = (413, LARGE_REQUEST)
-        elif form:  # files travel in forms; only a call's JSON names one by a path
-            refusal = None
-        else:  # joined once, not grown chunk by chunk: no quadratic copying
-            refusal = _refusal_of(b"".join(message.get("body", b"") for message in messages))
+        if scope["path"].endswith("/upload") and time.time() - self._last_sweep >= self.delete_cache[0]:
+            self._last_sweep = time.time()
+            await asyncio.to_thread(sweep_lost_uploads, self.upload_dir, self.delete_cache[1])
+        refusal = _refusal_of_route(scope["path"])
+        if refusal is None and scope["method"] == "POST":
+            refusal, body = await self._read(scope, receive)
+            if refusal is None and body is not None:
+                receive = _replaying(body, receive)
         if refusal is not None:
             await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
             return
-        replay = iter(messages)
+        await self.app(scope, receive, send)
 
-        async def replayed() -> Message:
-            return next(replay, None) or await receive()
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[tuple[int, str] | None, bytes | None]:
+        """(refusal or None, the body read or None): a form within its limit is left unread."""
+        headers = [(name, value) for name, value in scope["headers"] if name in (b"content-length", b"transfer-encoding")]
+        if any(name == b"transfer-encoding" for name, _ in headers):  # the server would read chunks, whatever length is declared
+            return (411, LENGTH_REQUIRED), None
+        lengths = [value for _, value in headers]
+        if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+            return (400, UNREADABLE_REQUEST), None
+        declared = int(lengths[0]) if lengths else 0  # no length and no coding: no body
+        form = _is_form(scope)
+        if declared > (self.max_upload + FORM_FRAMING if form else MAX_CALL_BYTES):
+            return (413, LARGE_REQUEST), None
+        if form or not declared:  # files travel in forms; only a call's JSON names one by a path
+            return None, None
+        body = bytearray()  # at most the declared length: the server delivers no more
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nothing to answer
+                return (400, UNREADABLE_REQUEST), None
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                return _refusal_of(bytes(body)), bytes(body)
 
-        await self.app(scope, replayed, send)
+
+def sweep_lost_uploads(upload_dir: Path, age: float, now: float | None = None) -> int:
+    """Delete the files at the top of Gradio's upload folder not written for ``age`` seconds; returns
+    how many went. Gradio moves each upload into a folder of its own, which its cache sweep deletes
+    in time, but leaves the temporary file behind, untracked, when the form's file part has another
+    name, the form ends early or its sender leaves mid-upload: a stranger could fill the disk with
+    them 10 MB at a time. Run by :class:`RequestGuard` as uploads arrive, as often as Gradio's sweep."""
+    now = time.time() if now is None else now
+    removed = 0
+    for path in upload_dir.glob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime > age:
+                path.unlink()
+                removed += 1
+        except OSError:  # deleted meanwhile, or still being written
+            continue
+    return removed
 
 
-def _content_length(scope: Scope) -> int | None:
-    """The body's declared length, or None when it is not one number or the body is chunked: a
-    request that also names a transfer coding is read by the server by that coding (uvicorn took
-    14 MB declared as 1,000 bytes that way), so its length says nothing."""
-    values = [value for name, value in scope["headers"] if name == b"content-length"]
-    chunked = any(name == b"transfer-encoding" for name, _ in scope["headers"])
-    return int(values[0]) if len(values) == 1 and values[0].isdigit() and not chunked else None
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app after the body was read: the body once, whole, then the server's."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+def _refusal_of_route(path: str) -> tuple[int, str] | None:
+    """(status, message) for a route this server does not serve to strangers, else None."""
+    if path.endswith(UNOFFERED_ROUTES):
+        return 404, NOT_OFFERED
+    _, found, target = path.partition("/file=")
+    if found and target.strip().lower().startswith(("http://", "https://")):
+        return 400, REMOTE_FILE
+    return None
 
 
 def _is_form(scope: Scope) -> bool:

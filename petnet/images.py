@@ -37,8 +37,8 @@ size): a 50 MP phone photo is decoded at 12.5 MP (50 MB), not 50 (200 MB), and i
 may differ by a pixel on the short side from a whole decode's. Other formats have no reduced
 decoding and are decoded whole, then reduced (``Image.thumbnail``)."""
 FULL_SIZE_DECODE_PIXELS = 16_000_000
-"""Decodes above this many pixels (after JPEG's reduced decoding, which a progressive JPEG does not
-save: it buffers the whole image's coefficients) run one at a time in a process, each giving its
+"""Decodes above this many pixels (after JPEG's reduced decoding, which a JPEG of several scans does
+not save: it buffers the whole image's coefficients) run one at a time in a process, each giving its
 memory back when done: a 64 MP PNG takes 300-600 MB while it is decoded, and the demo's two batches
 or the batch tool's reading threads decoding such files side by side, or one after another in
 different threads' malloc arenas, would add them up."""
@@ -124,7 +124,7 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
             with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as image:
                 _check_size(image)
                 image.seek(0)  # first frame of animated GIF/WebP/TIFF
-                large = _plan_decoding(image, max_side) > FULL_SIZE_DECODE_PIXELS
+                large = _plan_decoding(image, data, max_side) > FULL_SIZE_DECODE_PIXELS
                 with _full_size_decodes if large else nullcontext():
                     try:
                         if max_side is not None and max(image.size) > max_side:
@@ -145,20 +145,39 @@ def _decode(data: bytes, max_side: int | None) -> Image.Image:
         raise InvalidImageError(PARTLY_THERE) from error
 
 
-def _plan_decoding(image: Image.Image, max_side: int | None) -> int:
+def _plan_decoding(image: Image.Image, data: bytes, max_side: int | None) -> int:
     """Set a large photo to decode reduced where it can, and return the pixels it holds while it is
     decoded. A JPEG (or a phone's MPO) larger than ``max_side`` decodes at the smallest DCT scale
-    still at least its working size (``Image.draft``, halving up to three times); a progressive one
-    still buffers the whole image's coefficients, so it counts at its full size, as every other
-    format does. HEIF's draft is not asked: it would pick an embedded thumbnail, decoded there and
-    then, outside the lock of large decodes."""
+    still at least its working size (``Image.draft``, halving up to three times), unless it holds
+    more than one scan (progressive, or its colours scanned apart): libjpeg then buffers the whole
+    image's coefficients, so it counts at its full size, as every other format does. HEIF's draft is
+    not asked: it would pick an embedded thumbnail, decoded there and then, outside the lock of
+    large decodes."""
     width, height = image.size
     if max_side is not None and image.format in ("JPEG", "MPO") and max(width, height) > max_side:
         scale = max_side / max(width, height)
         image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))  # sets the scale, decodes nothing
-        if not image.info.get("progressive"):
+        if not image.info.get("progressive") and not _scans_apart(data):
             width, height = image.size
     return width * height
+
+
+def _scans_apart(jpeg: bytes) -> bool:
+    """Whether a JPEG's first image holds more than one scan. Its segments are walked to the first
+    scan (an EXIF thumbnail inside a segment is skipped with it); a scan's coded data never holds
+    the bytes of a marker (an FF in it is stuffed with 00), so a second scan is a second FF DA
+    before the image's end (FF D9; an MPO's next image follows it)."""
+    at = 2  # after the start-of-image marker
+    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF:
+        if jpeg[at + 1] == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        length = int.from_bytes(jpeg[at + 2 : at + 4], "big")
+        if jpeg[at + 1] == 0xDA:
+            end = jpeg.find(b"\xff\xd9", at + 2 + length)
+            return jpeg.find(b"\xff\xda", at + 2 + length, end if end != -1 else len(jpeg)) != -1
+        at += 2 + length
+    return False
 
 
 def _is_cut_short(data: bytes) -> bool:

@@ -8,8 +8,10 @@ PetNet through the same path.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -29,8 +31,10 @@ from app.demo import (
     VIEW_FILE,
     DemoSettings,
     PetDemo,
+    RequestGuard,
     build_demo,
     example_paths,
+    sweep_lost_uploads,
 )
 from petnet.config import PetNetConfig
 from petnet.images import MAX_SIDE, NOT_A_PICTURE, load_image
@@ -437,6 +441,34 @@ def test_old_result_folders_are_swept(tmp_path: Path) -> None:
     assert handlers.sweep(now=written + age + 1) == 1 and not folder.exists()
     handlers.predict(_photo(tmp_path), 0.5)
     assert handlers.sweep(now=written + age + 2) == 0 and folder.is_dir()  # too soon after the last sweep
+
+
+def test_uploads_gradio_lost_track_of_are_swept_as_uploads_arrive(tmp_path: Path) -> None:
+    """Temporary files left at the top of the upload folder go once old; upload folders, symbolic
+    links and fresh files stay. The request guard runs the sweep when an upload arrives."""
+    frequency, age = DemoSettings().delete_cache
+    stale, fresh, folder, link = tmp_path / "tmpold", tmp_path / "tmpnew", tmp_path / "0123abcd", tmp_path / "link"
+    for file in (stale, fresh):
+        file.write_bytes(b"\xff\xd8" + bytes(100))
+    folder.mkdir()
+    link.symlink_to(fresh)
+    os.utime(stale, (time.time() - age - 5,) * 2)
+    os.utime(folder, (time.time() - age - 5,) * 2)
+    assert sweep_lost_uploads(tmp_path, age) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["0123abcd", "link", "tmpnew"]
+
+    os.utime(fresh, (time.time() - age - 5,) * 2)
+    passed = []
+
+    async def app(scope, receive, send) -> None:
+        passed.append(scope["path"])
+
+    guard = RequestGuard(app, max_upload=1000, upload_dir=tmp_path, delete_cache=(frequency, age))
+    scope = {"type": "http", "method": "GET", "path": "/gradio_api/upload_progress", "headers": []}
+    asyncio.run(guard(scope, None, None))
+    assert fresh.exists()  # not an upload: no sweep
+    asyncio.run(guard({**scope, "method": "POST", "path": "/gradio_api/upload"}, None, None))
+    assert not fresh.exists() and passed == ["/gradio_api/upload_progress", "/gradio_api/upload"]
 
 
 def test_photo_names_become_safe_download_names(tmp_path: Path) -> None:

@@ -15,7 +15,16 @@ from conftest import PROJECT_ROOT
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app.demo import BAD_OPACITY, MISSING_UPLOAD, REMOTE_FILE, DemoSettings, build_demo, example_paths, launch_options
+from app.demo import (
+    BAD_OPACITY,
+    MAX_CALL_BYTES,
+    MISSING_UPLOAD,
+    REMOTE_FILE,
+    DemoSettings,
+    build_demo,
+    example_paths,
+    launch_options,
+)
 from petnet.images import NOT_A_PICTURE
 from petnet.paths import BUNDLED_MODEL_DIR
 
@@ -96,31 +105,39 @@ def test_uploads_over_the_size_limit_are_refused(server_url: str) -> None:
 
 def test_an_upload_form_holds_one_photos_worth(server_url: str) -> None:
     """Gradio limits each file of an upload form, not their number (up to 1,000): files that are
-    each within the limit but together over it are refused, and one photo at the limit is not."""
+    each within the limit but together over it are refused, and one photo at the limit is not. A
+    body must say its length: the server would read chunks whatever length is declared beside them."""
     limit = DemoSettings().max_file_bytes
 
     def upload(*sizes: int, chunked: bool = False) -> httpx.Response:
         files = [("files", (f"photo{i}.jpg", b"\xff\xd8" + bytes(size - 2), "image/jpeg")) for i, size in enumerate(sizes)]
         form = httpx.Request("POST", f"{server_url}/gradio_api/upload", files=files)
         body = form.read()
-        if not chunked:  # with its length declared, as browsers and gradio_client send it
-            return httpx.post(form.url, content=body, headers={"content-type": form.headers["content-type"]}, timeout=30)
-        pieces = (body[start : start + (1 << 20)] for start in range(0, len(body), 1 << 20))  # no length: counted as read
-        return httpx.post(form.url, content=pieces, headers={"content-type": form.headers["content-type"]}, timeout=30)
+        content = (body[start : start + (1 << 20)] for start in range(0, len(body), 1 << 20)) if chunked else body
+        return httpx.post(form.url, content=content, headers={"content-type": form.headers["content-type"]}, timeout=30)
 
-    for chunked in (False, True):
-        assert upload(*[limit // 8] * 12, chunked=chunked).status_code == 413
-        accepted = upload(limit - 1024, chunked=chunked)
-        assert accepted.status_code == 200 and len(accepted.json()) == 1
-    # a small length declared beside a chunked body: the server reads the chunks, so must the check
+    assert upload(*[limit // 8] * 12).status_code == 413
+    accepted = upload(limit - 1024)
+    assert accepted.status_code == 200 and len(accepted.json()) == 1
+    assert upload(1024, chunked=True).status_code == 411
     form = httpx.Request("POST", f"{server_url}/gradio_api/upload", files=[("files", ("p.jpg", bytes(limit // 8), "image/jpeg"))] * 12)
     body = form.read()
     chunks = b"".join(b"%x\r\n%b\r\n" % (len(body[at : at + 65536]), body[at : at + 65536]) for at in range(0, len(body), 65536))
     head = (f"POST /gradio_api/upload HTTP/1.1\r\nHost: {form.url.host}\r\nContent-Type: {form.headers['content-type']}\r\n"
             "Content-Length: 1000\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")  # fmt: skip
     with socket.create_connection((form.url.host, form.url.port), timeout=30) as raw, ThreadPoolExecutor(1) as sender:
-        sender.submit(raw.sendall, head.encode() + chunks + b"0\r\n\r\n")  # refused part-way: the rest is not read
-        assert raw.recv(64).startswith(b"HTTP/1.1 413")
+        sender.submit(raw.sendall, head.encode() + chunks + b"0\r\n\r\n")  # refused unread: the send may be cut off
+        assert raw.recv(64).startswith(b"HTTP/1.1 411")
+
+
+def test_the_server_fetches_no_link_and_offers_no_recording_route(server_url: str) -> None:
+    """``GET /file=<link>`` would make the server a proxy to any public address; recordings'
+    forms land in the system's temporary folder, which no sweep empties."""
+    for link in ("http://example.com/cat.jpg", "HTTPS://example.com/cat.jpg"):
+        refused = httpx.get(f"{server_url}/gradio_api/file={link}", timeout=30)
+        assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}
+    recording = httpx.post(f"{server_url}/gradio_api/process_recording", files={"video": ("a.webm", b"x" * 1000)}, timeout=30)
+    assert recording.status_code == 404
 
 
 def _raw_call(server_url: str, path: str) -> list:
@@ -167,9 +184,10 @@ def test_a_file_named_by_a_link_is_refused_before_gradio_fetches_it(server_url: 
                 headers = [(b"content-type", kind.encode("latin-1")) for kind in content_type]
                 refused = httpx.post(f"{server_url}{route}", content=json.dumps(body).encode(), headers=headers, timeout=30)
                 assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}, content_type
-    padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * DemoSettings().max_file_bytes}, timeout=30)
+    # a call is a few hundred bytes; a large one costs Gradio's parser hundreds of megabytes
+    padded = httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [None, 0.5], "pad": "x" * MAX_CALL_BYTES}, timeout=30)
     assert padded.status_code == 413
-    deep = b'{"data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    deep = b'{"data": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
     unreadable = httpx.post(f"{server_url}/gradio_api/call/predict", content=deep, headers={"content-type": "application/json"}, timeout=30)
     assert unreadable.status_code == 400
     assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # a photo's path still goes through
