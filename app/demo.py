@@ -20,15 +20,18 @@ import math
 import os
 import re
 import shutil
+import tempfile
 import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import gradio as gr
 import numpy as np
+from gradio.routes import file_upload_statuses
 from PIL import Image
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
@@ -630,9 +633,13 @@ MAX_CALL_BYTES = 64 * 1024
 """Largest body of any other request (an API call's JSON). A call names its photo by an upload's
 path, a few hundred bytes; Gradio parses and queues what it is sent, and a 10 MiB list of empty
 objects cost the server 1.2 GB and 7.7 s during which it answered no one."""
-UNOFFERED_ROUTES = ("/process_recording",)
-"""Gradio routes this page never calls: recordings are for audio and video components, and their
-forms are written to the system's temporary folder, which no cache sweep empties."""
+UPLOAD_ID = re.compile(r"[a-z0-9]{1,16}")
+"""An upload's progress id as the page makes them (a random number in base 36)."""
+MAX_UPLOAD_IDS = 1000
+"""Progress ids Gradio keeps at once: it forgets one only when someone follows its progress, so
+ids nobody follows (1.8 KB each, 60 KB for a long one) would pile up without end."""
+LOST_UPLOAD = re.compile(r"tmp[a-z0-9_]{8}")
+"""Names of the temporary files Gradio writes uploads to (Python's ``tempfile``)."""
 
 
 class RequestGuard:
@@ -642,14 +649,17 @@ class RequestGuard:
     - **No downloads.** A file named by an http(s) link is refused (400): in a call's JSON Gradio
       would download it into its cache before any event runs, with no size limit, and ``GET
       /file=<link>`` would stream it through this server, an open proxy. Photos arrive as uploads.
-    - **Bounded bodies, known in advance.** Every body must state its length (411 for chunked ones:
-      browsers and ``gradio_client`` always do), which is refused (413) before the body is read when
-      over its limit: one photo's worth for an upload form (``max_upload`` and its framing; Gradio
-      limits each file, not how many a form holds, up to 1,000), :data:`MAX_CALL_BYTES` for anything
-      else. A form within it streams on unread (the server delivers no more than declared, and the
-      page shows the upload's progress); any other body is read, checked and passed on whole.
-    - **Routes the page never calls** (:data:`UNOFFERED_ROUTES`) answer 404.
-    - **Lost uploads swept** (:func:`sweep_lost_uploads`), as uploads arrive.
+    - **Files only as uploads.** A form is taken at the upload route alone (elsewhere 404: Gradio's
+      recording and component routes write forms to the system's temporary folder and may leave
+      them there). Every body must state its length (411 for chunked ones: browsers and
+      ``gradio_client`` always do), which is refused (413) before the body is read when over its
+      limit: one photo's worth for an upload form (``max_upload`` and its framing; Gradio limits each
+      file, not how many a form holds, up to 1,000), :data:`MAX_CALL_BYTES` for anything else. A form
+      within it streams on unread (the server delivers no more than declared, and the page shows the
+      upload's progress); any other body is read, checked and passed on whole.
+    - **Bounded bookkeeping.** Upload progress ids are short (:data:`UPLOAD_ID`) and at most
+      :data:`MAX_UPLOAD_IDS` are kept; the temporary files and empty folders Gradio leaves in its
+      upload folder are swept as uploads arrive (:func:`sweep_lost_uploads`).
     """
 
     def __init__(self, app: ASGIApp, max_upload: int, upload_dir: str | Path, delete_cache: tuple[int, int]) -> None:
@@ -657,16 +667,20 @@ class RequestGuard:
         self.max_upload = max_upload
         self.upload_dir = Path(upload_dir)
         self.delete_cache = delete_cache
-        self._last_sweep = 0.0
+        self._last_sweep = -math.inf
+        self._upload_ids: dict[str, None] = {}  # in the order first seen
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"].endswith("/upload") and time.time() - self._last_sweep >= self.delete_cache[0]:
-            self._last_sweep = time.time()
+        path = scope["path"]
+        if path.endswith("/upload") and time.monotonic() - self._last_sweep >= self.delete_cache[0]:
+            self._last_sweep = time.monotonic()
             await asyncio.to_thread(sweep_lost_uploads, self.upload_dir, self.delete_cache[1])
-        refusal = _refusal_of_route(scope["path"])
+        refusal = _refusal_of_route(path)
+        if refusal is None and path.endswith(("/upload", "/upload_progress")):
+            refusal = self._track_upload_ids(scope["query_string"])
         if refusal is None and scope["method"] == "POST":
             refusal, body = await self._read(scope, receive)
             if refusal is None and body is not None:
@@ -675,6 +689,18 @@ class RequestGuard:
             await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _track_upload_ids(self, query: bytes) -> tuple[int, str] | None:
+        """Refuse an upload progress id the page would not make; forget the oldest past the bound."""
+        for upload_id in parse_qs(query.decode("latin-1")).get("upload_id", []):
+            if not UPLOAD_ID.fullmatch(upload_id):
+                return 400, UNREADABLE_REQUEST
+            self._upload_ids[upload_id] = None
+            while len(self._upload_ids) > MAX_UPLOAD_IDS:
+                oldest = next(iter(self._upload_ids))
+                del self._upload_ids[oldest]
+                _forget_upload_id(oldest)
+        return None
 
     async def _read(self, scope: Scope, receive: Receive) -> tuple[tuple[int, str] | None, bytes | None]:
         """(refusal or None, the body read or None): a form within its limit is left unread."""
@@ -686,6 +712,8 @@ class RequestGuard:
             return (400, UNREADABLE_REQUEST), None
         declared = int(lengths[0]) if lengths else 0  # no length and no coding: no body
         form = _is_form(scope)
+        if form and not scope["path"].endswith("/upload"):
+            return (404, NOT_OFFERED), None
         if declared > (self.max_upload + FORM_FRAMING if form else MAX_CALL_BYTES):
             return (413, LARGE_REQUEST), None
         if form or not declared:  # files travel in forms; only a call's JSON names one by a path
@@ -700,20 +728,38 @@ class RequestGuard:
                 return _refusal_of(bytes(body)), bytes(body)
 
 
+def _forget_upload_id(upload_id: str) -> None:
+    """Drop Gradio's progress record of an upload (its public ``stop_tracking``, and the signal
+    that ``stop_tracking`` leaves behind in Gradio 6.31)."""
+    file_upload_statuses.stop_tracking(upload_id)
+    file_upload_statuses._signals.pop(upload_id, None)
+
+
 def sweep_lost_uploads(upload_dir: Path, age: float, now: float | None = None) -> int:
-    """Delete the files at the top of Gradio's upload folder not written for ``age`` seconds; returns
-    how many went. Gradio moves each upload into a folder of its own, which its cache sweep deletes
-    in time, but leaves the temporary file behind, untracked, when the form's file part has another
-    name, the form ends early or its sender leaves mid-upload: a stranger could fill the disk with
-    them 10 MB at a time. Run by :class:`RequestGuard` as uploads arrive, as often as Gradio's sweep."""
+    """Delete the temporary files (:data:`LOST_UPLOAD`) and empty folders at the top of Gradio's
+    upload folder not written for ``age`` seconds; returns how many went. Gradio moves each upload
+    into a folder of its own, whose files its cache sweep deletes in time (but not the folder), and
+    leaves the temporary file behind, untracked, when the form's file part has another name, the
+    form ends early or its sender leaves mid-upload: a stranger could fill the disk 10 MB at a time.
+    (An upload idle for ``age`` seconds goes too; it fails.) Nothing is swept where the upload
+    folder is the system's temporary folder itself, which other programs share. Run by
+    :class:`RequestGuard` as uploads arrive, as often as Gradio's sweep."""
+    if upload_dir.resolve() == Path(tempfile.gettempdir()).resolve():
+        return 0
     now = time.time() if now is None else now
     removed = 0
     for path in upload_dir.glob("*"):
         try:
-            if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime > age:
+            if path.is_symlink() or now - path.stat().st_mtime <= age:
+                continue
+            if path.is_file() and LOST_UPLOAD.fullmatch(path.name):
                 path.unlink()
-                removed += 1
-        except OSError:  # deleted meanwhile, or still being written
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            else:
+                continue
+            removed += 1
+        except OSError:  # deleted or filled meanwhile
             continue
     return removed
 
@@ -729,9 +775,7 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 
 
 def _refusal_of_route(path: str) -> tuple[int, str] | None:
-    """(status, message) for a route this server does not serve to strangers, else None."""
-    if path.endswith(UNOFFERED_ROUTES):
-        return 404, NOT_OFFERED
+    """(status, message) for a request naming a file by an http(s) link in its path, else None."""
     _, found, target = path.partition("/file=")
     if found and target.strip().lower().startswith(("http://", "https://")):
         return 400, REMOTE_FILE

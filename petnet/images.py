@@ -157,27 +157,33 @@ def _plan_decoding(image: Image.Image, data: bytes, max_side: int | None) -> int
     if max_side is not None and image.format in ("JPEG", "MPO") and max(width, height) > max_side:
         scale = max_side / max(width, height)
         image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))  # sets the scale, decodes nothing
-        if not image.info.get("progressive") and not _scans_apart(data):
+        if not _several_scans(data):
             width, height = image.size
     return width * height
 
 
-def _scans_apart(jpeg: bytes) -> bool:
-    """Whether a JPEG's first image holds more than one scan. Its segments are walked to the first
-    scan (an EXIF thumbnail inside a segment is skipped with it); a scan's coded data never holds
-    the bytes of a marker (an FF in it is stuffed with 00), so a second scan is a second FF DA
-    before the image's end (FF D9; an MPO's next image follows it)."""
-    at = 2  # after the start-of-image marker
-    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF:
-        if jpeg[at + 1] == 0xFF:  # fill byte before a marker
+def _several_scans(jpeg: bytes) -> bool:
+    """Whether libjpeg decodes a JPEG through a buffer of the whole image's coefficients: by its own
+    rule (``jdinput.c``), when the image is progressive or its first scan holds fewer colour
+    components than the frame. The segments before the first scan are walked (an EXIF thumbnail
+    inside one is skipped with it); anything else there (stray bytes, a cut-off file) counts as
+    several scans, the safe side."""
+    at, components = 2, None  # after the start-of-image marker
+    while at + 4 <= len(jpeg):
+        if jpeg[at] != 0xFF:
+            return True
+        marker = jpeg[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
             at += 1
             continue
-        length = int.from_bytes(jpeg[at + 2 : at + 4], "big")
-        if jpeg[at + 1] == 0xDA:
-            end = jpeg.find(b"\xff\xd9", at + 2 + length)
-            return jpeg.find(b"\xff\xda", at + 2 + length, end if end != -1 else len(jpeg)) != -1
-        at += 2 + length
-    return False
+        if marker in (0xC2, 0xC6, 0xCA, 0xCE):  # progressive frames
+            return True
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and at + 10 <= len(jpeg):
+            components = jpeg[at + 9]  # a frame: length, precision, height, width, then Nf
+        if marker == 0xDA:
+            return components is None or at + 5 > len(jpeg) or jpeg[at + 4] < components  # Ns < Nf
+        at += 2 + int.from_bytes(jpeg[at + 2 : at + 4], "big")
+    return True
 
 
 def _is_cut_short(data: bytes) -> bool:

@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import gradio as gr
 import numpy as np
 import pytest
 import torch
 from conftest import png_header_only
+from gradio.route_utils import FileUploadProgressNotTrackedError
+from gradio.routes import file_upload_statuses
 from PIL import Image, ImageDraw
 
 import petnet
+from app import demo as demo_module
 from app import results_html
 from app.demo import (
     API_NAME,
@@ -444,31 +449,68 @@ def test_old_result_folders_are_swept(tmp_path: Path) -> None:
 
 
 def test_uploads_gradio_lost_track_of_are_swept_as_uploads_arrive(tmp_path: Path) -> None:
-    """Temporary files left at the top of the upload folder go once old; upload folders, symbolic
-    links and fresh files stay. The request guard runs the sweep when an upload arrives."""
+    """Old temporary upload files and empty folders at the top of the upload folder go; other
+    files, folders with files, symbolic links and fresh ones stay, and nothing is swept in the
+    system's temporary folder itself. The request guard runs the sweep when an upload arrives."""
     frequency, age = DemoSettings().delete_cache
-    stale, fresh, folder, link = tmp_path / "tmpold", tmp_path / "tmpnew", tmp_path / "0123abcd", tmp_path / "link"
-    for file in (stale, fresh):
+    old = time.time() - age - 5
+    stale, fresh, other, empty, full, link = (tmp_path / name for name in ("tmpa1b2_c3d", "tmpe5f6g7h8", "app.pid", "0123abcd", "4567efgh", "link"))
+    for file in (stale, fresh, other):
         file.write_bytes(b"\xff\xd8" + bytes(100))
-    folder.mkdir()
+    empty.mkdir()
+    full.mkdir()
+    (full / "photo.jpg").write_bytes(b"\xff\xd8")
     link.symlink_to(fresh)
-    os.utime(stale, (time.time() - age - 5,) * 2)
-    os.utime(folder, (time.time() - age - 5,) * 2)
-    assert sweep_lost_uploads(tmp_path, age) == 1
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["0123abcd", "link", "tmpnew"]
+    for path in (stale, other, empty, full):
+        os.utime(path, (old, old))
+    assert sweep_lost_uploads(tmp_path, age) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["4567efgh", "app.pid", "link", "tmpe5f6g7h8"]
+    assert sweep_lost_uploads(Path(tempfile.gettempdir()), 0) == 0
 
-    os.utime(fresh, (time.time() - age - 5,) * 2)
+    os.utime(fresh, (old, old))
     passed = []
 
     async def app(scope, receive, send) -> None:
         passed.append(scope["path"])
 
     guard = RequestGuard(app, max_upload=1000, upload_dir=tmp_path, delete_cache=(frequency, age))
-    scope = {"type": "http", "method": "GET", "path": "/gradio_api/upload_progress", "headers": []}
+    scope = {"type": "http", "method": "GET", "path": "/gradio_api/upload_progress", "headers": [], "query_string": b""}
     asyncio.run(guard(scope, None, None))
     assert fresh.exists()  # not an upload: no sweep
     asyncio.run(guard({**scope, "method": "POST", "path": "/gradio_api/upload"}, None, None))
     assert not fresh.exists() and passed == ["/gradio_api/upload_progress", "/gradio_api/upload"]
+
+
+def test_upload_progress_ids_are_short_and_bounded(tmp_path: Path, monkeypatch) -> None:
+    """Gradio keeps an upload's progress until someone follows it: ids the page would not make are
+    refused, and past the bound the oldest is forgotten."""
+    monkeypatch.setattr(demo_module, "MAX_UPLOAD_IDS", 3)
+    answers: list[int] = []
+
+    async def app(scope, receive, send) -> None:
+        file_upload_statuses.track(parse_qs(scope["query_string"].decode())["upload_id"][0])
+
+    async def send(message) -> None:
+        if message["type"] == "http.response.start":
+            answers.append(message["status"])
+
+    guard = RequestGuard(app, max_upload=1000, upload_dir=tmp_path, delete_cache=DemoSettings().delete_cache)
+    ids = [f"petnettest{i}" for i in range(5)]
+    for upload_id in [*ids, "x" * 17, "Bad-Id"]:
+        scope = {"type": "http", "method": "GET", "path": "/gradio_api/upload_progress", "headers": [], "query_string": f"upload_id={upload_id}".encode()}
+        asyncio.run(guard(scope, None, send))
+    assert answers == [400, 400]
+
+    def tracked(upload_id: str) -> bool:
+        try:
+            file_upload_statuses.is_done(upload_id)
+        except FileUploadProgressNotTrackedError:
+            return False
+        return True
+
+    assert [tracked(upload_id) for upload_id in ids] == [False, False, True, True, True]
+    for upload_id in ids:
+        file_upload_statuses.stop_tracking(upload_id)
 
 
 def test_photo_names_become_safe_download_names(tmp_path: Path) -> None:

@@ -130,14 +130,19 @@ def test_an_upload_form_holds_one_photos_worth(server_url: str) -> None:
         assert raw.recv(64).startswith(b"HTTP/1.1 411")
 
 
-def test_the_server_fetches_no_link_and_offers_no_recording_route(server_url: str) -> None:
-    """``GET /file=<link>`` would make the server a proxy to any public address; recordings'
-    forms land in the system's temporary folder, which no sweep empties."""
+def test_the_server_fetches_no_link_and_takes_files_only_as_uploads(server_url: str) -> None:
+    """``GET /file=<link>`` would make the server a proxy to any public address; forms sent to
+    Gradio's recording and component routes land in the system's temporary folder, where a form
+    left mid-way stays. Upload progress ids are the page's short ones."""
     for link in ("http://example.com/cat.jpg", "HTTPS://example.com/cat.jpg"):
         refused = httpx.get(f"{server_url}/gradio_api/file={link}", timeout=30)
         assert refused.status_code == 400 and refused.json() == {"error": REMOTE_FILE}
-    recording = httpx.post(f"{server_url}/gradio_api/process_recording", files={"video": ("a.webm", b"x" * 1000)}, timeout=30)
-    assert recording.status_code == 404
+    for route in ("process_recording", "component_server", "component_server/"):
+        form = httpx.post(f"{server_url}/gradio_api/{route}", files={"video": ("a.webm", b"x" * 1000)}, timeout=30)
+        assert form.status_code == 404, route
+    photo = {"files": ("cat.jpg", Path(example_paths()[0]).read_bytes(), "image/jpeg")}
+    assert httpx.post(f"{server_url}/gradio_api/upload?upload_id=k3j9x0q2m1", files=photo, timeout=30).status_code == 200
+    assert httpx.post(f"{server_url}/gradio_api/upload?upload_id={'x' * 4096}", files=photo, timeout=30).status_code == 400
 
 
 def _raw_call(server_url: str, path: str) -> list:

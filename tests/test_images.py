@@ -105,18 +105,20 @@ def test_a_decode_counts_the_pixels_it_holds(fmt: str, options: dict, pixels: in
 
 
 def test_a_jpeg_of_several_scans_is_told_from_one_with_a_thumbnail_or_a_second_image() -> None:
-    """libjpeg buffers a whole image of several scans (progressive, or colours scanned apart, which
-    Pillow does not flag); an EXIF thumbnail before the image and an MPO's second image after it
-    are not the image's own scans."""
+    """libjpeg buffers the whole image of a progressive JPEG or one whose first scan holds fewer
+    colours than the frame (which Pillow does not flag); an EXIF thumbnail before the image and an
+    MPO's second image after it change nothing; stray bytes before the first scan count as several."""
     baseline = _encode(Image.new("RGB", (64, 48), (90, 120, 30)), "JPEG")
     thumbnail = b"Exif\0\0" + baseline
     with_thumbnail = baseline[:2] + b"\xff\xe1" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail + baseline[2:]
-    second_scan = baseline[:-2] + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + baseline[-2:]  # before the end marker
     frames = io.BytesIO()
     Image.new("RGB", (64, 48)).save(frames, "MPO", save_all=True, append_images=[Image.new("RGB", (64, 48))])
-    scans = [images._scans_apart(data) for data in (baseline, with_thumbnail, frames.getvalue(), second_scan)]
-    assert scans == [False, False, False, True]
-    assert images._scans_apart(_encode(Image.new("RGB", (64, 48)), "JPEG", progressive=True))
+    scan = baseline.index(b"\xff\xda")
+    colours_apart = baseline[: scan + 4] + b"\x01" + baseline[scan + 5 :]  # the first scan: one colour of three
+    stray = baseline[:2] + b"\x00" + baseline[2:]
+    progressive = _encode(Image.new("RGB", (64, 48)), "JPEG", progressive=True)
+    several = [images._several_scans(data) for data in (baseline, with_thumbnail, frames.getvalue(), colours_apart, stray, progressive)]
+    assert several == [False, False, False, True, True, True]
 
 
 def test_a_large_decode_that_fails_gives_its_memory_back(monkeypatch) -> None:
