@@ -678,7 +678,7 @@ class RequestGuard:
         if path.endswith("/upload") and time.monotonic() - self._last_sweep >= self.delete_cache[0]:
             self._last_sweep = time.monotonic()
             await asyncio.to_thread(sweep_lost_uploads, self.upload_dir, self.delete_cache[1])
-        refusal = _refusal_of_route(path)
+        refusal = _refusal_of_path(path)
         if refusal is None and path.endswith(("/upload", "/upload_progress")):
             refusal = self._track_upload_ids(scope["query_string"])
         if refusal is None and scope["method"] == "POST":
@@ -774,7 +774,7 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def _refusal_of_route(path: str) -> tuple[int, str] | None:
+def _refusal_of_path(path: str) -> tuple[int, str] | None:
     """(status, message) for a request naming a file by an http(s) link in its path, else None."""
     _, found, target = path.partition("/file=")
     if found and target.strip().lower().startswith(("http://", "https://")):
