@@ -84,6 +84,9 @@ class DemoSettings:
     default_opacity: float = 0.5
     screen_max_side: int = 1024
     """The overlay is for the screen: larger photos are shown (and re-blended) downscaled."""
+    state_session_capacity: int = 1000
+    """Sessions whose bookkeeping Gradio keeps (its default 10,000): a stranger's sessions that never
+    read their results each held about 50 KB until pushed out."""
     delete_cache: tuple[int, int] = (60, 600)
     """Every minute, Gradio deletes uploads older than ten minutes; the demo's own result folders
     go after the same age (:meth:`PetDemo.sweep`), so a busy public server's disk does not fill. A
@@ -616,6 +619,7 @@ def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
     settings = settings or DemoSettings()
     return {
         "max_file_size": settings.max_file_size,
+        "state_session_capacity": settings.state_session_capacity,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
         "app_kwargs": {"middleware": [Middleware(RequestGuard, max_upload=settings.max_file_bytes, upload_dir=gr.utils.get_upload_folder(), delete_cache=settings.delete_cache)]},
@@ -638,6 +642,10 @@ UPLOAD_ID = re.compile(r"[a-z0-9]{1,16}")
 MAX_UPLOAD_IDS = 1000
 """Progress ids Gradio keeps at once: it forgets one only when someone follows its progress, so
 ids nobody follows (1.8 KB each, 60 KB for a long one) would pile up without end."""
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A session id as the page (a random number in base 36) and ``gradio_client`` (a UUID) make them.
+Gradio keeps each session's bookkeeping, keyed by its id, until the session's stream closes:
+sessions that never open one, with 60 KB ids, cost the server 360 KB each."""
 LOST_UPLOAD = re.compile(r"tmp[a-z0-9_]{8}")
 """Names of the temporary files Gradio writes uploads to (Python's ``tempfile``)."""
 
@@ -678,7 +686,7 @@ class RequestGuard:
         if path.endswith("/upload") and time.monotonic() - self._last_sweep >= self.delete_cache[0]:
             self._last_sweep = time.monotonic()
             await asyncio.to_thread(sweep_lost_uploads, self.upload_dir, self.delete_cache[1])
-        refusal = _refusal_of_path(path)
+        refusal = _refusal_of_path(path, scope["query_string"])
         if refusal is None and path.endswith(("/upload", "/upload_progress")):
             refusal = self._track_upload_ids(scope["query_string"])
         if refusal is None and scope["method"] == "POST":
@@ -774,11 +782,16 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def _refusal_of_path(path: str) -> tuple[int, str] | None:
-    """(status, message) for a request naming a file by an http(s) link in its path, else None."""
+def _refusal_of_path(path: str, query: bytes) -> tuple[int, str] | None:
+    """(status, message) for a request naming a file by an http(s) link in its path, or a session
+    by an id no client makes (:data:`SESSION_ID`), else None."""
     _, found, target = path.partition("/file=")
     if found and target.strip().lower().startswith(("http://", "https://")):
         return 400, REMOTE_FILE
+    _, found, session = path.partition("/heartbeat/")
+    sessions = [session] if found else []
+    if any(not SESSION_ID.fullmatch(session) for session in [*sessions, *parse_qs(query.decode("latin-1")).get("session_hash", [])]):
+        return 400, UNREADABLE_REQUEST
     return None
 
 
@@ -793,14 +806,16 @@ def _is_form(scope: Scope) -> bool:
 
 def _refusal_of(body: bytes) -> tuple[int, str] | None:
     """(status, message) for a body that holds a file payload (a mapping with a ``path``) whose
-    path is an http(s) link, or that nests too deep to be read; None for any other (a body that is
-    not JSON is Gradio's to refuse)."""
+    path is an http(s) link, names its session by an id no client makes, or nests too deep to be
+    read; None for any other (a body that is not JSON is Gradio's to refuse)."""
     try:
         data = json.loads(body)
     except RecursionError:
         return 400, UNREADABLE_REQUEST
     except ValueError:
         return None
+    if isinstance(data, Mapping) and "session_hash" in data and not SESSION_ID.fullmatch(str(data["session_hash"])):
+        return 400, UNREADABLE_REQUEST
     stack = [data]
     while stack:
         item = stack.pop()

@@ -145,6 +145,18 @@ def test_the_server_fetches_no_link_and_takes_files_only_as_uploads(server_url: 
     assert httpx.post(f"{server_url}/gradio_api/upload?upload_id={'x' * 4096}", files=photo, timeout=30).status_code == 400
 
 
+def test_sessions_are_named_as_clients_name_them(server_url: str) -> None:
+    """Gradio keeps bookkeeping per session id until the session's stream closes: a stranger's
+    60 KB ids cost 360 KB each, so only ids of the page's and gradio_client's kind are taken."""
+    long_id = "a" * 60_000
+    join = {"data": [None, 0.5], "fn_index": 1, "session_hash": long_id}
+    assert httpx.post(f"{server_url}/gradio_api/queue/join", json=join, timeout=30).status_code == 400
+    assert httpx.get(f"{server_url}/gradio_api/queue/data", params={"session_hash": long_id}, timeout=30).status_code == 400
+    assert httpx.get(f"{server_url}/gradio_api/heartbeat/{long_id}", timeout=30).status_code == 400
+    assert httpx.post(f"{server_url}/gradio_api/queue/join", json={**join, "session_hash": "k3j9x0q2m1"}, timeout=30).status_code == 200
+    assert launch_options()["state_session_capacity"] == DemoSettings().state_session_capacity
+
+
 def _raw_call(server_url: str, path: str) -> list:
     """POST /gradio_api/call/predict with a bare ``{"path": ...}`` (no upload, no meta), as a
     hostile script would; returns the outputs of the ``complete`` event."""
