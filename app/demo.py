@@ -686,9 +686,10 @@ class RequestGuard:
         if path.endswith("/upload") and time.monotonic() - self._last_sweep >= self.delete_cache[0]:
             self._last_sweep = time.monotonic()
             await asyncio.to_thread(sweep_lost_uploads, self.upload_dir, self.delete_cache[1])
-        refusal = _refusal_of_path(path, scope["query_string"])
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        refusal = _refusal_of_path(path, query)
         if refusal is None and path.endswith(("/upload", "/upload_progress")):
-            refusal = self._track_upload_ids(scope["query_string"])
+            refusal = self._track_upload_ids(query)
         if refusal is None and scope["method"] == "POST":
             refusal, body = await self._read(scope, receive)
             if refusal is None and body is not None:
@@ -698,9 +699,9 @@ class RequestGuard:
             return
         await self.app(scope, receive, send)
 
-    def _track_upload_ids(self, query: bytes) -> tuple[int, str] | None:
+    def _track_upload_ids(self, query: Mapping[str, list[str]]) -> tuple[int, str] | None:
         """Refuse an upload progress id the page would not make; forget the oldest past the bound."""
-        for upload_id in parse_qs(query.decode("latin-1")).get("upload_id", []):
+        for upload_id in query.get("upload_id", []):
             if not UPLOAD_ID.fullmatch(upload_id):
                 return 400, UNREADABLE_REQUEST
             self._upload_ids[upload_id] = None
@@ -782,15 +783,15 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def _refusal_of_path(path: str, query: bytes) -> tuple[int, str] | None:
+def _refusal_of_path(path: str, query: Mapping[str, list[str]]) -> tuple[int, str] | None:
     """(status, message) for a request naming a file by an http(s) link in its path, or a session
     by an id no client makes (:data:`SESSION_ID`), else None."""
     _, found, target = path.partition("/file=")
-    if found and target.strip().lower().startswith(("http://", "https://")):
+    if found and _is_link(target):
         return 400, REMOTE_FILE
     _, found, session = path.partition("/heartbeat/")
     sessions = [session] if found else []
-    if any(not SESSION_ID.fullmatch(session) for session in [*sessions, *parse_qs(query.decode("latin-1")).get("session_hash", [])]):
+    if any(not SESSION_ID.fullmatch(session) for session in [*sessions, *query.get("session_hash", [])]):
         return 400, UNREADABLE_REQUEST
     return None
 
@@ -802,6 +803,11 @@ def _is_form(scope: Scope) -> bool:
     strips a non-breaking space from the type, each of which took a link past a narrower check."""
     types = [value.decode("latin-1").split(";")[0].strip().lower() for name, value in scope["headers"] if name == b"content-type"]
     return bool(types) and all(kind.startswith("multipart/") or kind == "application/x-www-form-urlencoded" for kind in types)
+
+
+def _is_link(text: str) -> bool:
+    """Whether a file's name is an http(s) link, as Gradio would fetch it (any case, spaces around)."""
+    return text.strip().lower().startswith(("http://", "https://"))
 
 
 def _refusal_of(body: bytes) -> tuple[int, str] | None:
@@ -821,7 +827,7 @@ def _refusal_of(body: bytes) -> tuple[int, str] | None:
         item = stack.pop()
         if isinstance(item, Mapping):
             path = item.get("path")
-            if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+            if isinstance(path, str) and _is_link(path):
                 return 400, REMOTE_FILE
             stack.extend(item.values())
         elif isinstance(item, list):
