@@ -1,0 +1,46 @@
+#!/bin/bash
+# Three runs of runs/lite1-240-scenes' recipe (seeds 11-13), one per session (about 80 minutes each; a run cut short
+# is continued with --resume), then the two candidates of docs/experiments.md ("Three whole-recipe scene runs
+# averaged"): S3 (the three averaged) and S3+3 (the shipped soup and the three, equal weight per run), each with the
+# centre head re-fitted on its features, exported, calibrated on int8, validation as served.
+set -euo pipefail
+cd "$(dirname "$0")/../../../.."  # the project root
+PY=.venv/bin/python
+[ -d runs/pseudo-masks ] || $PY -m petnet.training.pseudolabel --model petnet/weights --out runs/pseudo-masks
+for seed in 11 12 13; do
+  D=runs/scenes-s$seed
+  [ -f $D/final/model.safetensors ] && continue
+  resume=""; [ -f $D/checkpoint.pt ] && resume="--resume"
+  $PY -m petnet.training.train --config assets/reports/runs/lite1-240-s1/train_config.json --output-dir $D $resume \
+    --pseudo-mask-dir runs/pseudo-masks --seed $seed --init-seed 1 --scene-probability 0.3 --scene-other-animals --no-scene-masks
+done
+candidate() {  # name, soup flags...
+  local name=$1; shift
+  local D=runs/$name
+  rm -rf $D runs/$name-centres
+  $PY -m petnet.training.soup "$@" --export final --out $D
+  # the shipped pipeline's looks and other-animal check (a soup of train.py runs has the runs' config); the pet
+  # threshold, breed temperature and peak thresholds are fitted again below
+  cp petnet/weights/animals.int8.onnx $D/
+  $PY - "$D" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from petnet.models.network import write_config_file
+d = Path(sys.argv[1]); a = json.loads((d / "config.json").read_text()); b = json.loads(Path("petnet/weights/config.json").read_text())
+for k in ("animal_check_below", "animal_check_threshold", "closer_look", "closer_look_below", "look_past_other_animals",
+          "onnx_precision", "pet_pooling_sharpness", "presence_second_look", "second_look_confirm_side", "second_look_peaks",
+          "second_look_side", "tile_look_from", "tile_look_side", "tile_look_threshold"):
+    a[k] = b[k]
+write_config_file(d, a)
+PYEOF
+  $PY -m petnet.training.train_centers --model $D --output-dir runs/$name-centres --head-from petnet/weights \
+    --pseudo-mask-dir runs/pseudo-masks --epochs 8 --lr 0.001 --samples-per-epoch 4000 --scene-share 0.5
+  D=runs/$name-centres/final
+  $PY -m petnet.training.export --model $D
+  $PY -m petnet.training.calibrate --model $D --runtime onnx
+  $PY -m petnet.evaluate --split val --model $D --runtime onnx --out runs/reports/$name-val.json
+  echo "DONE $name"
+}
+candidate scene-s3 runs/scenes-s11 runs/scenes-s12 runs/scenes-s13
+candidate scene-s3plus3 petnet/weights runs/scenes-s11 runs/scenes-s12 runs/scenes-s13 --weights 3 1 1 1 --decoder-from petnet/weights
+echo CHAIN DONE
