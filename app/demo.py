@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,11 @@ class DemoSettings:
     about 0.7x the time per photo of one-by-one passes on a 2-core CPU."""
     max_queue_size: int = 64
     """Requests allowed to wait; beyond that a visitor is told the queue is full."""
+    max_calls_per_visitor: int = 8
+    """Calls one visitor (one address, :func:`visitor_address`) may have waiting or running at once
+    (0: no cap). The queue's places are shared, and one stranger's script sending calls faster than
+    the server answers them filled all of them. The page sends one call per photo and one for the
+    opacity slider, each after the last is answered, so a visitor never meets the cap."""
     max_file_size: str = "10mb"
     """Largest accepted upload; :data:`petnet.images.MAX_IMAGE_PIXELS` also bounds decoded size."""
     default_opacity: float = 0.5
@@ -107,9 +113,15 @@ class DemoSettings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> DemoSettings:
-        """Defaults, with ``PETNET_MAX_BATCH_SIZE`` overriding the batch size (the load test's A/B switch)."""
-        value = environ.get("PETNET_MAX_BATCH_SIZE", "").strip()
-        return cls(max_batch_size=max(1, int(value))) if value else cls()
+        """Defaults, with ``PETNET_MAX_BATCH_SIZE`` overriding the batch size (the load test's A/B
+        switch) and ``PETNET_CALLS_PER_VISITOR`` the cap on one visitor's calls (0 turns it off: for
+        a server that sees every visitor from one address and is given no forwarded header)."""
+        overrides: dict[str, int] = {}
+        if value := environ.get("PETNET_MAX_BATCH_SIZE", "").strip():
+            overrides["max_batch_size"] = max(1, int(value))
+        if value := environ.get("PETNET_CALLS_PER_VISITOR", "").strip():
+            overrides["max_calls_per_visitor"] = max(0, int(value))
+        return cls(**overrides)
 
 
 @dataclass(frozen=True)
@@ -605,25 +617,49 @@ def build_demo(model: PetNet | None = None, settings: DemoSettings | None = None
             trigger_mode="always_last",
             show_progress="hidden",
         )
-    demo.queue(max_size=settings.max_queue_size, default_concurrency_limit=settings.concurrency_limit)
+    # api_open=False: Gradio's direct routes (/run/predict, /api/predict) skip the queue, its bound and
+    # its concurrency limit (any number of network passes at once, a batch of any size in one call);
+    # Gradio closes them on a Space only
+    demo.queue(max_size=settings.max_queue_size, default_concurrency_limit=settings.concurrency_limit, api_open=False)
     return demo
 
 
 def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
     """Keyword arguments for ``demo.launch()``: upload size limit, no file access beyond the
-    examples, bounded requests and no file fetched from a link (:class:`RequestGuard`).
+    examples, bounded requests, a cap on each visitor's calls and no file fetched from a link
+    (:class:`RequestGuard`).
 
     Host and port come from Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
     (default 127.0.0.1:7860), which is also how Hugging Face Spaces configures it.
     """
-    settings = settings or DemoSettings()
+    settings = settings or DemoSettings.from_environ()
     return {
         "max_file_size": settings.max_file_size,
         "state_session_capacity": settings.state_session_capacity,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
-        "app_kwargs": {"middleware": [Middleware(RequestGuard, max_upload=settings.max_file_bytes, upload_dir=gr.utils.get_upload_folder(), delete_cache=settings.delete_cache)]},
+        "app_kwargs": {"middleware": [Middleware(
+            RequestGuard,
+            max_upload=settings.max_file_bytes,
+            upload_dir=gr.utils.get_upload_folder(),
+            delete_cache=settings.delete_cache,
+            max_calls=settings.max_calls_per_visitor,
+        )]},
     }
+
+
+TRUSTED_PROXIES = "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+"""Addresses whose ``X-Forwarded-For`` the server believes (uvicorn's ``FORWARDED_ALLOW_IPS``, which
+``app.py`` sets to this unless given): loopback and private networks, where a Space's proxy and
+other reverse proxies sit. The visitor is then the last address in the header outside them, the one
+the proxy saw (an address a client writes into the header itself comes before it); a client reaching
+the server straight from a public address is its own address, whatever header it sends."""
+
+
+def visitor_address(scope: Scope) -> str:
+    """The address a request came from, after uvicorn's proxy-header handling (:data:`TRUSTED_PROXIES`)."""
+    client = scope.get("client")
+    return client[0] if client else ""
 
 
 REMOTE_FILE = "Send the photo itself, not a link to it: this server does not download files."
@@ -631,6 +667,7 @@ LARGE_REQUEST = "This request is too large."
 UNREADABLE_REQUEST = "This request could not be read."
 LENGTH_REQUIRED = "Send the request with its length (Content-Length), not in chunks."
 NOT_OFFERED = "This server does not offer that."
+BUSY_VISITOR = "You have {count} photos waiting already; send more once they are answered."
 FORM_FRAMING = 64 * 1024
 """Bytes an upload form may add around its one file (boundaries, part headers, a long file name)."""
 MAX_CALL_BYTES = 64 * 1024
@@ -668,15 +705,21 @@ class RequestGuard:
     - **Bounded bookkeeping.** Upload progress ids are short (:data:`UPLOAD_ID`) and at most
       :data:`MAX_UPLOAD_IDS` are kept; the temporary files and empty folders Gradio leaves in its
       upload folder are swept as uploads arrive (:func:`sweep_lost_uploads`).
+    - **A share of the queue.** A call joining the queue is refused (429) while its visitor has
+      ``max_calls`` calls waiting, running or on their way in (0: no cap).
     """
 
-    def __init__(self, app: ASGIApp, max_upload: int, upload_dir: str | Path, delete_cache: tuple[int, int]) -> None:
+    def __init__(
+        self, app: ASGIApp, max_upload: int, upload_dir: str | Path, delete_cache: tuple[int, int], max_calls: int = 0
+    ) -> None:
         self.app = app
         self.max_upload = max_upload
         self.upload_dir = Path(upload_dir)
         self.delete_cache = delete_cache
+        self.max_calls = max_calls
         self._last_sweep = -math.inf
         self._upload_ids: dict[str, None] = {}  # in the order first seen
+        self._joining: Counter[str] = Counter()  # per visitor, joins passed on and not yet answered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -690,6 +733,10 @@ class RequestGuard:
         refusal = _refusal_of_path(path, query)
         if refusal is None and path.endswith(("/upload", "/upload_progress")):
             refusal = self._track_upload_ids(query)
+        joining = scope["method"] == "POST" and self.max_calls > 0 and _joins_queue(path)
+        visitor = visitor_address(scope)
+        if refusal is None and joining and self._calls_of(scope, visitor) >= self.max_calls:
+            refusal = 429, BUSY_VISITOR.format(count=self.max_calls)
         if refusal is None and scope["method"] == "POST":
             refusal, body = await self._read(scope, receive)
             if refusal is None and body is not None:
@@ -697,7 +744,23 @@ class RequestGuard:
         if refusal is not None:
             await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if not joining:
+            await self.app(scope, receive, send)
+            return
+        self._joining[visitor] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._joining[visitor] -= 1
+            if not self._joining[visitor]:
+                del self._joining[visitor]
+
+    def _calls_of(self, scope: Scope, visitor: str) -> int:
+        """The visitor's calls in Gradio's queue, waiting or running (Gradio 6.31 keeps each event,
+        with the request that made it, from joining until its run ends), and their joins on the way."""
+        events = list(scope["app"].get_blocks()._queue.event_ids_to_events.values())
+        queued = sum(event.request is not None and visitor_address(event.request.scope) == visitor for event in events)
+        return queued + self._joining[visitor]
 
     def _track_upload_ids(self, query: Mapping[str, list[str]]) -> tuple[int, str] | None:
         """Refuse an upload progress id the page would not make; forget the oldest past the bound."""
@@ -794,6 +857,12 @@ def _refusal_of_path(path: str, query: Mapping[str, list[str]]) -> tuple[int, st
     if any(not SESSION_ID.fullmatch(session) for session in [*sessions, *query.get("session_hash", [])]):
         return 400, UNREADABLE_REQUEST
     return None
+
+
+def _joins_queue(path: str) -> bool:
+    """Whether a POST to ``path`` puts a call in Gradio's queue: the page's and ``gradio_client``'s
+    ``/queue/join``, and the REST API's ``/call/<name>`` (and ``/call/v2/<name>``)."""
+    return path.endswith("/queue/join") or "/call/" in path
 
 
 def _is_form(scope: Scope) -> bool:

@@ -285,12 +285,12 @@ def _free_port() -> int:
 
 @contextmanager
 def served_demo(
-    max_batch_size: int | None, root: Path = PROJECT_ROOT, timeout: float = 180.0
+    max_batch_size: int | None, root: Path = PROJECT_ROOT, timeout: float = 180.0, settings: dict[str, str] | None = None
 ) -> Iterator[tuple[str, int]]:
     """``python app.py`` of the project at ``root`` on a free loopback port with the given batch
-    size (None = the default); yields its address and process id."""
+    size (None = the default) and other ``PETNET_*`` settings; yields its address and process id."""
     port = _free_port()
-    environ = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    environ = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), **(settings or {})}
     environ.pop("PETNET_MAX_BATCH_SIZE", None)
     if max_batch_size is not None:
         environ["PETNET_MAX_BATCH_SIZE"] = str(max_batch_size)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import gradio as gr
@@ -31,6 +33,7 @@ from app import results_html
 from app.demo import (
     API_NAME,
     BAD_OPACITY,
+    BUSY_VISITOR,
     FAILED,
     MISSING_UPLOAD,
     VIEW_FILE,
@@ -174,9 +177,10 @@ def test_species_text_marks_a_species_that_holds_under_half() -> None:
     assert results_html.species_text(unsure) == "Cat? · 42% sure"
 
 
-def test_batch_size_comes_from_the_environment() -> None:
+def test_batch_size_and_calls_per_visitor_come_from_the_environment() -> None:
     assert DemoSettings.from_environ({"PETNET_MAX_BATCH_SIZE": "1"}).max_batch_size == 1
-    assert DemoSettings.from_environ({}).max_batch_size == DemoSettings().max_batch_size
+    assert DemoSettings.from_environ({"PETNET_CALLS_PER_VISITOR": "0"}).max_calls_per_visitor == 0
+    assert DemoSettings.from_environ({}) == DemoSettings()
 
 
 def test_one_pet_gives_species_breeds_overlay_cutout_and_named_downloads(tmp_path: Path) -> None:
@@ -511,6 +515,57 @@ def test_upload_progress_ids_are_short_and_bounded(tmp_path: Path, monkeypatch) 
     assert [tracked(upload_id) for upload_id in ids] == [False, False, True, True, True]
     for upload_id in ids:
         file_upload_statuses.stop_tracking(upload_id)
+
+
+def test_one_visitor_holds_only_its_share_of_the_queue(tmp_path: Path) -> None:
+    """A visitor's calls waiting or running in Gradio's queue, and those on their way in, count
+    against its cap: past it a call is refused with a message, other visitors and other requests
+    go on, and a finished call frees its place."""
+    queue: dict[str, SimpleNamespace] = {}  # Gradio's event_ids_to_events: each event keeps its request
+    gradio_app = SimpleNamespace(get_blocks=lambda: SimpleNamespace(_queue=SimpleNamespace(event_ids_to_events=queue)))
+    held = asyncio.Event()
+
+    async def app(scope, receive, send) -> None:
+        if scope["method"] == "POST":
+            await held.wait()  # Gradio parses the body before the event joins its queue
+            queue[f"event{len(queue)}"] = SimpleNamespace(request=SimpleNamespace(scope=scope))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = RequestGuard(app, max_upload=1000, upload_dir=tmp_path, delete_cache=DemoSettings().delete_cache, max_calls=3)
+
+    async def call(address: str, path: str = "/gradio_api/queue/join", method: str = "POST") -> tuple[int, bytes]:
+        answer: dict[str, object] = {}
+
+        async def receive():
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message) -> None:
+            answer.update(message)
+
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        scope = {"type": "http", "method": method, "path": path, "headers": headers, "query_string": b"",
+                 "client": (address, 40000), "app": gradio_app}  # fmt: skip
+        await guard(scope, receive, send)
+        return answer["status"], answer["body"]
+
+    async def scenario() -> None:
+        stranger, visitor = "203.0.113.7", "198.51.100.2"
+        on_the_way = [asyncio.create_task(call(stranger)) for _ in range(4)]  # sent at once
+        await asyncio.sleep(0)
+        held.set()
+        answers = await asyncio.gather(*on_the_way)
+        refusal = (429, json.dumps({"error": BUSY_VISITOR.format(count=3)}, separators=(",", ":")).encode())
+        assert sorted(status for status, _ in answers) == [200, 200, 200, 429] and refusal in answers
+        assert await call(stranger, "/gradio_api/call/predict") == refusal
+        assert await call(stranger, "/gradio_api/call/v2/predict") == refusal
+        assert (await call(stranger, "/gradio_api/call/predict/event0", "GET"))[0] == 200  # reading results
+        assert (await call(visitor))[0] == 200
+        del queue["event0"]  # one of the stranger's calls was answered
+        assert (await call(stranger, "/gradio_api/call/predict"))[0] == 200
+        assert (await call(stranger))[0] == 429
+
+    asyncio.run(scenario())
 
 
 def test_photo_names_become_safe_download_names(tmp_path: Path) -> None:

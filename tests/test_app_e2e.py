@@ -157,6 +157,24 @@ def test_sessions_are_named_as_clients_name_them(server_url: str) -> None:
     assert launch_options()["state_session_capacity"] == DemoSettings().state_session_capacity
 
 
+def test_calls_go_through_the_queue_and_each_visitor_has_a_share_of_it(server_url: str) -> None:
+    """Gradio's direct routes would run the network outside the queue's bound and concurrency limit,
+    any number at once and a batch of any size per call: they are closed. The guard knows each
+    visitor's calls in the queue (the visitor as uvicorn tells it, here from the forwarded header
+    of a loopback proxy)."""
+    photo = {"path": example_paths()[0]}
+    for route in ("run", "api"):
+        direct = httpx.post(f"{server_url}/gradio_api/{route}/predict", json={"data": [[photo] * 8, [0.5] * 8], "batched": True}, timeout=30)
+        assert direct.status_code == 404, direct.text
+    assert launch_options()["app_kwargs"]["middleware"][0].kwargs["max_calls"] == DemoSettings().max_calls_per_visitor
+    with ThreadPoolExecutor(40) as pool:  # one stranger's 40 calls at once: at most 8 are taken
+        posted = list(pool.map(lambda _: httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [photo, 0.5]},
+                                                     headers={"x-forwarded-for": "203.0.113.7"}, timeout=60), range(40)))  # fmt: skip
+    statuses = [answer.status_code for answer in posted]
+    assert set(statuses) == {200, 429} and statuses.count(200) <= 2 * DemoSettings().max_calls_per_visitor
+    assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # another visitor (this one) is served
+
+
 def _raw_call(server_url: str, path: str) -> list:
     """POST /gradio_api/call/predict with a bare ``{"path": ...}`` (no upload, no meta), as a
     hostile script would; returns the outputs of the ``complete`` event."""
