@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -657,9 +658,18 @@ the server straight from a public address is its own address, whatever header it
 
 
 def visitor_address(scope: Scope) -> str:
-    """The address a request came from, after uvicorn's proxy-header handling (:data:`TRUSTED_PROXIES`)."""
+    """The address a request came from, after uvicorn's proxy-header handling (:data:`TRUSTED_PROXIES`);
+    an IPv6 address as its /64 network, which one subscriber holds whole (the usual unit of per-address
+    limits), so that a stranger cannot take one share per address of it."""
     client = scope.get("client")
-    return client[0] if client else ""
+    host = client[0] if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # no address (a Unix socket), or a name
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(address.ipv4_mapped or ipaddress.ip_network((address, 64), strict=False))
+    return host
 
 
 REMOTE_FILE = "Send the photo itself, not a link to it: this server does not download files."

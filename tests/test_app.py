@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -524,11 +525,12 @@ def test_one_visitor_holds_only_its_share_of_the_queue(tmp_path: Path) -> None:
     queue: dict[str, SimpleNamespace] = {}  # Gradio's event_ids_to_events: each event keeps its request
     gradio_app = SimpleNamespace(get_blocks=lambda: SimpleNamespace(_queue=SimpleNamespace(event_ids_to_events=queue)))
     held = asyncio.Event()
+    numbers = itertools.count()
 
     async def app(scope, receive, send) -> None:
         if scope["method"] == "POST":
             await held.wait()  # Gradio parses the body before the event joins its queue
-            queue[f"event{len(queue)}"] = SimpleNamespace(request=SimpleNamespace(scope=scope))
+            queue[f"event{next(numbers)}"] = SimpleNamespace(request=SimpleNamespace(scope=scope))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
@@ -564,6 +566,9 @@ def test_one_visitor_holds_only_its_share_of_the_queue(tmp_path: Path) -> None:
         del queue["event0"]  # one of the stranger's calls was answered
         assert (await call(stranger, "/gradio_api/call/predict"))[0] == 200
         assert (await call(stranger))[0] == 429
+        # an IPv6 subscriber holds a /64 whole: its addresses share one share
+        assert [(await call(f"2001:db8:0:7::{i:x}"))[0] for i in range(1, 5)] == [200, 200, 200, 429]
+        assert (await call("2001:db8:0:8::1"))[0] == 200
 
     asyncio.run(scenario())
 
