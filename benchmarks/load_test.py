@@ -116,12 +116,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_client(
-    url: str, tickets: itertools.count, total: int, start: threading.Barrier, images: list[Path], tally: Tally
-) -> None:
-    """One visitor: connect, wait for the start, take ticket numbers until all requests are handed
-    out or time is up."""
+    url: str, tickets: itertools.count, total: int, start: threading.Barrier, images: list[Path], tally: Tally,
+    address: str,
+) -> None:  # fmt: skip
+    """One visitor (from ``address``, :func:`visitor_address`): connect, wait for the start, take
+    ticket numbers until all requests are handed out or time is up."""
     try:
-        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=False, headers={"x-forwarded-for": address})
     except Exception as error:  # noqa: BLE001 - a refused connection is a result to report, not a crash
         with tally.lock:
             tally.errors.append(f"connect: {type(error).__name__}: {error}")
@@ -204,8 +205,8 @@ def load(
     tickets = itertools.count()  # next() on itertools.count is atomic under the GIL
     start = threading.Barrier(clients + 1)
     with ThreadPoolExecutor(max_workers=clients) as pool, sampling_rss(server_pid, tally):
-        for _ in range(clients):
-            pool.submit(run_client, url, tickets, requests, start, images, tally)
+        for number in range(clients):
+            pool.submit(run_client, url, tickets, requests, start, images, tally, visitor_address(number))
         start.wait()  # every client has connected (or failed to)
         started = time.perf_counter()
     tally.elapsed = time.perf_counter() - started
@@ -221,15 +222,18 @@ async def _load_http(url: str, clients: int, requests: int, images: list[Path], 
         (await session.get("/config")).raise_for_status()  # the server answers before the clock starts
         started = time.perf_counter()
         deadline = time.monotonic() + max_seconds
-        await asyncio.gather(*(_http_caller(session, tickets, requests, deadline, photos, tally) for _ in range(clients)))
+        callers = (_http_caller(session, tickets, requests, deadline, photos, tally, visitor_address(number)) for number in range(clients))
+        await asyncio.gather(*callers)
     tally.elapsed = time.perf_counter() - started
 
 
 async def _http_caller(
     session: httpx.AsyncClient, tickets: itertools.count, total: int, deadline: float,
-    photos: list[tuple[str, bytes]], tally: Tally,
+    photos: list[tuple[str, bytes]], tally: Tally, address: str,
 ) -> None:  # fmt: skip
-    """One visitor as a browser calls the endpoint: upload, start the call, read its event stream."""
+    """One visitor (from ``address``, :func:`visitor_address`) as a browser calls the endpoint:
+    upload, start the call, read its event stream."""
+    headers = {"x-forwarded-for": address}
     for ticket in tickets:
         if ticket >= total or time.monotonic() > deadline:
             return
@@ -237,12 +241,12 @@ async def _http_caller(
         sent = time.perf_counter()
         try:
             kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            upload = await session.post("/gradio_api/upload", files={"files": (name, content, kind)})
+            upload = await session.post("/gradio_api/upload", files={"files": (name, content, kind)}, headers=headers)
             photo = {"path": upload.raise_for_status().json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
-            call = await session.post("/gradio_api/call/predict", json={"data": [photo, 0.5]})
+            call = await session.post("/gradio_api/call/predict", json={"data": [photo, 0.5]}, headers=headers)
             event_id = call.raise_for_status().json()["event_id"]
             event = data = None
-            async with session.stream("GET", f"/gradio_api/call/predict/{event_id}") as stream:
+            async with session.stream("GET", f"/gradio_api/call/predict/{event_id}", headers=headers) as stream:
                 async for line in stream.aiter_lines():
                     if line.startswith("event:"):
                         event = line.removeprefix("event:").strip()
@@ -275,6 +279,13 @@ def summary(tally: Tally) -> str:
         lines.append(f"server RSS MB: after warm-up {warm:.0f}  end {tally.rss[-1]:.0f}  peak {max(tally.rss):.0f}")
     lines += [f"error: {message}" for message in tally.errors[:10]]
     return "\n".join(lines)
+
+
+def visitor_address(number: int) -> str:
+    """Caller ``number``'s address, which it sends as the loopback proxy's ``X-Forwarded-For``: each
+    caller (up to 250) is a visitor of its own to the demo's share of the queue per visitor
+    (documentation addresses, RFC 5737)."""
+    return f"198.51.100.{1 + number % 250}"
 
 
 def _free_port() -> int:
