@@ -121,7 +121,9 @@ class DemoSettings:
         if value := environ.get("PETNET_MAX_BATCH_SIZE", "").strip():
             overrides["max_batch_size"] = max(1, int(value))
         if value := environ.get("PETNET_CALLS_PER_VISITOR", "").strip():
-            overrides["max_calls_per_visitor"] = max(0, int(value))
+            if int(value) < 0:
+                raise ValueError(f"PETNET_CALLS_PER_VISITOR must be 0 (no cap) or more, not {value}")
+            overrides["max_calls_per_visitor"] = int(value)
         return cls(**overrides)
 
 
@@ -649,7 +651,10 @@ def launch_options(settings: DemoSettings | None = None) -> dict[str, Any]:
     }
 
 
-TRUSTED_PROXIES = "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+TRUSTED_PROXIES = (
+    "127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,::1,fc00::/7,"  # loopback and private networks,
+    "::ffff:127.0.0.1,::ffff:10.0.0.0/104,::ffff:172.16.0.0/108,::ffff:192.168.0.0/112"  # as IPv6 sockets show IPv4 ones
+)
 """Addresses whose ``X-Forwarded-For`` the server believes (uvicorn's ``FORWARDED_ALLOW_IPS``, which
 ``app.py`` sets to this unless given): loopback and private networks, where a Space's proxy and
 other reverse proxies sit. The visitor is then the last address in the header outside them, the one
@@ -677,7 +682,7 @@ LARGE_REQUEST = "This request is too large."
 UNREADABLE_REQUEST = "This request could not be read."
 LENGTH_REQUIRED = "Send the request with its length (Content-Length), not in chunks."
 NOT_OFFERED = "This server does not offer that."
-BUSY_VISITOR = "You have {count} photos waiting already; send more once they are answered."
+BUSY_VISITOR = "You have {count} requests waiting already; send more once they are answered."
 FORM_FRAMING = 64 * 1024
 """Bytes an upload form may add around its one file (boundaries, part headers, a long file name)."""
 MAX_CALL_BYTES = 64 * 1024
@@ -744,32 +749,35 @@ class RequestGuard:
         if refusal is None and path.endswith(("/upload", "/upload_progress")):
             refusal = self._track_upload_ids(query)
         joining = scope["method"] == "POST" and self.max_calls > 0 and _joins_queue(path)
-        visitor = visitor_address(scope)
-        if refusal is None and joining and self._calls_of(scope, visitor) >= self.max_calls:
+        visitor = visitor_address(scope) if joining else ""
+        if refusal is None and joining and self._calls_of(scope["app"], visitor) >= self.max_calls:
             refusal = 429, BUSY_VISITOR.format(count=self.max_calls)
-        if refusal is None and scope["method"] == "POST":
-            refusal, body = await self._read(scope, receive)
-            if refusal is None and body is not None:
-                receive = _replaying(body, receive)
-        if refusal is not None:
-            await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
-            return
-        if not joining:
-            await self.app(scope, receive, send)
-            return
-        self._joining[visitor] += 1
+        reserved = refusal is None and joining
+        if reserved:  # with no await since the count: joins whose bodies are still arriving count too
+            self._joining[visitor] += 1
         try:
+            if refusal is None and scope["method"] == "POST":
+                refusal, body = await self._read(scope, receive)
+                if refusal is None and body is not None:
+                    receive = _replaying(body, receive)
+            if refusal is not None:
+                await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
+                return
             await self.app(scope, receive, send)
         finally:
-            self._joining[visitor] -= 1
-            if not self._joining[visitor]:
-                del self._joining[visitor]
+            if reserved:
+                self._joining[visitor] -= 1
+                if not self._joining[visitor]:
+                    del self._joining[visitor]
 
-    def _calls_of(self, scope: Scope, visitor: str) -> int:
-        """The visitor's calls in Gradio's queue, waiting or running (Gradio 6.31 keeps each event,
-        with the request that made it, from joining until its run ends), and their joins on the way."""
-        events = list(scope["app"].get_blocks()._queue.event_ids_to_events.values())
-        queued = sum(event.request is not None and visitor_address(event.request.scope) == visitor for event in events)
+    def _calls_of(self, app: Any, visitor: str) -> int:
+        """The visitor's calls in the queue of Gradio's ``app``, waiting or running, and their joins on
+        the way. Gradio 6.31 keeps each event, with the request that made it, from joining until its
+        run ends; one whose client left is not counted (Gradio keeps such an event of a batch for good
+        when its client leaves between the batch being taken and its run, and the visitor's share
+        would shrink for good)."""
+        events = list(app.get_blocks()._queue.event_ids_to_events.values())
+        queued = sum(event.alive and event.request is not None and visitor_address(event.request.scope) == visitor for event in events)
         return queued + self._joining[visitor]
 
     def _track_upload_ids(self, query: Mapping[str, list[str]]) -> tuple[int, str] | None:

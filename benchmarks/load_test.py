@@ -24,7 +24,10 @@ callers as asyncio tasks sharing one ``httpx`` connection pool. ``--client gradi
 caller a thread with its own ``gradio_client.Client``, many times the client CPU per call (the
 docs/serving.md gives the figures): on a small machine the load generator then takes a
 good part of the CPU the servers compete for, and a comparison measures the client as much as the
-server.
+server. Each caller is a visitor of its own, its address in ``X-Forwarded-For``, which a demo
+believes from loopback or a private network (``app.demo.TRUSTED_PROXIES``): a demo reached
+otherwise sees one visitor, whose share of the queue refuses calls past 8; start it with
+``PETNET_CALLS_PER_VISITOR=0``.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def run_client(
     url: str, tickets: itertools.count, total: int, start: threading.Barrier, images: list[Path], tally: Tally,
     address: str,
 ) -> None:  # fmt: skip
-    """One visitor (from ``address``, :func:`visitor_address`): connect, wait for the start, take
+    """One visitor (from ``address``, :func:`caller_address`): connect, wait for the start, take
     ticket numbers until all requests are handed out or time is up."""
     try:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=False, headers={"x-forwarded-for": address})
@@ -206,7 +209,7 @@ def load(
     start = threading.Barrier(clients + 1)
     with ThreadPoolExecutor(max_workers=clients) as pool, sampling_rss(server_pid, tally):
         for number in range(clients):
-            pool.submit(run_client, url, tickets, requests, start, images, tally, visitor_address(number))
+            pool.submit(run_client, url, tickets, requests, start, images, tally, caller_address(number))
         start.wait()  # every client has connected (or failed to)
         started = time.perf_counter()
     tally.elapsed = time.perf_counter() - started
@@ -222,7 +225,7 @@ async def _load_http(url: str, clients: int, requests: int, images: list[Path], 
         (await session.get("/config")).raise_for_status()  # the server answers before the clock starts
         started = time.perf_counter()
         deadline = time.monotonic() + max_seconds
-        callers = (_http_caller(session, tickets, requests, deadline, photos, tally, visitor_address(number)) for number in range(clients))
+        callers = (_http_caller(session, tickets, requests, deadline, photos, tally, caller_address(number)) for number in range(clients))
         await asyncio.gather(*callers)
     tally.elapsed = time.perf_counter() - started
 
@@ -231,7 +234,7 @@ async def _http_caller(
     session: httpx.AsyncClient, tickets: itertools.count, total: int, deadline: float,
     photos: list[tuple[str, bytes]], tally: Tally, address: str,
 ) -> None:  # fmt: skip
-    """One visitor (from ``address``, :func:`visitor_address`) as a browser calls the endpoint:
+    """One visitor (from ``address``, :func:`caller_address`) as a browser calls the endpoint:
     upload, start the call, read its event stream."""
     headers = {"x-forwarded-for": address}
     for ticket in tickets:
@@ -281,7 +284,7 @@ def summary(tally: Tally) -> str:
     return "\n".join(lines)
 
 
-def visitor_address(number: int) -> str:
+def caller_address(number: int) -> str:
     """Caller ``number``'s address, which it sends as the loopback proxy's ``X-Forwarded-For``: each
     caller (up to 250) is a visitor of its own to the demo's share of the queue per visitor
     (documentation addresses, RFC 5737)."""

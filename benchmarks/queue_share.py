@@ -36,14 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def stranger(client: httpx.AsyncClient, url: str, photo: str, rate: float, until: float, statuses: Counter) -> None:
+async def stranger(client: httpx.AsyncClient, url: str, photo: str, rate: float, until: float, statuses: Counter[str]) -> None:
     """Post calls at ``rate`` a second until ``until``, answers unread."""
 
     async def post() -> None:
         try:
             answer = await client.post(f"{url}/gradio_api/call/predict", json={"data": [{"path": photo}, 0.5]},
                                        headers={"x-forwarded-for": STRANGER})  # fmt: skip
-            statuses[answer.status_code] += 1
+            statuses[f"HTTP {answer.status_code}"] += 1
         except httpx.HTTPError as error:
             statuses[type(error).__name__] += 1
 
@@ -54,10 +54,10 @@ async def stranger(client: httpx.AsyncClient, url: str, photo: str, rate: float,
     await asyncio.gather(*tasks)
 
 
-async def visitor(client: httpx.AsyncClient, url: str, photo: str, until: float) -> tuple[list[float], Counter]:
+async def visitor(client: httpx.AsyncClient, url: str, photo: str, until: float) -> tuple[list[float], Counter[str]]:
     """One call at a time until ``until``: the latency of each answered call and what the others got."""
     latencies: list[float] = []
-    refused: Counter = Counter()
+    refused: Counter[str] = Counter()
     while time.monotonic() < until:
         sent = time.perf_counter()
         posted = await client.post(f"{url}/gradio_api/call/predict", json={"data": [{"path": photo}, 0.5]},
@@ -80,25 +80,27 @@ async def visitor(client: httpx.AsyncClient, url: str, photo: str, until: float)
 
 
 async def measure(url: str, seconds: float, rate: float) -> str:
+    """The stranger and the visitor on the demo at ``url`` for ``seconds``, each with its own
+    connections; one line of what each got."""
     photos = [str(photo) for photo in find_photos(EXAMPLES_DIR)]
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=120, limits=limits) as flooding, httpx.AsyncClient(timeout=120) as browsing:
         until = time.monotonic() + seconds
-        statuses: Counter = Counter()
-        flood = asyncio.create_task(stranger(client, url, photos[0], rate, until, statuses))
+        statuses: Counter[str] = Counter()
+        flood = asyncio.create_task(stranger(flooding, url, photos[0], rate, until, statuses))
         await asyncio.sleep(2)  # the queue fills first
-        latencies, refused = await visitor(client, url, photos[1], until)
+        latencies, refused = await visitor(browsing, url, photos[1], until)
         await flood
     served = (f"p50 {statistics.median(latencies):.2f} s, p95 {percentile(latencies, 95):.2f} s"
               if latencies else "none answered")  # fmt: skip
     return (f"visitor: {len(latencies)} answered ({served}), refused {dict(refused) or 0}; "
-            f"stranger: {dict(sorted(statuses.items(), key=str))}")  # fmt: skip
+            f"stranger: {dict(sorted(statuses.items()))}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for label, cap in (("no cap", "0"), ("the default cap", "")):
-        with served_demo(None, settings={"PETNET_CALLS_PER_VISITOR": cap}) as (url, _):
+    for label, settings in (("no cap", {"PETNET_CALLS_PER_VISITOR": "0"}), ("the default cap", {})):
+        with served_demo(None, settings=settings) as (url, _):
             print(f"{label}: {asyncio.run(measure(url, args.seconds, args.rate))}", flush=True)
     return 0
 

@@ -27,6 +27,7 @@ from conftest import png_header_only
 from gradio.route_utils import FileUploadProgressNotTrackedError
 from gradio.routes import file_upload_statuses
 from PIL import Image, ImageDraw
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import petnet
 from app import demo as demo_module
@@ -37,6 +38,7 @@ from app.demo import (
     BUSY_VISITOR,
     FAILED,
     MISSING_UPLOAD,
+    TRUSTED_PROXIES,
     VIEW_FILE,
     DemoSettings,
     PetDemo,
@@ -44,6 +46,7 @@ from app.demo import (
     build_demo,
     example_paths,
     sweep_lost_uploads,
+    visitor_address,
 )
 from petnet.config import PetNetConfig
 from petnet.images import MAX_SIDE, NOT_A_PICTURE, load_image
@@ -181,6 +184,8 @@ def test_species_text_marks_a_species_that_holds_under_half() -> None:
 def test_batch_size_and_calls_per_visitor_come_from_the_environment() -> None:
     assert DemoSettings.from_environ({"PETNET_MAX_BATCH_SIZE": "1"}).max_batch_size == 1
     assert DemoSettings.from_environ({"PETNET_CALLS_PER_VISITOR": "0"}).max_calls_per_visitor == 0
+    with pytest.raises(ValueError, match="PETNET_CALLS_PER_VISITOR"):
+        DemoSettings.from_environ({"PETNET_CALLS_PER_VISITOR": "-1"})
     assert DemoSettings.from_environ({}) == DemoSettings()
 
 
@@ -530,7 +535,7 @@ def test_one_visitor_holds_only_its_share_of_the_queue(tmp_path: Path) -> None:
     async def app(scope, receive, send) -> None:
         if scope["method"] == "POST":
             await held.wait()  # Gradio parses the body before the event joins its queue
-            queue[f"event{next(numbers)}"] = SimpleNamespace(request=SimpleNamespace(scope=scope))
+            queue[f"event{next(numbers)}"] = SimpleNamespace(request=SimpleNamespace(scope=scope), alive=True)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
@@ -540,6 +545,7 @@ def test_one_visitor_holds_only_its_share_of_the_queue(tmp_path: Path) -> None:
         answer: dict[str, object] = {}
 
         async def receive():
+            await asyncio.sleep(0.01)  # the body arrives after the headers
             return {"type": "http.request", "body": b"{}", "more_body": False}
 
         async def send(message) -> None:
@@ -554,7 +560,7 @@ def test_one_visitor_holds_only_its_share_of_the_queue(tmp_path: Path) -> None:
     async def scenario() -> None:
         stranger, visitor = "203.0.113.7", "198.51.100.2"
         on_the_way = [asyncio.create_task(call(stranger)) for _ in range(4)]  # sent at once
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # all four in, their bodies read
         held.set()
         answers = await asyncio.gather(*on_the_way)
         refusal = (429, json.dumps({"error": BUSY_VISITOR.format(count=3)}, separators=(",", ":")).encode())
@@ -564,13 +570,31 @@ def test_one_visitor_holds_only_its_share_of_the_queue(tmp_path: Path) -> None:
         assert (await call(stranger, "/gradio_api/call/predict/event0", "GET"))[0] == 200  # reading results
         assert (await call(visitor))[0] == 200
         del queue["event0"]  # one of the stranger's calls was answered
-        assert (await call(stranger, "/gradio_api/call/predict"))[0] == 200
-        assert (await call(stranger))[0] == 429
+        queue["event1"].alive = False  # another one's client left: Gradio may keep it for good
+        assert [(await call(stranger, "/gradio_api/call/predict"))[0] for _ in range(3)] == [200, 200, 429]
         # an IPv6 subscriber holds a /64 whole: its addresses share one share
         assert [(await call(f"2001:db8:0:7::{i:x}"))[0] for i in range(1, 5)] == [200, 200, 200, 429]
         assert (await call("2001:db8:0:8::1"))[0] == 200
 
     asyncio.run(scenario())
+
+
+def test_the_visitor_is_the_address_the_proxy_saw() -> None:
+    """Behind a proxy on a private network (a Space's), uvicorn's proxy-header handling with
+    :data:`TRUSTED_PROXIES` makes the visitor the last address in ``X-Forwarded-For`` outside them:
+    what a client writes into the header itself comes before it, and a client reaching the server
+    from a public address is its own address whatever it sends."""
+    seen: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(visitor_address(scope))
+
+    proxied = ProxyHeadersMiddleware(app, trusted_hosts=TRUSTED_PROXIES)
+    for peer, forwarded in (("10.16.3.80", "198.51.100.9, 203.0.113.7"), ("10.16.3.80", "203.0.113.7, 10.16.9.1"),
+                            ("203.0.113.7", "198.51.100.9"), ("10.16.3.80", None), ("::ffff:10.16.3.80", "2001:db8:5:6::7")):  # fmt: skip
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        asyncio.run(proxied({"type": "http", "client": (peer, 40000), "headers": headers}, None, None))
+    assert seen == ["203.0.113.7", "203.0.113.7", "203.0.113.7", "10.16.3.80", "2001:db8:5:6::/64"]
 
 
 def test_photo_names_become_safe_download_names(tmp_path: Path) -> None:

@@ -166,12 +166,13 @@ def test_calls_go_through_the_queue_and_each_visitor_has_a_share_of_it(server_ur
     for route in ("run", "api"):
         direct = httpx.post(f"{server_url}/gradio_api/{route}/predict", json={"data": [[photo] * 8, [0.5] * 8], "batched": True}, timeout=30)
         assert direct.status_code == 404, direct.text
-    assert launch_options()["app_kwargs"]["middleware"][0].kwargs["max_calls"] == DemoSettings().max_calls_per_visitor
-    with ThreadPoolExecutor(40) as pool:  # one stranger's 40 calls at once: at most 8 are taken
+    share = DemoSettings.from_environ().max_calls_per_visitor
+    assert launch_options()["app_kwargs"]["middleware"][0].kwargs["max_calls"] == share
+    with ThreadPoolExecutor(40) as pool:  # one stranger's 40 calls at once: at most 8 at a time are taken
         posted = list(pool.map(lambda _: httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [photo, 0.5]},
                                                      headers={"x-forwarded-for": "203.0.113.7"}, timeout=60), range(40)))  # fmt: skip
     statuses = [answer.status_code for answer in posted]
-    assert set(statuses) == {200, 429} and statuses.count(200) <= 2 * DemoSettings().max_calls_per_visitor
+    assert set(statuses) == {200, 429} and statuses.count(200) <= 2 * share  # some answered meanwhile
     assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # another visitor (this one) is served
 
 
