@@ -85,7 +85,8 @@ class DemoSettings:
     """Calls one visitor (one address, :func:`visitor_address`) may have waiting or running at once
     (0: no cap). The queue's places are shared, and one stranger's script sending calls faster than
     the server answers them filled all of them. The page sends one call per photo and one for the
-    opacity slider, each after the last is answered, so a visitor never meets the cap."""
+    opacity slider, each after the last is answered, so one person in one tab never meets the cap;
+    people behind one address (an office, a carrier's NAT) share it."""
     max_file_size: str = "10mb"
     """Largest accepted upload; :data:`petnet.images.MAX_IMAGE_PIXELS` also bounds decoded size."""
     default_opacity: float = 0.5
@@ -775,7 +776,8 @@ class RequestGuard:
         the way. Gradio 6.31 keeps each event, with the request that made it, from joining until its
         run ends; one whose client left is not counted (Gradio keeps such an event of a batch for good
         when its client leaves between the batch being taken and its run, and the visitor's share
-        would shrink for good)."""
+        would shrink for good). A join whose event has joined but not yet been answered counts twice
+        for that moment, which errs on the side of the queue."""
         events = list(app.get_blocks()._queue.event_ids_to_events.values())
         queued = sum(event.alive and event.request is not None and visitor_address(event.request.scope) == visitor for event in events)
         return queued + self._joining[visitor]
