@@ -7,12 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../../../.."  # the project root
 PY=.venv/bin/python
 [ -d runs/pseudo-masks ] || $PY -m petnet.training.pseudolabel --model petnet/weights --out runs/pseudo-masks
+KEPT=assets/reports/earlier_runs/scene-soup  # each finished run's config, log and final weights (8.5 MB), committed
 for seed in 11 12 13; do
   D=runs/scenes-s$seed
+  if [ ! -f $D/final/model.safetensors ] && [ -f $KEPT/scenes-s$seed/final/model.safetensors ]; then
+    mkdir -p $D && cp -r $KEPT/scenes-s$seed/. $D/  # a fresh work tree: the committed run
+  fi
   [ -f $D/final/model.safetensors ] && continue
   resume=""; [ -f $D/checkpoint.pt ] && resume="--resume"
   $PY -m petnet.training.train --config assets/reports/runs/lite1-240-s1/train_config.json --output-dir $D $resume \
     --pseudo-mask-dir runs/pseudo-masks --seed $seed --init-seed 1 --scene-probability 0.3 --scene-other-animals --no-scene-masks
+  mkdir -p $KEPT/scenes-s$seed && cp -r $D/train_config.json $D/training_log.csv $D/final $KEPT/scenes-s$seed/
 done
 candidate() {  # name, soup flags...
   local name=$1; shift
