@@ -168,11 +168,11 @@ def test_calls_go_through_the_queue_and_each_visitor_has_a_share_of_it(server_ur
         assert direct.status_code == 404, direct.text
     share = DemoSettings.from_environ().max_calls_per_visitor
     assert launch_options()["app_kwargs"]["middleware"][0].kwargs["max_calls"] == share
-    with ThreadPoolExecutor(40) as pool:  # one stranger's 40 calls at once: at most 8 at a time are taken
+    with ThreadPoolExecutor(40) as pool:  # one stranger's 40 calls at once: 8 at a time are taken, more as some end
         posted = list(pool.map(lambda _: httpx.post(f"{server_url}/gradio_api/call/predict", json={"data": [photo, 0.5]},
                                                      headers={"x-forwarded-for": "203.0.113.7"}, timeout=60), range(40)))  # fmt: skip
     statuses = [answer.status_code for answer in posted]
-    assert set(statuses) == {200, 429} and statuses.count(200) <= 2 * share  # some answered meanwhile
+    assert set(statuses) == {200, 429} and statuses.count(200) >= share
     assert "has_pet" in _raw_call(server_url, example_paths()[0])[2]  # another visitor (this one) is served
 
 
