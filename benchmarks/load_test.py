@@ -247,15 +247,7 @@ async def _http_caller(
             upload = await session.post("/gradio_api/upload", files={"files": (name, content, kind)}, headers=headers)
             photo = {"path": upload.raise_for_status().json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
             call = await session.post("/gradio_api/call/predict", json={"data": [photo, 0.5]}, headers=headers)
-            event_id = call.raise_for_status().json()["event_id"]
-            event = data = None
-            async with session.stream("GET", f"/gradio_api/call/predict/{event_id}", headers=headers) as stream:
-                async for line in stream.aiter_lines():
-                    if line.startswith("event:"):
-                        event = line.removeprefix("event:").strip()
-                    elif line.startswith("data:") and event in ("complete", "error"):
-                        data = line.removeprefix("data:").strip()
-                        break
+            event, data = await read_answer(session, call.raise_for_status().json()["event_id"], headers)
             if event != "complete":
                 raise ValueError(f"{event}: {data}")
             _check(json.loads(data))
@@ -263,6 +255,20 @@ async def _http_caller(
             tally.errors.append(f"{name}: {type(error).__name__}: {error}")
             continue
         tally.latencies.append(time.perf_counter() - sent)
+
+
+async def read_answer(session: httpx.AsyncClient, event_id: str, headers: dict[str, str]) -> tuple[str | None, str | None]:
+    """The end of a ``/predict`` call's event stream, as a browser reads it: its last event
+    (``complete`` or ``error``, None if the stream ended without one) and that event's data."""
+    event = data = None
+    async with session.stream("GET", f"/gradio_api/call/predict/{event_id}", headers=headers) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = line.removeprefix("data:").strip()
+                break
+    return event, data
 
 
 def summary(tally: Tally) -> str:

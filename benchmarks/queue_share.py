@@ -24,7 +24,7 @@ import time
 from collections import Counter
 
 import httpx
-from load_test import EXAMPLES_DIR, find_photos, percentile, served_demo
+from load_test import EXAMPLES_DIR, find_photos, percentile, read_answer, served_demo
 
 STRANGER, VISITOR = "203.0.113.7", "198.51.100.2"  # documentation addresses (RFC 5737)
 
@@ -36,12 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def stranger(client: httpx.AsyncClient, url: str, photo: str, rate: float, until: float, statuses: Counter[str]) -> None:
+async def stranger(client: httpx.AsyncClient, photo: str, rate: float, until: float, statuses: Counter[str]) -> None:
     """Post calls at ``rate`` a second until ``until``, answers unread."""
 
     async def post() -> None:
         try:
-            answer = await client.post(f"{url}/gradio_api/call/predict", json={"data": [{"path": photo}, 0.5]},
+            answer = await client.post("/gradio_api/call/predict", json={"data": [{"path": photo}, 0.5]},
                                        headers={"x-forwarded-for": STRANGER})  # fmt: skip
             statuses[f"HTTP {answer.status_code}"] += 1
         except httpx.HTTPError as error:
@@ -54,24 +54,19 @@ async def stranger(client: httpx.AsyncClient, url: str, photo: str, rate: float,
     await asyncio.gather(*tasks)
 
 
-async def visitor(client: httpx.AsyncClient, url: str, photo: str, until: float) -> tuple[list[float], Counter[str]]:
+async def visitor(client: httpx.AsyncClient, photo: str, until: float) -> tuple[list[float], Counter[str]]:
     """One call at a time until ``until``: the latency of each answered call and what the others got."""
     latencies: list[float] = []
     refused: Counter[str] = Counter()
+    headers = {"x-forwarded-for": VISITOR}
     while time.monotonic() < until:
         sent = time.perf_counter()
-        posted = await client.post(f"{url}/gradio_api/call/predict", json={"data": [{"path": photo}, 0.5]},
-                                   headers={"x-forwarded-for": VISITOR})  # fmt: skip
+        posted = await client.post("/gradio_api/call/predict", json={"data": [{"path": photo}, 0.5]}, headers=headers)
         if posted.status_code != 200:
             refused[f"HTTP {posted.status_code}"] += 1
             await asyncio.sleep(0.5)  # a person tries again a little later
             continue
-        event = ""
-        async with client.stream("GET", f"{url}/gradio_api/call/predict/{posted.json()['event_id']}",
-                                 headers={"x-forwarded-for": VISITOR}) as stream:  # fmt: skip
-            async for line in stream.aiter_lines():
-                if line.startswith("event:"):
-                    event = line.removeprefix("event:").strip()
+        event, _ = await read_answer(client, posted.json()["event_id"], headers)
         if event == "complete":
             latencies.append(time.perf_counter() - sent)
         else:
@@ -84,12 +79,13 @@ async def measure(url: str, seconds: float, rate: float) -> str:
     connections; one line of what each got."""
     photos = [str(photo) for photo in find_photos(EXAMPLES_DIR)]
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as flooding, httpx.AsyncClient(timeout=120) as browsing:
+    async with (httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as flooding,
+                httpx.AsyncClient(base_url=url, timeout=120) as browsing):  # fmt: skip
         until = time.monotonic() + seconds
         statuses: Counter[str] = Counter()
-        flood = asyncio.create_task(stranger(flooding, url, photos[0], rate, until, statuses))
+        flood = asyncio.create_task(stranger(flooding, photos[0], rate, until, statuses))
         await asyncio.sleep(2)  # the queue fills first
-        latencies, refused = await visitor(browsing, url, photos[1], until)
+        latencies, refused = await visitor(browsing, photos[1], until)
         await flood
     served = (f"p50 {statistics.median(latencies):.2f} s, p95 {percentile(latencies, 95):.2f} s"
               if latencies else "none answered")  # fmt: skip
