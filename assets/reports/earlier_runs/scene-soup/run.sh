@@ -22,6 +22,7 @@ done
 candidate() {  # name, soup flags...
   local name=$1; shift
   local D=runs/$name
+  [ -f runs/reports/$name-val.json ] && return  # built in this work tree already
   rm -rf $D runs/$name-centres
   $PY -m petnet.training.soup "$@" --export final --out $D
   # the shipped pipeline's looks and other-animal check (a soup of train.py runs has the runs' config); the pet
@@ -44,6 +45,7 @@ PYEOF
   $PY -m petnet.training.export --model $D
   $PY -m petnet.training.calibrate --model $D --runtime onnx
   $PY -m petnet.evaluate --split val --model $D --runtime onnx --out runs/reports/$name-val.json
+  cp runs/reports/$name-val.json $KEPT/  # the validation report, committed with the result
   echo "DONE $name"
 }
 # S3+3 first: it keeps the shipped decoder, where the scene runs' own give 0.773-0.776 mean IoU (the midway look)
