@@ -191,7 +191,8 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
     config = PetNetConfig.from_dict(json.loads(_read(fetch(constants.CONFIG_NAME))), label)
     animal_check = _animal_check(fetch, config, threads)
     onnx_precision = config.onnx_precision if precision == "auto" else precision
-    if precision == "auto" and onnx_precision == "int8" and int8_may_saturate():
+    if (precision == "auto" and onnx_precision == "int8" and int8_may_saturate()
+            and _has_file(fetch, graph_files("float32")[0])):  # fmt: skip
         log.warning("This CPU has no AVX-512 VNNI, where ONNX Runtime's int8 convolutions can overflow and "
                     "answer worse; float32 runs instead (precision='int8' insists).")
         onnx_precision = "float32"

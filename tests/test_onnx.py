@@ -94,6 +94,9 @@ def test_precision_auto_takes_the_graphs_the_config_names(
         assert load_model(folder, runtime="onnx").runtime == "onnxruntime float32"
     assert any("VNNI" in message for message in _warnings(caplog))
     assert load_model(folder, runtime="onnx", precision="int8").runtime == "onnxruntime int8"
+    for name in graph_files("float32"):  # without float32 graphs, int8 it is
+        (folder / name).unlink()
+    assert load_model(folder, runtime="onnx").runtime == "onnxruntime int8"
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "not onnx"])
