@@ -23,6 +23,9 @@ candidate() {  # name, soup flags...
   local name=$1; shift
   local D=runs/$name
   [ -f runs/reports/$name-val.json ] && return  # built in this work tree already
+  if ! $PY -c "import sys; from petnet.hub import int8_may_saturate; sys.exit(int8_may_saturate())"; then
+    echo "No AVX-512 VNNI here: int8 overflows, and the bar's figures are int8 (docs/serving.md, Runtimes)"; exit 1
+  fi
   rm -rf $D runs/$name-centres
   $PY -m petnet.training.soup "$@" --export final --out $D
   # the shipped pipeline's looks and other-animal check (a soup of train.py runs has the runs' config); the pet
@@ -43,8 +46,8 @@ PYEOF
     --pseudo-mask-dir runs/pseudo-masks --epochs 8 --lr 0.001 --samples-per-epoch 4000 --scene-share 0.5
   D=runs/$name-centres/final
   $PY -m petnet.training.export --model $D
-  $PY -m petnet.training.calibrate --model $D --runtime onnx
-  $PY -m petnet.evaluate --split val --model $D --runtime onnx --out runs/reports/$name-val.json
+  $PY -m petnet.training.calibrate --model $D --runtime onnx --precision int8
+  $PY -m petnet.evaluate --split val --model $D --runtime onnx --precision int8 --out runs/reports/$name-val.json
   cp runs/reports/$name-val.json $KEPT/  # the validation report, committed with the result
   echo "DONE $name"
 }
