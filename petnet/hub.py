@@ -195,8 +195,8 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
             and _has_file(fetch, graph_files("float32")[0])):  # fmt: skip
         log.warning("This CPU has no AVX-512 VNNI, where ONNX Runtime's int8 convolutions can overflow and "
                     "answer worse; float32 runs instead (precision='int8' insists).")
-        onnx_precision = "float32"
-    if runtime == "auto" and not _has_file(fetch, graph_files(onnx_precision)[0]):
+        onnx_precision = "float32"  # its graphs were just found: no need to look again below
+    elif runtime == "auto" and not _has_file(fetch, graph_files(onnx_precision)[0]):
         log.info("%s has no ONNX graphs (python -m petnet.training.export makes them): PyTorch runs it.", label)
         runtime = "torch"  # a model folder fresh from training, say
     if runtime != "torch":
