@@ -19,7 +19,7 @@ for seed in 11 12 13; do
     --pseudo-mask-dir runs/pseudo-masks --seed $seed --init-seed 1 --scene-probability 0.3 --scene-other-animals --no-scene-masks
   mkdir -p $KEPT/scenes-s$seed && cp -r $D/train_config.json $D/training_log.csv $D/final $KEPT/scenes-s$seed/
 done
-candidate() {  # name, soup flags...
+candidate() {  # name, soup flags... (or --from DIR: a model built already, copied)
   local name=$1; shift
   local D=runs/$name
   [ -f runs/reports/$name-val.json ] && return  # built in this work tree already
@@ -27,7 +27,7 @@ candidate() {  # name, soup flags...
     echo "No AVX-512 VNNI here: int8 overflows, and the bar's figures are int8 (docs/serving.md, Runtimes)"; exit 1
   fi
   rm -rf $D runs/$name-centres
-  $PY -m petnet.training.soup "$@" --export final --out $D
+  if [ "$1" = --from ]; then mkdir -p $D && cp -r "$2"/. $D/; else $PY -m petnet.training.soup "$@" --export final --out $D; fi
   # the shipped pipeline's looks and other-animal check (a soup of train.py runs has the runs' config); the pet
   # threshold, breed temperature and peak thresholds are fitted again below
   cp petnet/weights/animals.int8.onnx $D/
@@ -54,4 +54,8 @@ PYEOF
 # S3+3 first: it keeps the shipped decoder, where the scene runs' own give 0.773-0.776 mean IoU (the midway look)
 candidate scene-s3plus3 petnet/weights runs/scenes-s11 runs/scenes-s12 runs/scenes-s13 --weights 3 1 1 1 --decoder-from petnet/weights
 candidate scene-s3 runs/scenes-s11 runs/scenes-s12 runs/scenes-s13
+# S3-dec: S3 with its decoder re-fitted on the frozen backbone and heads (the refit-dec-all recipe, committed in
+# scene-s3dec-decoder/: python -m petnet.training.train --config assets/reports/earlier_runs/refit-dec-all/train_config.json
+# --init-from runs/scene-s3 --pseudo-mask-dir runs/pseudo-masks --output-dir runs/scene-s3dec)
+candidate scene-s3dec --from $KEPT/scene-s3dec-decoder/final
 echo CHAIN DONE
