@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../../../.."  # the project root
 PY=.venv/bin/python
 [ -d runs/pseudo-masks ] || $PY -m petnet.training.pseudolabel --model petnet/weights --out runs/pseudo-masks
 KEPT=assets/reports/earlier_runs/scene-soup  # each finished run's config, log and final weights (8.5 MB), committed
-for seed in 11 12 13; do
+for seed in 11 12 13 14; do  # 14 for S4-dec, below
   D=runs/scenes-s$seed
   if [ ! -f $D/final/model.safetensors ] && [ -f $KEPT/scenes-s$seed/final/model.safetensors ]; then
     mkdir -p $D && cp -r $KEPT/scenes-s$seed/. $D/  # a fresh work tree: the committed run
@@ -58,4 +58,15 @@ candidate scene-s3 runs/scenes-s11 runs/scenes-s12 runs/scenes-s13
 # scene-s3dec-decoder/: python -m petnet.training.train --config assets/reports/earlier_runs/refit-dec-all/train_config.json
 # --init-from runs/scene-s3 --pseudo-mask-dir runs/pseudo-masks --output-dir runs/scene-s3dec)
 candidate scene-s3dec --from $KEPT/scene-s3dec-decoder/final
+# S4-dec: a fourth scene run (seed 14, trained on its own beforehand with the loop's command), the four averaged,
+# the decoder re-fitted as for S3-dec, then the same steps
+if [ -f runs/scenes-s14/final/model.safetensors ]; then
+  if [ ! -f runs/scene-s4dec/final/model.safetensors ]; then
+    $PY -m petnet.training.soup runs/scenes-s11 runs/scenes-s12 runs/scenes-s13 runs/scenes-s14 --export final --out runs/scene-s4
+    $PY -m petnet.training.train --config assets/reports/earlier_runs/refit-dec-all/train_config.json --init-from runs/scene-s4 \
+      --pseudo-mask-dir runs/pseudo-masks --output-dir runs/scene-s4dec
+    mkdir -p $KEPT/scene-s4dec-decoder && cp -r runs/scene-s4dec/train_config.json runs/scene-s4dec/training_log.csv runs/scene-s4dec/final $KEPT/scene-s4dec-decoder/
+  fi
+  candidate scene-s4dec --from runs/scene-s4dec/final
+fi
 echo CHAIN DONE
