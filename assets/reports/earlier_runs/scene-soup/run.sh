@@ -61,12 +61,14 @@ candidate scene-s3dec --from $KEPT/scene-s3dec-decoder/final
 # S4-dec: a fourth scene run (seed 14, trained on its own beforehand with the loop's command), the four averaged,
 # the decoder re-fitted as for S3-dec, then the same steps
 if [ -f runs/scenes-s14/final/model.safetensors ]; then
-  if [ ! -f runs/scene-s4dec/final/model.safetensors ]; then
+  if [ ! -f $KEPT/scene-s4dec-decoder/final/model.safetensors ]; then
     $PY -m petnet.training.soup runs/scenes-s11 runs/scenes-s12 runs/scenes-s13 runs/scenes-s14 --export final --out runs/scene-s4
+    rm -rf runs/scene-s4dec-decoder
     $PY -m petnet.training.train --config assets/reports/earlier_runs/refit-dec-all/train_config.json --init-from runs/scene-s4 \
-      --pseudo-mask-dir runs/pseudo-masks --output-dir runs/scene-s4dec
-    mkdir -p $KEPT/scene-s4dec-decoder && cp -r runs/scene-s4dec/train_config.json runs/scene-s4dec/training_log.csv runs/scene-s4dec/final $KEPT/scene-s4dec-decoder/
+      --pseudo-mask-dir runs/pseudo-masks --output-dir runs/scene-s4dec-decoder
+    mkdir -p $KEPT/scene-s4dec-decoder
+    cp -r runs/scene-s4dec-decoder/train_config.json runs/scene-s4dec-decoder/training_log.csv runs/scene-s4dec-decoder/final $KEPT/scene-s4dec-decoder/
   fi
-  candidate scene-s4dec --from runs/scene-s4dec/final
+  candidate scene-s4dec --from $KEPT/scene-s4dec-decoder/final  # the committed copy: candidate empties runs/scene-s4dec
 fi
 echo CHAIN DONE
