@@ -26,14 +26,13 @@ from petnet.paths import NON_PET_ROOT, OXFORD_PET_ROOT
 DRAW_SEEDS = (2, 11, 12, 13, 14, 15)
 
 
-def add_counts(total: dict, counts: dict) -> dict:
+def add_counts(total: dict, counts: dict) -> None:
     """``counts`` (:func:`petnet.evaluate.scene_counts`) added cell by cell into ``total``."""
     for kind, bands in counts.items():
         for band, cell in bands.items():
             into = total.setdefault(kind, {}).setdefault(band, dict.fromkeys(cell, 0))
             for key, value in cell.items():
                 into[key] += value
-    return total
 
 
 def main() -> None:
