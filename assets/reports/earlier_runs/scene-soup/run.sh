@@ -2,7 +2,8 @@
 # Three runs of runs/lite1-240-scenes' recipe (seeds 11-13), one per session (about 80 minutes each; a run cut short
 # is continued with --resume), then the two candidates of docs/experiments.md ("Three whole-recipe scene runs
 # averaged"): S3 (the three averaged) and S3+3 (the shipped soup and the three, equal weight per run), each with the
-# centre head re-fitted on its features, exported, calibrated on int8, validation as served.
+# centre head re-fitted on its features, exported, calibrated on int8, validation as served; then S3-dec and S4-dec
+# (below: a decoder re-fit, and a fourth run for S4-dec).
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."  # the project root
 PY=.venv/bin/python
