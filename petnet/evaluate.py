@@ -83,6 +83,8 @@ SCENES_PER_CELL = 100
 """Pets in scenes per kind and size band (``--scenes``), 200 a band. At 25 one photo moved a band's
 share by two points: the validation draw found pets at 20-45% of the side as one in 49 of 50, six
 draws 281 of 300 (docs/experiments.md, "How many scenes the checks need")."""
+SCENE_SEED_OFFSET = 2
+"""The report's draw of scenes is seeded ``--seed`` plus this, a draw apart from the composites' (``--seed``)."""
 SCENE_COUNTS = ("num_images", "found", "found_one", "species_right", "breed_right", *(f"{key}_on_animals" for key in ON_ANIMALS))
 """What :func:`scene_counts` counts in each cell (docs/report_schema.md)."""
 NON_PET_PART = {"test": "holdout", "val": "calibration", "trainval": "train"}
@@ -544,7 +546,7 @@ def evaluate_detection(model: PetNet, outcomes: Sequence[ImageOutcome], records:
         accepted = [p.has_pet for p, animal in zip(non_pet_predictions, animals, strict=True) if animal == wanted]
         detection[key] = {"num_images": len(accepted), "accepted": sum(accepted)}
     if args.scenes:
-        scenes = build_scenes(records, non_pets, args.scenes, seed=args.seed + 2)
+        scenes = build_scenes(records, non_pets, args.scenes, seed=args.seed + SCENE_SEED_OFFSET)
         predictions = model.predict_batch([scene.image for scene in tqdm(scenes, desc="pets in scenes")])
         detection["scenes"] = scene_counts(scenes, predictions)
     detection["single_pets_one_answer"] = float(np.mean([o.animals_found == 1 for o in outcomes])) if outcomes else math.nan
