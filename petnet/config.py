@@ -105,11 +105,6 @@ class PetNetConfig:
     its second look's best crop, or else its first look, scored at least this. Most photos without a
     pet come near neither, and the tile look would cost each of them three times what the other looks
     do. Chosen on validation (docs/experiments.md); 0 looks at every photo without a pet."""
-    mirror_network: str | None = None
-    """A folder beside ``config.json`` holding a second network (its own ``config.json`` and weights)
-    that sees the mirror image where this one sees the photo, every pass averaged
-    (:class:`~petnet.inference.view_ensemble.ViewEnsemble`): two networks for the time of one
-    network's two views. ``None``: one network, the mirror image its own (``mirror_averaged_mask``)."""
     look_past_other_animals: bool = False
     """Look once more at a photo the other-animal check turns away, with the animals it turned away
     painted grey (:meth:`petnet.inference.pipeline.Predictor.look_past`): a dog beside a bear whose

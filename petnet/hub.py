@@ -51,7 +51,6 @@ from petnet.config import PetNetConfig
 from petnet.errors import WeightsError
 from petnet.inference.animal_check import ANIMAL_CHECK_FILE, AnimalCheck
 from petnet.inference.onnx_network import OnnxModel, OnnxNetwork, graph_files
-from petnet.inference.view_ensemble import ViewEnsemble
 
 if TYPE_CHECKING:
     from petnet.models.network import PetNet
@@ -202,7 +201,8 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
         runtime = "torch"  # a model folder fresh from training, say
     if runtime != "torch":
         try:
-            model = OnnxModel(_onnx_network(fetch, config, onnx_precision, threads), animal_check)
+            graphs = [fetch(name) for name in graph_files(onnx_precision)]
+            model = OnnxModel(OnnxNetwork.from_directory(graphs[0].parent, config, onnx_precision, threads), animal_check)
         except (WeightsError, *_HUB_FAILURES) as error:
             if not _installed("torch"):
                 raise WeightsError(f"No usable ONNX graphs ({error}), and PyTorch, the other runtime, is not installed.") from error
@@ -228,19 +228,6 @@ def _build(fetch: Callable[[str], Path], label: str, *, runtime: str, device: st
     model.inference_dtype = dtype
     model.predictor.animal_check = animal_check
     return model.fuse_for_inference() if fuse else model
-
-
-def _onnx_network(fetch: Callable[[str], Path], config: PetNetConfig, precision: str, threads: int | None) -> OnnxNetwork | ViewEnsemble:
-    """ONNX Runtime's network for the files ``fetch(name)`` gives, with the mirror network
-    ``config.mirror_network`` names (its graphs of the same precision) where it names one."""
-    graphs = [fetch(name) for name in graph_files(precision)]
-    network = OnnxNetwork.from_directory(graphs[0].parent, config, precision, threads)
-    if config.mirror_network is None:
-        return network
-    folder = config.mirror_network
-    member = PetNetConfig.from_dict(json.loads(_read(fetch(f"{folder}/{constants.CONFIG_NAME}"))), f"{folder}/{constants.CONFIG_NAME}")
-    graphs = [fetch(f"{folder}/{name}") for name in graph_files(precision)]
-    return ViewEnsemble(config, network, OnnxNetwork.from_directory(graphs[0].parent, member, precision, threads))
 
 
 def _animal_check(fetch: Callable[[str], Path], config: PetNetConfig, threads: int | None) -> AnimalCheck | None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # V2: the shipped network on the photo, S4-dec (assets/reports/earlier_runs/scene-soup/run.sh) on its
-# mirror image. Needs the ViewEnsemble code of the commit that added this file (reverted after V2 failed).
+# mirror image. Needs the ViewEnsemble code of commit 00ed9a8 (reverted after V2 failed).
 set -euo pipefail
 rm -rf runs/v2 && mkdir -p runs/v2/scenes
 cp petnet/weights/* runs/v2/ && rm runs/v2/README.md
