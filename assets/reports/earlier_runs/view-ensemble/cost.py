@@ -1,5 +1,9 @@
 """The first look's network time: two views of the shipped network, plus a partner's backbone pass, or one view each (V2); and the partner's memory."""
-import time, numpy as np, json, resource, os
+import json
+import os
+import time
+
+import numpy as np
 from pathlib import Path
 from petnet.config import PetNetConfig
 from petnet.inference.onnx_network import OnnxNetwork
