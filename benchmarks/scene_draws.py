@@ -3,7 +3,7 @@
     python benchmarks/scene_draws.py --model runs/NAME-centres/final --runtime onnx --precision int8
 
 One draw of the report (``petnet.evaluate``, 200 scenes a size band) moves a band's share by a photo
-or two, so candidates are compared on six: the report's own draw (the split seed + ``SCENE_SEED_OFFSET``, 2) and
+or two, so candidates are compared on six: the report's own draw (the split seed + ``SCENE_SEED_OFFSET``) and
 seeds 11-15, 1,200 scenes a band (docs/experiments.md, "How many scenes the checks need"). Scenes
 are built and counted as the report builds and counts them (validation pets, the calibration part of
 the non-pet photos as backgrounds); the lines printed are the report's, summed over the draws.
